@@ -1,0 +1,218 @@
+use super::*;
+use crate::protocol::FetchPartition;
+use crate::storage::MemStorage;
+use crate::types::TopicId;
+use bytes::Bytes;
+use std::cell::RefCell;
+use std::rc::Rc;
+
+/// Storage shared between two incarnations of a broker (a restart).
+#[derive(Clone, Default)]
+struct Disk(Rc<RefCell<MemStorage>>);
+
+impl Storage for Disk {
+    fn append(&mut self, file: &str, data: &[u8]) {
+        self.0.borrow_mut().append(file, data)
+    }
+    fn write_all(&mut self, file: &str, data: &[u8]) {
+        self.0.borrow_mut().write_all(file, data)
+    }
+    fn read(&self, file: &str) -> Option<Vec<u8>> {
+        self.0.borrow().read(file)
+    }
+    fn len(&self, file: &str) -> Option<u64> {
+        self.0.borrow().len(file)
+    }
+    fn truncate(&mut self, file: &str, len: u64) {
+        self.0.borrow_mut().truncate(file, len)
+    }
+    fn delete(&mut self, file: &str) {
+        self.0.borrow_mut().delete(file)
+    }
+    fn list(&self, prefix: &str) -> Vec<String> {
+        self.0.borrow().list(prefix)
+    }
+}
+
+const T0: TopicPartition = TopicPartition { topic: TopicId(0), partition: 0 };
+const T1: TopicPartition = TopicPartition { topic: TopicId(0), partition: 1 };
+
+fn layout() -> ClusterLayout {
+    // Two brokers; partition 0 on broker 0, partition 1 on broker 1.
+    ClusterLayout::single_replica(2, &[("events".to_string(), 2)])
+}
+
+fn start(disk: &Disk, plants: Plants) -> Broker {
+    Broker::start(BrokerId(0), BrokerConfig::default(), layout(), plants, Box::new(disk.clone()), 1_000, 7)
+        .expect("starts")
+}
+
+fn records(values: &[u64]) -> Vec<Record> {
+    values
+        .iter()
+        .map(|v| Record { key: None, value: Bytes::copy_from_slice(&v.to_be_bytes()), timestamp_ms: 0 })
+        .collect()
+}
+
+fn produce(b: &mut Broker, now: u64, tp: TopicPartition, values: &[u64]) -> ProducePartitionResponse {
+    let request = Request::Produce { acks: Acks::All, timeout_ms: 1000, batches: vec![(tp, records(values))] };
+    b.handle_request(now, 1, 99, request);
+    match b.poll_output() {
+        Some(BrokerOutput::Respond { response: Response::Produce { mut partitions }, correlation_id: 99, .. }) => {
+            partitions.remove(0)
+        }
+        other => panic!("expected a produce response, got {other:?}"),
+    }
+}
+
+fn fetch_request(offset: i64, max_wait_ms: u64) -> Request {
+    Request::Fetch {
+        max_wait_ms,
+        min_bytes: 1,
+        max_bytes: 1 << 20,
+        partitions: vec![FetchPartition { tp: T0, fetch_offset: Offset(offset), partition_max_bytes: 1 << 20 }],
+    }
+}
+
+fn fetched(output: Option<BrokerOutput>) -> FetchPartitionResponse {
+    match output {
+        Some(BrokerOutput::Respond { response: Response::Fetch { mut partitions }, .. }) => partitions.remove(0),
+        other => panic!("expected a fetch response, got {other:?}"),
+    }
+}
+
+use crate::protocol::FetchPartitionResponse;
+
+#[test]
+fn produce_assigns_dense_offsets_and_fetch_reads_them() {
+    let disk = Disk::default();
+    let mut b = start(&disk, Plants::none());
+    assert_eq!(produce(&mut b, 1_000, T0, &[1, 2, 3]).base_offset, Offset(0));
+    assert_eq!(produce(&mut b, 1_001, T0, &[4]).base_offset, Offset(3));
+    b.handle_request(1_002, 2, 5, fetch_request(1, 0));
+    let p = fetched(b.poll_output());
+    assert_eq!(p.error, None);
+    assert_eq!(p.high_watermark, Offset(4));
+    let offsets: Vec<i64> = p.records.iter().map(|r| r.offset.0).collect();
+    assert_eq!(offsets, vec![1, 2, 3]);
+}
+
+#[test]
+fn produce_to_a_partition_led_elsewhere_or_unknown_is_refused() {
+    let mut b = start(&Disk::default(), Plants::none());
+    assert_eq!(produce(&mut b, 1_000, T1, &[1]).error, Some(ErrorCode::NotLeaderOrFollower));
+    let unknown = TopicPartition::new(TopicId(9), 0);
+    assert_eq!(produce(&mut b, 1_000, unknown, &[1]).error, Some(ErrorCode::UnknownTopicOrPartition));
+}
+
+#[test]
+fn acks_zero_gets_no_response() {
+    let mut b = start(&Disk::default(), Plants::none());
+    let request = Request::Produce { acks: Acks::None, timeout_ms: 1000, batches: vec![(T0, records(&[1]))] };
+    b.handle_request(1_000, 1, 1, request);
+    assert_eq!(b.poll_output(), None);
+    assert_eq!(b.log_end_offsets().next(), Some((T0, Offset(1))));
+}
+
+#[test]
+fn long_poll_parks_until_data_arrives() {
+    let mut b = start(&Disk::default(), Plants::none());
+    b.handle_request(1_000, 2, 5, fetch_request(0, 500));
+    assert_eq!(b.poll_output(), None, "nothing to read: the fetch waits");
+    assert_eq!(b.next_timeout_ms(), Some(1_500));
+    let request = Request::Produce { acks: Acks::All, timeout_ms: 1000, batches: vec![(T0, records(&[42]))] };
+    b.handle_request(1_100, 1, 99, request);
+    // The parked fetch is answered as part of the append, before the produce's own answer.
+    let p = fetched(b.poll_output());
+    assert_eq!(p.records.len(), 1);
+    assert!(matches!(b.poll_output(), Some(BrokerOutput::Respond { response: Response::Produce { .. }, .. })));
+    assert_eq!(b.next_timeout_ms(), Some(1_000 + BrokerConfig::default().retention_check_interval_ms));
+}
+
+#[test]
+fn long_poll_expires_empty() {
+    let mut b = start(&Disk::default(), Plants::none());
+    b.handle_request(1_000, 2, 5, fetch_request(0, 500));
+    b.handle_timeout(1_499);
+    assert_eq!(b.poll_output(), None);
+    b.handle_timeout(1_500);
+    assert!(fetched(b.poll_output()).records.is_empty());
+}
+
+#[test]
+fn closed_connection_drops_its_parked_fetch() {
+    let mut b = start(&Disk::default(), Plants::none());
+    b.handle_request(1_000, 2, 5, fetch_request(0, 500));
+    b.connection_closed(2);
+    produce(&mut b, 1_100, T0, &[42]);
+    assert_eq!(b.poll_output(), None);
+}
+
+#[test]
+fn fetch_past_the_end_is_out_of_range() {
+    let mut b = start(&Disk::default(), Plants::none());
+    produce(&mut b, 1_000, T0, &[1]);
+    b.handle_request(1_000, 2, 5, fetch_request(5, 0));
+    assert_eq!(fetched(b.poll_output()).error, Some(ErrorCode::OffsetOutOfRange));
+}
+
+#[test]
+fn list_offsets_and_metadata() {
+    let mut b = start(&Disk::default(), Plants::none());
+    produce(&mut b, 1_000, T0, &[1, 2]);
+    let request = Request::ListOffsets { partitions: vec![(T0, OffsetSpec::Earliest), (T0, OffsetSpec::Latest)] };
+    b.handle_request(1_000, 1, 3, request);
+    match b.poll_output() {
+        Some(BrokerOutput::Respond { response: Response::ListOffsets { partitions }, .. }) => {
+            assert_eq!(partitions[0].offset, Offset(0));
+            assert_eq!(partitions[1].offset, Offset(2));
+        }
+        other => panic!("{other:?}"),
+    }
+    b.handle_request(1_000, 1, 4, Request::Metadata { topics: Some(vec!["events".into(), "nope".into()]) });
+    match b.poll_output() {
+        Some(BrokerOutput::Respond { response: Response::Metadata { brokers, topics }, .. }) => {
+            assert_eq!(brokers.len(), 2);
+            assert_eq!(topics[0].partitions[1].leader, Some(BrokerId(1)));
+            assert_eq!(topics[1].error, Some(ErrorCode::UnknownTopicOrPartition));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn restart_recovers_the_log_from_storage() {
+    let disk = Disk::default();
+    let mut b = start(&disk, Plants::none());
+    produce(&mut b, 1_000, T0, &[1, 2, 3]);
+    drop(b);
+    let mut b = start(&disk, Plants::none());
+    assert_eq!(produce(&mut b, 2_000, T0, &[4]).base_offset, Offset(3));
+}
+
+#[test]
+fn offset_reuse_plant_hands_out_an_existing_offset_after_restart() {
+    let disk = Disk::default();
+    let mut b = start(&disk, Plants::none().with(Plant::OffsetReuse));
+    produce(&mut b, 1_000, T0, &[1, 2, 3]);
+    drop(b);
+    let mut b = start(&disk, Plants::none().with(Plant::OffsetReuse));
+    assert_eq!(produce(&mut b, 2_000, T0, &[4]).base_offset, Offset(2));
+}
+
+#[test]
+fn fetch_skips_record_plant_drops_records_sometimes_and_only_then() {
+    let run = |plants: Plants| {
+        let mut b = start(&Disk::default(), plants);
+        produce(&mut b, 1_000, T0, &(0..10).collect::<Vec<_>>());
+        (0..200)
+            .filter(|i| {
+                b.handle_request(1_000, 2, *i, fetch_request(0, 0));
+                fetched(b.poll_output()).records.len() < 10
+            })
+            .count()
+    };
+    assert_eq!(run(Plants::none()), 0);
+    let skipped = run(Plants::none().with(Plant::FetchSkipsRecord));
+    assert!(skipped > 0 && skipped < 50, "skipped {skipped} of 200");
+}

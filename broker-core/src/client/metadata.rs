@@ -1,0 +1,262 @@
+//! The cluster view a client keeps: topic names and ids, partition counts,
+//! partition leaders and the brokers to ask. Both clients share it, along
+//! with the rules for when to refresh it and whom to ask.
+//!
+//! Refresh rules (Kafka's `Metadata` + `DefaultMetadataUpdater`):
+//! - a refresh is *wanted* before the first successful answer, whenever a
+//!   client calls [`ClientMetadata::request_refresh`] (unknown topic or leader,
+//!   NOT_LEADER_OR_FOLLOWER, a disconnect), and once the view is older than
+//!   `metadata_max_age_ms`;
+//! - attempts are spaced by `retry_backoff_ms` (measured from the previous
+//!   attempt's start), at most one is in flight;
+//! - a failed attempt rotates to the next candidate broker.
+
+use crate::protocol::{Request, TopicMetadata};
+use crate::types::{BrokerId, TopicId, TopicPartition};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Upper bound on the brokers a client remembers (bootstrap plus discovered).
+pub const MAX_KNOWN_BROKERS: usize = 1024;
+/// Upper bound on the topics a client remembers from one metadata answer.
+pub const MAX_KNOWN_TOPICS: usize = 65_536;
+/// Upper bound on partitions per topic a client accepts from a metadata answer.
+pub const MAX_PARTITIONS_PER_TOPIC: usize = 65_536;
+
+/// What the client knows about one topic.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicInfo {
+    pub id: TopicId,
+    /// Leader per partition, indexed by partition number; `None` = no leader now.
+    pub leaders: Vec<Option<BrokerId>>,
+}
+
+/// A client's cluster view plus its refresh schedule.
+#[derive(Clone, Debug)]
+pub struct ClientMetadata {
+    bootstrap: Vec<BrokerId>,
+    /// Brokers listed by the last metadata answer.
+    brokers: BTreeSet<BrokerId>,
+    topics: BTreeMap<String, TopicInfo>,
+    topic_names: BTreeMap<TopicId, String>,
+    needs_refresh: bool,
+    last_refresh_ms: Option<u64>,
+    last_attempt_ms: Option<u64>,
+    /// Index into [`ClientMetadata::candidates`] of the broker to ask next.
+    next_broker: usize,
+    /// The broker the current attempt went to.
+    in_flight_to: Option<BrokerId>,
+}
+
+impl ClientMetadata {
+    /// `start` picks the first bootstrap broker to ask (clients derive it from
+    /// their seed so that not every client hammers the same broker).
+    pub fn new(bootstrap: Vec<BrokerId>, start: usize) -> ClientMetadata {
+        assert!(!bootstrap.is_empty(), "a client needs at least one bootstrap broker");
+        assert!(bootstrap.len() <= MAX_KNOWN_BROKERS, "too many bootstrap brokers");
+        ClientMetadata {
+            bootstrap,
+            brokers: BTreeSet::new(),
+            topics: BTreeMap::new(),
+            topic_names: BTreeMap::new(),
+            needs_refresh: true,
+            last_refresh_ms: None,
+            last_attempt_ms: None,
+            next_broker: start,
+            in_flight_to: None,
+        }
+    }
+
+    pub fn bootstrap(&self) -> &[BrokerId] {
+        &self.bootstrap
+    }
+
+    /// Brokers listed by the last metadata answer.
+    pub fn brokers(&self) -> &BTreeSet<BrokerId> {
+        &self.brokers
+    }
+
+    /// Asks for a refresh at the next allowed time.
+    pub fn request_refresh(&mut self) {
+        self.needs_refresh = true;
+    }
+
+    pub fn needs_refresh(&self) -> bool {
+        self.needs_refresh
+    }
+
+    /// When the last successful answer arrived.
+    pub fn last_refresh_ms(&self) -> Option<u64> {
+        self.last_refresh_ms
+    }
+
+    /// Whether an answer has ever arrived.
+    pub fn is_known(&self) -> bool {
+        self.last_refresh_ms.is_some()
+    }
+
+    pub fn in_flight(&self) -> bool {
+        self.in_flight_to.is_some()
+    }
+
+    pub fn topic(&self, name: &str) -> Option<&TopicInfo> {
+        self.topics.get(name)
+    }
+
+    pub fn topic_id(&self, name: &str) -> Option<TopicId> {
+        self.topics.get(name).map(|t| t.id)
+    }
+
+    pub fn topic_name(&self, id: TopicId) -> Option<&str> {
+        self.topic_names.get(&id).map(String::as_str)
+    }
+
+    pub fn partition_count(&self, name: &str) -> Option<u32> {
+        self.topics.get(name).map(|t| t.leaders.len() as u32)
+    }
+
+    /// The partition, if the topic is known and has that many partitions.
+    pub fn topic_partition(&self, name: &str, partition: u32) -> Option<TopicPartition> {
+        let topic = self.topics.get(name)?;
+        ((partition as usize) < topic.leaders.len()).then(|| TopicPartition::new(topic.id, partition))
+    }
+
+    pub fn leader(&self, tp: TopicPartition) -> Option<BrokerId> {
+        let name = self.topic_names.get(&tp.topic)?;
+        self.topics[name].leaders.get(tp.partition as usize).copied().flatten()
+    }
+
+    /// Partitions of `name` that have a leader now (Kafka's `availablePartitionsForTopic`).
+    pub fn available_partitions(&self, name: &str) -> Vec<u32> {
+        self.topics.get(name).map_or_else(Vec::new, |t| {
+            (0..t.leaders.len() as u32).filter(|&p| t.leaders[p as usize].is_some()).collect()
+        })
+    }
+
+    /// Bootstrap and discovered brokers, sorted, without duplicates.
+    fn candidates(&self) -> Vec<BrokerId> {
+        let all: BTreeSet<BrokerId> = self.bootstrap.iter().chain(self.brokers.iter()).copied().collect();
+        all.into_iter().collect()
+    }
+
+    /// The broker the next attempt will ask.
+    pub fn next_broker(&self) -> BrokerId {
+        let candidates = self.candidates();
+        assert!(!candidates.is_empty());
+        candidates[self.next_broker % candidates.len()]
+    }
+
+    /// When the next attempt should start; `None` while one is in flight.
+    pub fn refresh_due_ms(&self, max_age_ms: u64, backoff_ms: u64) -> Option<u64> {
+        if self.in_flight() {
+            return None;
+        }
+        let earliest = self.last_attempt_ms.map_or(0, |t| t.saturating_add(backoff_ms));
+        match self.last_refresh_ms {
+            Some(refreshed) if !self.needs_refresh => Some(earliest.max(refreshed.saturating_add(max_age_ms))),
+            _ => Some(earliest),
+        }
+    }
+
+    /// Starts an attempt: the caller sends the returned request to the returned broker.
+    pub fn start_refresh(&mut self, now_ms: u64) -> (BrokerId, Request) {
+        assert!(!self.in_flight(), "one metadata request at a time");
+        let broker = self.next_broker();
+        self.in_flight_to = Some(broker);
+        self.last_attempt_ms = Some(now_ms);
+        (broker, Request::Metadata { topics: None })
+    }
+
+    /// Applies an answer to the attempt in flight. An answer to `topics: None`
+    /// lists every topic, so the view is replaced, not merged.
+    pub fn handle_response(&mut self, now_ms: u64, brokers: Vec<BrokerId>, topics: Vec<TopicMetadata>) {
+        assert!(self.in_flight(), "metadata answer without a request");
+        self.in_flight_to = None;
+        self.brokers = brokers.into_iter().take(MAX_KNOWN_BROKERS).collect();
+        self.topics.clear();
+        self.topic_names.clear();
+        for topic in topics.into_iter().take(MAX_KNOWN_TOPICS) {
+            if topic.error.is_some() {
+                continue;
+            }
+            let count = topic.partitions.iter().map(|p| p.partition as usize + 1).max().unwrap_or(0);
+            assert!(count <= MAX_PARTITIONS_PER_TOPIC, "topic {} has {count} partitions", topic.name);
+            let mut leaders = vec![None; count];
+            for p in topic.partitions {
+                leaders[p.partition as usize] = p.leader;
+            }
+            self.topic_names.insert(topic.id, topic.name.clone());
+            self.topics.insert(topic.name, TopicInfo { id: topic.id, leaders });
+        }
+        assert_eq!(self.topics.len(), self.topic_names.len(), "topic names and ids must map one to one");
+        self.needs_refresh = false;
+        self.last_refresh_ms = Some(now_ms);
+    }
+
+    /// The attempt in flight failed (timeout, disconnect): ask the next broker next time.
+    pub fn handle_failure(&mut self) {
+        assert!(self.in_flight(), "metadata failure without a request");
+        self.in_flight_to = None;
+        self.needs_refresh = true;
+        self.next_broker = self.next_broker.wrapping_add(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::PartitionMetadata;
+
+    fn topic(name: &str, id: u16, leaders: &[Option<u32>]) -> TopicMetadata {
+        TopicMetadata {
+            name: name.to_string(),
+            id: TopicId(id),
+            error: None,
+            partitions: leaders
+                .iter()
+                .enumerate()
+                .map(|(p, l)| PartitionMetadata { partition: p as u32, leader: l.map(BrokerId), replicas: vec![] })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn answer_replaces_view_and_maps_names_both_ways() {
+        let mut md = ClientMetadata::new(vec![BrokerId(1)], 0);
+        assert_eq!(md.refresh_due_ms(300_000, 100), Some(0));
+        let (broker, req) = md.start_refresh(10);
+        assert_eq!(broker, BrokerId(1));
+        assert_eq!(req, Request::Metadata { topics: None });
+        assert_eq!(md.refresh_due_ms(300_000, 100), None);
+        md.handle_response(12, vec![BrokerId(1), BrokerId(2)], vec![topic("a", 0, &[Some(1), None, Some(2)])]);
+        assert!(!md.needs_refresh());
+        assert_eq!(md.partition_count("a"), Some(3));
+        assert_eq!(md.topic_name(TopicId(0)), Some("a"));
+        assert_eq!(md.leader(TopicPartition::new(TopicId(0), 2)), Some(BrokerId(2)));
+        assert_eq!(md.leader(TopicPartition::new(TopicId(0), 1)), None);
+        assert_eq!(md.available_partitions("a"), vec![0, 2]);
+        assert_eq!(md.topic_partition("a", 3), None);
+        // Max age counts from the answer; backoff from the attempt.
+        assert_eq!(md.refresh_due_ms(1000, 100), Some(1012));
+        md.request_refresh();
+        assert_eq!(md.refresh_due_ms(1000, 100), Some(110));
+        // A later answer without the topic forgets it.
+        md.start_refresh(200);
+        md.handle_response(201, vec![BrokerId(1)], vec![]);
+        assert_eq!(md.topic_id("a"), None);
+        assert_eq!(md.topic_name(TopicId(0)), None);
+    }
+
+    #[test]
+    fn failure_rotates_over_bootstrap_and_known_brokers() {
+        let mut md = ClientMetadata::new(vec![BrokerId(3), BrokerId(1)], 0);
+        md.start_refresh(0);
+        md.handle_response(0, vec![BrokerId(2)], vec![]);
+        let mut asked = vec![];
+        for t in 0..4 {
+            let (b, _) = md.start_refresh(t);
+            asked.push(b.0);
+            md.handle_failure();
+        }
+        assert_eq!(asked, vec![1, 2, 3, 1]);
+    }
+}

@@ -1,0 +1,28 @@
+//! Clients as sans-IO state machines: a producer and an assign-mode consumer.
+//!
+//! Both follow quinn-proto's shape. The caller (the simulator) feeds inputs —
+//! `send`/`poll`/`assign`, `handle_response`, `handle_disconnect`,
+//! `handle_timeout`, each with `now_ms` — then drains `poll_output()` until it
+//! returns `None` and arms one timer at `next_timeout_ms()` (absolute). A
+//! `Send` output goes over the client's connection to that broker; a
+//! `CloseConnection` output asks the caller to drop that connection so that no
+//! late response arrives. The clients read no clock, draw randomness only from
+//! a `ChaCha8Rng` seeded by `new`, and iterate only ordered collections.
+//!
+//! Code map: `partitioner` (murmur2, keyless strategies), `metadata` (the
+//! cluster view and its refresh schedule), `inflight` (correlation ids and
+//! request deadlines), `producer`, `consumer`.
+
+pub mod consumer;
+mod inflight;
+pub mod metadata;
+pub mod partitioner;
+pub mod producer;
+#[cfg(test)]
+mod testkit;
+
+pub use consumer::{AutoOffsetReset, ConsumedRecord, Consumer, ConsumerConfig, ConsumerOutput};
+pub use inflight::MAX_IN_FLIGHT_REQUESTS;
+pub use metadata::ClientMetadata;
+pub use partitioner::{murmur2, partition_for_key, PartitionerKind};
+pub use producer::{Producer, ProducerConfig, ProducerOutput, ProducerRecord, RecordId, SendOutcome};

@@ -1,0 +1,175 @@
+//! A tiny fake cluster for the client tests: in-memory logs, one leader per
+//! partition, answers computed at once. Tests decide what gets lost.
+
+use crate::protocol::{
+    Acks, ErrorCode, FetchPartitionResponse, ListOffsetsPartitionResponse, OffsetSpec, PartitionMetadata,
+    ProducePartitionResponse, Request, Response, TopicMetadata,
+};
+use crate::types::{BrokerId, Offset, Record, StoredRecord, TopicId, TopicPartition};
+use std::collections::BTreeMap;
+
+pub(crate) struct FakeCluster {
+    pub brokers: Vec<BrokerId>,
+    /// Indexed by `TopicId`: name and leader per partition.
+    pub topics: Vec<(String, Vec<Option<BrokerId>>)>,
+    pub logs: BTreeMap<TopicPartition, Vec<StoredRecord>>,
+    /// First offset still in the log (retention moved it).
+    pub log_start: BTreeMap<TopicPartition, i64>,
+}
+
+impl FakeCluster {
+    /// Brokers `0..brokers`; partition `p` of every topic led by broker `p % brokers`.
+    pub fn new(brokers: u32, topics: &[(&str, u32)]) -> FakeCluster {
+        let brokers: Vec<BrokerId> = (0..brokers).map(BrokerId).collect();
+        let topics = topics
+            .iter()
+            .map(|&(name, n)| (name.to_string(), (0..n).map(|p| Some(brokers[p as usize % brokers.len()])).collect()))
+            .collect();
+        FakeCluster { brokers, topics, logs: BTreeMap::new(), log_start: BTreeMap::new() }
+    }
+
+    pub fn tp(&self, name: &str, partition: u32) -> TopicPartition {
+        let id = self.topics.iter().position(|(n, _)| n == name).expect("known topic");
+        TopicPartition::new(TopicId(id as u16), partition)
+    }
+
+    pub fn leader(&self, tp: TopicPartition) -> Option<BrokerId> {
+        self.topics[tp.topic.0 as usize].1[tp.partition as usize]
+    }
+
+    pub fn set_leader(&mut self, tp: TopicPartition, leader: Option<BrokerId>) {
+        self.topics[tp.topic.0 as usize].1[tp.partition as usize] = leader;
+    }
+
+    pub fn log(&self, tp: TopicPartition) -> &[StoredRecord] {
+        self.logs.get(&tp).map_or(&[], Vec::as_slice)
+    }
+
+    fn end(&self, tp: TopicPartition) -> i64 {
+        self.log(tp).last().map_or(self.start(tp), |r| r.offset.0 + 1)
+    }
+
+    fn start(&self, tp: TopicPartition) -> i64 {
+        self.log_start.get(&tp).copied().unwrap_or(0)
+    }
+
+    /// Appends a batch; returns its base offset.
+    pub fn append(&mut self, tp: TopicPartition, records: &[Record]) -> Offset {
+        let base = self.end(tp);
+        let log = self.logs.entry(tp).or_default();
+        for (i, r) in records.iter().enumerate() {
+            log.push(StoredRecord {
+                offset: Offset(base + i as i64),
+                timestamp_ms: r.timestamp_ms,
+                key: r.key.clone(),
+                value: r.value.clone(),
+            });
+        }
+        Offset(base)
+    }
+
+    /// Drops records below `offset` (retention).
+    pub fn truncate_front(&mut self, tp: TopicPartition, offset: i64) {
+        let end = self.end(tp);
+        self.logs.entry(tp).or_default().retain(|r| r.offset.0 >= offset);
+        self.log_start.insert(tp, offset.min(end));
+    }
+
+    pub fn metadata(&self) -> Response {
+        Response::Metadata {
+            brokers: self.brokers.clone(),
+            topics: self
+                .topics
+                .iter()
+                .enumerate()
+                .map(|(id, (name, leaders))| TopicMetadata {
+                    name: name.clone(),
+                    id: TopicId(id as u16),
+                    error: None,
+                    partitions: leaders
+                        .iter()
+                        .enumerate()
+                        .map(|(p, &leader)| PartitionMetadata {
+                            partition: p as u32,
+                            leader,
+                            replicas: leader.into_iter().collect(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The answer `broker` gives right away; `None` for acks=0 produces.
+    pub fn answer(&mut self, broker: BrokerId, request: &Request) -> Option<Response> {
+        match request {
+            Request::Metadata { .. } => Some(self.metadata()),
+            Request::Produce { acks, batches, .. } => {
+                let mut partitions = Vec::new();
+                for (tp, records) in batches {
+                    let (error, base_offset) = if self.leader(*tp) != Some(broker) {
+                        (Some(ErrorCode::NotLeaderOrFollower), Offset(-1))
+                    } else {
+                        (None, self.append(*tp, records))
+                    };
+                    partitions.push(ProducePartitionResponse { tp: *tp, error, base_offset });
+                }
+                (*acks != Acks::None).then_some(Response::Produce { partitions })
+            }
+            Request::Fetch { partitions, .. } => {
+                let partitions = partitions
+                    .iter()
+                    .map(|fp| {
+                        let tp = fp.tp;
+                        let (start, end) = (self.start(tp), self.end(tp));
+                        let mut answer = FetchPartitionResponse {
+                            tp,
+                            error: None,
+                            high_watermark: Offset(end),
+                            log_start_offset: Offset(start),
+                            records: vec![],
+                        };
+                        if self.leader(tp) != Some(broker) {
+                            answer.error = Some(ErrorCode::NotLeaderOrFollower);
+                        } else if fp.fetch_offset.0 < start || fp.fetch_offset.0 > end {
+                            answer.error = Some(ErrorCode::OffsetOutOfRange);
+                        } else {
+                            let mut bytes = 0usize;
+                            for r in self.log(tp).iter().filter(|r| r.offset >= fp.fetch_offset) {
+                                if !answer.records.is_empty()
+                                    && bytes + r.size_bytes() > fp.partition_max_bytes as usize
+                                {
+                                    break;
+                                }
+                                bytes += r.size_bytes();
+                                answer.records.push(r.clone());
+                            }
+                        }
+                        answer
+                    })
+                    .collect();
+                Some(Response::Fetch { partitions })
+            }
+            Request::ListOffsets { partitions } => {
+                let partitions = partitions
+                    .iter()
+                    .map(|&(tp, spec)| {
+                        if self.leader(tp) != Some(broker) {
+                            return ListOffsetsPartitionResponse {
+                                tp,
+                                error: Some(ErrorCode::NotLeaderOrFollower),
+                                offset: Offset(-1),
+                            };
+                        }
+                        let offset = match spec {
+                            OffsetSpec::Earliest => self.start(tp),
+                            OffsetSpec::Latest => self.end(tp),
+                        };
+                        ListOffsetsPartitionResponse { tp, error: None, offset: Offset(offset) }
+                    })
+                    .collect();
+                Some(Response::ListOffsets { partitions })
+            }
+        }
+    }
+}

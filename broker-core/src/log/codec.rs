@@ -1,0 +1,370 @@
+//! Kafka record batch v2, byte for byte (big-endian, CRC-32C), as `DefaultRecordBatch`
+//! lays it out. We write uncompressed, non-transactional batches with LogAppendTime
+//! timestamps; the decoder accepts exactly what a v2 writer of such batches produces.
+
+use super::varint::{read_varint, read_varlong, varlong_len, write_varlong};
+use crate::types::{Offset, Record, StoredRecord};
+use bytes::Bytes;
+
+/// Base offset (i64) + batch length (i32): the bytes `batch length` does not count.
+pub(super) const LOG_OVERHEAD_BYTES: usize = 12;
+/// The fixed v2 header, up to and including the record count.
+pub(super) const BATCH_HEADER_BYTES: usize = 61;
+
+const MAGIC_V2: u8 = 2;
+const EPOCH_POS: usize = 12;
+const MAGIC_POS: usize = 16;
+const CRC_POS: usize = 17;
+/// The CRC covers everything from the attributes to the end of the batch.
+const ATTRIBUTES_POS: usize = 21;
+const LAST_OFFSET_DELTA_POS: usize = 23;
+const BASE_TIMESTAMP_POS: usize = 27;
+const MAX_TIMESTAMP_POS: usize = 35;
+const PRODUCER_ID_POS: usize = 43;
+const RECORD_COUNT_POS: usize = 57;
+/// Attributes bit 3: timestamps are LogAppendTime (set by the broker).
+const ATTR_LOG_APPEND_TIME: i16 = 0x08;
+/// Producer id (-1), producer epoch (-1), base sequence (-1): no idempotence.
+const NO_PRODUCER: [u8; 14] = [0xff; 14];
+
+/// What the encoder needs from a record, so appends and rewrites share one path.
+pub(super) trait RecordView {
+    fn key(&self) -> Option<&[u8]>;
+    fn value(&self) -> &[u8];
+}
+
+impl RecordView for Record {
+    fn key(&self) -> Option<&[u8]> {
+        self.key.as_deref()
+    }
+    fn value(&self) -> &[u8] {
+        &self.value
+    }
+}
+
+impl RecordView for StoredRecord {
+    fn key(&self) -> Option<&[u8]> {
+        self.key.as_deref()
+    }
+    fn value(&self) -> &[u8] {
+        &self.value
+    }
+}
+
+/// Appends one batch holding `records` (offsets `base_offset..`, all stamped
+/// `timestamp_ms`) to `out`.
+pub(super) fn encode_batch<R: RecordView>(
+    out: &mut Vec<u8>,
+    base_offset: Offset,
+    leader_epoch: u32,
+    timestamp_ms: u64,
+    records: &[R],
+) {
+    assert!(!records.is_empty() && records.len() <= i32::MAX as usize);
+    assert!(base_offset.0 >= 0 && leader_epoch <= i32::MAX as u32);
+    let timestamp = i64::try_from(timestamp_ms).expect("timestamp beyond i64");
+    let start = out.len();
+    out.extend_from_slice(&base_offset.0.to_be_bytes());
+    out.extend_from_slice(&[0; 4]); // batch length, patched below
+    out.extend_from_slice(&(leader_epoch as i32).to_be_bytes());
+    out.push(MAGIC_V2);
+    out.extend_from_slice(&[0; 4]); // CRC, patched below
+    out.extend_from_slice(&ATTR_LOG_APPEND_TIME.to_be_bytes());
+    out.extend_from_slice(&(records.len() as i32 - 1).to_be_bytes());
+    out.extend_from_slice(&timestamp.to_be_bytes()); // base timestamp
+    out.extend_from_slice(&timestamp.to_be_bytes()); // max timestamp
+    out.extend_from_slice(&NO_PRODUCER);
+    out.extend_from_slice(&(records.len() as i32).to_be_bytes());
+    debug_assert_eq!(out.len() - start, BATCH_HEADER_BYTES);
+    for (delta, record) in records.iter().enumerate() {
+        encode_record(out, delta as i64, record);
+    }
+    let batch_len = i32::try_from(out.len() - start - LOG_OVERHEAD_BYTES).expect("batch > 2 GiB");
+    out[start + 8..start + 12].copy_from_slice(&batch_len.to_be_bytes());
+    let crc = crc32c::crc32c(&out[start + ATTRIBUTES_POS..]);
+    out[start + CRC_POS..start + ATTRIBUTES_POS].copy_from_slice(&crc.to_be_bytes());
+}
+
+fn encode_record<R: RecordView>(out: &mut Vec<u8>, offset_delta: i64, record: &R) {
+    let key_len = record.key().map_or(-1, |k| k.len() as i64);
+    let value_len = record.value().len() as i64;
+    let body_len = 1 // attributes
+        + varlong_len(0) // timestamp delta: every record carries the batch's time
+        + varlong_len(offset_delta)
+        + varlong_len(key_len)
+        + key_len.max(0) as usize
+        + varlong_len(value_len)
+        + value_len as usize
+        + varlong_len(0); // header count
+    write_varlong(out, body_len as i64);
+    out.push(0);
+    write_varlong(out, 0);
+    write_varlong(out, offset_delta);
+    write_varlong(out, key_len);
+    out.extend_from_slice(record.key().unwrap_or_default());
+    write_varlong(out, value_len);
+    out.extend_from_slice(record.value());
+    write_varlong(out, 0);
+}
+
+/// One decoded batch's header facts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct DecodedBatch {
+    pub base_offset: Offset,
+    pub last_offset: Offset,
+    pub leader_epoch: u32,
+    pub max_timestamp_ms: u64,
+    pub size_bytes: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum DecodeError {
+    /// The file ends before the batch does: a torn write.
+    Incomplete,
+    /// The bytes are all there but are not a valid batch.
+    Invalid(&'static str),
+}
+
+/// Decodes the batch at `pos` in `file`, pushing its records onto `out`
+/// (zero-copy slices of `file`). On error `out` is left as it was.
+pub(super) fn decode_batch(file: &Bytes, pos: usize, out: &mut Vec<StoredRecord>) -> Result<DecodedBatch, DecodeError> {
+    assert!(pos <= file.len());
+    let rest = &file[pos..];
+    if rest.len() < LOG_OVERHEAD_BYTES {
+        return Err(DecodeError::Incomplete);
+    }
+    let batch_len = be_i32(rest, 8);
+    if batch_len < (BATCH_HEADER_BYTES - LOG_OVERHEAD_BYTES) as i32 {
+        return Err(DecodeError::Invalid("batch length shorter than the v2 header"));
+    }
+    let size_bytes = LOG_OVERHEAD_BYTES + batch_len as usize;
+    if rest.len() < size_bytes {
+        return Err(DecodeError::Incomplete);
+    }
+    let batch = &rest[..size_bytes];
+    let header = check_header(batch)?;
+    let records_before = out.len();
+    let result = decode_records(file, pos, &header, out);
+    if result.is_err() {
+        out.truncate(records_before);
+    }
+    result.map(|()| DecodedBatch {
+        base_offset: header.base_offset,
+        last_offset: Offset(header.base_offset.0 + i64::from(header.count) - 1),
+        leader_epoch: header.leader_epoch,
+        max_timestamp_ms: header.max_timestamp_ms,
+        size_bytes,
+    })
+}
+
+struct Header {
+    base_offset: Offset,
+    leader_epoch: u32,
+    log_append_time: bool,
+    base_timestamp: i64,
+    max_timestamp_ms: u64,
+    count: i32,
+    size_bytes: usize,
+}
+
+/// Validates the fixed header and CRC of a complete batch.
+fn check_header(batch: &[u8]) -> Result<Header, DecodeError> {
+    use DecodeError::Invalid;
+    if batch[MAGIC_POS] != MAGIC_V2 {
+        return Err(Invalid("magic is not 2"));
+    }
+    if be_u32(batch, CRC_POS) != crc32c::crc32c(&batch[ATTRIBUTES_POS..]) {
+        return Err(Invalid("CRC-32C mismatch"));
+    }
+    let attributes = be_i16(batch, ATTRIBUTES_POS);
+    if attributes & !ATTR_LOG_APPEND_TIME != 0 {
+        return Err(Invalid("compressed, transactional or control batch"));
+    }
+    if batch[PRODUCER_ID_POS..RECORD_COUNT_POS] != NO_PRODUCER {
+        return Err(Invalid("producer id, epoch or sequence set"));
+    }
+    let base_offset = be_i64(batch, 0);
+    let leader_epoch = be_i32(batch, EPOCH_POS);
+    let count = be_i32(batch, RECORD_COUNT_POS);
+    let max_timestamp = be_i64(batch, MAX_TIMESTAMP_POS);
+    if base_offset < 0 || leader_epoch < 0 || max_timestamp < 0 {
+        return Err(Invalid("negative base offset, leader epoch or timestamp"));
+    }
+    if count < 1 || be_i32(batch, LAST_OFFSET_DELTA_POS) != count - 1 {
+        return Err(Invalid("record count does not match last offset delta"));
+    }
+    if base_offset.checked_add(i64::from(count)).is_none() {
+        return Err(Invalid("offsets overflow i64"));
+    }
+    Ok(Header {
+        base_offset: Offset(base_offset),
+        leader_epoch: leader_epoch as u32,
+        log_append_time: attributes & ATTR_LOG_APPEND_TIME != 0,
+        base_timestamp: be_i64(batch, BASE_TIMESTAMP_POS),
+        max_timestamp_ms: max_timestamp as u64,
+        count,
+        size_bytes: batch.len(),
+    })
+}
+
+fn decode_records(
+    file: &Bytes,
+    batch_pos: usize,
+    header: &Header,
+    out: &mut Vec<StoredRecord>,
+) -> Result<(), DecodeError> {
+    let end = batch_pos + header.size_bytes;
+    let mut pos = batch_pos + BATCH_HEADER_BYTES;
+    for delta in 0..header.count {
+        let len = read_varint(&file[..end], &mut pos).ok_or(DecodeError::Invalid("record length"))?;
+        let record_end = usize::try_from(len)
+            .ok()
+            .and_then(|len| pos.checked_add(len))
+            .filter(|&record_end| record_end <= end)
+            .ok_or(DecodeError::Invalid("record length beyond the batch"))?;
+        let record =
+            decode_record(file, &mut pos, record_end, delta, header).ok_or(DecodeError::Invalid("malformed record"))?;
+        if pos != record_end {
+            return Err(DecodeError::Invalid("record length does not match its fields"));
+        }
+        out.push(record);
+    }
+    if pos != end {
+        return Err(DecodeError::Invalid("bytes after the last record"));
+    }
+    Ok(())
+}
+
+/// One record whose bytes are `file[*pos..end]`; `None` if malformed.
+fn decode_record(
+    file: &Bytes,
+    pos: &mut usize,
+    end: usize,
+    offset_delta: i32,
+    header: &Header,
+) -> Option<StoredRecord> {
+    let buf = &file[..end];
+    let _attributes = *buf.get(*pos)?;
+    *pos += 1;
+    let timestamp_delta = read_varlong(buf, pos)?;
+    if read_varint(buf, pos)? != offset_delta {
+        return None; // offsets are dense: no compaction here
+    }
+    let key = match read_varint(buf, pos)? {
+        -1 => None,
+        len => Some(take(file, pos, end, len)?),
+    };
+    let value_len = read_varint(buf, pos)?;
+    let value = take(file, pos, end, value_len)?; // -1 (a null value) is rejected
+    let header_count = read_varint(buf, pos)?;
+    for _ in 0..usize::try_from(header_count).ok()? {
+        let key_len = read_varint(buf, pos)?;
+        take(file, pos, end, key_len)?;
+        match read_varint(buf, pos)? {
+            -1 => {}
+            len => {
+                take(file, pos, end, len)?;
+            }
+        }
+    }
+    let timestamp_ms = if header.log_append_time {
+        header.max_timestamp_ms
+    } else {
+        u64::try_from(header.base_timestamp.checked_add(timestamp_delta)?).ok()?
+    };
+    Some(StoredRecord { offset: Offset(header.base_offset.0 + i64::from(offset_delta)), timestamp_ms, key, value })
+}
+
+/// The next `len` bytes as a zero-copy slice; `None` if negative or past `end`.
+fn take(file: &Bytes, pos: &mut usize, end: usize, len: i32) -> Option<Bytes> {
+    let len = usize::try_from(len).ok()?;
+    let stop = pos.checked_add(len).filter(|&stop| stop <= end)?;
+    let bytes = file.slice(*pos..stop);
+    *pos = stop;
+    Some(bytes)
+}
+
+fn be_i16(buf: &[u8], at: usize) -> i16 {
+    i16::from_be_bytes(buf[at..at + 2].try_into().expect("2 bytes"))
+}
+
+fn be_i32(buf: &[u8], at: usize) -> i32 {
+    i32::from_be_bytes(buf[at..at + 4].try_into().expect("4 bytes"))
+}
+
+fn be_u32(buf: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes(buf[at..at + 4].try_into().expect("4 bytes"))
+}
+
+fn be_i64(buf: &[u8], at: usize) -> i64 {
+    i64::from_be_bytes(buf[at..at + 8].try_into().expect("8 bytes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(key: Option<&'static [u8]>, value: &'static [u8]) -> Record {
+        Record { key: key.map(Bytes::from_static), value: Bytes::from_static(value), timestamp_ms: 1 }
+    }
+
+    #[test]
+    fn header_is_laid_out_as_kafka_v2() {
+        let mut out = vec![0xaa]; // encoding appends after existing bytes
+        let records = [record(Some(b"k"), b"value"), record(None, b"")];
+        encode_batch(&mut out, Offset(42), 7, 1_000, &records);
+        let batch = &out[1..];
+        assert_eq!(be_i64(batch, 0), 42);
+        assert_eq!(be_i32(batch, 8) as usize, batch.len() - LOG_OVERHEAD_BYTES);
+        assert_eq!(be_i32(batch, EPOCH_POS), 7);
+        assert_eq!(batch[MAGIC_POS], 2);
+        assert_eq!(be_u32(batch, CRC_POS), crc32c::crc32c(&batch[ATTRIBUTES_POS..]));
+        assert_eq!(be_i16(batch, ATTRIBUTES_POS), 0x08);
+        assert_eq!(be_i32(batch, LAST_OFFSET_DELTA_POS), 1);
+        assert_eq!(be_i64(batch, BASE_TIMESTAMP_POS), 1_000);
+        assert_eq!(be_i64(batch, MAX_TIMESTAMP_POS), 1_000);
+        assert_eq!(be_i64(batch, PRODUCER_ID_POS), -1);
+        assert_eq!(be_i16(batch, 51), -1);
+        assert_eq!(be_i32(batch, 53), -1);
+        assert_eq!(be_i32(batch, RECORD_COUNT_POS), 2);
+        // Record 0: length 12 (0x18), attributes 0, ts delta 0, offset delta 0, key len 1 "k",
+        // value len 5 "value", 0 headers (varints zig-zag: 1 -> 0x02, 5 -> 0x0a).
+        let first: &[u8] = &[24, 0, 0, 0, 2, b'k', 10, b'v', b'a', b'l', b'u', b'e', 0];
+        assert_eq!(&batch[BATCH_HEADER_BYTES..BATCH_HEADER_BYTES + first.len()], first);
+        // Record 1: null key (-1 -> 0x01), empty value.
+        let second: &[u8] = &[12, 0, 0, 2, 1, 0, 0];
+        assert_eq!(&batch[BATCH_HEADER_BYTES + first.len()..], second);
+    }
+
+    #[test]
+    fn decode_round_trips_and_leaves_out_untouched_on_error() {
+        let mut buf = Vec::new();
+        let records = [record(Some(b"a"), b"1"), record(None, b"22"), record(Some(b""), b"")];
+        encode_batch(&mut buf, Offset(5), 3, 77, &records);
+        let first_len = buf.len();
+        encode_batch(&mut buf, Offset(8), 4, 78, &records[..1]);
+        let file = Bytes::from(buf);
+        let mut out = Vec::new();
+        let first = decode_batch(&file, 0, &mut out).unwrap();
+        assert_eq!((first.base_offset, first.last_offset), (Offset(5), Offset(7)));
+        assert_eq!((first.leader_epoch, first.max_timestamp_ms, first.size_bytes), (3, 77, first_len));
+        let second = decode_batch(&file, first_len, &mut out).unwrap();
+        assert_eq!((second.base_offset, second.last_offset), (Offset(8), Offset(8)));
+        let got: Vec<_> = out.iter().map(|r| (r.offset.0, r.timestamp_ms, r.key.clone(), r.value.clone())).collect();
+        let want: Vec<_> = records
+            .iter()
+            .chain(&records[..1])
+            .enumerate()
+            .map(|(i, r)| (5 + i as i64, if i < 3 { 77 } else { 78 }, r.key.clone(), r.value.clone()))
+            .collect();
+        assert_eq!(got, want);
+
+        let torn = file.slice(..file.len() - 1);
+        assert_eq!(decode_batch(&torn, first_len, &mut out), Err(DecodeError::Incomplete));
+        let mut flipped = file.to_vec();
+        flipped[first_len + BATCH_HEADER_BYTES + 2] ^= 0x10;
+        let flipped = Bytes::from(flipped);
+        assert_eq!(decode_batch(&flipped, first_len, &mut out), Err(DecodeError::Invalid("CRC-32C mismatch")));
+        assert_eq!(out.len(), 4);
+    }
+}

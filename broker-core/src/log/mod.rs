@@ -1,0 +1,221 @@
+//! The partition log: an append-only sequence of records with dense offsets,
+//! split into segments (`{dir}/{base offset:020}.log` + `.index`) written through
+//! the [`Storage`] seam in Kafka's record batch v2 format.
+//!
+//! Every record is also kept decoded in memory: reads never touch storage, and
+//! storage is read back only by [`PartitionLog::open`] (recovery). Files:
+//! `codec` (batch v2 bytes), `varint`, `index` (sparse offset index), `segment`,
+//! `recovery` (open), `truncate`, `retention`.
+
+mod codec;
+mod index;
+mod recovery;
+mod retention;
+mod segment;
+mod truncate;
+mod varint;
+
+#[cfg(test)]
+mod proptests;
+#[cfg(test)]
+mod tests;
+
+use crate::storage::Storage;
+use crate::types::{Offset, Record, StoredRecord};
+use codec::encode_batch;
+use segment::Segment;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Segment, index and retention settings (Kafka's `log.*` broker configs).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogConfig {
+    /// Roll when the active segment would exceed this (`log.segment.bytes`).
+    /// At most `i32::MAX`, as in Kafka, so index positions fit in u32.
+    pub segment_bytes: u64,
+    /// One sparse index entry per this many bytes of log data (`log.index.interval.bytes`).
+    pub index_interval_bytes: u64,
+    /// Delete oldest whole segments while the log would stay at least this big
+    /// without them (`log.retention.bytes`; `None` = unlimited).
+    pub retention_bytes: Option<u64>,
+    /// Delete whole segments whose newest record is older than `now - retention_ms`
+    /// (`log.retention.ms`; `None` = forever).
+    pub retention_ms: Option<u64>,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes: 1 << 30,
+            index_interval_bytes: 4096,
+            retention_bytes: None,
+            retention_ms: Some(7 * 24 * 60 * 60 * 1000),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogError {
+    OffsetOutOfRange { requested: Offset, log_start: Offset, log_end: Offset },
+    Corrupt { file: String, detail: String },
+}
+
+impl fmt::Display for LogError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LogError::OffsetOutOfRange { requested, log_start, log_end } => {
+                write!(f, "offset {requested} is outside the log [{log_start}, {log_end}]")
+            }
+            LogError::Corrupt { file, detail } => write!(f, "corrupt log file {file}: {detail}"),
+        }
+    }
+}
+
+impl std::error::Error for LogError {}
+
+/// The offsets one append was given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: Offset,
+    pub last_offset: Offset,
+}
+
+#[derive(Clone)]
+pub struct PartitionLog {
+    dir: String,
+    config: LogConfig,
+    /// Sorted by base offset and contiguous (each ends where the next begins).
+    /// Never empty; only the last (active) one may hold no records, and then it
+    /// is the only one.
+    segments: Vec<Segment>,
+    log_end: Offset,
+    size_bytes: u64,
+    /// Reused encode buffer: the append path allocates nothing per call.
+    scratch: Vec<u8>,
+}
+
+impl fmt::Debug for PartitionLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PartitionLog")
+            .field("dir", &self.dir)
+            .field("log_start", &self.log_start_offset())
+            .field("log_end", &self.log_end)
+            .field("segments", &self.segments.len())
+            .field("size_bytes", &self.size_bytes)
+            .finish()
+    }
+}
+
+impl PartitionLog {
+    /// Appends `records` as one batch at `log_end_offset()`, stamped `now_ms`
+    /// (LogAppendTime). Rolls a new segment first if the active one is non-empty
+    /// and the batch would push it past `segment_bytes`.
+    pub fn append(
+        &mut self,
+        storage: &mut dyn Storage,
+        now_ms: u64,
+        leader_epoch: u32,
+        records: &[Record],
+    ) -> AppendInfo {
+        assert!(!records.is_empty(), "append of an empty batch");
+        let base_offset = self.log_end;
+        let last_offset = Offset(base_offset.0 + records.len() as i64 - 1);
+        self.scratch.clear();
+        encode_batch(&mut self.scratch, base_offset, leader_epoch, now_ms, records);
+        if self.should_roll(self.scratch.len() as u64, last_offset) {
+            self.segments.push(Segment::new(&self.dir, base_offset));
+        }
+        let active = self.segments.last_mut().expect("a log always has a segment");
+        assert_eq!(active.end_offset(), base_offset, "offsets must stay dense");
+        active.records.extend(records.iter().enumerate().map(|(i, r)| StoredRecord {
+            offset: Offset(base_offset.0 + i as i64),
+            timestamp_ms: now_ms,
+            key: r.key.clone(),
+            value: r.value.clone(),
+        }));
+        let interval = self.config.index_interval_bytes;
+        active.append_batch(storage, &self.scratch, leader_epoch, now_ms, interval);
+        self.size_bytes += self.scratch.len() as u64;
+        self.log_end = last_offset.next();
+        assert_eq!(active.end_offset(), self.log_end);
+        AppendInfo { base_offset, last_offset }
+    }
+
+    fn should_roll(&self, batch_bytes: u64, last_offset: Offset) -> bool {
+        let active = self.active();
+        let too_big = active.size_bytes + batch_bytes > self.config.segment_bytes;
+        // Index entries hold offsets relative to the base as u32 (Kafka rolls here too).
+        let too_far = last_offset.0 - active.base_offset.0 > i64::from(u32::MAX);
+        !active.is_empty() && (too_big || too_far)
+    }
+
+    /// Records in `[from, max_offset)`, at most `max_bytes` of them by
+    /// `StoredRecord::size_bytes`, but always at least one if any is available.
+    pub fn read(&self, from: Offset, max_offset: Offset, max_bytes: u32) -> Result<Vec<StoredRecord>, LogError> {
+        let log_start = self.log_start_offset();
+        if from < log_start || from > self.log_end {
+            let (requested, log_end) = (from, self.log_end);
+            return Err(LogError::OffsetOutOfRange { requested, log_start, log_end });
+        }
+        let end = max_offset.min(self.log_end);
+        let mut out = Vec::new();
+        if from >= end {
+            return Ok(out);
+        }
+        let mut budget = max_bytes as usize;
+        let mut next = from;
+        for segment in &self.segments[self.segment_index(from)..] {
+            for record in segment.records_from(next) {
+                let size = record.size_bytes();
+                if record.offset >= end || (size > budget && !out.is_empty()) {
+                    return Ok(out);
+                }
+                budget = budget.saturating_sub(size);
+                out.push(record.clone());
+            }
+            next = segment.end_offset();
+        }
+        assert!(!out.is_empty() && next == self.log_end);
+        Ok(out)
+    }
+
+    pub fn log_start_offset(&self) -> Offset {
+        self.segments[0].base_offset
+    }
+
+    /// The next offset to be written (LEO).
+    pub fn log_end_offset(&self) -> Offset {
+        self.log_end
+    }
+
+    /// Total bytes of all segment files.
+    pub fn size_bytes(&self) -> u64 {
+        self.size_bytes
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// The (segment base offset, byte position) to start scanning the files from
+    /// to find `offset`: binary search over segments, then over that segment's
+    /// sparse index. `None` outside `[log start, log end)`.
+    pub fn index_lookup(&self, offset: Offset) -> Option<(Offset, u64)> {
+        if offset < self.log_start_offset() || offset >= self.log_end {
+            return None;
+        }
+        let segment = &self.segments[self.segment_index(offset)];
+        let relative = u32::try_from(offset.0 - segment.base_offset.0).expect("rolled at u32");
+        Some((segment.base_offset, u64::from(segment.index.lookup(relative))))
+    }
+
+    /// The segment holding `offset` (binary search by base offset).
+    fn segment_index(&self, offset: Offset) -> usize {
+        assert!(offset >= self.log_start_offset() && offset <= self.log_end);
+        self.segments.partition_point(|s| s.base_offset <= offset) - 1
+    }
+
+    fn active(&self) -> &Segment {
+        self.segments.last().expect("a log always has a segment")
+    }
+}

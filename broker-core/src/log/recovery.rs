@@ -1,0 +1,149 @@
+//! Opening a log: decode every segment, keep the longest valid prefix, cut the
+//! rest off in storage, and rebuild any index that does not match its segment.
+
+use super::codec::decode_batch;
+use super::segment::{BatchMeta, Segment};
+use super::{LogConfig, LogError, PartitionLog};
+use crate::plant::{Plant, Plants};
+use crate::storage::Storage;
+use crate::types::Offset;
+use bytes::Bytes;
+use std::collections::BTreeSet;
+
+impl PartitionLog {
+    /// Opens (recovers) the log under `dir`. Batches are validated in order (length,
+    /// magic, CRC-32C, dense offsets continuing the previous batch and segment); at
+    /// the first bad or torn batch the file is truncated there and every later
+    /// segment deleted, so the log is the longest valid prefix of what was written.
+    /// An empty `dir` is a new log at offset 0. Files other than `*.log`/`*.index`
+    /// are ignored; a `.log`/`.index` not named by a 20-digit offset is `Corrupt`
+    /// (reported before anything is changed).
+    ///
+    /// With `Plant::OffsetReuse`, a non-empty log drops its last record, so the
+    /// next append reuses that offset.
+    pub fn open(
+        dir: &str,
+        config: LogConfig,
+        plants: &Plants,
+        storage: &mut dyn Storage,
+    ) -> Result<PartitionLog, LogError> {
+        assert!(!dir.is_empty() && !dir.ends_with('/'), "bad log dir {dir:?}");
+        assert!((1..=i32::MAX as u64).contains(&config.segment_bytes), "bad segment_bytes");
+        let bases = list_segments(dir, storage)?;
+        let mut segments: Vec<Segment> = Vec::new();
+        let mut intact = true;
+        for base in bases {
+            let continues = segments.last().is_none_or(|prev| prev.end_offset() == base);
+            if !(intact && continues) {
+                intact = false;
+                Segment::new(dir, base).delete_files(storage);
+                continue;
+            }
+            let (segment, clean) = recover_segment(dir, base, &config, storage);
+            intact = clean;
+            segments.push(segment);
+        }
+        // A crash right after a roll leaves an empty segment behind a full one.
+        while segments.len() > 1 && segments.last().is_some_and(Segment::is_empty) {
+            segments.pop().expect("len > 1").delete_files(storage);
+        }
+        if segments.is_empty() {
+            let segment = Segment::new(dir, Offset::ZERO);
+            segment.create_files(storage);
+            segments.push(segment);
+        }
+        for segment in &segments {
+            sync_index(segment, storage);
+        }
+        let log_end = segments.last().expect("not empty").end_offset();
+        let size_bytes = segments.iter().map(|s| s.size_bytes).sum();
+        let dir = dir.to_string();
+        let mut log = PartitionLog { dir, config, segments, log_end, size_bytes, scratch: Vec::new() };
+        assert!(log.log_start_offset() <= log.log_end);
+        if plants.on(Plant::OffsetReuse) && log.log_end > log.log_start_offset() {
+            let reused = Offset(log.log_end.0 - 1);
+            log.truncate_to(storage, reused);
+        }
+        Ok(log)
+    }
+}
+
+/// Base offsets of the `.log` files under `dir/`, in order. Deletes `.index`
+/// files whose `.log` is gone.
+fn list_segments(dir: &str, storage: &mut dyn Storage) -> Result<BTreeSet<Offset>, LogError> {
+    let prefix = format!("{dir}/");
+    let mut logs = BTreeSet::new();
+    let mut indexes = Vec::new();
+    for path in storage.list(&prefix) {
+        let name = &path[prefix.len()..];
+        let (stem, is_log) = match (name.strip_suffix(".log"), name.strip_suffix(".index")) {
+            _ if name.contains('/') => continue,
+            (Some(stem), _) => (stem, true),
+            (_, Some(stem)) => (stem, false),
+            _ => continue,
+        };
+        let Some(base) = parse_base_offset(stem) else {
+            let detail = "segment file not named by a 20-digit base offset".to_string();
+            return Err(LogError::Corrupt { file: path, detail });
+        };
+        if is_log {
+            logs.insert(base);
+        } else {
+            indexes.push((base, path));
+        }
+    }
+    for (base, path) in indexes {
+        if !logs.contains(&base) {
+            storage.delete(&path);
+        }
+    }
+    Ok(logs)
+}
+
+fn parse_base_offset(stem: &str) -> Option<Offset> {
+    let digits = stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit());
+    digits.then(|| stem.parse::<i64>().ok().map(Offset)).flatten()
+}
+
+/// Decodes one segment file. Returns the segment and whether the whole file was
+/// valid; if not, the file has been truncated after the last valid batch.
+fn recover_segment(dir: &str, base: Offset, config: &LogConfig, storage: &mut dyn Storage) -> (Segment, bool) {
+    let mut segment = Segment::new(dir, base);
+    let file = Bytes::from(storage.read(&segment.log_file).unwrap_or_default());
+    let mut position = 0;
+    while position < file.len() {
+        let expected = segment.end_offset();
+        let decoded = decode_batch(&file, position, &mut segment.records);
+        let Ok(batch) = decoded else { break };
+        if batch.base_offset != expected {
+            segment.records.truncate((expected.0 - base.0) as usize);
+            break;
+        }
+        let meta = BatchMeta {
+            base_offset: batch.base_offset,
+            last_offset: batch.last_offset,
+            position: position as u64,
+            size_bytes: batch.size_bytes as u64,
+            leader_epoch: batch.leader_epoch,
+            max_timestamp_ms: batch.max_timestamp_ms,
+        };
+        segment.track_batch(meta, config.index_interval_bytes);
+        position += batch.size_bytes;
+    }
+    let clean = position == file.len();
+    if !clean {
+        storage.truncate(&segment.log_file, position as u64);
+    }
+    assert_eq!(segment.size_bytes, position as u64);
+    (segment, clean)
+}
+
+/// Rewrites the `.index` file if it is missing, short or differs from the index
+/// rebuilt from the segment.
+fn sync_index(segment: &Segment, storage: &mut dyn Storage) {
+    let mut expected = Vec::with_capacity(segment.index.len_bytes() as usize);
+    segment.index.encode(&mut expected);
+    if storage.read(&segment.index_file).as_deref() != Some(&expected[..]) {
+        storage.write_all(&segment.index_file, &expected);
+    }
+}

@@ -1,0 +1,40 @@
+//! Retention: deleting whole oldest segments by age and by total size.
+
+use super::PartitionLog;
+use crate::storage::Storage;
+
+impl PartitionLog {
+    /// Deletes oldest segments, never the active (last) one, advancing the log
+    /// start offset, and returns how many went. As Kafka does, by age first
+    /// (newest record older than `now_ms - retention_ms`), then by size: a segment
+    /// goes only if the log would still hold at least `retention_bytes` without
+    /// it, so retention never cuts below the configured size.
+    pub fn apply_retention(&mut self, storage: &mut dyn Storage, now_ms: u64) -> usize {
+        let start_before = self.log_start_offset();
+        let mut deleted = 0;
+        if let Some(retention_ms) = self.config.retention_ms {
+            let cutoff_ms = now_ms.saturating_sub(retention_ms);
+            while self.segments.len() > 1 && self.segments[0].max_timestamp_ms.is_some_and(|newest| newest < cutoff_ms)
+            {
+                self.delete_oldest_segment(storage);
+                deleted += 1;
+            }
+        }
+        if let Some(retention_bytes) = self.config.retention_bytes {
+            while self.segments.len() > 1 && self.size_bytes - self.segments[0].size_bytes >= retention_bytes {
+                self.delete_oldest_segment(storage);
+                deleted += 1;
+            }
+        }
+        assert!(self.log_start_offset() >= start_before && self.log_start_offset() <= self.log_end);
+        deleted
+    }
+
+    fn delete_oldest_segment(&mut self, storage: &mut dyn Storage) {
+        assert!(self.segments.len() > 1, "the active segment is never deleted");
+        let segment = self.segments.remove(0);
+        assert!(!segment.is_empty() && segment.end_offset() == self.log_start_offset());
+        segment.delete_files(storage);
+        self.size_bytes -= segment.size_bytes;
+    }
+}

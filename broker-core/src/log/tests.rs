@@ -1,0 +1,547 @@
+use super::codec::decode_batch;
+use super::*;
+use crate::plant::{Plant, Plants};
+use crate::storage::{MemStorage, Storage};
+use bytes::Bytes;
+use std::collections::BTreeSet;
+
+const DIR: &str = "t0-3";
+
+/// Small segments and a dense index so a few dozen records exercise rolling.
+fn small_config() -> LogConfig {
+    LogConfig { segment_bytes: 400, index_interval_bytes: 150, retention_bytes: None, retention_ms: None }
+}
+
+fn open_log(storage: &mut MemStorage, config: LogConfig) -> PartitionLog {
+    PartitionLog::open(DIR, config, &Plants::none(), storage).expect("open")
+}
+
+/// Value `"{tag}-{offset}"`, so a record names the append that wrote it.
+fn value_at(tag: &str, offset: i64) -> Bytes {
+    Bytes::from(format!("{tag}-{offset}"))
+}
+
+/// Appends `count` records (keys on even offsets) as one batch.
+fn append(log: &mut PartitionLog, storage: &mut MemStorage, now_ms: u64, tag: &str, count: usize) -> AppendInfo {
+    let base = log.log_end_offset().0;
+    let records: Vec<Record> = (0..count as i64)
+        .map(|i| Record {
+            key: ((base + i) % 2 == 0).then(|| Bytes::from(format!("k{}", base + i))),
+            value: value_at(tag, base + i),
+            timestamp_ms: 999, // the producer's time; the log stamps its own
+        })
+        .collect();
+    log.append(storage, now_ms, 1, &records)
+}
+
+/// Appends `batches` batches of `per_batch` records, at times 0, 1, 2, ...
+fn fill(log: &mut PartitionLog, storage: &mut MemStorage, tag: &str, batches: usize, per_batch: usize) {
+    for now_ms in 0..batches as u64 {
+        append(log, storage, now_ms, tag, per_batch);
+    }
+}
+
+fn read_all(log: &PartitionLog) -> Vec<StoredRecord> {
+    log.read(log.log_start_offset(), log.log_end_offset(), u32::MAX).expect("read all")
+}
+
+fn offsets(records: &[StoredRecord]) -> Vec<i64> {
+    records.iter().map(|r| r.offset.0).collect()
+}
+
+/// Everything that must hold between the in-memory log and its files.
+pub(super) fn check_invariants(log: &PartitionLog, storage: &MemStorage) {
+    let mut expected_files = BTreeSet::new();
+    let mut next = log.log_start_offset();
+    for (i, segment) in log.segments.iter().enumerate() {
+        assert_eq!(segment.base_offset, next, "segments contiguous");
+        assert!(!segment.is_empty() || log.segments.len() == 1, "only a lone segment may be empty");
+        for (j, record) in segment.records.iter().enumerate() {
+            assert_eq!(record.offset.0, segment.base_offset.0 + j as i64, "records dense");
+        }
+        let batch_bytes: u64 = segment.batches.iter().map(|b| b.size_bytes).sum();
+        assert_eq!(batch_bytes, segment.size_bytes);
+        let last_covered = segment.batches.last().map_or(segment.base_offset, |b| b.last_offset.next());
+        assert_eq!(last_covered, segment.end_offset(), "batches cover the records");
+        assert_eq!(storage.len(&segment.log_file), Some(segment.size_bytes), "segment {i} file size");
+        let mut index_bytes = Vec::new();
+        segment.index.encode(&mut index_bytes);
+        assert_eq!(storage.read(&segment.index_file), Some(index_bytes), "segment {i} index file");
+        expected_files.insert(segment.log_file.clone());
+        expected_files.insert(segment.index_file.clone());
+        next = segment.end_offset();
+    }
+    assert_eq!(next, log.log_end_offset());
+    assert_eq!(log.size_bytes(), log.segments.iter().map(|s| s.size_bytes).sum::<u64>());
+    let files: BTreeSet<String> = storage.list(&format!("{}/", log.dir)).into_iter().collect();
+    assert_eq!(files, expected_files);
+}
+
+#[test]
+fn empty_dir_opens_an_empty_log_at_zero() {
+    let mut storage = MemStorage::new();
+    let log = open_log(&mut storage, LogConfig::default());
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (Offset(0), Offset(0)));
+    assert_eq!((log.segment_count(), log.size_bytes()), (1, 0));
+    assert_eq!(log.read(Offset(0), Offset(100), 1000), Ok(vec![]));
+    assert_eq!(log.index_lookup(Offset(0)), None);
+    check_invariants(&log, &storage);
+}
+
+#[test]
+fn append_then_read_round_trips() {
+    let mut storage = MemStorage::new();
+    let mut log = open_log(&mut storage, LogConfig::default());
+    assert_eq!(
+        append(&mut log, &mut storage, 10, "a", 3),
+        AppendInfo { base_offset: Offset(0), last_offset: Offset(2) }
+    );
+    assert_eq!(
+        append(&mut log, &mut storage, 20, "a", 1),
+        AppendInfo { base_offset: Offset(3), last_offset: Offset(3) }
+    );
+    assert_eq!(log.log_end_offset(), Offset(4));
+    let records = read_all(&log);
+    assert_eq!(offsets(&records), vec![0, 1, 2, 3]);
+    for r in &records {
+        assert_eq!(r.value, value_at("a", r.offset.0));
+        assert_eq!(r.key, (r.offset.0 % 2 == 0).then(|| Bytes::from(format!("k{}", r.offset.0))));
+        assert_eq!(r.timestamp_ms, if r.offset.0 < 3 { 10 } else { 20 }, "LogAppendTime");
+    }
+    assert_eq!(offsets(&log.read(Offset(2), Offset(4), u32::MAX).unwrap()), vec![2, 3]);
+    assert_eq!(log.size_bytes(), storage.len(&format!("{DIR}/00000000000000000000.log")).unwrap());
+    check_invariants(&log, &storage);
+}
+
+#[test]
+#[should_panic(expected = "append of an empty batch")]
+fn append_of_nothing_panics() {
+    let mut storage = MemStorage::new();
+    let mut log = open_log(&mut storage, LogConfig::default());
+    log.append(&mut storage, 0, 0, &[]);
+}
+
+#[test]
+fn read_honours_max_bytes_but_always_returns_one() {
+    let mut storage = MemStorage::new();
+    let mut log = open_log(&mut storage, LogConfig::default());
+    append(&mut log, &mut storage, 0, "a", 10);
+    let one = read_all(&log)[0].size_bytes() as u32; // every record here is about this size
+    assert_eq!(offsets(&log.read(Offset(0), Offset(10), 3 * one).unwrap()), vec![0, 1, 2]);
+    assert_eq!(offsets(&log.read(Offset(4), Offset(10), 2 * one + 1).unwrap()), vec![4, 5]);
+    assert_eq!(offsets(&log.read(Offset(7), Offset(10), 1).unwrap()), vec![7], "at least one");
+    assert_eq!(offsets(&log.read(Offset(7), Offset(10), 0).unwrap()), vec![7], "at least one");
+    let budget: usize = read_all(&log)[..6].iter().map(|r| r.size_bytes()).sum();
+    assert_eq!(log.read(Offset(0), Offset(10), budget as u32).unwrap().len(), 6, "exact fit");
+}
+
+#[test]
+fn read_stops_before_max_offset() {
+    let mut storage = MemStorage::new();
+    let mut log = open_log(&mut storage, small_config());
+    fill(&mut log, &mut storage, "a", 10, 3);
+    assert!(log.segment_count() > 2);
+    assert_eq!(offsets(&log.read(Offset(2), Offset(20), u32::MAX).unwrap()), (2..20).collect::<Vec<_>>());
+    assert_eq!(log.read(Offset(5), Offset(5), u32::MAX), Ok(vec![]));
+    assert_eq!(log.read(Offset(6), Offset(5), u32::MAX), Ok(vec![]));
+    assert_eq!(offsets(&log.read(Offset(28), Offset(1000), u32::MAX).unwrap()), vec![28, 29], "capped at LEO");
+    assert_eq!(log.read(Offset(30), Offset(1000), u32::MAX), Ok(vec![]), "from == LEO");
+}
+
+#[test]
+fn reads_outside_the_log_are_out_of_range() {
+    let mut storage = MemStorage::new();
+    let config = LogConfig { retention_bytes: Some(0), ..small_config() };
+    let mut log = open_log(&mut storage, config.clone());
+    fill(&mut log, &mut storage, "a", 10, 3);
+    assert!(log.apply_retention(&mut storage, 100) > 0);
+    let (log_start, log_end) = (log.log_start_offset(), log.log_end_offset());
+    assert!(log_start > Offset(0));
+    let below = Offset(log_start.0 - 1);
+    assert_eq!(log.read(below, log_end, 100), Err(LogError::OffsetOutOfRange { requested: below, log_start, log_end }));
+    let above = log_end.next();
+    assert_eq!(
+        log.read(above, Offset(100), 100),
+        Err(LogError::OffsetOutOfRange { requested: above, log_start, log_end })
+    );
+    assert_eq!(log.read(log_start, log_end, u32::MAX).unwrap()[0].offset, log_start);
+    let message = log.read(above, Offset(100), 100).unwrap_err().to_string();
+    assert_eq!(message, format!("offset {above} is outside the log [{log_start}, {log_end}]"));
+}
+
+#[test]
+fn segments_roll_by_size() {
+    let mut storage = MemStorage::new();
+    let config = small_config();
+    let mut log = open_log(&mut storage, config.clone());
+    fill(&mut log, &mut storage, "a", 20, 3);
+    assert!(log.segment_count() >= 4, "{} segments", log.segment_count());
+    for pair in log.segments.windows(2) {
+        assert!(pair[0].size_bytes <= config.segment_bytes);
+        let next_batch = pair[1].batches[0].size_bytes;
+        assert!(pair[0].size_bytes + next_batch > config.segment_bytes, "rolled only when full");
+    }
+    let names: Vec<String> = storage.list(&format!("{DIR}/")).into_iter().filter(|f| f.ends_with(".log")).collect();
+    let bases: Vec<String> = log.segments.iter().map(|s| format!("{DIR}/{:020}.log", s.base_offset.0)).collect();
+    assert_eq!(names, bases);
+    assert_eq!(offsets(&read_all(&log)), (0..60).collect::<Vec<_>>());
+    check_invariants(&log, &storage);
+}
+
+#[test]
+fn a_batch_bigger_than_a_segment_gets_a_segment_of_its_own() {
+    let mut storage = MemStorage::new();
+    let mut log = open_log(&mut storage, LogConfig { segment_bytes: 100, ..small_config() });
+    append(&mut log, &mut storage, 0, "a", 10);
+    append(&mut log, &mut storage, 0, "a", 10);
+    append(&mut log, &mut storage, 0, "a", 1);
+    assert_eq!(log.segment_count(), 3);
+    assert!(log.segments[0].size_bytes > 100);
+    assert_eq!(offsets(&read_all(&log)), (0..21).collect::<Vec<_>>());
+    check_invariants(&log, &storage);
+}
+
+#[test]
+fn index_lookup_agrees_with_a_linear_scan_of_the_files() {
+    let mut storage = MemStorage::new();
+    let config = LogConfig { segment_bytes: 2000, index_interval_bytes: 300, ..small_config() };
+    let mut log = open_log(&mut storage, config.clone());
+    for i in 0..60 {
+        append(&mut log, &mut storage, i, "a", 1 + (i as usize * 7) % 5);
+    }
+    assert!(log.segment_count() > 2);
+    let full_segments = &log.segments[..log.segment_count() - 1];
+    assert!(full_segments.iter().all(|s| s.index.entries().len() > 1), "sparse, not empty");
+    let max_batch = log.segments.iter().flat_map(|s| &s.batches).map(|b| b.size_bytes).max().unwrap();
+    for offset in 0..log.log_end_offset().0 {
+        let (base, position) = log.index_lookup(Offset(offset)).expect("in range");
+        // Linear scan 1: the segment whose range holds the offset.
+        let segment = log.segments.iter().find(|s| s.base_offset.0 <= offset && offset < s.end_offset().0).unwrap();
+        assert_eq!(base, segment.base_offset);
+        // Linear scan 2: the last index entry at or below the offset.
+        let entry = segment.index.entries().iter().rev().find(|e| base.0 + i64::from(e.relative_offset) <= offset);
+        assert_eq!(position, entry.map_or(0, |e| u64::from(e.position)));
+        // Scanning the file from there reaches the offset, within the interval.
+        let file = Bytes::from(storage.read(&segment.log_file).unwrap());
+        let (mut pos, mut records) = (position as usize, Vec::new());
+        loop {
+            let batch = decode_batch(&file, pos, &mut records).expect("a batch boundary");
+            if batch.last_offset.0 >= offset {
+                assert!(batch.base_offset.0 <= offset);
+                assert!(pos as u64 - position < config.index_interval_bytes + max_batch);
+                break;
+            }
+            pos += batch.size_bytes;
+        }
+    }
+    assert_eq!(log.index_lookup(log.log_end_offset()), None);
+}
+
+#[test]
+fn index_gets_an_entry_per_interval_and_first_batch() {
+    let mut storage = MemStorage::new();
+    let mut log =
+        open_log(&mut storage, LogConfig { segment_bytes: 10_000, index_interval_bytes: 250, ..small_config() });
+    fill(&mut log, &mut storage, "a", 30, 2);
+    let segment = &log.segments[0];
+    let mut last_entry: Option<u64> = None;
+    let mut expected = Vec::new();
+    for batch in &segment.batches {
+        if last_entry.is_none_or(|at| batch.position - at >= 250) {
+            expected.push(((batch.last_offset.0 - segment.base_offset.0) as u32, batch.position as u32));
+            last_entry = Some(batch.position);
+        }
+    }
+    let got: Vec<_> = segment.index.entries().iter().map(|e| (e.relative_offset, e.position)).collect();
+    assert_eq!(got, expected);
+    assert_eq!(got[0], (1, 0), "first batch, keyed by its last offset");
+    assert_eq!(storage.len(&segment.index_file), Some(8 * got.len() as u64));
+}
+
+#[test]
+fn truncate_mid_segment_then_append_continues() {
+    let mut storage = MemStorage::new();
+    let mut log = open_log(&mut storage, small_config());
+    fill(&mut log, &mut storage, "a", 11, 3);
+    let segments = log.segment_count();
+    assert!(log.active().batches.len() >= 2, "fixture: room for a cut in the active segment");
+    let cut = log.active().batches[1].base_offset; // a batch boundary, not the segment base
+    log.truncate_to(&mut storage, cut);
+    assert_eq!((log.log_end_offset(), log.segment_count()), (cut, segments));
+    check_invariants(&log, &storage);
+    assert_eq!(append(&mut log, &mut storage, 50, "b", 2).base_offset, cut);
+    let records = read_all(&log);
+    assert_eq!(offsets(&records), (0..cut.0 + 2).collect::<Vec<_>>());
+    assert_eq!(records[cut.0 as usize - 1].value, value_at("a", cut.0 - 1));
+    assert_eq!(records[cut.0 as usize].value, value_at("b", cut.0));
+    log.truncate_to(&mut storage, Offset(1000));
+    assert_eq!(log.log_end_offset(), Offset(cut.0 + 2), "beyond LEO is a no-op");
+    check_invariants(&log, &storage);
+}
+
+#[test]
+fn truncate_inside_a_batch_keeps_its_prefix() {
+    let mut storage = MemStorage::new();
+    let mut log = open_log(&mut storage, LogConfig::default());
+    append(&mut log, &mut storage, 5, "a", 4);
+    append(&mut log, &mut storage, 6, "a", 5);
+    log.truncate_to(&mut storage, Offset(6));
+    assert_eq!(offsets(&read_all(&log)), vec![0, 1, 2, 3, 4, 5]);
+    check_invariants(&log, &storage);
+    // The file is byte-identical to one where the batch was that short to begin with.
+    let mut direct_storage = MemStorage::new();
+    let mut direct = open_log(&mut direct_storage, LogConfig::default());
+    append(&mut direct, &mut direct_storage, 5, "a", 4);
+    append(&mut direct, &mut direct_storage, 6, "a", 2);
+    let file = format!("{DIR}/00000000000000000000.log");
+    assert_eq!(storage.read(&file), direct_storage.read(&file));
+    let reopened = open_log(&mut storage, LogConfig::default());
+    assert_eq!(read_all(&reopened), read_all(&log));
+    assert_eq!(read_all(&reopened)[5].timestamp_ms, 6);
+}
+
+#[test]
+fn truncate_across_segments_deletes_their_files() {
+    let mut storage = MemStorage::new();
+    let mut log = open_log(&mut storage, small_config());
+    fill(&mut log, &mut storage, "a", 20, 3);
+    let second_base = log.segments[1].base_offset;
+    let doomed: Vec<String> = log.segments[2..].iter().map(|s| s.log_file.clone()).collect();
+    let cut = Offset(second_base.0 + 2); // inside the second segment, inside a batch
+    log.truncate_to(&mut storage, cut);
+    assert_eq!((log.segment_count(), log.log_end_offset()), (2, cut));
+    assert!(doomed.iter().all(|f| storage.len(f).is_none()));
+    check_invariants(&log, &storage);
+    // Exactly at a segment's base: that segment goes entirely.
+    log.truncate_to(&mut storage, second_base);
+    assert_eq!((log.segment_count(), log.log_end_offset()), (1, second_base));
+    check_invariants(&log, &storage);
+    append(&mut log, &mut storage, 99, "b", 3);
+    assert_eq!(read_all(&log).last().unwrap().value, value_at("b", second_base.0 + 2));
+    check_invariants(&log, &storage);
+}
+
+#[test]
+fn truncate_at_or_below_log_start_empties_the_log_there() {
+    let mut storage = MemStorage::new();
+    let mut log = open_log(&mut storage, LogConfig { retention_bytes: Some(0), ..small_config() });
+    fill(&mut log, &mut storage, "a", 10, 3);
+    log.apply_retention(&mut storage, 100);
+    let start = log.log_start_offset();
+    log.truncate_to(&mut storage, Offset(start.0 - 2));
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (Offset(start.0 - 2), Offset(start.0 - 2)));
+    assert_eq!((log.segment_count(), log.size_bytes()), (1, 0));
+    check_invariants(&log, &storage);
+    let reopened = open_log(&mut storage, small_config());
+    assert_eq!((reopened.log_start_offset(), reopened.log_end_offset()), (Offset(start.0 - 2), Offset(start.0 - 2)));
+    assert_eq!(append(&mut log, &mut storage, 0, "b", 1).base_offset, Offset(start.0 - 2));
+    check_invariants(&log, &storage);
+}
+
+#[test]
+fn retention_by_size_keeps_at_least_retention_bytes() {
+    let mut storage = MemStorage::new();
+    let mut log = open_log(&mut storage, LogConfig { retention_bytes: Some(1000), ..small_config() });
+    fill(&mut log, &mut storage, "a", 30, 3);
+    let before: Vec<(Offset, u64, String)> =
+        log.segments.iter().map(|s| (s.base_offset, s.size_bytes, s.log_file.clone())).collect();
+    let total = log.size_bytes();
+    let deleted = log.apply_retention(&mut storage, 0);
+    // Expected: the longest prefix whose removal leaves >= 1000 bytes.
+    let mut expected = 0;
+    let mut left = total;
+    while expected + 1 < before.len() && left - before[expected].1 >= 1000 {
+        left -= before[expected].1;
+        expected += 1;
+    }
+    assert!(expected > 0);
+    assert_eq!(deleted, expected);
+    assert_eq!(log.size_bytes(), left);
+    assert!(log.size_bytes() >= 1000 && log.size_bytes() - log.segments[0].size_bytes < 1000);
+    assert_eq!(log.log_start_offset(), before[deleted].0);
+    assert!(before[..deleted].iter().all(|(_, _, file)| storage.len(file).is_none()));
+    assert_eq!(read_all(&log)[0].offset, log.log_start_offset());
+    assert_eq!(log.apply_retention(&mut storage, 0), 0, "idempotent");
+    check_invariants(&log, &storage);
+}
+
+#[test]
+fn retention_by_age_deletes_only_segments_wholly_older() {
+    let mut storage = MemStorage::new();
+    let mut log = open_log(&mut storage, LogConfig { retention_ms: Some(100), ..small_config() });
+    for now_ms in 0..30 {
+        append(&mut log, &mut storage, now_ms * 10, "a", 3); // times 0, 10, .., 290
+    }
+    let newest: Vec<u64> = log.segments.iter().map(|s| s.max_timestamp_ms.unwrap()).collect();
+    assert_eq!(log.apply_retention(&mut storage, 100 + newest[0]), 0, "not strictly older yet");
+    let deleted = log.apply_retention(&mut storage, 101 + newest[1]);
+    assert_eq!(deleted, 2);
+    assert_eq!(log.segments[0].max_timestamp_ms, Some(newest[2]));
+    check_invariants(&log, &storage);
+    // Even when everything has expired, the active segment stays.
+    log.apply_retention(&mut storage, 1_000_000);
+    assert_eq!(log.segment_count(), 1);
+    assert_eq!(log.log_start_offset(), log.active().base_offset);
+    assert!(log.size_bytes() > 0);
+    check_invariants(&log, &storage);
+}
+
+#[test]
+fn reopen_reads_back_exactly_what_was_written() {
+    let mut storage = MemStorage::new();
+    let config = LogConfig { retention_bytes: Some(800), ..small_config() };
+    let mut log = open_log(&mut storage, config.clone());
+    fill(&mut log, &mut storage, "a", 25, 3);
+    log.truncate_to(&mut storage, Offset(70));
+    log.apply_retention(&mut storage, 0);
+    let files_before = storage.clone();
+    let reopened = open_log(&mut storage, config.clone());
+    assert_eq!(read_all(&reopened), read_all(&log));
+    assert_eq!(
+        (reopened.log_start_offset(), reopened.log_end_offset()),
+        (log.log_start_offset(), log.log_end_offset())
+    );
+    assert_eq!((reopened.segment_count(), reopened.size_bytes()), (log.segment_count(), log.size_bytes()));
+    for offset in log.log_start_offset().0..log.log_end_offset().0 {
+        assert_eq!(reopened.index_lookup(Offset(offset)), log.index_lookup(Offset(offset)));
+    }
+    assert_eq!(storage.list(""), files_before.list(""), "a clean open writes nothing");
+    for file in storage.list("") {
+        assert_eq!(storage.read(&file), files_before.read(&file));
+    }
+    check_invariants(&reopened, &storage);
+}
+
+fn last_log_file(log: &PartitionLog) -> String {
+    log.active().log_file.clone()
+}
+
+#[test]
+fn recovery_cuts_a_torn_tail_batch() {
+    let mut storage = MemStorage::new();
+    let mut log = open_log(&mut storage, LogConfig::default());
+    fill(&mut log, &mut storage, "a", 4, 3);
+    let file = last_log_file(&log);
+    let full = storage.len(&file).unwrap();
+    let last_batch = *log.active().batches.last().unwrap();
+    for tear in [1, 5, 30, last_batch.size_bytes - 1] {
+        let mut torn = storage.clone();
+        torn.truncate(&file, full - tear);
+        let reopened = open_log(&mut torn, LogConfig::default());
+        assert_eq!(reopened.log_end_offset(), Offset(9), "tear of {tear} bytes");
+        assert_eq!(read_all(&reopened), read_all(&log)[..9].to_vec());
+        assert_eq!(torn.len(&file), Some(last_batch.position), "file cut at the batch boundary");
+        check_invariants(&reopened, &torn);
+    }
+}
+
+#[test]
+fn recovery_drops_a_batch_whose_crc_fails() {
+    let mut storage = MemStorage::new();
+    let mut log = open_log(&mut storage, LogConfig::default());
+    fill(&mut log, &mut storage, "a", 4, 3);
+    let file = last_log_file(&log);
+    let last_batch = *log.active().batches.last().unwrap();
+    let mut bytes = storage.read(&file).unwrap();
+    let flip_at = (last_batch.position + last_batch.size_bytes - 3) as usize; // inside a value
+    bytes[flip_at] ^= 0x01;
+    storage.write_all(&file, &bytes);
+    let reopened = open_log(&mut storage, LogConfig::default());
+    assert_eq!(reopened.log_end_offset(), Offset(9));
+    assert_eq!(read_all(&reopened), read_all(&log)[..9].to_vec());
+    check_invariants(&reopened, &storage);
+}
+
+#[test]
+fn recovery_after_corruption_mid_log_drops_everything_after_it() {
+    let mut storage = MemStorage::new();
+    let mut log = open_log(&mut storage, small_config());
+    fill(&mut log, &mut storage, "a", 20, 3);
+    assert!(log.segment_count() >= 4);
+    let victim = &log.segments[1];
+    let second_batch = victim.batches[1];
+    let mut bytes = storage.read(&victim.log_file).unwrap();
+    bytes[second_batch.position as usize + 30] ^= 0xff; // in the CRC-covered header
+    storage.write_all(&victim.log_file, &bytes);
+    let reopened = open_log(&mut storage, small_config());
+    assert_eq!(reopened.segment_count(), 2);
+    assert_eq!(reopened.log_end_offset(), second_batch.base_offset);
+    assert_eq!(read_all(&reopened), read_all(&log)[..second_batch.base_offset.0 as usize].to_vec());
+    check_invariants(&reopened, &storage);
+}
+
+#[test]
+fn recovery_rebuilds_a_missing_or_short_index() {
+    let mut storage = MemStorage::new();
+    let config = LogConfig { index_interval_bytes: 100, ..small_config() };
+    let mut log = open_log(&mut storage, config.clone());
+    fill(&mut log, &mut storage, "a", 20, 3);
+    let first_index = log.segments[0].index_file.clone();
+    let last_index = log.active().index_file.clone();
+    let (first, last) = (storage.read(&first_index).unwrap(), storage.read(&last_index).unwrap());
+    assert!(last.len() >= 8);
+    storage.delete(&first_index);
+    storage.truncate(&last_index, last.len() as u64 - 3);
+    storage.write_all(&format!("{DIR}/00000000000000099999.index"), b"orphan");
+    let reopened = open_log(&mut storage, config.clone());
+    assert_eq!(storage.read(&first_index), Some(first));
+    assert_eq!(storage.read(&last_index), Some(last));
+    for offset in 0..log.log_end_offset().0 {
+        assert_eq!(reopened.index_lookup(Offset(offset)), log.index_lookup(Offset(offset)));
+    }
+    check_invariants(&reopened, &storage);
+}
+
+#[test]
+fn recovery_drops_an_empty_segment_left_by_a_torn_roll() {
+    let mut storage = MemStorage::new();
+    let mut log = open_log(&mut storage, small_config());
+    for now_ms in 0..100 {
+        append(&mut log, &mut storage, now_ms, "a", 3);
+        if log.segment_count() > 2 && log.active().batches.len() == 1 {
+            break; // the last append rolled
+        }
+    }
+    let active = log.active().clone();
+    assert_eq!(active.batches.len(), 1);
+    storage.truncate(&active.log_file, 20);
+    let reopened = open_log(&mut storage, small_config());
+    assert_eq!(reopened.log_end_offset(), active.base_offset);
+    assert_eq!(reopened.segment_count(), log.segment_count() - 1);
+    check_invariants(&reopened, &storage);
+}
+
+#[test]
+fn recovery_rejects_misnamed_segments_and_ignores_other_files() {
+    let mut storage = MemStorage::new();
+    let mut log = open_log(&mut storage, LogConfig::default());
+    append(&mut log, &mut storage, 0, "a", 2);
+    storage.write_all(&format!("{DIR}/leader-epoch-checkpoint"), b"0\n");
+    storage.write_all("t0-30/00000000000000000000.log", b"another partition");
+    let reopened = open_log(&mut storage, LogConfig::default());
+    assert_eq!(read_all(&reopened), read_all(&log));
+    storage.write_all(&format!("{DIR}/12.log"), b"");
+    let err = PartitionLog::open(DIR, LogConfig::default(), &Plants::none(), &mut storage).unwrap_err();
+    assert!(matches!(&err, LogError::Corrupt { file, .. } if file == "t0-3/12.log"), "{err}");
+    assert!(err.to_string().starts_with("corrupt log file t0-3/12.log: "));
+}
+
+#[test]
+fn offset_reuse_plant_hands_out_the_last_offset_again() {
+    let mut storage = MemStorage::new();
+    let mut log = open_log(&mut storage, small_config());
+    fill(&mut log, &mut storage, "a", 3, 2);
+    let plants = Plants::none().with(Plant::OffsetReuse);
+    let mut planted = PartitionLog::open(DIR, small_config(), &plants, &mut storage).unwrap();
+    assert_eq!(planted.log_end_offset(), Offset(5));
+    assert_eq!(append(&mut planted, &mut storage, 9, "b", 1).base_offset, Offset(5));
+    assert_ne!(read_all(&planted)[5].value, read_all(&log)[5].value, "offset 5 now names another record");
+    check_invariants(&planted, &storage);
+    // Without the plant the same files reopen with every offset fresh.
+    let clean = open_log(&mut storage, small_config());
+    assert_eq!(clean.log_end_offset(), Offset(6));
+    // An empty log has no offset to reuse.
+    let mut empty = MemStorage::new();
+    let fresh = PartitionLog::open(DIR, small_config(), &plants, &mut empty).unwrap();
+    assert_eq!(fresh.log_end_offset(), Offset(0));
+}

@@ -1,0 +1,51 @@
+//! Removing a suffix of the log (followers do this after a leader change).
+
+use super::segment::Segment;
+use super::PartitionLog;
+use crate::storage::Storage;
+use crate::types::Offset;
+
+impl PartitionLog {
+    /// Removes every record at `offset` or above, in memory and in storage.
+    /// No-op if `offset >= log_end_offset()`. At or below the log start the whole
+    /// log goes and it restarts empty at `offset` (start = end = `offset`).
+    pub fn truncate_to(&mut self, storage: &mut dyn Storage, offset: Offset) {
+        assert!(offset.0 >= 0, "truncate to negative offset {offset}");
+        if offset >= self.log_end {
+            return;
+        }
+        if offset <= self.log_start_offset() {
+            self.reset_to(storage, offset);
+            return;
+        }
+        while self.active().base_offset >= offset {
+            let segment = self.segments.pop().expect("the first segment starts below offset");
+            segment.delete_files(storage);
+            self.size_bytes -= segment.size_bytes;
+        }
+        let interval = self.config.index_interval_bytes;
+        let active = self.segments.last_mut().expect("the first segment starts below offset");
+        if offset < active.end_offset() {
+            self.size_bytes -= active.size_bytes;
+            active.truncate_to(storage, offset, interval, &mut self.scratch);
+            self.size_bytes += active.size_bytes;
+        }
+        self.log_end = offset;
+        assert_eq!(self.active().end_offset(), offset);
+        assert!(self.log_start_offset() < self.log_end && !self.active().is_empty());
+    }
+
+    /// Deletes every segment and starts an empty one at `offset`.
+    fn reset_to(&mut self, storage: &mut dyn Storage, offset: Offset) {
+        assert!(offset <= self.log_start_offset());
+        for segment in self.segments.drain(..) {
+            segment.delete_files(storage);
+        }
+        let segment = Segment::new(&self.dir, offset);
+        segment.create_files(storage);
+        self.segments.push(segment);
+        self.log_end = offset;
+        self.size_bytes = 0;
+        assert_eq!(self.log_start_offset(), self.log_end);
+    }
+}

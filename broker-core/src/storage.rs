@@ -1,0 +1,69 @@
+//! The storage seam: a node's files as named byte arrays.
+//!
+//! The log writes segments and indexes through this trait; the simulator
+//! implements it with a per-node disk that outlives process crashes, and the
+//! disk-fault work will add page cache, fsync and power loss behind the same
+//! calls. `MemStorage` is the plain implementation used by unit tests.
+
+use std::collections::BTreeMap;
+
+/// Files addressed by path (`"t0-3/00000000000000000000.log"`). All calls are
+/// synchronous: the simulated disk completes them at once.
+pub trait Storage {
+    /// Appends to the end of `file`, creating it if absent.
+    fn append(&mut self, file: &str, data: &[u8]);
+    /// Overwrites `file` with `data`, creating it if absent.
+    fn write_all(&mut self, file: &str, data: &[u8]);
+    /// The whole content of `file`, or `None` if it does not exist.
+    fn read(&self, file: &str) -> Option<Vec<u8>>;
+    /// Length of `file` in bytes, or `None` if it does not exist.
+    fn len(&self, file: &str) -> Option<u64>;
+    /// Cuts `file` to `len` bytes (no-op if shorter or absent).
+    fn truncate(&mut self, file: &str, len: u64);
+    /// Removes `file` (no-op if absent).
+    fn delete(&mut self, file: &str);
+    /// Every file whose path starts with `prefix`, sorted.
+    fn list(&self, prefix: &str) -> Vec<String>;
+}
+
+/// An in-memory file store: durable at once, no faults.
+#[derive(Clone, Debug, Default)]
+pub struct MemStorage {
+    files: BTreeMap<String, Vec<u8>>,
+}
+
+impl MemStorage {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Total bytes held, for bounds and tests.
+    pub fn total_bytes(&self) -> u64 {
+        self.files.values().map(|f| f.len() as u64).sum()
+    }
+}
+
+impl Storage for MemStorage {
+    fn append(&mut self, file: &str, data: &[u8]) {
+        self.files.entry(file.to_string()).or_default().extend_from_slice(data);
+    }
+    fn write_all(&mut self, file: &str, data: &[u8]) {
+        self.files.insert(file.to_string(), data.to_vec());
+    }
+    fn read(&self, file: &str) -> Option<Vec<u8>> {
+        self.files.get(file).cloned()
+    }
+    fn len(&self, file: &str) -> Option<u64> {
+        self.files.get(file).map(|f| f.len() as u64)
+    }
+    fn truncate(&mut self, file: &str, len: u64) {
+        if let Some(f) = self.files.get_mut(file) {
+            f.truncate(len as usize);
+        }
+    }
+    fn delete(&mut self, file: &str) {
+        self.files.remove(file);
+    }
+    fn list(&self, prefix: &str) -> Vec<String> {
+        self.files.range(prefix.to_string()..).take_while(|(k, _)| k.starts_with(prefix)).map(|(k, _)| k.clone()).collect()
+    }
+}

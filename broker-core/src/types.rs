@@ -1,0 +1,89 @@
+//! Small newtypes shared by every state machine. Units live in names.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A record's position in a partition's log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Offset(pub i64);
+
+impl Offset {
+    pub const ZERO: Offset = Offset(0);
+    pub fn next(self) -> Offset {
+        Offset(self.0 + 1)
+    }
+}
+
+impl fmt::Display for Offset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A broker's id in the cluster (`broker-N` in the simulator).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct BrokerId(pub u32);
+
+impl fmt::Display for BrokerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "broker-{}", self.0)
+    }
+}
+
+/// A topic's numeric id (its index in the cluster's topic list; Kafka's KIP-516 topic id).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct TopicId(pub u16);
+
+/// One partition of one topic. `Copy`, so hot paths never clone topic names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct TopicPartition {
+    pub topic: TopicId,
+    pub partition: u32,
+}
+
+impl TopicPartition {
+    pub fn new(topic: TopicId, partition: u32) -> Self {
+        TopicPartition { topic, partition }
+    }
+}
+
+impl fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "t{}-{}", self.topic.0, self.partition)
+    }
+}
+
+/// A record as a producer hands it over: key, value and the producer's timestamp.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub key: Option<Bytes>,
+    pub value: Bytes,
+    pub timestamp_ms: u64,
+}
+
+impl Record {
+    /// Bytes this record occupies for size limits (batch size, fetch max bytes).
+    /// Counts key and value plus a fixed per-record overhead, like Kafka's record framing.
+    pub fn size_bytes(&self) -> usize {
+        RECORD_OVERHEAD_BYTES + self.key.as_ref().map_or(0, |k| k.len()) + self.value.len()
+    }
+}
+
+/// Per-record framing overhead used in size accounting (length, attributes, deltas).
+pub const RECORD_OVERHEAD_BYTES: usize = 16;
+
+/// A record read back from a log, with the offset the log gave it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredRecord {
+    pub offset: Offset,
+    pub timestamp_ms: u64,
+    pub key: Option<Bytes>,
+    pub value: Bytes,
+}
+
+impl StoredRecord {
+    pub fn size_bytes(&self) -> usize {
+        RECORD_OVERHEAD_BYTES + self.key.as_ref().map_or(0, |k| k.len()) + self.value.len()
+    }
+}

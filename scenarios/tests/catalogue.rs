@@ -1,0 +1,123 @@
+//! Every scenario file is a test; so is determinism, and every planted bug.
+//!
+//! - `scenario::NAME` runs the scenario's `seeds` (env `KSIM_SEEDS` overrides)
+//!   and fails with the replay command of each failing seed, or when an
+//!   expected violation is never found.
+//! - `determinism::NAME` runs a few seeds twice in this process — the second
+//!   time on another thread after other runs — and compares trace hashes.
+//! - `plant::NAME` switches one planted bug on and demands that its checker
+//!   fires within a bounded number of seeds (the same scenario without the
+//!   switch is a `scenario::` test and must stay clean).
+
+use libtest_mimic::{Arguments, Failed, Trial};
+use scenarios::{display_path, scenario_files};
+use sim::broker_core::plant::Plant;
+use sim::checker::Invariant;
+use sim::cli::replay_command;
+use sim::runner::{run_seed, RunOptions, Verdict};
+use sim::scenario::Scenario;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Seeds each determinism test runs twice.
+const DETERMINISM_SEEDS: u64 = 3;
+
+/// Planted bug, scenario it is tested in, the invariant that must catch it,
+/// and the most seeds (from seed 0) it may take.
+const PLANT_TESTS: &[(Plant, &str, Invariant, u64)] = &[
+    (Plant::FetchSkipsRecord, "basic-produce-consume.toml", Invariant::PollSkip, 5),
+    (Plant::OffsetReuse, "broker-crash-restart.toml", Invariant::InconsistentOffsets, 5),
+];
+
+fn main() {
+    let args = Arguments::from_args();
+    let mut trials = Vec::new();
+    for file in scenario_files() {
+        let scenario = match Scenario::load(&file) {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                let name = file.display().to_string();
+                let message = e.to_string();
+                trials.push(Trial::test(format!("scenario::{name}"), move || Err(message.into())));
+                continue;
+            }
+        };
+        let (s, f) = (scenario.clone(), display_path(&file));
+        trials.push(Trial::test(format!("scenario::{}", scenario.name), move || run_catalogue(&s, &f)));
+        let (s, f) = (scenario.clone(), display_path(&file));
+        trials.push(Trial::test(format!("determinism::{}", scenario.name), move || determinism(&s, &f)));
+    }
+    for &(plant, file, invariant, bound) in PLANT_TESTS {
+        let path = scenarios::catalogue_dir().join(file);
+        trials.push(Trial::test(format!("plant::{plant}"), move || catches(plant, &path, invariant, bound)));
+    }
+    libtest_mimic::run(&args, trials).exit();
+}
+
+fn seeds(scenario: &Scenario) -> u64 {
+    std::env::var("KSIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(scenario.seeds)
+}
+
+fn run_catalogue(scenario: &Arc<Scenario>, file: &Path) -> Result<(), Failed> {
+    let n = seeds(scenario);
+    let results: Vec<_> = (0..n).map(|seed| run_seed(scenario, seed, &RunOptions::default())).collect();
+    let summary = sim::sweep::summarise(scenario, 0, n, &results, 0.0);
+    let mut problems = Vec::new();
+    for failure in &summary.failures {
+        for v in &failure.violations {
+            problems.push(format!("seed {}: [{}] {}", failure.seed, v.invariant, v.detail));
+        }
+        problems.push(format!("  replay: {}", replay_command(file, failure.seed, &[])));
+    }
+    for missing in &summary.expected_missing {
+        problems.push(format!("expected violation `{missing}` was not found in {n} seeds"));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n").into())
+    }
+}
+
+fn determinism(scenario: &Arc<Scenario>, file: &Path) -> Result<(), Failed> {
+    let options = RunOptions::default();
+    let first: Vec<String> = (0..DETERMINISM_SEEDS).map(|s| run_seed(scenario, s, &options).trace_hash).collect();
+    // Again in reverse order on a fresh thread: neither thread-local state nor
+    // the order of runs may change a seed's trace.
+    let s = scenario.clone();
+    let second: Vec<String> = std::thread::spawn(move || {
+        (0..DETERMINISM_SEEDS).rev().map(|seed| run_seed(&s, seed, &RunOptions::default()).trace_hash).collect()
+    })
+    .join()
+    .map_err(|_| Failed::from("second pass panicked"))?;
+    let second: Vec<String> = second.into_iter().rev().collect();
+    for seed in 0..DETERMINISM_SEEDS as usize {
+        if first[seed] != second[seed] {
+            return Err(format!(
+                "seed {seed}: trace hash {} then {}; replay: {}",
+                first[seed],
+                second[seed],
+                replay_command(file, seed as u64, &[])
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
+fn catches(plant: Plant, path: &PathBuf, invariant: Invariant, bound: u64) -> Result<(), Failed> {
+    let scenario = Arc::new(Scenario::load(path).map_err(|e| Failed::from(e.to_string()))?);
+    let options = RunOptions { extra_plants: vec![plant], ..RunOptions::default() };
+    for seed in 0..bound {
+        let result = run_seed(&scenario, seed, &options);
+        if result.counts.get(&invariant).copied().unwrap_or(0) > 0 {
+            assert_eq!(result.verdict, Verdict::Fail, "a must-hold invariant fired, so the run fails");
+            return Ok(());
+        }
+    }
+    Err(format!(
+        "{invariant} did not catch planted bug {plant} in {bound} seeds of {}",
+        display_path(path).display()
+    )
+    .into())
+}

@@ -1,0 +1,174 @@
+//! `ksim bench`: the substrate's ceiling (bare madsim request/response over
+//! the same connections ksim uses) and the standard scenario, measured in one
+//! process so their ratio means something. Medians over seeds.
+
+use crate::runner::{run_seed, RunOptions};
+use crate::scenario::Scenario;
+use madsim::net::Endpoint;
+use madsim::runtime::{Handle, Runtime};
+use serde::Serialize;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// Round trips per responder in one substrate run.
+const PING_ROUNDS: u64 = 50_000;
+/// Substrate runs (the median is reported).
+const PING_RUNS: u64 = 5;
+
+#[derive(Debug, Serialize)]
+pub struct BenchReport {
+    /// Delivered messages per wall second, bare madsim ping-pong between three nodes.
+    pub substrate_msgs_per_s: f64,
+    /// Simulated seconds per wall second, standard scenario (median over seeds).
+    pub sim_speedup: f64,
+    /// Seeds of the standard scenario per wall second on one core (1 / median wall).
+    pub seeds_per_s: f64,
+    /// Simulated messages per wall second in the standard scenario (median).
+    pub msgs_per_s: f64,
+    /// msgs_per_s / substrate_msgs_per_s.
+    pub msgs_ratio: f64,
+    /// Peak resident set size of this process.
+    pub peak_rss_mib: f64,
+    pub scenario: String,
+    pub seeds: u64,
+    pub median_wall_ms: f64,
+    pub median_sim_seconds: f64,
+    pub median_messages: f64,
+}
+
+pub fn cmd_bench(scenario: &Arc<Scenario>, seeds: u64, json: bool) -> ExitCode {
+    let report = bench(scenario, seeds);
+    if json {
+        println!("{}", serde_json::to_string(&report).expect("report serialises"));
+    } else {
+        println!("substrate (madsim ping-pong, 3 nodes)  {:>12.0} msgs/s", report.substrate_msgs_per_s);
+        println!("standard scenario `{}`, {} seeds, medians:", report.scenario, report.seeds);
+        println!("  wall per seed                       {:>12.1} ms", report.median_wall_ms);
+        println!("  simulated per seed                  {:>12.1} s", report.median_sim_seconds);
+        println!("  speed-up over real time             {:>12.0}x", report.sim_speedup);
+        println!("  seeds per second (one core)         {:>12.1}", report.seeds_per_s);
+        println!("  messages per seed                   {:>12.0}", report.median_messages);
+        println!("  messages per wall second            {:>12.0}", report.msgs_per_s);
+        println!("  ratio to substrate                  {:>12.1}%", report.msgs_ratio * 100.0);
+        println!("peak RSS                              {:>12.1} MiB", report.peak_rss_mib);
+    }
+    ExitCode::SUCCESS
+}
+
+pub fn bench(scenario: &Arc<Scenario>, seeds: u64) -> BenchReport {
+    let mut substrate: Vec<f64> = (0..PING_RUNS).map(ping_pong_msgs_per_s).collect();
+    let substrate_msgs_per_s = median(&mut substrate);
+    let mut walls = Vec::new();
+    let mut speedups = Vec::new();
+    let mut rates = Vec::new();
+    let mut sims = Vec::new();
+    let mut msgs = Vec::new();
+    for seed in 0..seeds {
+        let r = run_seed(scenario, seed, &RunOptions::default());
+        walls.push(r.wall_seconds);
+        speedups.push(r.sim_seconds / r.wall_seconds);
+        rates.push(r.messages as f64 / r.wall_seconds);
+        sims.push(r.sim_seconds);
+        msgs.push(r.messages as f64);
+    }
+    let median_wall = median(&mut walls);
+    let msgs_per_s = median(&mut rates);
+    BenchReport {
+        substrate_msgs_per_s,
+        sim_speedup: median(&mut speedups),
+        seeds_per_s: 1.0 / median_wall,
+        msgs_per_s,
+        msgs_ratio: msgs_per_s / substrate_msgs_per_s,
+        peak_rss_mib: peak_rss_mib(),
+        scenario: scenario.name.clone(),
+        seeds,
+        median_wall_ms: median_wall * 1e3,
+        median_sim_seconds: median(&mut sims),
+        median_messages: median(&mut msgs),
+    }
+}
+
+fn median(xs: &mut [f64]) -> f64 {
+    xs.sort_by(|a, b| a.total_cmp(b));
+    let n = xs.len();
+    if n == 0 {
+        return 0.0;
+    }
+    if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+    }
+}
+
+/// One node pings two responders over madsim connections; returns delivered
+/// messages (requests + responses) per wall second.
+fn ping_pong_msgs_per_s(seed: u64) -> f64 {
+    let rt = Runtime::with_seed_and_config(seed, madsim::Config::default());
+    let wall = std::time::Instant::now();
+    let delivered = rt.block_on(async {
+        let handle = Handle::current();
+        let addrs: Vec<SocketAddr> = vec!["10.9.0.2:1".parse().unwrap(), "10.9.0.3:1".parse().unwrap()];
+        for addr in &addrs {
+            let addr = *addr;
+            handle
+                .create_node()
+                .ip(addr.ip())
+                .init(move || async move {
+                    let ep = Endpoint::bind(addr).await.expect("bind");
+                    let (tx, mut rx, _) = ep.accept1().await.expect("accept");
+                    while let Ok(msg) = rx.recv().await {
+                        let n = *msg.downcast::<u64>().expect("u64");
+                        if tx.send(Box::new(n)).await.is_err() {
+                            break;
+                        }
+                    }
+                })
+                .build();
+        }
+        let (done_tx, done_rx) = futures::channel::oneshot::channel();
+        let done_tx = std::sync::Mutex::new(Some(done_tx));
+        let client = move || {
+            let done_tx = done_tx.lock().expect("once").take();
+            let addrs = addrs.clone();
+            async move {
+                madsim::time::sleep(std::time::Duration::from_millis(10)).await;
+                let ep = Endpoint::bind("10.9.0.1:0").await.expect("bind");
+                let mut total = 0u64;
+                let mut conns = Vec::new();
+                for addr in addrs {
+                    conns.push(ep.connect1(addr).await.expect("connect"));
+                }
+                for round in 0..PING_ROUNDS {
+                    for (tx, _) in &conns {
+                        tx.send(Box::new(round)).await.expect("send");
+                    }
+                    for (_, rx) in &mut conns {
+                        let _ = rx.recv().await.expect("recv");
+                    }
+                    total += 2 * conns.len() as u64;
+                }
+                if let Some(tx) = done_tx {
+                    let _ = tx.send(total);
+                }
+            }
+        };
+        handle.create_node().ip("10.9.0.1".parse().unwrap()).init(client).build();
+        done_rx.await.expect("client finished")
+    });
+    delivered as f64 / wall.elapsed().as_secs_f64()
+}
+
+/// Peak RSS from /proc (0 where unavailable).
+pub fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}

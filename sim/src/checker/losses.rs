@@ -1,0 +1,64 @@
+//! Acked values that no poll ever returned. lost-write: the ack's offset is
+//! at or below the highest offset any read reached, so a reader passed over
+//! it (Jepsen's definition). unseen: the ack's offset is above every read;
+//! after the drain read every partition to its end, that is a definite loss
+//! too. The two split on the offset so no value counts twice.
+
+use super::evidence::{op_label, Findings};
+use super::log_view::{LogView, OpId};
+use super::Invariant;
+use crate::history::{Call, History, Outcome, Partition, Value};
+
+pub(crate) fn check(history: &History, view: &LogView<'_>, findings: &mut Findings) {
+    for op in &history.ops {
+        let (Call::Send { value, .. }, Some(Outcome::SendOk { partition, offset })) = (&op.call, &op.outcome) else {
+            continue;
+        };
+        let Some(log) = view.partition(partition) else { continue };
+        if log.was_read(*value) {
+            continue;
+        }
+        let acked = Acked { partition, offset: *offset, value: *value, op: op.id };
+        match log.highest_read() {
+            Some((highest, reader)) if *offset <= highest => {
+                findings.found(Invariant::LostWrite, || {
+                    format!(
+                        "{}, though reads reached offset {highest} ({})",
+                        acked.describe(history),
+                        op_label(history, reader)
+                    )
+                });
+            }
+            Some((highest, reader)) => findings.found(Invariant::Unseen, || {
+                format!(
+                    "{}; reads reached only offset {highest} ({})",
+                    acked.describe(history),
+                    op_label(history, reader)
+                )
+            }),
+            None => findings.found(Invariant::Unseen, || {
+                format!("{}; no poll returned any record of the partition", acked.describe(history))
+            }),
+        }
+    }
+}
+
+struct Acked<'h> {
+    partition: &'h Partition,
+    offset: i64,
+    value: Value,
+    op: OpId,
+}
+
+impl Acked<'_> {
+    /// `partition t-0 value p1:3 acked at offset 5 to op 7 (...) was never read`
+    fn describe(&self, history: &History) -> String {
+        format!(
+            "partition {} value {} acked at offset {} to {} was never read",
+            self.partition,
+            self.value,
+            self.offset,
+            op_label(history, self.op)
+        )
+    }
+}

@@ -1,0 +1,131 @@
+//! Checkers: they read the recorded history (and, later, replica snapshots)
+//! and report violations with evidence. They never ask broker-core anything.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// Every invariant ksim judges. Closed: a new checker adds its name here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Invariant {
+    /// One offset observed holding two different values.
+    InconsistentOffsets,
+    /// One value observed at more than one offset (counted unless exactly-once is demanded).
+    Duplicate,
+    /// An acked value at or below the highest offset any read reached, never read.
+    LostWrite,
+    /// An acked value never read by the end of the drain.
+    Unseen,
+    /// A consumer's next poll starts at or before where its previous one ended.
+    NonmonotonicPoll,
+    /// A consumer's successive polls jump past offsets known to exist.
+    PollSkip,
+    /// A producer's later send to a partition lands below an earlier one.
+    NonmonotonicSend,
+    /// Liveness: after heal, the drain did not reach every partition's end in time.
+    DrainIncomplete,
+    /// A simulated node panicked: a bug found inside broker-core or sim.
+    Crash,
+}
+
+impl Invariant {
+    pub const ALL: &'static [Invariant] = &[
+        Invariant::InconsistentOffsets,
+        Invariant::Duplicate,
+        Invariant::LostWrite,
+        Invariant::Unseen,
+        Invariant::NonmonotonicPoll,
+        Invariant::PollSkip,
+        Invariant::NonmonotonicSend,
+        Invariant::DrainIncomplete,
+        Invariant::Crash,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Invariant::InconsistentOffsets => "inconsistent-offsets",
+            Invariant::Duplicate => "duplicate",
+            Invariant::LostWrite => "lost-write",
+            Invariant::Unseen => "unseen",
+            Invariant::NonmonotonicPoll => "nonmonotonic-poll",
+            Invariant::PollSkip => "poll-skip",
+            Invariant::NonmonotonicSend => "nonmonotonic-send",
+            Invariant::DrainIncomplete => "drain-incomplete",
+            Invariant::Crash => "crash",
+        }
+    }
+
+    /// Invariants that must hold unless a scenario says otherwise.
+    /// `duplicate` is counted, not judged, until a scenario demands exactly-once.
+    pub fn holds_by_default(self) -> bool {
+        !matches!(self, Invariant::Duplicate)
+    }
+}
+
+impl fmt::Display for Invariant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Invariant {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Invariant::ALL.iter().copied().find(|i| i.name() == s).ok_or_else(|| {
+            let names: Vec<&str> = Invariant::ALL.iter().map(|i| i.name()).collect();
+            format!("unknown invariant `{s}`; expected one of: {}", names.join(", "))
+        })
+    }
+}
+
+/// One finding, with evidence a person can follow.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Violation {
+    pub invariant: Invariant,
+    /// Partition, offsets, values, ops (with process and simulated time).
+    pub detail: String,
+}
+
+mod evidence;
+mod log_view;
+mod losses;
+mod offsets;
+mod polls;
+mod sends;
+#[cfg(test)]
+mod tests;
+
+pub use evidence::MAX_EVIDENCE;
+pub use log_view::{LogView, OpId, PartitionLog, Sighting};
+
+/// What the history checkers found in one run. The runner decides which
+/// findings fail the run; the report holds every anomaly regardless.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckReport {
+    /// Evidence, grouped by invariant: at most `MAX_EVIDENCE` per invariant.
+    pub violations: Vec<Violation>,
+    /// Every anomaly found, listed or not; every judged invariant is present (zero if clean).
+    pub counts: std::collections::BTreeMap<Invariant, u64>,
+    /// Later-invoked sends landing below earlier ones that were still in
+    /// flight, from a producer that does not promise order: legal in Kafka.
+    pub reordered_sends: u64,
+}
+
+impl CheckReport {
+    pub fn count(&self, invariant: Invariant) -> u64 {
+        self.counts.get(&invariant).copied().unwrap_or(0)
+    }
+}
+
+/// Runs every history checker (all but drain-incomplete and crash, which the runner judges).
+pub fn check_history(history: &crate::history::History) -> CheckReport {
+    let view = LogView::build(history);
+    let mut findings = evidence::Findings::new();
+    offsets::check(history, &view, &mut findings);
+    losses::check(history, &view, &mut findings);
+    polls::check(history, &view, &mut findings);
+    let reordered_sends = sends::check(history, &mut findings);
+    let (violations, counts) = findings.into_parts();
+    CheckReport { violations, counts, reordered_sends }
+}

@@ -1,0 +1,89 @@
+//! Is the derived log a function both ways? inconsistent-offsets: one offset
+//! holding two values. duplicate: one value at two offsets (Jepsen's pair).
+
+use super::evidence::{op_label, Findings};
+use super::log_view::{LogView, PartitionLog, Sighting};
+use super::Invariant;
+use crate::history::{History, Partition, Value};
+use std::fmt::Write as _;
+
+/// How many values (or offsets) one finding spells out before summarising.
+const LISTED: usize = 4;
+
+pub(crate) fn check(history: &History, view: &LogView<'_>, findings: &mut Findings) {
+    for (partition, log) in view.partitions() {
+        inconsistent_offsets(history, partition, log, findings);
+        duplicates(history, partition, log, findings);
+    }
+}
+
+fn inconsistent_offsets(history: &History, partition: &Partition, log: &PartitionLog, findings: &mut Findings) {
+    for &offset in log.known_offsets() {
+        if log.values_at(offset).nth(1).is_none() {
+            continue;
+        }
+        findings.found(Invariant::InconsistentOffsets, || {
+            let total = log.values_at(offset).count();
+            let mut detail = format!("partition {partition} offset {offset} holds {total} values: ");
+            let listed =
+                log.values_at(offset).take(LISTED).map(|(value, s)| format!("{value} ({})", witnesses(history, s)));
+            detail.push_str(&listed.collect::<Vec<_>>().join("; "));
+            more(&mut detail, total, "values");
+            detail
+        });
+    }
+}
+
+fn duplicates(history: &History, partition: &Partition, log: &PartitionLog, findings: &mut Findings) {
+    let mut placements = log.placements().peekable();
+    while let Some((value, _)) = placements.next() {
+        let mut offsets = 1;
+        while placements.next_if(|&(v, _)| v == value).is_some() {
+            offsets += 1;
+        }
+        if offsets > 1 {
+            findings.found(Invariant::Duplicate, || duplicate_detail(history, partition, log, value, offsets));
+        }
+    }
+}
+
+fn duplicate_detail(
+    history: &History,
+    partition: &Partition,
+    log: &PartitionLog,
+    value: Value,
+    total: usize,
+) -> String {
+    let mut detail = format!("partition {partition} value {value} at {total} offsets: ");
+    let listed = log.offsets_of(value).take(LISTED).map(|offset| {
+        let seen = log.sighting(offset, value).map(|s| witnesses(history, s)).unwrap_or_default();
+        format!("{offset} ({seen})")
+    });
+    detail.push_str(&listed.collect::<Vec<_>>().join("; "));
+    more(&mut detail, total, "offsets");
+    detail
+}
+
+/// `read by op 12 (...) and 3 more reads, acked to op 7 (...)`
+fn witnesses(history: &History, sighting: &Sighting) -> String {
+    let mut parts = Vec::with_capacity(2);
+    if let Some(op) = sighting.first_read {
+        let mut read = format!("read by {}", op_label(history, op));
+        match sighting.reads.saturating_sub(1) {
+            0 => {}
+            1 => read.push_str(" and 1 more read"),
+            others => write!(read, " and {others} more reads").expect("writing to a String"),
+        }
+        parts.push(read);
+    }
+    if let Some(op) = sighting.acked_by {
+        parts.push(format!("acked to {}", op_label(history, op)));
+    }
+    parts.join(", ")
+}
+
+fn more(detail: &mut String, total: usize, what: &str) {
+    if total > LISTED {
+        write!(detail, "; and {} more {what}", total - LISTED).expect("writing to a String");
+    }
+}

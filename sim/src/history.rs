@@ -1,0 +1,145 @@
+//! The history: every client operation, recorded at invocation and at
+//! completion with simulated timestamps. Checkers read only this (and replica
+//! snapshots); `--history PATH` writes it as JSON lines.
+
+use serde::{Deserialize, Serialize};
+
+/// A workload process: one producer, one consumer, or the drain reader.
+pub type ProcessId = u32;
+
+/// A unique value: `process << 32 | counter`, so every value traces to one send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Value(pub u64);
+
+impl Value {
+    pub fn new(process: ProcessId, counter: u32) -> Value {
+        Value(((process as u64) << 32) | counter as u64)
+    }
+    pub fn process(self) -> ProcessId {
+        (self.0 >> 32) as ProcessId
+    }
+    pub fn to_bytes(self) -> [u8; 8] {
+        self.0.to_be_bytes()
+    }
+    /// `None` when the bytes are not a value the workload wrote.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Value> {
+        Some(Value(u64::from_be_bytes(bytes.try_into().ok()?)))
+    }
+}
+
+impl std::fmt::Display for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "p{}:{}", self.process(), self.0 & 0xffff_ffff)
+    }
+}
+
+/// A partition named as `topic-partition` by topic name in the history.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Partition {
+    pub topic: String,
+    pub partition: u32,
+}
+
+impl std::fmt::Display for Partition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.topic, self.partition)
+    }
+}
+
+/// One record returned by a poll.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Polled {
+    pub partition: Partition,
+    pub offset: i64,
+    pub value: Value,
+}
+
+/// What an operation asked for.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "f", rename_all = "kebab-case")]
+pub enum Call {
+    /// A producer sends one value (partition known when chosen explicitly).
+    Send { topic: String, partition: Option<u32>, value: Value },
+    /// A consumer polls; records arrive in the completion.
+    Poll,
+    /// A consumer takes these partitions (resets its positions' continuity).
+    Assign { partitions: Vec<Partition> },
+    /// A consumer moves its position explicitly.
+    Seek { partition: Partition, offset: i64 },
+}
+
+/// How an operation ended. `ok` definitely happened, `fail` definitely did
+/// not, `info` is unknown (timeout, disconnect, an error after which the
+/// write may still have landed).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Outcome {
+    SendOk { partition: Partition, offset: i64 },
+    SendFail { error: String },
+    SendInfo { reason: String },
+    PollOk { records: Vec<Polled> },
+    PollFail { error: String },
+    Ok,
+}
+
+/// One history line.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum Event {
+    Invoke { op: u64, process: ProcessId, time_ns: u64, call: Call },
+    Complete { op: u64, process: ProcessId, time_ns: u64, outcome: Outcome },
+}
+
+/// A whole operation: its call and (if it finished before the run ended) its outcome.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Op {
+    pub id: u64,
+    pub process: ProcessId,
+    pub invoke_ns: u64,
+    pub call: Call,
+    pub complete_ns: Option<u64>,
+    pub outcome: Option<Outcome>,
+}
+
+/// The recorded history of one run.
+#[derive(Clone, Debug, Default, Hash, Serialize, Deserialize)]
+pub struct History {
+    /// Operations in invocation order (ids are dense, starting at 0).
+    pub ops: Vec<Op>,
+    /// The processes that belong to the drain phase.
+    pub drain_processes: Vec<ProcessId>,
+    /// Producer processes whose configuration promises per-partition send order
+    /// (max in-flight 1, or no retries): for them nonmonotonic-send is a violation.
+    pub ordered_producers: Vec<ProcessId>,
+}
+
+impl History {
+    pub fn invoke(&mut self, process: ProcessId, time_ns: u64, call: Call) -> u64 {
+        let id = self.ops.len() as u64;
+        self.ops.push(Op { id, process, invoke_ns: time_ns, call, complete_ns: None, outcome: None });
+        id
+    }
+
+    pub fn complete(&mut self, op: u64, time_ns: u64, outcome: Outcome) {
+        let slot = &mut self.ops[op as usize];
+        debug_assert!(slot.outcome.is_none(), "op {op} completed twice");
+        slot.complete_ns = Some(time_ns);
+        slot.outcome = Some(outcome);
+    }
+
+    /// The history as Jepsen-style events (invocations and completions) in time order.
+    pub fn events(&self) -> Vec<Event> {
+        let mut events = Vec::with_capacity(self.ops.len() * 2);
+        for op in &self.ops {
+            events.push(Event::Invoke { op: op.id, process: op.process, time_ns: op.invoke_ns, call: op.call.clone() });
+            if let (Some(t), Some(o)) = (op.complete_ns, &op.outcome) {
+                events.push(Event::Complete { op: op.id, process: op.process, time_ns: t, outcome: o.clone() });
+            }
+        }
+        // Stable: invocations precede their completions at equal times.
+        events.sort_by_key(|e| match e {
+            Event::Invoke { time_ns, .. } | Event::Complete { time_ns, .. } => *time_ns,
+        });
+        events
+    }
+}

@@ -1,0 +1,286 @@
+//! Fault verbs and the random nemesis. Every fault is a named verb applied
+//! through madsim (kill, restart, pause, resume, link clogging, network
+//! config) or ksim's clocks (skew), traced, and undoable by `heal_all`.
+
+use crate::rng::{stream, Purpose};
+use crate::scenario::{Fault, NemesisSpec};
+use crate::trace::TraceEvent;
+use crate::world::{NodeKind, World, SUPERVISOR};
+use madsim::net::NetSim;
+use madsim::runtime::Handle;
+use madsim::task::NodeId;
+use madsim::time::Duration;
+use rand::seq::SliceRandom;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+pub struct Nemesis {
+    world: Arc<World>,
+    handle: Handle,
+    node_ids: Vec<NodeId>,
+    /// Clogged directed links with how many active faults want each.
+    clogged: BTreeMap<(usize, usize), u32>,
+    paused: BTreeSet<usize>,
+    crashed: BTreeSet<usize>,
+}
+
+impl Nemesis {
+    pub fn new(world: Arc<World>, node_ids: Vec<NodeId>) -> Nemesis {
+        Nemesis {
+            world,
+            handle: Handle::current(),
+            node_ids,
+            clogged: BTreeMap::new(),
+            paused: BTreeSet::new(),
+            crashed: BTreeSet::new(),
+        }
+    }
+
+    fn node(&self, name: &str) -> usize {
+        self.world.node_index(name).expect("scenario validated node names")
+    }
+
+    /// Applies one fault; returns what undoes it.
+    pub fn apply(&mut self, fault: &Fault) -> Undo {
+        self.world.trace(SUPERVISOR, TraceEvent::Fault { what: describe(fault) });
+        tracing::info!(fault = %describe(fault), "nemesis");
+        match fault {
+            Fault::Crash { node } => {
+                let n = self.node(node);
+                if self.crashed.insert(n) {
+                    self.paused.remove(&n);
+                    self.handle.kill(self.node_ids[n]);
+                }
+                Undo::Fault(Fault::Restart { node: node.clone() })
+            }
+            Fault::Restart { node } => {
+                let n = self.node(node);
+                self.crashed.remove(&n);
+                self.paused.remove(&n);
+                self.handle.restart(self.node_ids[n]);
+                Undo::Nothing
+            }
+            Fault::Pause { node } => {
+                let n = self.node(node);
+                if !self.crashed.contains(&n) && self.paused.insert(n) {
+                    self.handle.pause(self.node_ids[n]);
+                }
+                Undo::Fault(Fault::Resume { node: node.clone() })
+            }
+            Fault::Resume { node } => {
+                let n = self.node(node);
+                if self.paused.remove(&n) {
+                    self.handle.resume(self.node_ids[n]);
+                }
+                Undo::Nothing
+            }
+            Fault::Isolate { node } => {
+                let n = self.node(node);
+                let links: Vec<(usize, usize)> = (0..self.node_ids.len())
+                    .filter(|&o| o != n)
+                    .flat_map(|o| [(n, o), (o, n)])
+                    .collect();
+                self.clog_links(links)
+            }
+            Fault::Partition { groups, one_way } => {
+                let groups: Vec<Vec<usize>> =
+                    groups.iter().map(|g| g.iter().map(|name| self.node(name)).collect()).collect();
+                let mut links = Vec::new();
+                for (i, a) in groups.iter().enumerate() {
+                    for (j, b) in groups.iter().enumerate() {
+                        if i == j || (*one_way && i != 0) {
+                            continue;
+                        }
+                        links.extend(a.iter().flat_map(|&x| b.iter().map(move |&y| (x, y))));
+                    }
+                }
+                self.clog_links(links)
+            }
+            Fault::Heal => {
+                self.unclog_all();
+                Undo::Nothing
+            }
+            Fault::Latency { min_ms, max_ms } => {
+                set_latency(*min_ms, *max_ms);
+                let (lo, hi) = self.world.scenario.network.latency_ms;
+                Undo::Fault(Fault::Latency { min_ms: lo, max_ms: hi })
+            }
+            Fault::Loss { rate } => {
+                let rate = *rate;
+                NetSim::current().update_config(|c| c.packet_loss_rate = rate);
+                Undo::Fault(Fault::Loss { rate: self.world.scenario.network.loss })
+            }
+            Fault::Skew { node, skew_ms } => {
+                let n = self.node(node);
+                self.world.clocks.set_skew(n, *skew_ms);
+                Undo::Fault(Fault::Skew { node: node.clone(), skew_ms: 0 })
+            }
+        }
+    }
+
+    fn clog_links(&mut self, links: Vec<(usize, usize)>) -> Undo {
+        let net = NetSim::current();
+        for &(src, dst) in &links {
+            let count = self.clogged.entry((src, dst)).or_insert(0);
+            *count += 1;
+            if *count == 1 {
+                net.clog_link(self.node_ids[src], self.node_ids[dst]);
+            }
+        }
+        Undo::Unclog(links)
+    }
+
+    /// Undoes one fault (links another active fault also cut stay cut).
+    pub fn undo(&mut self, undo: Undo) {
+        match undo {
+            Undo::Nothing => {}
+            Undo::Fault(fault) => {
+                self.apply(&fault);
+            }
+            Undo::Unclog(links) => {
+                self.world.trace(SUPERVISOR, TraceEvent::Fault { what: format!("unclog {} links", links.len()) });
+                let net = NetSim::current();
+                for link in links {
+                    if let Some(count) = self.clogged.get_mut(&link) {
+                        *count -= 1;
+                        if *count == 0 {
+                            self.clogged.remove(&link);
+                            net.unclog_link(self.node_ids[link.0], self.node_ids[link.1]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn unclog_all(&mut self) {
+        let net = NetSim::current();
+        for (src, dst) in std::mem::take(&mut self.clogged).into_keys() {
+            net.unclog_link(self.node_ids[src], self.node_ids[dst]);
+        }
+    }
+
+    /// Ends every fault: links, pauses, crashes, network settings and skews.
+    pub fn heal_all(&mut self) {
+        self.world.trace(SUPERVISOR, TraceEvent::Fault { what: "heal-all".into() });
+        self.unclog_all();
+        for n in std::mem::take(&mut self.paused) {
+            self.handle.resume(self.node_ids[n]);
+        }
+        for n in std::mem::take(&mut self.crashed) {
+            self.handle.restart(self.node_ids[n]);
+        }
+        let network = &self.world.scenario.network;
+        set_latency(network.latency_ms.0, network.latency_ms.1);
+        let loss = network.loss;
+        NetSim::current().update_config(|c| c.packet_loss_rate = loss);
+        for n in 0..self.world.nodes.len() {
+            self.world.clocks.set_skew(n, 0);
+        }
+    }
+}
+
+/// What undoes an applied fault.
+pub enum Undo {
+    Nothing,
+    Fault(Fault),
+    /// Uncut the links this fault cut.
+    Unclog(Vec<(usize, usize)>),
+}
+
+/// Sets the network-wide latency range (madsim wants a non-empty range).
+pub fn set_latency(min_ms: u64, max_ms: u64) {
+    let range = Duration::from_millis(min_ms)..Duration::from_millis(max_ms.max(min_ms) + 1);
+    NetSim::current().update_config(|c| c.send_latency = range);
+}
+
+/// A fault as one readable line for traces and logs.
+pub fn describe(fault: &Fault) -> String {
+    match fault {
+        Fault::Crash { node } => format!("crash {node}"),
+        Fault::Restart { node } => format!("restart {node}"),
+        Fault::Pause { node } => format!("pause {node}"),
+        Fault::Resume { node } => format!("resume {node}"),
+        Fault::Isolate { node } => format!("isolate {node}"),
+        Fault::Partition { groups, one_way } => {
+            let groups: Vec<String> = groups.iter().map(|g| g.join(",")).collect();
+            format!("partition{} {}", if *one_way { " one-way" } else { "" }, groups.join(" | "))
+        }
+        Fault::Heal => "heal".to_string(),
+        Fault::Latency { min_ms, max_ms } => format!("latency {min_ms}..{max_ms} ms"),
+        Fault::Loss { rate } => format!("loss {rate}"),
+        Fault::Skew { node, skew_ms } => format!("skew {node} {skew_ms} ms"),
+    }
+}
+
+/// The random nemesis: each interval, each fault kind starts with its
+/// probability, drawn from the nemesis stream; each fault is undone after a
+/// drawn duration.
+pub struct RandomNemesis {
+    spec: NemesisSpec,
+    rng: ChaCha8Rng,
+    brokers: Vec<String>,
+    clients: Vec<String>,
+}
+
+impl RandomNemesis {
+    pub fn new(world: &World, spec: NemesisSpec) -> RandomNemesis {
+        let names = |pred: fn(&NodeKind) -> bool| -> Vec<String> {
+            world.nodes.iter().filter(|(_, k)| pred(k)).map(|(n, _)| n.clone()).collect()
+        };
+        RandomNemesis {
+            rng: stream(world.seed, Purpose::Nemesis, 0),
+            brokers: names(|k| matches!(k, NodeKind::Broker(_))),
+            clients: names(|k| matches!(k, NodeKind::Producer(_) | NodeKind::Consumer(_))),
+            spec,
+        }
+    }
+
+    pub fn interval(&self) -> Duration {
+        Duration::from_millis(self.spec.interval_ms)
+    }
+
+    /// The faults to start this interval, each with how long it lasts.
+    pub fn draw(&mut self) -> Vec<(Fault, Duration)> {
+        let mut out = Vec::new();
+        let s = self.spec.clone();
+        let roll = |rng: &mut ChaCha8Rng, p: f64| p > 0.0 && rng.gen_bool(p.min(1.0));
+        let (lo, hi) = s.fault_duration_ms;
+        if roll(&mut self.rng, s.crash) {
+            let node = self.brokers.choose(&mut self.rng).expect("a broker").clone();
+            out.push(Fault::Crash { node });
+        }
+        if roll(&mut self.rng, s.pause) {
+            let all: Vec<&String> = self.brokers.iter().chain(&self.clients).collect();
+            let node = (*all.choose(&mut self.rng).expect("a node")).clone();
+            out.push(Fault::Pause { node });
+        }
+        if roll(&mut self.rng, s.partition) && self.brokers.len() + self.clients.len() >= 2 {
+            let mut all: Vec<String> = self.brokers.iter().chain(&self.clients).cloned().collect();
+            all.shuffle(&mut self.rng);
+            let cut = self.rng.gen_range(1..all.len());
+            let b = all.split_off(cut);
+            out.push(Fault::Partition { groups: vec![all, b], one_way: self.rng.gen_bool(0.25) });
+        }
+        if roll(&mut self.rng, s.isolate) {
+            let node = self.brokers.choose(&mut self.rng).expect("a broker").clone();
+            out.push(Fault::Isolate { node });
+        }
+        if roll(&mut self.rng, s.loss) {
+            out.push(Fault::Loss { rate: s.loss_rate });
+        }
+        if roll(&mut self.rng, s.latency) {
+            let max_ms = self.rng.gen_range(1..=s.max_latency_ms.max(1));
+            out.push(Fault::Latency { min_ms: 1, max_ms });
+        }
+        if roll(&mut self.rng, s.skew) {
+            let all: Vec<&String> = self.brokers.iter().chain(&self.clients).collect();
+            let node = (*all.choose(&mut self.rng).expect("a node")).clone();
+            let skew_ms = self.rng.gen_range(-s.max_skew_ms..=s.max_skew_ms);
+            out.push(Fault::Skew { node, skew_ms });
+        }
+        out.into_iter().map(|f| (f, Duration::from_millis(self.rng.gen_range(lo..=hi.max(lo))))).collect()
+    }
+}

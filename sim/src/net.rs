@@ -1,0 +1,259 @@
+//! Kafka connections on madsim's reliable, ordered connections.
+//!
+//! A client keeps at most one connection per broker and reconnects on demand;
+//! the broker numbers accepted connections. Frames travel as objects. A frame
+//! already sent on an abandoned connection can still arrive: late responses
+//! are dropped by the client because their connection is gone, late requests
+//! still reach the broker — as they do in Kafka.
+
+use crate::trace::TraceEvent;
+use crate::world::World;
+use broker_core::broker::ConnId;
+use broker_core::protocol::{CorrelationId, Frame, Request, Response};
+use broker_core::types::BrokerId;
+use futures::channel::mpsc::{unbounded, UnboundedReceiver, UnboundedSender};
+use futures::{FutureExt, StreamExt};
+use madsim::net::{Endpoint, Receiver, Sender};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+/// Most frames a client queues for one broker while connecting (ksim's bound).
+pub const MAX_QUEUED_FRAMES: usize = 10_000;
+
+/// What the network tells a client.
+pub enum ClientNetEvent {
+    Response { broker: BrokerId, correlation_id: CorrelationId, response: Response },
+    /// The connection to `broker` failed or closed; requests in flight on it are lost.
+    Disconnected { broker: BrokerId },
+}
+
+struct ConnectResult {
+    broker: BrokerId,
+    generation: u64,
+    result: std::io::Result<(Sender, Receiver)>,
+}
+
+enum Conn {
+    Connecting { generation: u64, queued: Vec<Frame> },
+    Open { generation: u64, sender: Sender },
+}
+
+impl Conn {
+    fn generation(&self) -> u64 {
+        match self {
+            Conn::Connecting { generation, .. } | Conn::Open { generation, .. } => *generation,
+        }
+    }
+}
+
+pub struct ClientNet {
+    world: Arc<World>,
+    node: usize,
+    endpoint: Rc<Endpoint>,
+    conns: BTreeMap<BrokerId, Conn>,
+    receivers: BTreeMap<(BrokerId, u64), Receiver>,
+    connect_tx: UnboundedSender<ConnectResult>,
+    connect_rx: UnboundedReceiver<ConnectResult>,
+    next_generation: u64,
+}
+
+impl ClientNet {
+    pub async fn bind(world: Arc<World>, node: usize) -> ClientNet {
+        let endpoint = Endpoint::bind(SocketAddr::new(world.ip(node), 0)).await.expect("client endpoint binds");
+        let (connect_tx, connect_rx) = unbounded();
+        ClientNet {
+            world,
+            node,
+            endpoint: Rc::new(endpoint),
+            conns: BTreeMap::new(),
+            receivers: BTreeMap::new(),
+            connect_tx,
+            connect_rx,
+            next_generation: 0,
+        }
+    }
+
+    /// Sends a request, connecting first if needed.
+    pub fn send(&mut self, broker: BrokerId, correlation_id: CorrelationId, request: Request) {
+        let to = self.world.broker_node(broker) as u32;
+        self.world.trace(self.node, TraceEvent::Request { to, correlation_id, kind: request.kind() });
+        self.world.count_message();
+        let frame = Frame::Request { correlation_id, request };
+        match self.conns.get_mut(&broker) {
+            Some(Conn::Open { sender, .. }) => {
+                // madsim's send completes synchronously; a closed connection shows up
+                // as the receiver ending, which reports the disconnect.
+                let _ = sender.send(Box::new(frame)).now_or_never();
+            }
+            Some(Conn::Connecting { queued, .. }) => {
+                assert!(queued.len() < MAX_QUEUED_FRAMES, "client queued too many frames for {broker}");
+                queued.push(frame);
+            }
+            None => self.connect(broker, vec![frame]),
+        }
+    }
+
+    fn connect(&mut self, broker: BrokerId, queued: Vec<Frame>) {
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        self.conns.insert(broker, Conn::Connecting { generation, queued });
+        let endpoint = self.endpoint.clone();
+        let addr = self.world.broker_addr(broker);
+        let tx = self.connect_tx.clone();
+        madsim::task::spawn_local(async move {
+            let result = endpoint.connect1(addr).await;
+            let _ = tx.unbounded_send(ConnectResult { broker, generation, result });
+        });
+    }
+
+    /// Drops the connection to `broker`: late responses on it are never seen.
+    pub fn close(&mut self, broker: BrokerId) {
+        if let Some(conn) = self.conns.remove(&broker) {
+            self.receivers.remove(&(broker, conn.generation()));
+        }
+    }
+
+    /// The next network event for this client.
+    pub fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<ClientNetEvent> {
+        while let Poll::Ready(Some(done)) = self.connect_rx.poll_next_unpin(cx) {
+            if let Some(event) = self.on_connect_result(done) {
+                return Poll::Ready(event);
+            }
+        }
+        let mut ended = None;
+        for (&(broker, generation), receiver) in self.receivers.iter_mut() {
+            match receiver.poll_next_unpin(cx) {
+                Poll::Ready(Some(Ok(payload))) => {
+                    let frame = *payload.downcast::<Frame>().expect("connections carry frames");
+                    match frame {
+                        Frame::Response { correlation_id, response } => {
+                            return Poll::Ready(ClientNetEvent::Response { broker, correlation_id, response });
+                        }
+                        Frame::Request { .. } => unreachable!("brokers never send requests to clients"),
+                    }
+                }
+                Poll::Ready(_) => {
+                    ended = Some((broker, generation));
+                    break;
+                }
+                Poll::Pending => {}
+            }
+        }
+        if let Some((broker, generation)) = ended {
+            self.receivers.remove(&(broker, generation));
+            if self.conns.get(&broker).is_some_and(|c| c.generation() == generation) {
+                self.conns.remove(&broker);
+                return Poll::Ready(ClientNetEvent::Disconnected { broker });
+            }
+            // A closed connection ended; poll again for the others.
+            cx.waker().wake_by_ref();
+        }
+        Poll::Pending
+    }
+
+    fn on_connect_result(&mut self, done: ConnectResult) -> Option<ClientNetEvent> {
+        let ConnectResult { broker, generation, result } = done;
+        let current = self.conns.get(&broker).is_some_and(|c| c.generation() == generation);
+        if !current {
+            return None; // closed while connecting; dropping the halves closes it
+        }
+        match result {
+            Ok((sender, receiver)) => {
+                let Some(Conn::Connecting { queued, .. }) = self.conns.remove(&broker) else {
+                    unreachable!("a current connecting entry")
+                };
+                for frame in queued {
+                    let _ = sender.send(Box::new(frame)).now_or_never();
+                }
+                self.receivers.insert((broker, generation), receiver);
+                self.conns.insert(broker, Conn::Open { generation, sender });
+                None
+            }
+            Err(_) => {
+                self.conns.remove(&broker);
+                let to = self.world.broker_node(broker) as u32;
+                self.world.trace(self.node, TraceEvent::ConnectFailed { to });
+                Some(ClientNetEvent::Disconnected { broker })
+            }
+        }
+    }
+}
+
+/// What the network tells a broker.
+pub enum BrokerNetEvent {
+    Request { conn: ConnId, correlation_id: CorrelationId, request: Request },
+    Closed { conn: ConnId },
+}
+
+pub struct BrokerNet {
+    world: Arc<World>,
+    node: usize,
+    accepted: UnboundedReceiver<(Sender, Receiver, SocketAddr)>,
+    senders: BTreeMap<ConnId, (Sender, u32)>,
+    receivers: BTreeMap<ConnId, Receiver>,
+    next_conn: ConnId,
+}
+
+impl BrokerNet {
+    pub async fn bind(world: Arc<World>, node: usize, addr: SocketAddr) -> BrokerNet {
+        let endpoint = Endpoint::bind(addr).await.expect("broker endpoint binds");
+        let (tx, accepted) = unbounded();
+        madsim::task::spawn_local(async move {
+            while let Ok(conn) = endpoint.accept1().await {
+                if tx.unbounded_send(conn).is_err() {
+                    break;
+                }
+            }
+        });
+        BrokerNet { world, node, accepted, senders: BTreeMap::new(), receivers: BTreeMap::new(), next_conn: 0 }
+    }
+
+    pub fn respond(&mut self, conn: ConnId, correlation_id: CorrelationId, response: Response) {
+        let Some((sender, peer)) = self.senders.get(&conn) else { return };
+        self.world.trace(self.node, TraceEvent::Response { to: *peer, correlation_id, kind: response.kind() });
+        self.world.count_message();
+        let _ = sender.send(Box::new(Frame::Response { correlation_id, response })).now_or_never();
+    }
+
+    pub fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<BrokerNetEvent> {
+        while let Poll::Ready(Some((sender, receiver, addr))) = self.accepted.poll_next_unpin(cx) {
+            let conn = self.next_conn;
+            self.next_conn += 1;
+            let peer = self.peer_node(addr).unwrap_or(u32::MAX);
+            self.senders.insert(conn, (sender, peer));
+            self.receivers.insert(conn, receiver);
+        }
+        let mut ended = None;
+        for (&conn, receiver) in self.receivers.iter_mut() {
+            match receiver.poll_next_unpin(cx) {
+                Poll::Ready(Some(Ok(payload))) => {
+                    let frame = *payload.downcast::<Frame>().expect("connections carry frames");
+                    match frame {
+                        Frame::Request { correlation_id, request } => {
+                            return Poll::Ready(BrokerNetEvent::Request { conn, correlation_id, request });
+                        }
+                        Frame::Response { .. } => unreachable!("clients never send responses"),
+                    }
+                }
+                Poll::Ready(_) => {
+                    ended = Some(conn);
+                    break;
+                }
+                Poll::Pending => {}
+            }
+        }
+        if let Some(conn) = ended {
+            self.receivers.remove(&conn);
+            self.senders.remove(&conn);
+            return Poll::Ready(BrokerNetEvent::Closed { conn });
+        }
+        Poll::Pending
+    }
+
+    fn peer_node(&self, addr: SocketAddr) -> Option<u32> {
+        (0..self.world.nodes.len()).find(|&n| self.world.ip(n) == addr.ip()).map(|n| n as u32)
+    }
+}

@@ -1,0 +1,165 @@
+//! A consumer process (assign mode): takes its partitions, then polls until
+//! the chaos phase ends. Every poll is one history operation whose completion
+//! carries the records it returned.
+
+use super::producer::{earliest, partition_name};
+use super::{next_wake, Wake};
+use crate::history::{Call, Outcome, Partition, Polled, Value};
+use crate::net::{ClientNet, ClientNetEvent};
+use crate::rng::core_seed;
+use crate::scenario::{AssignmentSpec, ConsumerSpec, ResetSpec};
+use crate::timer::Timer;
+use crate::trace::TraceEvent;
+use crate::world::{Phase, World};
+use broker_core::client::consumer::{
+    AutoOffsetReset, ConsumedRecord, Consumer, ConsumerConfig, ConsumerOutput,
+};
+use madsim::time::{Duration, Instant};
+use std::sync::Arc;
+
+pub fn consumer_config(spec: &ConsumerSpec) -> ConsumerConfig {
+    ConsumerConfig {
+        auto_offset_reset: match spec.auto_offset_reset {
+            ResetSpec::Earliest => AutoOffsetReset::Earliest,
+            ResetSpec::Latest => AutoOffsetReset::Latest,
+            ResetSpec::None => AutoOffsetReset::None,
+        },
+        fetch_max_wait_ms: spec.fetch_max_wait_ms,
+        fetch_min_bytes: spec.fetch_min_bytes,
+        fetch_max_bytes: spec.fetch_max_bytes,
+        max_partition_fetch_bytes: spec.max_partition_fetch_bytes,
+        max_poll_records: spec.max_poll_records as usize,
+        request_timeout_ms: spec.request_timeout_ms,
+        ..ConsumerConfig::default()
+    }
+}
+
+/// The spec consumer `c` follows and its index among that spec's consumers.
+fn spec_of(world: &World, c: u32) -> (&ConsumerSpec, u32) {
+    let mut first = 0;
+    for spec in &world.scenario.workload.consumers {
+        if c < first + spec.count {
+            return (spec, c - first);
+        }
+        first += spec.count;
+    }
+    panic!("consumer-{c} is not in the scenario")
+}
+
+fn assignment(world: &World, spec: &ConsumerSpec, index: u32) -> Vec<(String, u32)> {
+    let all = spec.topics.iter().flat_map(|name| {
+        let topic = world.layout.topic_by_name(name).expect("scenario validated topic names");
+        (0..topic.replicas.len() as u32).map(move |p| (name.clone(), p))
+    });
+    match spec.assignment {
+        AssignmentSpec::All => all.collect(),
+        AssignmentSpec::Split => {
+            all.enumerate().filter(|(i, _)| *i as u32 % spec.count == index).map(|(_, tp)| tp).collect()
+        }
+    }
+}
+
+/// A consumer node loop shared by workload consumers and the drain.
+pub struct ConsumerDriver {
+    pub world: Arc<World>,
+    pub node: usize,
+    pub process: u32,
+    pub net: ClientNet,
+    pub consumer: Consumer,
+    timer: Timer,
+}
+
+impl ConsumerDriver {
+    pub async fn start(world: Arc<World>, node: usize, process: u32, config: ConsumerConfig) -> Self {
+        world.trace(node, TraceEvent::Boot);
+        let net = ClientNet::bind(world.clone(), node).await;
+        let consumer = Consumer::new(config, world.all_brokers(), core_seed(world.seed, node as u64));
+        ConsumerDriver { world, node, process, net, consumer, timer: Timer::default() }
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.world.clocks.node_now_ms(self.node)
+    }
+
+    pub fn assign(&mut self, partitions: Vec<(String, u32)>) {
+        let call = Call::Assign {
+            partitions: partitions.iter().map(|(t, p)| Partition { topic: t.clone(), partition: *p }).collect(),
+        };
+        let op = self.world.invoke(self.process, call);
+        let now = self.now_ms();
+        self.consumer.assign(now, partitions);
+        self.flush();
+        self.world.complete(op, Outcome::Ok);
+    }
+
+    /// One poll operation: returns as soon as records are available, or
+    /// empty-handed at `deadline` (or when `stop` says so).
+    pub async fn poll_op(&mut self, deadline: Instant, stop: impl Fn(&World) -> bool) -> usize {
+        let op = self.world.invoke(self.process, Call::Poll);
+        let records = loop {
+            let now = self.now_ms();
+            let records = self.consumer.poll(now);
+            self.flush();
+            if !records.is_empty() || Instant::now() >= deadline || stop(&self.world) {
+                break records;
+            }
+            self.wait(Some(deadline)).await;
+        };
+        let n = records.len();
+        let records = records.into_iter().map(|r| polled(&self.world, r)).collect();
+        self.world.complete(op, Outcome::PollOk { records });
+        n
+    }
+
+    /// Waits for one network event or timer and feeds it to the consumer.
+    pub async fn wait(&mut self, until: Option<Instant>) {
+        let core = self.consumer.next_timeout_ms().map(|ms| self.world.clocks.instant_for(self.node, ms));
+        self.timer.set(earliest(core, until));
+        let wake = next_wake(|cx| self.net.poll_event(cx), &mut self.timer).await;
+        let now = self.now_ms();
+        match wake {
+            Wake::Net(ClientNetEvent::Response { broker, correlation_id, response }) => {
+                self.consumer.handle_response(now, broker, correlation_id, response)
+            }
+            Wake::Net(ClientNetEvent::Disconnected { broker }) => self.consumer.handle_disconnect(now, broker),
+            Wake::Timer => self.consumer.handle_timeout(now),
+        }
+        self.flush();
+    }
+
+    pub fn flush(&mut self) {
+        while let Some(output) = self.consumer.poll_output() {
+            match output {
+                ConsumerOutput::Send { broker, correlation_id, request } => {
+                    self.net.send(broker, correlation_id, request)
+                }
+                ConsumerOutput::CloseConnection { broker } => self.net.close(broker),
+                ConsumerOutput::Error { tp, error } => {
+                    tracing::debug!(node = self.node, %tp, %error, "consumer error");
+                }
+            }
+        }
+    }
+}
+
+fn polled(world: &World, r: ConsumedRecord) -> Polled {
+    Polled {
+        partition: partition_name(world, r.tp),
+        offset: r.record.offset.0,
+        // Every record in ksim's topics is a workload value; anything else is corruption.
+        value: Value::from_bytes(&r.record.value).unwrap_or(Value(u64::MAX)),
+    }
+}
+
+pub async fn run(world: Arc<World>, c: u32) {
+    let (spec, index) = spec_of(&world, c);
+    let spec = spec.clone();
+    let node = world.consumer_node(c);
+    let process = world.consumer_process(c);
+    let mut driver = ConsumerDriver::start(world.clone(), node, process, consumer_config(&spec)).await;
+    driver.assign(assignment(&world, &spec, index));
+    let poll_timeout = Duration::from_millis(spec.poll_timeout_ms);
+    while world.phase() == Phase::Chaos {
+        driver.poll_op(Instant::now() + poll_timeout, |w| w.phase() != Phase::Chaos).await;
+    }
+}

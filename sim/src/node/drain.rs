@@ -1,0 +1,97 @@
+//! The drain: after every fault is healed and producers are done, one fresh
+//! reader learns each partition's end offset and reads every partition from
+//! the start up to it. Its polls go into the history like any other, so that
+//! absence can be judged; how far it got is reported for the liveness check.
+
+use super::consumer::ConsumerDriver;
+use super::producer::partition_name;
+use super::{next_wake, Wake};
+use crate::history::Partition;
+use crate::net::ClientNetEvent;
+use crate::timer::Timer;
+use crate::world::World;
+use broker_core::client::consumer::{AutoOffsetReset, ConsumerConfig};
+use broker_core::protocol::{OffsetSpec, Request, Response};
+use broker_core::types::{BrokerId, Offset, TopicPartition};
+use madsim::time::{Duration, Instant};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// How long the drain waits for one ListOffsets answer before asking again.
+const LIST_OFFSETS_RETRY: Duration = Duration::from_secs(1);
+const DRAIN_POLL: Duration = Duration::from_millis(100);
+
+/// Where the drain stands: per partition, (position reached, end offset if known).
+pub type DrainProgress = BTreeMap<Partition, (i64, Option<i64>)>;
+
+pub async fn run(world: Arc<World>) {
+    let node = world.drain_node();
+    let config = ConsumerConfig { auto_offset_reset: AutoOffsetReset::Earliest, ..ConsumerConfig::default() };
+    let mut driver = ConsumerDriver::start(world.clone(), node, world.drain_process(), config).await;
+    let partitions: Vec<TopicPartition> = world.layout.partitions().collect();
+    for tp in &partitions {
+        world.drain_progress.lock().expect("drain lock").insert(partition_name(&world, *tp), (0, None));
+    }
+    let ends = end_offsets(&mut driver, &partitions).await;
+    for (tp, end) in &ends {
+        world.drain_progress.lock().expect("drain lock").insert(partition_name(&world, *tp), (0, Some(end.0)));
+    }
+    let names: Vec<(String, u32)> = partitions
+        .iter()
+        .map(|tp| {
+            let p = partition_name(&world, *tp);
+            (p.topic, p.partition)
+        })
+        .collect();
+    driver.assign(names.clone());
+    loop {
+        let mut done = true;
+        for (tp, (topic, p)) in partitions.iter().zip(&names) {
+            let position = driver.consumer.position(topic, *p).map_or(0, |o| o.0);
+            let end = ends[tp].0;
+            world.drain_progress.lock().expect("drain lock").insert(partition_name(&world, *tp), (position, Some(end)));
+            done &= position >= end;
+        }
+        if done {
+            break;
+        }
+        driver.poll_op(Instant::now() + DRAIN_POLL, |_| false).await;
+    }
+    world.drain_finished();
+}
+
+/// Asks each partition's leader for its log end offset until every partition answered.
+async fn end_offsets(driver: &mut ConsumerDriver, partitions: &[TopicPartition]) -> BTreeMap<TopicPartition, Offset> {
+    let world = driver.world.clone();
+    let mut ends = BTreeMap::new();
+    let mut correlation = 1u64 << 40; // apart from the consumer's own correlation ids
+    let mut timer = Timer::default();
+    while ends.len() < partitions.len() {
+        let mut by_leader: BTreeMap<BrokerId, Vec<(TopicPartition, OffsetSpec)>> = BTreeMap::new();
+        for tp in partitions.iter().filter(|tp| !ends.contains_key(*tp)) {
+            let leader = world.layout.leader(*tp).expect("every partition has a leader");
+            by_leader.entry(leader).or_default().push((*tp, OffsetSpec::Latest));
+        }
+        for (broker, partitions) in by_leader {
+            correlation += 1;
+            driver.net.send(broker, correlation, Request::ListOffsets { partitions });
+        }
+        let retry_at = Instant::now() + LIST_OFFSETS_RETRY;
+        timer.set(Some(retry_at));
+        loop {
+            match next_wake(|cx| driver.net.poll_event(cx), &mut timer).await {
+                Wake::Net(ClientNetEvent::Response { response: Response::ListOffsets { partitions: answers }, .. }) => {
+                    for answer in answers.into_iter().filter(|a| a.error.is_none()) {
+                        ends.insert(answer.tp, answer.offset);
+                    }
+                }
+                Wake::Net(_) => {}
+                Wake::Timer => break,
+            }
+            if ends.len() >= partitions.len() {
+                break;
+            }
+        }
+    }
+    ends
+}

@@ -1,0 +1,34 @@
+//! The node programs: what runs inside each simulated node. Each is a loop
+//! that waits for a network event or its timer, feeds the event to its
+//! broker-core state machine with the node's clock, and carries out the
+//! machine's outputs.
+
+pub mod broker;
+pub mod consumer;
+pub mod drain;
+pub mod producer;
+
+use std::future::Future;
+use std::task::{Context, Poll};
+
+/// What woke a node loop.
+pub enum Wake<E> {
+    Net(E),
+    Timer,
+}
+
+/// Waits for the next network event or the timer, whichever comes first.
+pub fn next_wake<'a, E>(
+    mut poll_net: impl FnMut(&mut Context<'_>) -> Poll<E> + 'a,
+    timer: &'a mut crate::timer::Timer,
+) -> impl Future<Output = Wake<E>> + 'a {
+    std::future::poll_fn(move |cx| {
+        if let Poll::Ready(event) = poll_net(cx) {
+            return Poll::Ready(Wake::Net(event));
+        }
+        if timer.poll_expired(cx).is_ready() {
+            return Poll::Ready(Wake::Timer);
+        }
+        Poll::Pending
+    })
+}

@@ -1,0 +1,305 @@
+//! One seed of one scenario, start to verdict.
+//!
+//! Phase one (chaos): brokers, producers and consumers run while timed faults
+//! and the random nemesis strike. Phase two (liveness): every fault is healed,
+//! producers finish what they queued, and the drain must read every partition
+//! to its end within the scenario's drain timeout. Then the checkers judge the
+//! history.
+
+use crate::checker::{check_history, Invariant, Violation};
+use crate::nemesis::{Nemesis, RandomNemesis, Undo};
+use crate::node;
+use crate::scenario::Scenario;
+use crate::trace::TraceEvent;
+use crate::world::{Phase, World, SUPERVISOR};
+use broker_core::plant::{Plant, Plants};
+use broker_core::types::BrokerId;
+use madsim::runtime::{Handle, Runtime};
+use madsim::task::NodeId;
+use madsim::time::{sleep, sleep_until, Duration, Instant};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+/// Simulated time the run may take beyond its phases before madsim stops it.
+const TIME_LIMIT_SLACK: Duration = Duration::from_secs(600);
+/// How often the supervisor checks whether producers or the drain are done.
+const SUPERVISOR_TICK: Duration = Duration::from_millis(50);
+
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Planted bugs switched on in addition to the scenario's own.
+    pub extra_plants: Vec<Plant>,
+    /// Keep formatted trace lines (for `--trace`).
+    pub keep_trace: bool,
+    /// Keep the history in the result (for `--history`).
+    pub keep_history: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Pass,
+    Fail,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RunResult {
+    pub scenario: String,
+    pub seed: u64,
+    pub verdict: Verdict,
+    /// Violations of invariants the scenario demands (these fail the run).
+    pub violations: Vec<Violation>,
+    /// Findings of invariants the scenario expects or merely counts.
+    pub findings: Vec<Violation>,
+    /// Anomaly counts per invariant, whether or not they fail the run.
+    pub counts: BTreeMap<Invariant, u64>,
+    /// Sends reordered by retries with several requests in flight (Kafka allows it).
+    pub reordered_sends: u64,
+    pub trace_hash: String,
+    pub sim_seconds: f64,
+    pub events: u64,
+    pub messages: u64,
+    pub ops: u64,
+    pub plants: Vec<Plant>,
+    #[serde(skip)]
+    pub wall_seconds: f64,
+    #[serde(skip)]
+    pub trace_lines: Vec<String>,
+    #[serde(skip)]
+    pub history: Option<crate::history::History>,
+}
+
+impl RunResult {
+    /// Invariants violated in this run (failing or not).
+    pub fn found(&self) -> impl Iterator<Item = Invariant> + '_ {
+        self.counts.iter().filter(|(_, n)| **n > 0).map(|(i, _)| *i)
+    }
+}
+
+/// Runs one seed. Never panics on a finding: a panic inside the simulation is
+/// itself reported as a `crash` violation.
+pub fn run_seed(scenario: &Arc<Scenario>, seed: u64, options: &RunOptions) -> RunResult {
+    let wall = std::time::Instant::now();
+    let mut plants: Plants = scenario.plant.iter().copied().collect();
+    for p in &options.extra_plants {
+        plants.insert(*p);
+    }
+    let mut config = madsim::Config::default();
+    let (lo, hi) = scenario.network.latency_ms;
+    config.net.send_latency = Duration::from_millis(lo)..Duration::from_millis(hi.max(lo) + 1);
+    config.net.packet_loss_rate = scenario.network.loss;
+    let mut rt = Runtime::with_seed_and_config(seed, config);
+    rt.set_time_limit(
+        Duration::from_millis(scenario.duration_ms + scenario.drain_timeout_ms + max_delivery_ms(scenario))
+            + TIME_LIMIT_SLACK,
+    );
+    let world_slot: Arc<std::sync::Mutex<Option<Arc<World>>>> = Arc::default();
+    let slot = world_slot.clone();
+    let scenario_arc = scenario.clone();
+    let keep_trace = options.keep_trace;
+    let outcome = crate::panics::catch(AssertUnwindSafe(|| {
+        rt.block_on(async move {
+            let world = Arc::new(World::new(scenario_arc, seed, plants, keep_trace));
+            *slot.lock().expect("slot") = Some(world.clone());
+            supervise(world).await
+        })
+    }));
+    drop(rt);
+    let world = world_slot.lock().expect("slot").take();
+    let Some(world) = world else {
+        let detail = outcome.err().unwrap_or_else(|| "the world was never built".into());
+        return crashed(scenario, seed, detail, wall);
+    };
+    let mut liveness = Vec::new();
+    match outcome {
+        Ok(Some(detail)) => {
+            liveness.push(Violation { invariant: Invariant::DrainIncomplete, detail })
+        }
+        Ok(None) => {}
+        Err(panic) => liveness.push(Violation { invariant: Invariant::Crash, detail: panic }),
+    }
+    judge(scenario, seed, &world, liveness, options, wall)
+}
+
+fn max_delivery_ms(scenario: &Scenario) -> u64 {
+    scenario.workload.producers.iter().map(|p| p.delivery_timeout_ms).max().unwrap_or(0)
+}
+
+/// Drives the run; returns a liveness finding if the drain did not finish.
+async fn supervise(world: Arc<World>) -> Option<String> {
+    let node_ids = spawn_nodes(&world);
+    world.trace(SUPERVISOR, TraceEvent::Phase { name: "chaos" });
+    let start = Instant::now();
+    let chaos_end = start + Duration::from_millis(world.scenario.duration_ms);
+    let mut nemesis = Nemesis::new(world.clone(), node_ids);
+    run_faults(&world, &mut nemesis, start, chaos_end).await;
+
+    world.set_phase(Phase::Quiesce);
+    world.trace(SUPERVISOR, TraceEvent::Phase { name: "heal" });
+    nemesis.heal_all();
+    let producers_deadline = Instant::now() + Duration::from_millis(max_delivery_ms(&world.scenario) + 1_000);
+    while !world.all_producers_finished() && Instant::now() < producers_deadline {
+        sleep(SUPERVISOR_TICK).await;
+    }
+    assert!(world.all_producers_finished(), "producers outlived their delivery timeout");
+
+    world.set_phase(Phase::Drain);
+    world.trace(SUPERVISOR, TraceEvent::Phase { name: "drain" });
+    let drain_world = world.clone();
+    Handle::current()
+        .create_node()
+        .name("drain")
+        .ip(world.ip(world.drain_node()))
+        .init(move || node::drain::run(drain_world.clone()))
+        .build();
+    let drain_deadline = Instant::now() + Duration::from_millis(world.scenario.drain_timeout_ms);
+    while !world.is_drain_finished() && Instant::now() < drain_deadline {
+        sleep(SUPERVISOR_TICK).await;
+    }
+    world.trace(SUPERVISOR, TraceEvent::Phase { name: "end" });
+    world.mark_end();
+    if world.is_drain_finished() {
+        return None;
+    }
+    let progress = world.drain_progress.lock().expect("drain lock");
+    let behind: Vec<String> = progress
+        .iter()
+        .filter(|(_, (pos, end))| end.map_or(true, |e| *pos < e))
+        .map(|(p, (pos, end))| match end {
+            Some(e) => format!("{p} at {pos} of {e}"),
+            None => format!("{p} end offset never learned"),
+        })
+        .collect();
+    Some(format!(
+        "drain did not finish within {} ms after heal: {}",
+        world.scenario.drain_timeout_ms,
+        behind.join(", ")
+    ))
+}
+
+fn spawn_nodes(world: &Arc<World>) -> Vec<NodeId> {
+    let handle = Handle::current();
+    let mut ids = Vec::with_capacity(world.nodes.len());
+    for (index, (name, kind)) in world.nodes.iter().enumerate() {
+        let w = world.clone();
+        let builder = handle.create_node().name(name.clone()).ip(world.ip(index));
+        let built = match *kind {
+            crate::world::NodeKind::Broker(b) => {
+                builder.init(move || node::broker::run(w.clone(), BrokerId(b))).build()
+            }
+            crate::world::NodeKind::Producer(p) => builder.init(move || node::producer::run(w.clone(), p)).build(),
+            crate::world::NodeKind::Consumer(c) => builder.init(move || node::consumer::run(w.clone(), c)).build(),
+            // The drain node is created when the drain starts.
+            crate::world::NodeKind::Drain => break,
+        };
+        ids.push(built.id());
+    }
+    ids
+}
+
+/// Applies timed faults and the random nemesis until `chaos_end`.
+async fn run_faults(world: &Arc<World>, nemesis: &mut Nemesis, start: Instant, chaos_end: Instant) {
+    let mut random = world.scenario.nemesis.clone().map(|spec| RandomNemesis::new(world, spec));
+    let mut timed = world.scenario.faults.iter().peekable();
+    let mut undos: Vec<(Instant, Undo)> = Vec::new();
+    let mut next_random = random.as_ref().map(|r| start + r.interval());
+    loop {
+        let next_timed = timed.peek().map(|f| start + Duration::from_millis(f.at_ms));
+        let next_undo = undos.iter().map(|(t, _)| *t).min();
+        let next = [next_timed, next_undo, next_random, Some(chaos_end)].into_iter().flatten().min();
+        let next = next.expect("chaos_end is always there");
+        sleep_until(next).await;
+        let now = Instant::now();
+        if now >= chaos_end {
+            return;
+        }
+        while timed.peek().is_some_and(|f| start + Duration::from_millis(f.at_ms) <= now) {
+            let fault = timed.next().expect("peeked");
+            nemesis.apply(&fault.fault);
+        }
+        let (due, later): (Vec<_>, Vec<_>) = undos.drain(..).partition(|(t, _)| *t <= now);
+        undos = later;
+        for (_, undo) in due {
+            nemesis.undo(undo);
+        }
+        if let (Some(r), Some(at)) = (random.as_mut(), next_random) {
+            if at <= now {
+                for (fault, lasts) in r.draw() {
+                    let undo = nemesis.apply(&fault);
+                    undos.push((now + lasts, undo));
+                }
+                next_random = Some(at + r.interval());
+            }
+        }
+    }
+}
+
+fn judge(
+    scenario: &Scenario,
+    seed: u64,
+    world: &World,
+    liveness: Vec<Violation>,
+    options: &RunOptions,
+    wall: std::time::Instant,
+) -> RunResult {
+    let mut history = std::mem::take(&mut *world.history.lock().expect("history lock"));
+    history.drain_processes = vec![world.drain_process()];
+    history.ordered_producers = (0..scenario.producer_count())
+        .filter(|p| node::producer::promises_order(node::producer::spec_of(world, *p)))
+        .map(|p| world.producer_process(p))
+        .collect();
+    let report = check_history(&history);
+    let mut counts = report.counts;
+    let mut all = report.violations;
+    for v in liveness {
+        *counts.entry(v.invariant).or_insert(0) += 1;
+        all.push(v);
+    }
+    let (violations, findings): (Vec<_>, Vec<_>) =
+        all.into_iter().partition(|v| scenario.expect.must_hold.contains(&v.invariant));
+    let mut trace = world.trace.lock().expect("trace lock");
+    trace.absorb(&history);
+    let plants: Vec<Plant> = world.plants.iter().collect();
+    RunResult {
+        scenario: scenario.name.clone(),
+        seed,
+        verdict: if violations.is_empty() { Verdict::Pass } else { Verdict::Fail },
+        violations,
+        findings,
+        counts,
+        reordered_sends: report.reordered_sends,
+        trace_hash: format!("{:016x}", trace.hash()),
+        sim_seconds: world.sim_seconds(),
+        events: trace.events(),
+        messages: world.messages.load(std::sync::atomic::Ordering::Relaxed),
+        ops: history.ops.len() as u64,
+        plants,
+        wall_seconds: wall.elapsed().as_secs_f64(),
+        trace_lines: trace.take_lines(),
+        history: options.keep_history.then_some(history),
+    }
+}
+
+fn crashed(scenario: &Scenario, seed: u64, detail: String, wall: std::time::Instant) -> RunResult {
+    let violation = Violation { invariant: Invariant::Crash, detail };
+    RunResult {
+        scenario: scenario.name.clone(),
+        seed,
+        verdict: Verdict::Fail,
+        violations: vec![violation],
+        findings: Vec::new(),
+        counts: BTreeMap::from([(Invariant::Crash, 1)]),
+        reordered_sends: 0,
+        trace_hash: "0000000000000000".into(),
+        sim_seconds: 0.0,
+        events: 0,
+        messages: 0,
+        ops: 0,
+        plants: scenario.plant.clone(),
+        wall_seconds: wall.elapsed().as_secs_f64(),
+        trace_lines: Vec::new(),
+        history: None,
+    }
+}

@@ -1,0 +1,308 @@
+//! Every bound on a scenario, in one place. Validation checks against these
+//! constants and docs/SCENARIOS.md prints them (a test keeps the two equal),
+//! so a limit cannot change in one and not the other.
+
+use std::fmt::Write as _;
+
+/// Scenario files larger than this are refused before parsing.
+pub const MAX_FILE_BYTES: usize = 1 << 20;
+
+/// What happens when a key is left out.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Presence<T> {
+    /// The file must give it.
+    Required,
+    /// Left out means "off" (no limit, no value).
+    Optional,
+    /// Left out means this value.
+    Default(T),
+    /// Not a key: a count or length derived from the file.
+    Derived,
+}
+
+/// Bounds on an integer key (both ends inclusive).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct IntLimit {
+    pub key: &'static str,
+    pub min: i64,
+    pub max: i64,
+    pub presence: Presence<i64>,
+}
+
+/// Bounds on a number key (both ends inclusive; NaN is never allowed).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FloatLimit {
+    pub key: &'static str,
+    pub min: f64,
+    pub max: f64,
+    pub presence: Presence<f64>,
+}
+
+/// Bounds on a `[min, max]` pair of integers: each end within bounds, min <= max.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PairLimit {
+    pub key: &'static str,
+    pub min: i64,
+    pub max: i64,
+    pub presence: Presence<(i64, i64)>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Limit {
+    Int(IntLimit),
+    Float(FloatLimit),
+    Pair(PairLimit),
+}
+
+impl IntLimit {
+    /// The value used when the key is left out; only meaningful for `Presence::Default`.
+    pub(super) fn default_value(self) -> i64 {
+        debug_assert!(matches!(self.presence, Presence::Default(_)), "{} has no default", self.key);
+        match self.presence {
+            Presence::Default(v) => v,
+            _ => self.min,
+        }
+    }
+}
+
+impl FloatLimit {
+    pub(super) fn default_value(self) -> f64 {
+        debug_assert!(matches!(self.presence, Presence::Default(_)), "{} has no default", self.key);
+        match self.presence {
+            Presence::Default(v) => v,
+            _ => self.min,
+        }
+    }
+}
+
+impl PairLimit {
+    pub(super) fn default_value(self) -> (i64, i64) {
+        debug_assert!(matches!(self.presence, Presence::Default(_)), "{} has no default", self.key);
+        match self.presence {
+            Presence::Default(v) => v,
+            _ => (self.min, self.max),
+        }
+    }
+}
+
+const fn int(key: &'static str, min: i64, max: i64, presence: Presence<i64>) -> IntLimit {
+    IntLimit { key, min, max, presence }
+}
+const fn float(key: &'static str, min: f64, max: f64, presence: Presence<f64>) -> FloatLimit {
+    FloatLimit { key, min, max, presence }
+}
+const fn pair(key: &'static str, min: i64, max: i64, presence: Presence<(i64, i64)>) -> PairLimit {
+    PairLimit { key, min, max, presence }
+}
+
+use Presence::{Default as D, Derived, Optional, Required};
+
+const HOUR_MS: i64 = 3_600_000;
+const GIB: i64 = 1 << 30;
+
+// Top level.
+pub const NAME_CHARS: IntLimit = int("name (characters)", 1, 100, Derived);
+pub const DESCRIPTION_CHARS: IntLimit = int("description (characters)", 0, 10_000, Derived);
+pub const DURATION_MS: IntLimit = int("duration_ms", 1, HOUR_MS, Required);
+pub const DRAIN_TIMEOUT_MS: IntLimit = int("drain_timeout_ms", 1_000, 600_000, D(60_000));
+pub const SEEDS: IntLimit = int("seeds", 1, 100_000, D(10));
+
+// [cluster] and [cluster.broker]; defaults are Kafka's.
+pub const BROKERS: IntLimit = int("cluster.brokers", 1, 64, Required);
+pub const LOG_SEGMENT_BYTES: IntLimit = int("cluster.broker.log_segment_bytes", 1024, GIB, D(1_073_741_824));
+pub const LOG_INDEX_INTERVAL_BYTES: IntLimit = int("cluster.broker.log_index_interval_bytes", 1, GIB, D(4096));
+pub const LOG_RETENTION_BYTES: IntLimit = int("cluster.broker.log_retention_bytes", 1, 1 << 40, Optional);
+pub const LOG_RETENTION_MS: IntLimit = int("cluster.broker.log_retention_ms", 1, 7 * 24 * HOUR_MS, Optional);
+pub const LOG_RETENTION_CHECK_INTERVAL_MS: IntLimit =
+    int("cluster.broker.log_retention_check_interval_ms", 1, HOUR_MS, D(300_000));
+pub const FETCH_PURGATORY_LIMIT: IntLimit = int("cluster.broker.fetch_purgatory_limit", 1, 1_000_000, D(10_000));
+
+// [network]
+pub const NETWORK_LATENCY_MS: PairLimit = pair("network.latency_ms", 0, 60_000, D((1, 10)));
+pub const NETWORK_LOSS: FloatLimit = float("network.loss", 0.0, 0.9, D(0.0));
+
+// [[topics]]
+pub const TOPIC_NAME_CHARS: IntLimit = int("topics.name (characters)", 1, 100, Derived);
+pub const PARTITIONS: IntLimit = int("topics.partitions", 1, 1024, Required);
+pub const REPLICATION_FACTOR: IntLimit = int("topics.replication_factor", 1, 1, D(1));
+pub const TOTAL_PARTITIONS: IntLimit = int("topics (partitions in all)", 0, 4096, Derived);
+
+// [[workload.producers]]; defaults are Kafka's producer defaults.
+pub const PRODUCER_COUNT: IntLimit = int("workload.producers.count", 1, 1000, D(1));
+pub const TOTAL_PRODUCERS: IntLimit = int("workload.producers (count in all)", 0, 1000, Derived);
+pub const RATE_PER_S: IntLimit = int("workload.producers.rate_per_s", 1, 100_000, Required);
+pub const KEYS_RANDOM: IntLimit = int("workload.producers.keys.random", 1, 1_000_000, Derived);
+pub const KEYS_PARTITION: IntLimit = int("workload.producers.keys.partition", 0, 1023, Derived);
+pub const LINGER_MS: IntLimit = int("workload.producers.linger_ms", 0, 60_000, D(5));
+pub const BATCH_SIZE_BYTES: IntLimit = int("workload.producers.batch_size_bytes", 1, 16 << 20, D(16_384));
+pub const MAX_IN_FLIGHT: IntLimit = int("workload.producers.max_in_flight", 1, 100, D(5));
+pub const PRODUCER_REQUEST_TIMEOUT_MS: IntLimit = int("workload.producers.request_timeout_ms", 1, HOUR_MS, D(30_000));
+pub const RETRIES: IntLimit = int("workload.producers.retries", 0, 2_147_483_647, D(2_147_483_647));
+pub const RETRY_BACKOFF_MS: IntLimit = int("workload.producers.retry_backoff_ms", 0, 600_000, D(100));
+pub const DELIVERY_TIMEOUT_MS: IntLimit = int("workload.producers.delivery_timeout_ms", 1, HOUR_MS, D(120_000));
+
+// [[workload.consumers]]; defaults are Kafka's consumer defaults except auto_offset_reset.
+pub const CONSUMER_COUNT: IntLimit = int("workload.consumers.count", 1, 1000, D(1));
+pub const TOTAL_CONSUMERS: IntLimit = int("workload.consumers (count in all)", 0, 1000, Derived);
+pub const POLL_TIMEOUT_MS: IntLimit = int("workload.consumers.poll_timeout_ms", 0, 600_000, D(100));
+pub const MAX_POLL_RECORDS: IntLimit = int("workload.consumers.max_poll_records", 1, 100_000, D(500));
+pub const FETCH_MAX_WAIT_MS: IntLimit = int("workload.consumers.fetch_max_wait_ms", 0, 600_000, D(500));
+pub const FETCH_MIN_BYTES: IntLimit = int("workload.consumers.fetch_min_bytes", 0, GIB, D(1));
+pub const FETCH_MAX_BYTES: IntLimit = int("workload.consumers.fetch_max_bytes", 1, GIB, D(52_428_800));
+pub const MAX_PARTITION_FETCH_BYTES: IntLimit =
+    int("workload.consumers.max_partition_fetch_bytes", 1, GIB, D(1_048_576));
+pub const CONSUMER_REQUEST_TIMEOUT_MS: IntLimit = int("workload.consumers.request_timeout_ms", 1, HOUR_MS, D(30_000));
+
+// [[faults]]
+pub const FAULTS: IntLimit = int("faults (entries)", 0, 10_000, Derived);
+pub const AT_MS: IntLimit = int("faults.at_ms", 0, HOUR_MS, Required);
+pub const FAULT_LATENCY_MS: IntLimit = int("faults.min_ms (and max_ms)", 0, 60_000, Required);
+pub const FAULT_LOSS_RATE: FloatLimit = float("faults.rate", 0.0, 0.9, Required);
+pub const SKEW_MS: IntLimit = int("faults.skew_ms", -HOUR_MS, HOUR_MS, Required);
+
+// [nemesis]
+pub const NEMESIS_INTERVAL_MS: IntLimit = int("nemesis.interval_ms", 10, 600_000, D(1000));
+pub const NEMESIS_FAULT_DURATION_MS: PairLimit = pair("nemesis.fault_duration_ms", 1, HOUR_MS, D((1000, 5000)));
+pub const NEMESIS_PROBABILITY: FloatLimit =
+    float("nemesis.crash (and pause, partition, isolate, loss, latency, skew)", 0.0, 1.0, D(0.0));
+pub const NEMESIS_LOSS_RATE: FloatLimit = float("nemesis.loss_rate", 0.0, 0.9, D(0.1));
+pub const NEMESIS_MAX_LATENCY_MS: IntLimit = int("nemesis.max_latency_ms", 0, 60_000, D(200));
+pub const NEMESIS_MAX_SKEW_MS: IntLimit = int("nemesis.max_skew_ms", 0, HOUR_MS, D(1000));
+
+/// Every limit above, in file order.
+pub const LIMITS: &[Limit] = &[
+    Limit::Int(NAME_CHARS),
+    Limit::Int(DESCRIPTION_CHARS),
+    Limit::Int(DURATION_MS),
+    Limit::Int(DRAIN_TIMEOUT_MS),
+    Limit::Int(SEEDS),
+    Limit::Int(BROKERS),
+    Limit::Int(LOG_SEGMENT_BYTES),
+    Limit::Int(LOG_INDEX_INTERVAL_BYTES),
+    Limit::Int(LOG_RETENTION_BYTES),
+    Limit::Int(LOG_RETENTION_MS),
+    Limit::Int(LOG_RETENTION_CHECK_INTERVAL_MS),
+    Limit::Int(FETCH_PURGATORY_LIMIT),
+    Limit::Pair(NETWORK_LATENCY_MS),
+    Limit::Float(NETWORK_LOSS),
+    Limit::Int(TOPIC_NAME_CHARS),
+    Limit::Int(PARTITIONS),
+    Limit::Int(REPLICATION_FACTOR),
+    Limit::Int(TOTAL_PARTITIONS),
+    Limit::Int(PRODUCER_COUNT),
+    Limit::Int(TOTAL_PRODUCERS),
+    Limit::Int(RATE_PER_S),
+    Limit::Int(KEYS_RANDOM),
+    Limit::Int(KEYS_PARTITION),
+    Limit::Int(LINGER_MS),
+    Limit::Int(BATCH_SIZE_BYTES),
+    Limit::Int(MAX_IN_FLIGHT),
+    Limit::Int(PRODUCER_REQUEST_TIMEOUT_MS),
+    Limit::Int(RETRIES),
+    Limit::Int(RETRY_BACKOFF_MS),
+    Limit::Int(DELIVERY_TIMEOUT_MS),
+    Limit::Int(CONSUMER_COUNT),
+    Limit::Int(TOTAL_CONSUMERS),
+    Limit::Int(POLL_TIMEOUT_MS),
+    Limit::Int(MAX_POLL_RECORDS),
+    Limit::Int(FETCH_MAX_WAIT_MS),
+    Limit::Int(FETCH_MIN_BYTES),
+    Limit::Int(FETCH_MAX_BYTES),
+    Limit::Int(MAX_PARTITION_FETCH_BYTES),
+    Limit::Int(CONSUMER_REQUEST_TIMEOUT_MS),
+    Limit::Int(FAULTS),
+    Limit::Int(AT_MS),
+    Limit::Int(FAULT_LATENCY_MS),
+    Limit::Float(FAULT_LOSS_RATE),
+    Limit::Int(SKEW_MS),
+    Limit::Int(NEMESIS_INTERVAL_MS),
+    Limit::Pair(NEMESIS_FAULT_DURATION_MS),
+    Limit::Float(NEMESIS_PROBABILITY),
+    Limit::Float(NEMESIS_LOSS_RATE),
+    Limit::Int(NEMESIS_MAX_LATENCY_MS),
+    Limit::Int(NEMESIS_MAX_SKEW_MS),
+];
+
+/// Rules that relate one value to another; checked in `validate`, listed here for the docs.
+pub const RULES: &[&str] = &[
+    "`cluster.broker.log_index_interval_bytes` <= `cluster.broker.log_segment_bytes`",
+    "`network.latency_ms`, `nemesis.fault_duration_ms`: first <= second",
+    "`topics.name`: only `A-Z a-z 0-9 . _ -`, not `.` or `..`, unique",
+    "`workload.producers.topic`, `workload.consumers.topics`: name a topic in `[[topics]]`",
+    "`workload.producers.keys.partition` < that topic's `partitions`",
+    "`workload.producers.delivery_timeout_ms` >= `linger_ms` + `request_timeout_ms` (as Kafka requires)",
+    "`workload.consumers.fetch_min_bytes` <= `fetch_max_bytes`",
+    "`faults.at_ms` <= `duration_ms`",
+    "`faults.min_ms` <= `faults.max_ms`",
+    "`faults.node`: an existing node; `crash`/`restart` only a broker",
+    "`faults.groups`: at least 2 non-empty groups, each node at most once",
+    "`plant`, `expect.must_hold`, `expect.expected`: no name twice; `must_hold` and `expected` disjoint",
+];
+
+/// `1_073_741_824`-style: TOML accepts the underscores, so the docs can be copied.
+pub fn format_int(v: i64) -> String {
+    let digits = v.unsigned_abs().to_string();
+    if digits.len() <= 4 {
+        return v.to_string();
+    }
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push('_');
+        }
+        out.push(c);
+    }
+    if v < 0 {
+        out.insert(0, '-');
+    }
+    out
+}
+
+fn format_float(v: f64) -> String {
+    format!("{v:?}")
+}
+
+fn presence_cell<T>(p: Presence<T>, show: impl Fn(T) -> String) -> String {
+    match p {
+        Presence::Required => "required".to_string(),
+        Presence::Optional => "unset".to_string(),
+        Presence::Default(v) => format!("`{}`", show(v)),
+        Presence::Derived => "—".to_string(),
+    }
+}
+
+/// The limits table of docs/SCENARIOS.md.
+pub fn limits_markdown() -> String {
+    let mut out = String::from("| key | if left out | allowed |\n|---|---|---|\n");
+    for limit in LIMITS {
+        let (key, default, allowed) = match *limit {
+            Limit::Int(l) => (
+                l.key,
+                presence_cell(l.presence, format_int),
+                format!("{} to {}", format_int(l.min), format_int(l.max)),
+            ),
+            Limit::Float(l) => (
+                l.key,
+                presence_cell(l.presence, format_float),
+                format!("{} to {}", format_float(l.min), format_float(l.max)),
+            ),
+            Limit::Pair(l) => (
+                l.key,
+                presence_cell(l.presence, |(a, b)| format!("[{}, {}]", format_int(a), format_int(b))),
+                format!("each {} to {}", format_int(l.min), format_int(l.max)),
+            ),
+        };
+        // "`name` (characters)": the code-formatted part is what a file spells.
+        let key = match key.split_once(" (") {
+            Some((k, note)) => format!("`{k}` ({note}"),
+            None => format!("`{key}`"),
+        };
+        let _ = writeln!(out, "| {key} | {default} | {allowed} |");
+    }
+    out
+}
+
+/// The rules list of docs/SCENARIOS.md.
+pub fn rules_markdown() -> String {
+    RULES.iter().map(|r| format!("- {r}\n")).collect()
+}

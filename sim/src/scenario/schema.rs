@@ -1,0 +1,436 @@
+//! A validated scenario: every value in range, every name resolved, every
+//! default filled in. The runner reads only these types.
+
+use crate::checker::Invariant;
+use broker_core::plant::Plant;
+use broker_core::protocol::Acks;
+use std::fmt;
+
+use super::limits;
+
+/// One scenario file, validated.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scenario {
+    /// Defaults to the file's stem.
+    pub name: String,
+    pub description: String,
+    /// The path it was loaded from, as given.
+    pub file: String,
+    /// Length of the chaos phase, simulated.
+    pub duration_ms: u64,
+    /// After the heal, every partition must be read to its end within this.
+    pub drain_timeout_ms: u64,
+    /// How many seeds `cargo test` runs.
+    pub seeds: u64,
+    /// Planted bugs switched on.
+    pub plant: Vec<Plant>,
+    pub cluster: ClusterSpec,
+    pub network: NetworkSpec,
+    pub topics: Vec<TopicSpec>,
+    pub workload: WorkloadSpec,
+    /// In `at_ms` order; entries with equal `at_ms` keep file order.
+    pub faults: Vec<TimedFault>,
+    pub nemesis: Option<NemesisSpec>,
+    pub expect: ExpectSpec,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterSpec {
+    pub brokers: u32,
+    pub broker: BrokerSpec,
+}
+
+/// Per-broker configuration; defaults are Kafka's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BrokerSpec {
+    pub log_segment_bytes: u64,
+    pub log_index_interval_bytes: u64,
+    /// `None`: no size limit.
+    pub log_retention_bytes: Option<u64>,
+    /// `None`: no age limit.
+    pub log_retention_ms: Option<u64>,
+    pub log_retention_check_interval_ms: u64,
+    /// Parked long-poll fetches per broker.
+    pub fetch_purgatory_limit: u32,
+}
+
+impl Default for BrokerSpec {
+    fn default() -> Self {
+        BrokerSpec {
+            log_segment_bytes: limits::LOG_SEGMENT_BYTES.default_value() as u64,
+            log_index_interval_bytes: limits::LOG_INDEX_INTERVAL_BYTES.default_value() as u64,
+            log_retention_bytes: None,
+            log_retention_ms: None,
+            log_retention_check_interval_ms: limits::LOG_RETENTION_CHECK_INTERVAL_MS.default_value() as u64,
+            fetch_purgatory_limit: limits::FETCH_PURGATORY_LIMIT.default_value() as u32,
+        }
+    }
+}
+
+/// The network at the start of a run (faults may change it).
+#[derive(Clone, Debug, PartialEq)]
+pub struct NetworkSpec {
+    /// Send latency range (min, max), drawn per message.
+    pub latency_ms: (u64, u64),
+    /// Probability that a datagram is dropped.
+    pub loss: f64,
+}
+
+impl Default for NetworkSpec {
+    fn default() -> Self {
+        let (min, max) = limits::NETWORK_LATENCY_MS.default_value();
+        NetworkSpec { latency_ms: (min as u64, max as u64), loss: limits::NETWORK_LOSS.default_value() }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicSpec {
+    pub name: String,
+    pub partitions: u32,
+    /// Always 1 until replication exists.
+    pub replication_factor: u32,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WorkloadSpec {
+    pub producers: Vec<ProducerSpec>,
+    pub consumers: Vec<ConsumerSpec>,
+}
+
+/// `count` producers, each configured alike. Defaults are Kafka's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProducerSpec {
+    pub count: u32,
+    pub topic: String,
+    /// Records per second, per producer.
+    pub rate_per_s: u32,
+    pub keys: KeyMode,
+    pub acks: Acks,
+    pub linger_ms: u64,
+    pub batch_size_bytes: u64,
+    pub max_in_flight: u32,
+    pub request_timeout_ms: u64,
+    pub retries: u32,
+    pub retry_backoff_ms: u64,
+    pub delivery_timeout_ms: u64,
+    pub partitioner: PartitionerSpec,
+}
+
+/// How a producer keys (and so places) its records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyMode {
+    /// No key: the partitioner places the record.
+    None,
+    /// A key drawn uniformly from `key_count` keys; placed by key hash.
+    Random { key_count: u32 },
+    /// Every record goes to this partition.
+    Partition(u32),
+}
+
+/// Where unkeyed records go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PartitionerSpec {
+    /// One partition until the batch is sent, then another (Kafka's default since 2.4).
+    Sticky,
+    /// Each record to the next partition in turn.
+    RoundRobin,
+}
+
+impl PartitionerSpec {
+    pub const ALL: &'static [PartitionerSpec] = &[PartitionerSpec::Sticky, PartitionerSpec::RoundRobin];
+    pub fn name(self) -> &'static str {
+        match self {
+            PartitionerSpec::Sticky => "sticky",
+            PartitionerSpec::RoundRobin => "round-robin",
+        }
+    }
+}
+
+/// `count` consumers, each configured alike. Defaults are Kafka's, except
+/// `auto_offset_reset`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsumerSpec {
+    pub count: u32,
+    pub topics: Vec<String>,
+    pub assignment: AssignmentSpec,
+    pub auto_offset_reset: ResetSpec,
+    pub poll_timeout_ms: u64,
+    pub max_poll_records: u32,
+    pub fetch_max_wait_ms: u64,
+    pub fetch_min_bytes: u32,
+    pub fetch_max_bytes: u32,
+    pub max_partition_fetch_bytes: u32,
+    pub request_timeout_ms: u64,
+}
+
+impl ConsumerSpec {
+    /// The partitions consumer `index` (0-based within this spec) reads:
+    /// with `All` every partition of every listed topic, with `Split` every
+    /// `count`-th of that list starting at `index`. In topic order, then
+    /// partition order.
+    pub fn partitions_for(&self, index: u32, topics: &[TopicSpec]) -> Vec<(String, u32)> {
+        let all = self.topics.iter().flat_map(|name| {
+            let partitions = topics.iter().find(|t| &t.name == name).map_or(0, |t| t.partitions);
+            (0..partitions).map(move |p| (name.clone(), p))
+        });
+        match self.assignment {
+            AssignmentSpec::All => all.collect(),
+            AssignmentSpec::Split => all
+                .enumerate()
+                .filter(|(i, _)| *i as u64 % u64::from(self.count.max(1)) == u64::from(index))
+                .map(|(_, tp)| tp)
+                .collect(),
+        }
+    }
+}
+
+/// Which partitions the consumers of one spec read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AssignmentSpec {
+    /// Each consumer reads every partition of its topics.
+    All,
+    /// The partitions are dealt round-robin among this spec's consumers.
+    Split,
+}
+
+impl AssignmentSpec {
+    pub const ALL: &'static [AssignmentSpec] = &[AssignmentSpec::All, AssignmentSpec::Split];
+    pub fn name(self) -> &'static str {
+        match self {
+            AssignmentSpec::All => "all",
+            AssignmentSpec::Split => "split",
+        }
+    }
+}
+
+/// Where a consumer starts a partition it has no position for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResetSpec {
+    Earliest,
+    Latest,
+    /// Fail instead of guessing.
+    None,
+}
+
+impl ResetSpec {
+    pub const ALL: &'static [ResetSpec] = &[ResetSpec::Earliest, ResetSpec::Latest, ResetSpec::None];
+    pub fn name(self) -> &'static str {
+        match self {
+            ResetSpec::Earliest => "earliest",
+            ResetSpec::Latest => "latest",
+            ResetSpec::None => "none",
+        }
+    }
+}
+
+/// A fault and when it happens.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TimedFault {
+    /// Simulated time since the start of the run.
+    pub at_ms: u64,
+    pub fault: Fault,
+    /// 1-based line of the `[[faults]]` entry, for messages.
+    pub line: usize,
+}
+
+/// The fault verbs. Node names are `broker-N`, `producer-N`, `consumer-N`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Fault {
+    /// Kill a broker: its unsynced writes are lost, its tasks stop.
+    Crash {
+        node: String,
+    },
+    /// Boot a crashed broker again; it recovers from its storage.
+    Restart {
+        node: String,
+    },
+    /// Freeze any node; messages to it queue up.
+    Pause {
+        node: String,
+    },
+    Resume {
+        node: String,
+    },
+    /// Cut a node from every other node, both ways.
+    Isolate {
+        node: String,
+    },
+    /// Cut links between nodes of different groups (only from `groups[0]`
+    /// towards the others when `one_way`). Unnamed nodes stay connected.
+    Partition {
+        groups: Vec<Vec<String>>,
+        one_way: bool,
+    },
+    /// Undo every partition and isolation.
+    Heal,
+    /// Network-wide send latency range.
+    Latency {
+        min_ms: u64,
+        max_ms: u64,
+    },
+    /// Network-wide datagram loss probability.
+    Loss {
+        rate: f64,
+    },
+    /// That node's clock reads simulated time + `skew_ms`.
+    Skew {
+        node: String,
+        skew_ms: i64,
+    },
+}
+
+impl Fault {
+    /// The verb as written in scenario files.
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Fault::Crash { .. } => "crash",
+            Fault::Restart { .. } => "restart",
+            Fault::Pause { .. } => "pause",
+            Fault::Resume { .. } => "resume",
+            Fault::Isolate { .. } => "isolate",
+            Fault::Partition { .. } => "partition",
+            Fault::Heal => "heal",
+            Fault::Latency { .. } => "latency",
+            Fault::Loss { .. } => "loss",
+            Fault::Skew { .. } => "skew",
+        }
+    }
+}
+
+/// `crash broker-1`, `partition [broker-0] | [broker-1 broker-2]`, `latency 5..50ms`: for traces.
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let verb = self.verb();
+        match self {
+            Fault::Crash { node }
+            | Fault::Restart { node }
+            | Fault::Pause { node }
+            | Fault::Resume { node }
+            | Fault::Isolate { node } => write!(f, "{verb} {node}"),
+            Fault::Partition { groups, one_way } => {
+                let groups: Vec<String> = groups.iter().map(|g| format!("[{}]", g.join(" "))).collect();
+                let one_way = if *one_way { " (one-way)" } else { "" };
+                write!(f, "{verb} {}{one_way}", groups.join(" | "))
+            }
+            Fault::Heal => f.write_str(verb),
+            Fault::Latency { min_ms, max_ms } => write!(f, "{verb} {min_ms}..{max_ms}ms"),
+            Fault::Loss { rate } => write!(f, "{verb} {rate}"),
+            Fault::Skew { node, skew_ms } => write!(f, "{verb} {node} {skew_ms:+}ms"),
+        }
+    }
+}
+
+/// A random nemesis: every `interval_ms` it draws, from its own seeded
+/// stream, whether each kind of fault starts; each fault it starts is undone
+/// after a duration drawn from `fault_duration_ms`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NemesisSpec {
+    pub interval_ms: u64,
+    pub fault_duration_ms: (u64, u64),
+    /// Per-interval probabilities, each 0.0..=1.0.
+    pub crash: f64,
+    pub pause: f64,
+    pub partition: f64,
+    pub isolate: f64,
+    pub loss: f64,
+    pub latency: f64,
+    pub skew: f64,
+    /// Loss rate of a loss fault.
+    pub loss_rate: f64,
+    /// Upper end of a latency fault's range.
+    pub max_latency_ms: u64,
+    /// A skew fault draws from -max..=max.
+    pub max_skew_ms: i64,
+}
+
+impl Default for NemesisSpec {
+    fn default() -> Self {
+        let (min, max) = limits::NEMESIS_FAULT_DURATION_MS.default_value();
+        let p = limits::NEMESIS_PROBABILITY.default_value();
+        NemesisSpec {
+            interval_ms: limits::NEMESIS_INTERVAL_MS.default_value() as u64,
+            fault_duration_ms: (min as u64, max as u64),
+            crash: p,
+            pause: p,
+            partition: p,
+            isolate: p,
+            loss: p,
+            latency: p,
+            skew: p,
+            loss_rate: limits::NEMESIS_LOSS_RATE.default_value(),
+            max_latency_ms: limits::NEMESIS_MAX_LATENCY_MS.default_value() as u64,
+            max_skew_ms: limits::NEMESIS_MAX_SKEW_MS.default_value(),
+        }
+    }
+}
+
+/// What a run is judged against.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExpectSpec {
+    /// A seed fails if any of these is violated.
+    pub must_hold: Vec<Invariant>,
+    /// Violations this research scenario expects to find in at least one seed.
+    pub expected: Vec<Invariant>,
+}
+
+impl Default for ExpectSpec {
+    fn default() -> Self {
+        ExpectSpec {
+            must_hold: Invariant::ALL.iter().copied().filter(|i| i.holds_by_default()).collect(),
+            expected: Vec::new(),
+        }
+    }
+}
+
+impl Scenario {
+    /// `broker-0`..`broker-{brokers-1}`.
+    pub fn broker_names(&self) -> Vec<String> {
+        numbered("broker", self.cluster.brokers)
+    }
+
+    /// Producers across every `[[workload.producers]]` entry.
+    pub fn producer_count(&self) -> u32 {
+        self.workload.producers.iter().map(|p| p.count).sum()
+    }
+
+    pub fn consumer_count(&self) -> u32 {
+        self.workload.consumers.iter().map(|c| c.count).sum()
+    }
+
+    /// `producer-0`.., numbered across the producer entries in file order.
+    pub fn producer_names(&self) -> Vec<String> {
+        numbered("producer", self.producer_count())
+    }
+
+    pub fn consumer_names(&self) -> Vec<String> {
+        numbered("consumer", self.consumer_count())
+    }
+
+    /// Brokers, then producers, then consumers.
+    pub fn node_names(&self) -> Vec<String> {
+        let mut names = self.broker_names();
+        names.extend(self.producer_names());
+        names.extend(self.consumer_names());
+        names
+    }
+
+    /// Each producer's name with the entry that configures it.
+    pub fn producers(&self) -> Vec<(String, &ProducerSpec)> {
+        let specs = self.workload.producers.iter().flat_map(|p| (0..p.count).map(move |_| p));
+        self.producer_names().into_iter().zip(specs).collect()
+    }
+
+    /// Each consumer's name, the entry that configures it and its index within that entry.
+    pub fn consumers(&self) -> Vec<(String, &ConsumerSpec, u32)> {
+        let specs = self.workload.consumers.iter().flat_map(|c| (0..c.count).map(move |i| (c, i)));
+        self.consumer_names().into_iter().zip(specs).map(|(n, (c, i))| (n, c, i)).collect()
+    }
+
+    pub fn topic(&self, name: &str) -> Option<&TopicSpec> {
+        self.topics.iter().find(|t| t.name == name)
+    }
+}
+
+fn numbered(kind: &str, count: u32) -> Vec<String> {
+    (0..count).map(|i| format!("{kind}-{i}")).collect()
+}

@@ -1,0 +1,862 @@
+//! Scenario parsing: a full file, the defaults, one test per class of bad
+//! input (exact position and a key phrase), the docs kept in step with the
+//! limits, and a property that no input makes `parse` panic.
+
+use super::*;
+use crate::checker::Invariant;
+use broker_core::plant::Plant;
+use broker_core::protocol::Acks;
+use proptest::prelude::*;
+
+/// The smallest useful scenario: 8 lines, the topic's partitions on line 8.
+const MIN: &str = r#"duration_ms = 10000
+
+[cluster]
+brokers = 3
+
+[[topics]]
+name = "orders"
+partitions = 3
+"#;
+
+const FULL: &str = r#"name = "full-example"
+description = "Every key, to pin the parser."
+duration_ms = 30_000
+drain_timeout_ms = 20000
+seeds = 25
+plant = ["fetch-skips-record"]
+
+[cluster]
+brokers = 3
+
+[cluster.broker]
+log_segment_bytes = 1048576
+log_index_interval_bytes = 1024
+log_retention_bytes = 10485760
+log_retention_ms = 600000
+log_retention_check_interval_ms = 5000
+fetch_purgatory_limit = 100
+
+[network]
+latency_ms = [2, 20]
+loss = 0.01
+
+[[topics]]
+name = "orders"
+partitions = 4
+replication_factor = 1
+
+[[topics]]
+name = "audit.log_v2"
+partitions = 1
+
+[[workload.producers]]
+count = 2
+topic = "orders"
+rate_per_s = 500
+keys = { random = 100 }
+acks = "1"
+linger_ms = 0
+batch_size_bytes = 1024
+max_in_flight = 1
+request_timeout_ms = 2000
+retries = 3
+retry_backoff_ms = 50
+delivery_timeout_ms = 10000
+partitioner = "round-robin"
+
+[[workload.producers]]
+topic = "audit.log_v2"
+rate_per_s = 10
+keys = { partition = 0 }
+acks = "0"
+
+[[workload.consumers]]
+count = 2
+topics = ["orders", "audit.log_v2"]
+assignment = "split"
+auto_offset_reset = "latest"
+poll_timeout_ms = 50
+max_poll_records = 100
+fetch_max_wait_ms = 200
+fetch_min_bytes = 10
+fetch_max_bytes = 1000000
+max_partition_fetch_bytes = 100000
+request_timeout_ms = 5000
+
+[[faults]]
+at_ms = 9000
+verb = "partition"
+groups = [["broker-0"], ["broker-1", "broker-2"]]
+one_way = true
+
+[[faults]]
+at_ms = 1000
+verb = "crash"
+node = "broker-1"
+
+[[faults]]
+at_ms = 2000
+verb = "restart"
+node = "broker-1"
+
+[[faults]]
+at_ms = 3000
+verb = "pause"
+node = "producer-2"
+
+[[faults]]
+at_ms = 4000
+verb = "resume"
+node = "producer-2"
+
+[[faults]]
+at_ms = 5000
+verb = "isolate"
+node = "consumer-1"
+
+[[faults]]
+at_ms = 6000
+verb = "heal"
+
+[[faults]]
+at_ms = 7000
+verb = "latency"
+min_ms = 5
+max_ms = 50
+
+[[faults]]
+at_ms = 8000
+verb = "loss"
+rate = 0.2
+
+[[faults]]
+at_ms = 9000
+verb = "skew"
+node = "broker-0"
+skew_ms = -1500
+
+[nemesis]
+interval_ms = 500
+fault_duration_ms = [200, 800]
+crash = 0.1
+pause = 0.2
+partition = 0.3
+isolate = 0.4
+loss = 0.5
+latency = 0.6
+skew = 1
+loss_rate = 0.3
+max_latency_ms = 100
+max_skew_ms = 250
+
+[expect]
+must_hold = ["lost-write", "crash"]
+expected = ["poll-skip"]
+"#;
+
+fn parse(text: &str) -> Result<Scenario, ScenarioError> {
+    Scenario::parse(text, "t.toml")
+}
+
+/// The one entry point for bad input: the error sits at `line:column` and says `phrase`.
+#[track_caller]
+fn check(text: &str, line: usize, column: usize, phrase: &str) {
+    let error = match parse(text) {
+        Ok(_) => panic!("expected an error containing {phrase:?}, but the scenario parsed"),
+        Err(e) => e,
+    };
+    let shown = error.to_string();
+    assert_eq!((error.line, error.column), (Some(line), Some(column)), "wrong position in: {shown}");
+    assert!(shown.starts_with(&format!("t.toml:{line}:{column}: ")), "{shown}");
+    assert!(shown.contains(phrase), "{shown:?} does not contain {phrase:?}");
+    assert!(!error.message.contains('\n'), "message spans lines: {shown}");
+}
+
+fn strings(names: &[&str]) -> Vec<String> {
+    names.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn full_scenario_reads_every_key() {
+    let s = parse(FULL).unwrap();
+    let expected = Scenario {
+        name: "full-example".into(),
+        description: "Every key, to pin the parser.".into(),
+        file: "t.toml".into(),
+        duration_ms: 30_000,
+        drain_timeout_ms: 20_000,
+        seeds: 25,
+        plant: vec![Plant::FetchSkipsRecord],
+        cluster: ClusterSpec {
+            brokers: 3,
+            broker: BrokerSpec {
+                log_segment_bytes: 1_048_576,
+                log_index_interval_bytes: 1024,
+                log_retention_bytes: Some(10_485_760),
+                log_retention_ms: Some(600_000),
+                log_retention_check_interval_ms: 5000,
+                fetch_purgatory_limit: 100,
+            },
+        },
+        network: NetworkSpec { latency_ms: (2, 20), loss: 0.01 },
+        topics: vec![
+            TopicSpec { name: "orders".into(), partitions: 4, replication_factor: 1 },
+            TopicSpec { name: "audit.log_v2".into(), partitions: 1, replication_factor: 1 },
+        ],
+        workload: WorkloadSpec {
+            producers: vec![
+                ProducerSpec {
+                    count: 2,
+                    topic: "orders".into(),
+                    rate_per_s: 500,
+                    keys: KeyMode::Random { key_count: 100 },
+                    acks: Acks::Leader,
+                    linger_ms: 0,
+                    batch_size_bytes: 1024,
+                    max_in_flight: 1,
+                    request_timeout_ms: 2000,
+                    retries: 3,
+                    retry_backoff_ms: 50,
+                    delivery_timeout_ms: 10_000,
+                    partitioner: PartitionerSpec::RoundRobin,
+                },
+                ProducerSpec {
+                    count: 1,
+                    topic: "audit.log_v2".into(),
+                    rate_per_s: 10,
+                    keys: KeyMode::Partition(0),
+                    acks: Acks::None,
+                    linger_ms: 5,
+                    batch_size_bytes: 16_384,
+                    max_in_flight: 5,
+                    request_timeout_ms: 30_000,
+                    retries: 2_147_483_647,
+                    retry_backoff_ms: 100,
+                    delivery_timeout_ms: 120_000,
+                    partitioner: PartitionerSpec::Sticky,
+                },
+            ],
+            consumers: vec![ConsumerSpec {
+                count: 2,
+                topics: strings(&["orders", "audit.log_v2"]),
+                assignment: AssignmentSpec::Split,
+                auto_offset_reset: ResetSpec::Latest,
+                poll_timeout_ms: 50,
+                max_poll_records: 100,
+                fetch_max_wait_ms: 200,
+                fetch_min_bytes: 10,
+                fetch_max_bytes: 1_000_000,
+                max_partition_fetch_bytes: 100_000,
+                request_timeout_ms: 5000,
+            }],
+        },
+        faults: vec![
+            TimedFault { at_ms: 1000, fault: Fault::Crash { node: "broker-1".into() }, line: 72 },
+            TimedFault { at_ms: 2000, fault: Fault::Restart { node: "broker-1".into() }, line: 77 },
+            TimedFault { at_ms: 3000, fault: Fault::Pause { node: "producer-2".into() }, line: 82 },
+            TimedFault { at_ms: 4000, fault: Fault::Resume { node: "producer-2".into() }, line: 87 },
+            TimedFault { at_ms: 5000, fault: Fault::Isolate { node: "consumer-1".into() }, line: 92 },
+            TimedFault { at_ms: 6000, fault: Fault::Heal, line: 97 },
+            TimedFault { at_ms: 7000, fault: Fault::Latency { min_ms: 5, max_ms: 50 }, line: 101 },
+            TimedFault { at_ms: 8000, fault: Fault::Loss { rate: 0.2 }, line: 107 },
+            // Equal times keep file order: the partition (line 66) before the skew.
+            TimedFault {
+                at_ms: 9000,
+                fault: Fault::Partition {
+                    groups: vec![strings(&["broker-0"]), strings(&["broker-1", "broker-2"])],
+                    one_way: true,
+                },
+                line: 66,
+            },
+            TimedFault { at_ms: 9000, fault: Fault::Skew { node: "broker-0".into(), skew_ms: -1500 }, line: 112 },
+        ],
+        nemesis: Some(NemesisSpec {
+            interval_ms: 500,
+            fault_duration_ms: (200, 800),
+            crash: 0.1,
+            pause: 0.2,
+            partition: 0.3,
+            isolate: 0.4,
+            loss: 0.5,
+            latency: 0.6,
+            skew: 1.0,
+            loss_rate: 0.3,
+            max_latency_ms: 100,
+            max_skew_ms: 250,
+        }),
+        expect: ExpectSpec {
+            must_hold: vec![Invariant::LostWrite, Invariant::Crash],
+            expected: vec![Invariant::PollSkip],
+        },
+    };
+    assert_eq!(s, expected);
+}
+
+#[test]
+fn full_scenario_names_its_nodes() {
+    let s = parse(FULL).unwrap();
+    assert_eq!(s.broker_names(), strings(&["broker-0", "broker-1", "broker-2"]));
+    assert_eq!((s.producer_count(), s.consumer_count()), (3, 2));
+    assert_eq!(
+        s.node_names(),
+        strings(&[
+            "broker-0",
+            "broker-1",
+            "broker-2",
+            "producer-0",
+            "producer-1",
+            "producer-2",
+            "consumer-0",
+            "consumer-1"
+        ])
+    );
+    let producers: Vec<(String, String)> = s.producers().into_iter().map(|(n, p)| (n, p.topic.clone())).collect();
+    assert_eq!(producers[2], ("producer-2".to_string(), "audit.log_v2".to_string()));
+    // Split deals orders-0..3 and audit.log_v2-0 round-robin over two consumers.
+    let consumers = s.consumers();
+    let (name, spec, index) = &consumers[1];
+    assert_eq!((name.as_str(), *index), ("consumer-1", 1));
+    let tp = |t: &str, p| (t.to_string(), p);
+    assert_eq!(spec.partitions_for(0, &s.topics), vec![tp("orders", 0), tp("orders", 2), tp("audit.log_v2", 0)]);
+    assert_eq!(spec.partitions_for(1, &s.topics), vec![tp("orders", 1), tp("orders", 3)]);
+    assert_eq!(
+        s.faults.iter().map(|f| f.fault.to_string()).collect::<Vec<_>>()[6..],
+        [
+            "latency 5..50ms",
+            "loss 0.2",
+            "partition [broker-0] | [broker-1 broker-2] (one-way)",
+            "skew broker-0 -1500ms"
+        ]
+    );
+}
+
+#[test]
+fn minimal_scenario_gets_the_documented_defaults() {
+    let s = Scenario::parse(MIN, "scenarios/minimal.toml").unwrap();
+    assert_eq!(s.name, "minimal");
+    assert_eq!(s.file, "scenarios/minimal.toml");
+    assert_eq!(s.description, "");
+    assert_eq!((s.duration_ms, s.drain_timeout_ms, s.seeds), (10_000, 60_000, 10));
+    assert!(s.plant.is_empty());
+    assert_eq!(s.cluster, ClusterSpec { brokers: 3, broker: BrokerSpec::default() });
+    assert_eq!(
+        BrokerSpec::default(),
+        BrokerSpec {
+            log_segment_bytes: 1_073_741_824,
+            log_index_interval_bytes: 4096,
+            log_retention_bytes: None,
+            log_retention_ms: None,
+            log_retention_check_interval_ms: 300_000,
+            fetch_purgatory_limit: 10_000,
+        }
+    );
+    assert_eq!(s.network, NetworkSpec { latency_ms: (1, 10), loss: 0.0 });
+    assert_eq!(s.topics, vec![TopicSpec { name: "orders".into(), partitions: 3, replication_factor: 1 }]);
+    assert_eq!(s.workload, WorkloadSpec::default());
+    assert!(s.faults.is_empty());
+    assert_eq!(s.nemesis, None);
+    let every_default: Vec<Invariant> = Invariant::ALL.iter().copied().filter(|i| i.holds_by_default()).collect();
+    assert_eq!(s.expect, ExpectSpec { must_hold: every_default, expected: vec![] });
+    assert_eq!(s.node_names(), strings(&["broker-0", "broker-1", "broker-2"]));
+}
+
+#[test]
+fn workload_and_nemesis_defaults() {
+    let text = format!(
+        "{MIN}\n[[workload.producers]]\ntopic = \"orders\"\nrate_per_s = 10\n\n\
+         [[workload.consumers]]\ntopics = [\"orders\"]\n\n[nemesis]\n\n[expect]\nexpected = [\"lost-write\"]\n"
+    );
+    let s = parse(&text).unwrap();
+    let p = &s.workload.producers[0];
+    assert_eq!((p.count, p.keys, p.acks, p.partitioner), (1, KeyMode::None, Acks::All, PartitionerSpec::Sticky));
+    assert_eq!((p.linger_ms, p.batch_size_bytes, p.max_in_flight), (5, 16_384, 5));
+    assert_eq!(
+        (p.request_timeout_ms, p.retries, p.retry_backoff_ms, p.delivery_timeout_ms),
+        (30_000, 2_147_483_647, 100, 120_000)
+    );
+    let c = &s.workload.consumers[0];
+    assert_eq!((c.count, c.assignment, c.auto_offset_reset), (1, AssignmentSpec::All, ResetSpec::Earliest));
+    assert_eq!((c.poll_timeout_ms, c.max_poll_records, c.fetch_max_wait_ms), (100, 500, 500));
+    assert_eq!(
+        (c.fetch_min_bytes, c.fetch_max_bytes, c.max_partition_fetch_bytes, c.request_timeout_ms),
+        (1, 52_428_800, 1_048_576, 30_000)
+    );
+    assert_eq!(s.nemesis, Some(NemesisSpec::default()));
+    let n = NemesisSpec::default();
+    assert_eq!((n.interval_ms, n.fault_duration_ms, n.crash, n.skew), (1000, (1000, 5000), 0.0, 0.0));
+    assert_eq!((n.loss_rate, n.max_latency_ms, n.max_skew_ms), (0.1, 200, 1000));
+    // must_hold left out: the defaults minus what is expected.
+    assert!(!s.expect.must_hold.contains(&Invariant::LostWrite));
+    assert!(s.expect.must_hold.contains(&Invariant::Unseen));
+    assert_eq!(s.expect.expected, vec![Invariant::LostWrite]);
+}
+
+// ---- syntax, keys and types: the toml crate's errors, made one line ------
+
+#[test]
+fn malformed_toml() {
+    check(&format!("{MIN}\n[workload\n"), 10, 10, "invalid table header");
+}
+
+#[test]
+fn unknown_key_top_level() {
+    check(&format!("{MIN}seed = 3\n"), 9, 1, "unknown key `seed`");
+}
+
+#[test]
+fn unknown_key_nested() {
+    check(&format!("{MIN}\n[cluster.broker]\nlog_segment_size = 1\n"), 11, 1, "unknown key `log_segment_size`");
+    check(
+        &format!("{MIN}\n[[faults]]\nat_ms = 1\nverb = \"heal\"\nnodes = \"broker-0\"\n"),
+        13,
+        1,
+        "unknown key `nodes`",
+    );
+}
+
+#[test]
+fn wrong_type() {
+    check("duration_ms = 10\n[cluster]\nbrokers = \"three\"\n", 3, 11, "expected an integer");
+    check(&format!("{MIN}\n[network]\nloss = \"none\"\n"), 11, 8, "expected a number");
+    check(
+        &format!("{MIN}\n[[workload.producers]]\ntopic = \"orders\"\nrate_per_s = 1\nacks = 1\n"),
+        13,
+        8,
+        "\"0\", \"1\" or \"all\"",
+    );
+}
+
+#[test]
+fn missing_required_key() {
+    let e = parse("[cluster]\nbrokers = 3\n").unwrap_err();
+    assert_eq!(e.to_string(), "t.toml: missing required key `duration_ms`");
+    check(&format!("{MIN}\n[[faults]]\nat_ms = 1\n"), 10, 1, "missing required key `verb`");
+}
+
+#[test]
+fn duplicate_key() {
+    check("duration_ms = 1\nduration_ms = 2\n", 2, 1, "duplicate key");
+}
+
+// ---- ranges -----------------------------------------------------------------
+
+#[test]
+fn zero_brokers() {
+    check("duration_ms = 10\n[cluster]\nbrokers = 0\n", 3, 11, "cluster.brokers must be between 1 and 64, got 0");
+}
+
+#[test]
+fn negative_duration() {
+    check("duration_ms = -5\n[cluster]\nbrokers = 1\n", 1, 15, "duration_ms must be between 1 and 3_600_000, got -5");
+}
+
+#[test]
+fn absurd_duration() {
+    check("duration_ms = 1_000_000_000\n[cluster]\nbrokers = 1\n", 1, 15, "must be between 1 and 3_600_000");
+    check("duration_ms = 99999999999999999999\n[cluster]\nbrokers = 1\n", 1, 15, "too large");
+}
+
+#[test]
+fn negative_size_in_a_nested_table() {
+    check(&format!("{MIN}\n[[workload.consumers]]\ntopics = [\"orders\"]\nfetch_max_bytes = -1\n"), 12, 19, "got -1");
+}
+
+#[test]
+fn reversed_latency_range() {
+    check(&format!("{MIN}\n[network]\nlatency_ms = [50, 10]\n"), 11, 14, "network.latency_ms is reversed");
+    check(&format!("{MIN}\n[network]\nlatency_ms = [1, 2, 3]\n"), 11, 14, "must be [min, max], got 3 values");
+    check(
+        &format!("{MIN}\n[[faults]]\nat_ms = 1\nverb = \"latency\"\nmin_ms = 30\nmax_ms = 20\n"),
+        14,
+        10,
+        "max_ms (20) is below min_ms (30)",
+    );
+}
+
+#[test]
+fn segment_bytes_past_the_limit() {
+    check(
+        &format!("{MIN}\n[cluster.broker]\nlog_segment_bytes = 2_000_000_000\n"),
+        11,
+        21,
+        "cluster.broker.log_segment_bytes must be between 1024 and 1_073_741_824",
+    );
+}
+
+#[test]
+fn index_interval_past_the_segment() {
+    check(&format!("{MIN}\n[cluster.broker]\nlog_segment_bytes = 2048\n"), 11, 21, "must not exceed log_segment_bytes");
+}
+
+#[test]
+fn delivery_timeout_below_linger_plus_request_timeout() {
+    check(
+        &format!("{MIN}\n[[workload.producers]]\ntopic = \"orders\"\nrate_per_s = 1\ndelivery_timeout_ms = 1000\n"),
+        13,
+        23,
+        "as Kafka requires",
+    );
+}
+
+#[test]
+fn too_many_partitions() {
+    let mut text = String::from("duration_ms = 10\n[cluster]\nbrokers = 1\n");
+    for i in 0..5 {
+        text.push_str(&format!("[[topics]]\nname = \"t{i}\"\npartitions = 1000\n"));
+    }
+    check(&text, 18, 14, "topics have 5000 partitions in all; the limit is 4096");
+}
+
+// ---- names ------------------------------------------------------------------
+
+#[test]
+fn fault_names_a_missing_broker() {
+    check(
+        &format!("{MIN}\n[[faults]]\nat_ms = 1\nverb = \"crash\"\nnode = \"broker-7\"\n"),
+        13,
+        8,
+        "fault names node \"broker-7\", but the cluster has brokers broker-0..broker-2",
+    );
+    check(
+        &format!("{MIN}\n[[faults]]\nat_ms = 1\nverb = \"pause\"\nnode = \"producer-0\"\n"),
+        13,
+        8,
+        "the workload has no producers",
+    );
+    check(
+        &format!("{MIN}\n[[faults]]\nat_ms = 1\nverb = \"pause\"\nnode = \"zookeeper-0\"\n"),
+        13,
+        8,
+        "unknown node \"zookeeper-0\"; nodes are named broker-N, producer-N and consumer-N",
+    );
+    check(&format!("{MIN}\n[[faults]]\nat_ms = 1\nverb = \"pause\"\nnode = \"broker-01\"\n"), 13, 8, "broker-01");
+}
+
+#[test]
+fn crash_on_a_non_broker() {
+    check(
+        &format!("{MIN}\n[[workload.consumers]]\ntopics = [\"orders\"]\n\n[[faults]]\nat_ms = 1\nverb = \"crash\"\nnode = \"consumer-0\"\n"),
+        16,
+        8,
+        "crash applies to brokers only, but \"consumer-0\" is a consumer",
+    );
+}
+
+#[test]
+fn fault_at_ms_past_duration() {
+    check(
+        &format!("{MIN}\n[[faults]]\nat_ms = 10001\nverb = \"heal\"\n"),
+        11,
+        9,
+        "at_ms 10001 is past duration_ms (10000)",
+    );
+}
+
+#[test]
+fn fault_verb_and_its_keys() {
+    check(
+        &format!("{MIN}\n[[faults]]\nat_ms = 1\nverb = \"explode\"\n"),
+        12,
+        8,
+        "unknown fault verb `explode`; expected one of: crash,",
+    );
+    check(
+        &format!("{MIN}\n[[faults]]\nat_ms = 1\nverb = \"heal\"\nnode = \"broker-0\"\n"),
+        13,
+        8,
+        "`node` does not apply to verb \"heal\"",
+    );
+    check(
+        &format!("{MIN}\n[[faults]]\nat_ms = 1\nverb = \"skew\"\nnode = \"broker-0\"\n"),
+        12,
+        8,
+        "verb \"skew\" needs `skew_ms`",
+    );
+    check(
+        &format!("{MIN}\n[[faults]]\nat_ms = 1\nverb = \"loss\"\nrate = 0.95\n"),
+        13,
+        8,
+        "rate must be between 0.0 and 0.9, got 0.95",
+    );
+}
+
+#[test]
+fn unknown_planted_bug() {
+    check(&format!("plant = [\"offset-reuse\", \"no-such-bug\"]\n{MIN}"), 1, 26, "unknown planted bug `no-such-bug`");
+    check(&format!("plant = [\"offset-reuse\", \"offset-reuse\"]\n{MIN}"), 1, 26, "plant lists \"offset-reuse\" twice");
+}
+
+#[test]
+fn unknown_invariant() {
+    check(&format!("{MIN}\n[expect]\nmust_hold = [\"lost-writes\"]\n"), 11, 14, "unknown invariant `lost-writes`");
+}
+
+#[test]
+fn overlapping_expect_lists() {
+    check(
+        &format!("{MIN}\n[expect]\nmust_hold = [\"lost-write\", \"unseen\"]\nexpected = [\"duplicate\", \"unseen\"]\n"),
+        12,
+        26,
+        "\"unseen\" is in both expect.must_hold and expect.expected",
+    );
+}
+
+#[test]
+fn unknown_topic() {
+    check(
+        &format!("{MIN}\n[[workload.producers]]\ntopic = \"order\"\nrate_per_s = 1\n"),
+        11,
+        9,
+        "unknown topic \"order\"; the [[topics]] are \"orders\"",
+    );
+    check(&format!("{MIN}\n[[workload.consumers]]\ntopics = [\"orders\", \"x\"]\n"), 11, 21, "unknown topic \"x\"");
+}
+
+#[test]
+fn key_partition_outside_the_topic() {
+    check(
+        &format!("{MIN}\n[[workload.producers]]\ntopic = \"orders\"\nrate_per_s = 1\nkeys = {{ partition = 3 }}\n"),
+        13,
+        22,
+        "keys.partition is 3, but topic \"orders\" has 3 partition(s), 0..=2",
+    );
+    check(
+        &format!("{MIN}\n[[workload.producers]]\ntopic = \"orders\"\nrate_per_s = 1\nkeys = 7\n"),
+        13,
+        8,
+        "\"none\", { random = N } or { partition = N }",
+    );
+}
+
+#[test]
+fn replication_factor_2() {
+    check(&format!("{MIN}replication_factor = 2\n"), 9, 22, "replication_factor must be 1 for now, got 2");
+}
+
+#[test]
+fn duplicate_topic_name() {
+    check(
+        &format!("{MIN}\n[[topics]]\nname = \"orders\"\npartitions = 1\n"),
+        11,
+        8,
+        "topic \"orders\" is defined twice (first at line 7)",
+    );
+}
+
+#[test]
+fn bad_topic_name() {
+    check(&format!("{MIN}\n[[topics]]\nname = \"a b\"\npartitions = 1\n"), 11, 8, "contains ' '");
+    check(&format!("{MIN}\n[[topics]]\nname = \"..\"\npartitions = 1\n"), 11, 8, "may not be \"..\"");
+}
+
+#[test]
+fn one_way_partition_with_fewer_than_2_groups() {
+    check(
+        &format!("{MIN}\n[[faults]]\nat_ms = 1\nverb = \"partition\"\ngroups = [[\"broker-0\", \"broker-1\"]]\none_way = true\n"),
+        13,
+        10,
+        "a one-way partition cuts groups[0] off from the other groups, so it needs at least 2 groups, got 1",
+    );
+    check(
+        &format!("{MIN}\n[[faults]]\nat_ms = 1\nverb = \"partition\"\ngroups = [[\"broker-0\"], []]\n"),
+        13,
+        25,
+        "partition group 2 is empty",
+    );
+}
+
+#[test]
+fn node_in_two_groups() {
+    check(
+        &format!("{MIN}\n[[faults]]\nat_ms = 1\nverb = \"partition\"\ngroups = [[\"broker-0\", \"broker-1\"], [\"broker-2\", \"broker-1\"]]\n"),
+        13,
+        50,
+        "node \"broker-1\" is in group 1 and group 2",
+    );
+}
+
+// ---- files ------------------------------------------------------------------
+
+#[test]
+fn columns_count_characters_not_bytes() {
+    check("description = \"ümlaut\" ; x\n", 1, 24, "expected newline");
+}
+
+#[test]
+fn load_names_the_file() {
+    let missing = std::path::Path::new("scenarios/no-such-file.toml");
+    let e = Scenario::load(missing).unwrap_err();
+    assert!(e.to_string().starts_with("scenarios/no-such-file.toml: cannot read scenario file: "), "{e}");
+
+    let dir = std::env::temp_dir().join(format!("ksim-scenario-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good.toml");
+    std::fs::write(&good, MIN).unwrap();
+    let s = Scenario::load(&good).unwrap();
+    assert_eq!((s.name.as_str(), s.file.clone()), ("good", good.display().to_string()));
+
+    let binary = dir.join("binary.toml");
+    std::fs::write(&binary, b"duration_ms = 1\nname = \"\xff\"\n").unwrap();
+    let e = Scenario::load(&binary).unwrap_err();
+    assert_eq!((e.line, e.column), (Some(2), Some(9)), "{e}");
+    assert!(e.message.contains("not UTF-8"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn oversized_text_is_refused_before_parsing() {
+    let text = format!("{MIN}#{}\n", "x".repeat(MAX_FILE_BYTES));
+    let e = parse(&text).unwrap_err();
+    assert!(e.message.contains("the limit is 1048576"), "{e}");
+}
+
+// ---- the docs -------------------------------------------------------------------
+
+const DOCS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/SCENARIOS.md");
+
+fn docs() -> String {
+    std::fs::read_to_string(DOCS).expect("docs/SCENARIOS.md")
+}
+
+/// `docs` with the text between `<!-- {marker}:begin -->` and `<!-- {marker}:end -->` replaced.
+fn splice(docs: &str, marker: &str, content: &str) -> String {
+    let (begin, end) = (format!("<!-- {marker}:begin -->\n"), format!("<!-- {marker}:end -->"));
+    let start = docs.find(&begin).expect("begin marker") + begin.len();
+    let stop = docs.find(&end).expect("end marker");
+    format!("{}{content}{}", &docs[..start], &docs[stop..])
+}
+
+/// The limits table and rules list in docs/SCENARIOS.md are generated from
+/// `limits`; `KSIM_BLESS_DOCS=1 cargo test -p sim --lib scenario` rewrites them.
+#[test]
+fn docs_list_the_current_limits_and_rules() {
+    let docs = docs();
+    let current = splice(&docs, "limits", &limits::limits_markdown());
+    let current = splice(&current, "rules", &limits::rules_markdown());
+    if std::env::var_os("KSIM_BLESS_DOCS").is_some() {
+        std::fs::write(DOCS, &current).unwrap();
+    } else {
+        assert!(docs == current, "docs/SCENARIOS.md is stale: run KSIM_BLESS_DOCS=1 cargo test -p sim --lib scenario");
+    }
+}
+
+#[test]
+fn docs_examples_parse() {
+    let docs = docs();
+    let blocks: Vec<&str> = docs.split("```toml\n").skip(1).filter_map(|b| b.split("```").next()).collect();
+    assert!(!blocks.is_empty());
+    for block in blocks {
+        if let Err(e) = parse(block) {
+            panic!("docs example does not parse: {e}\n{block}");
+        }
+    }
+}
+
+// ---- never panic --------------------------------------------------------------
+
+/// Pieces that stress the parser and the validator when spliced into a file.
+const TOKENS: &[&str] = &[
+    "=",
+    "[",
+    "]",
+    "[[",
+    "]]",
+    "{",
+    "}",
+    "\"",
+    "'",
+    ",",
+    ".",
+    "\n",
+    "#",
+    "-1",
+    "0",
+    "nan",
+    "inf",
+    "1e400",
+    "99999999999999999999",
+    "-9223372036854775808",
+    "\"broker-99\"",
+    "\"producer-0\"",
+    "[[faults]]\nat_ms = 1\nverb = \"heal\"\n",
+    "verb = \"partition\"",
+    "groups = [[]]",
+    "keys = { partition = 9 }",
+    "ü",
+    "\u{0}",
+    "\r",
+    "true",
+    "[nemesis]\n",
+    "[expect]\n",
+];
+
+fn mutate(base: &str, edits: &[(usize, usize, usize)]) -> String {
+    let mut text = base.to_string();
+    for &(at, delete, token) in edits {
+        let mut start = at % (text.len() + 1);
+        while !text.is_char_boundary(start) {
+            start -= 1;
+        }
+        let mut end = (start + delete % 8).min(text.len());
+        while !text.is_char_boundary(end) {
+            end += 1;
+        }
+        text.replace_range(start..end, TOKENS[token % TOKENS.len()]);
+    }
+    text
+}
+
+/// Whatever parses is well-formed: what validation promises, the runner may rely on.
+fn assert_well_formed(s: &Scenario) {
+    let nodes = s.node_names();
+    for f in &s.faults {
+        assert!(f.at_ms <= s.duration_ms);
+        match &f.fault {
+            Fault::Crash { node } | Fault::Restart { node } => {
+                assert!(s.broker_names().contains(node))
+            }
+            Fault::Pause { node } | Fault::Resume { node } | Fault::Isolate { node } | Fault::Skew { node, .. } => {
+                assert!(nodes.contains(node))
+            }
+            Fault::Partition { groups, .. } => {
+                assert!(groups.len() >= 2 && groups.iter().all(|g| !g.is_empty()))
+            }
+            Fault::Latency { min_ms, max_ms } => assert!(min_ms <= max_ms),
+            Fault::Loss { rate } => assert!((0.0..=0.9).contains(rate)),
+            Fault::Heal => {}
+        }
+    }
+    for p in &s.workload.producers {
+        assert!(s.topic(&p.topic).is_some());
+    }
+    assert!(s.expect.must_hold.iter().all(|i| !s.expect.expected.contains(i)));
+}
+
+fn check_no_panic(text: &str) -> Result<(), TestCaseError> {
+    match parse(text) {
+        Ok(s) => assert_well_formed(&s),
+        Err(e) => {
+            let lines = text.split('\n').count();
+            prop_assert!(e.line.is_none_or(|l| l >= 1 && l <= lines), "{e}");
+            prop_assert!(!e.message.contains('\n'), "{e}");
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn parse_never_panics_on_mutated_scenarios(
+        edits in prop::collection::vec((any::<usize>(), any::<usize>(), any::<usize>()), 1..6)
+    ) {
+        check_no_panic(&mutate(FULL, &edits))?;
+    }
+
+    #[test]
+    fn parse_never_panics_on_random_text(text in "(\\PC|\n){0,300}") {
+        check_no_panic(&text)?;
+    }
+}

@@ -1,0 +1,40 @@
+//! One re-armable timer per node loop.
+//!
+//! madsim's `Sleep` registers a new timer every time it is polled while
+//! pending, and timers are never cancelled; a loop that re-polls a fresh sleep
+//! on every message would fill the timer heap. `Timer` registers at most once
+//! per deadline.
+
+use madsim::time::{sleep_until, Instant};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+#[derive(Default)]
+pub struct Timer {
+    deadline: Option<Instant>,
+    registered: Option<Instant>,
+}
+
+impl Timer {
+    pub fn set(&mut self, deadline: Option<Instant>) {
+        self.deadline = deadline;
+    }
+
+    /// Ready once the deadline has passed (and then disarmed).
+    pub fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(deadline) = self.deadline else { return Poll::Pending };
+        if Instant::now() >= deadline {
+            self.deadline = None;
+            self.registered = None;
+            return Poll::Ready(());
+        }
+        if self.registered != Some(deadline) {
+            let mut sleep = sleep_until(deadline);
+            // Registers a wake-up at `deadline` for this task; the sleep itself can go.
+            let _ = Pin::new(&mut sleep).poll(cx);
+            self.registered = Some(deadline);
+        }
+        Poll::Pending
+    }
+}

@@ -1,0 +1,249 @@
+//! The shared state of one run: who the nodes are, their disks (which outlive
+//! crashes), the clocks, the history and the trace. Node tasks reach it through
+//! an `Arc`; a run is single-threaded, so the mutexes are never contended.
+
+use crate::clock::Clocks;
+use crate::history::{Call, History, Outcome, ProcessId};
+use crate::scenario::Scenario;
+use crate::trace::{Trace, TraceEvent};
+use broker_core::broker::ClusterLayout;
+use broker_core::plant::Plants;
+use broker_core::storage::{MemStorage, Storage};
+use broker_core::types::BrokerId;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// The node index the supervisor (the nemesis, the runner) traces under.
+pub const SUPERVISOR: usize = u32::MAX as usize;
+
+/// The port every broker listens on.
+pub const BROKER_PORT: u16 = 9092;
+
+/// What a node is. Node indexes: brokers first, then producers, consumers, the drain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeKind {
+    Broker(u32),
+    Producer(u32),
+    Consumer(u32),
+    Drain,
+}
+
+/// The run's phases, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Phase {
+    /// Workload and faults.
+    Chaos = 0,
+    /// Faults healed; producers finish what they queued, consumers stop.
+    Quiesce = 1,
+    /// The drain reads every partition from the start.
+    Drain = 2,
+}
+
+pub struct World {
+    pub scenario: Arc<Scenario>,
+    pub seed: u64,
+    pub plants: Plants,
+    pub layout: ClusterLayout,
+    pub nodes: Vec<(String, NodeKind)>,
+    pub clocks: Clocks,
+    pub history: Mutex<History>,
+    pub trace: Mutex<Trace>,
+    /// One disk per broker; survives kill and restart.
+    pub disks: Vec<SharedDisk>,
+    pub messages: AtomicU64,
+    phase: AtomicU8,
+    boots: Vec<AtomicU64>,
+    /// How far the drain got (for the liveness verdict).
+    pub drain_progress: Mutex<crate::node::drain::DrainProgress>,
+    drain_finished: std::sync::atomic::AtomicBool,
+    producers_done: AtomicU64,
+    /// Simulated time at which the run ended (set by the supervisor).
+    end_ns: AtomicU64,
+}
+
+impl World {
+    pub fn new(scenario: Arc<Scenario>, seed: u64, plants: Plants, keep_trace_lines: bool) -> World {
+        let mut nodes = Vec::new();
+        for b in 0..scenario.cluster.brokers {
+            nodes.push((format!("broker-{b}"), NodeKind::Broker(b)));
+        }
+        for p in 0..scenario.producer_count() {
+            nodes.push((format!("producer-{p}"), NodeKind::Producer(p)));
+        }
+        for c in 0..scenario.consumer_count() {
+            nodes.push((format!("consumer-{c}"), NodeKind::Consumer(c)));
+        }
+        nodes.push(("drain".to_string(), NodeKind::Drain));
+        let topics: Vec<(String, u32)> =
+            scenario.topics.iter().map(|t| (t.name.clone(), t.partitions)).collect();
+        let layout = ClusterLayout::single_replica(scenario.cluster.brokers, &topics);
+        let names = nodes.iter().map(|(n, _)| n.clone()).collect();
+        World {
+            disks: (0..scenario.cluster.brokers).map(|_| SharedDisk::default()).collect(),
+            clocks: Clocks::new(nodes.len()),
+            trace: Mutex::new(Trace::new(names, keep_trace_lines)),
+            history: Mutex::new(History::default()),
+            messages: AtomicU64::new(0),
+            phase: AtomicU8::new(Phase::Chaos as u8),
+            boots: (0..nodes.len()).map(|_| AtomicU64::new(0)).collect(),
+            drain_progress: Mutex::default(),
+            drain_finished: std::sync::atomic::AtomicBool::new(false),
+            producers_done: AtomicU64::new(0),
+            end_ns: AtomicU64::new(0),
+            nodes,
+            layout,
+            plants,
+            seed,
+            scenario,
+        }
+    }
+
+    pub fn node_index(&self, name: &str) -> Option<usize> {
+        self.nodes.iter().position(|(n, _)| n == name)
+    }
+
+    pub fn node_name(&self, node: usize) -> &str {
+        &self.nodes[node].0
+    }
+
+    pub fn broker_node(&self, broker: BrokerId) -> usize {
+        broker.0 as usize
+    }
+
+    pub fn producer_node(&self, p: u32) -> usize {
+        self.scenario.cluster.brokers as usize + p as usize
+    }
+
+    pub fn consumer_node(&self, c: u32) -> usize {
+        self.producer_node(self.scenario.producer_count()) + c as usize
+    }
+
+    pub fn drain_node(&self) -> usize {
+        self.nodes.len() - 1
+    }
+
+    /// History process ids: producers first, then consumers, then the drain.
+    pub fn producer_process(&self, p: u32) -> ProcessId {
+        p
+    }
+
+    pub fn consumer_process(&self, c: u32) -> ProcessId {
+        self.scenario.producer_count() + c
+    }
+
+    pub fn drain_process(&self) -> ProcessId {
+        self.scenario.producer_count() + self.scenario.consumer_count()
+    }
+
+    pub fn ip(&self, node: usize) -> IpAddr {
+        let (group, n) = match self.nodes[node].1 {
+            NodeKind::Broker(b) => (0, b),
+            NodeKind::Producer(p) => (1, p),
+            NodeKind::Consumer(c) => (2, c),
+            NodeKind::Drain => (3, 0),
+        };
+        IpAddr::V4(Ipv4Addr::new(10, 0, group, n as u8 + 1))
+    }
+
+    pub fn broker_addr(&self, broker: BrokerId) -> SocketAddr {
+        SocketAddr::new(self.ip(self.broker_node(broker)), BROKER_PORT)
+    }
+
+    pub fn all_brokers(&self) -> Vec<BrokerId> {
+        self.layout.brokers.clone()
+    }
+
+    pub fn phase(&self) -> Phase {
+        match self.phase.load(Ordering::Relaxed) {
+            0 => Phase::Chaos,
+            1 => Phase::Quiesce,
+            _ => Phase::Drain,
+        }
+    }
+
+    pub fn set_phase(&self, phase: Phase) {
+        self.phase.store(phase as u8, Ordering::Relaxed);
+    }
+
+    pub fn trace(&self, node: usize, event: TraceEvent) {
+        let t = self.clocks.elapsed_ns();
+        self.end_ns.store(t, Ordering::Relaxed);
+        self.trace.lock().expect("trace lock").record(t, node as u32, event);
+    }
+
+    /// How many times `node` booted before this boot.
+    pub fn next_boot(&self, node: usize) -> u64 {
+        self.boots[node].fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Marks the end of the run: call inside the runtime.
+    pub fn mark_end(&self) {
+        self.end_ns.store(self.clocks.elapsed_ns(), Ordering::Relaxed);
+    }
+
+    /// Simulated seconds from start to `mark_end` (or to the last trace event).
+    pub fn sim_seconds(&self) -> f64 {
+        self.end_ns.load(Ordering::Relaxed) as f64 / 1e9
+    }
+
+    pub fn producer_finished(&self) {
+        self.producers_done.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn all_producers_finished(&self) -> bool {
+        self.producers_done.load(Ordering::Relaxed) == u64::from(self.scenario.producer_count())
+    }
+
+    pub fn drain_finished(&self) {
+        self.drain_finished.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_drain_finished(&self) -> bool {
+        self.drain_finished.load(Ordering::Relaxed)
+    }
+
+    pub fn count_message(&self) {
+        self.messages.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn invoke(&self, process: ProcessId, call: Call) -> u64 {
+        let t = self.clocks.elapsed_ns();
+        self.history.lock().expect("history lock").invoke(process, t, call)
+    }
+
+    pub fn complete(&self, op: u64, outcome: Outcome) {
+        let t = self.clocks.elapsed_ns();
+        self.history.lock().expect("history lock").complete(op, t, outcome);
+    }
+}
+
+/// A broker's disk as the simulator keeps it: shared between the node's
+/// incarnations so a restarted broker recovers what its predecessor wrote.
+#[derive(Clone, Default)]
+pub struct SharedDisk(Arc<Mutex<MemStorage>>);
+
+impl Storage for SharedDisk {
+    fn append(&mut self, file: &str, data: &[u8]) {
+        self.0.lock().expect("disk lock").append(file, data)
+    }
+    fn write_all(&mut self, file: &str, data: &[u8]) {
+        self.0.lock().expect("disk lock").write_all(file, data)
+    }
+    fn read(&self, file: &str) -> Option<Vec<u8>> {
+        self.0.lock().expect("disk lock").read(file)
+    }
+    fn len(&self, file: &str) -> Option<u64> {
+        self.0.lock().expect("disk lock").len(file)
+    }
+    fn truncate(&mut self, file: &str, len: u64) {
+        self.0.lock().expect("disk lock").truncate(file, len)
+    }
+    fn delete(&mut self, file: &str) {
+        self.0.lock().expect("disk lock").delete(file)
+    }
+    fn list(&self, prefix: &str) -> Vec<String> {
+        self.0.lock().expect("disk lock").list(prefix)
+    }
+}
