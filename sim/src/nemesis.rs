@@ -56,10 +56,12 @@ impl Nemesis {
                 Undo::Fault(Fault::Restart { node: node.clone() })
             }
             Fault::Restart { node } => {
+                // Only a crashed node restarts; a running one is left alone (a
+                // crash and a restart are two verbs, so schedules say which).
                 let n = self.node(node);
-                self.crashed.remove(&n);
-                self.paused.remove(&n);
-                self.handle.restart(self.node_ids[n]);
+                if self.crashed.remove(&n) {
+                    self.handle.restart(self.node_ids[n]);
+                }
                 Undo::Nothing
             }
             Fault::Pause { node } => {

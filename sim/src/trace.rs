@@ -5,7 +5,7 @@
 
 use broker_core::protocol::RequestKind;
 use serde::Serialize;
-use std::collections::hash_map::DefaultHasher;
+use rustc_hash::FxHasher;
 use std::hash::{Hash, Hasher};
 
 /// Everything a trace line can say. Closed: one place to trace, count and hash.
@@ -29,8 +29,8 @@ struct Line<'a> {
 }
 
 pub struct Trace {
-    // SipHash with fixed zero keys: deterministic within one binary.
-    hasher: DefaultHasher,
+    // FxHash: fixed, fast, deterministic across processes (no random keys).
+    hasher: FxHasher,
     events: u64,
     lines: Option<Vec<String>>,
     node_names: Vec<String>,
@@ -38,7 +38,7 @@ pub struct Trace {
 
 impl Trace {
     pub fn new(node_names: Vec<String>, keep_lines: bool) -> Trace {
-        Trace { hasher: DefaultHasher::new(), events: 0, lines: keep_lines.then(Vec::new), node_names }
+        Trace { hasher: FxHasher::default(), events: 0, lines: keep_lines.then(Vec::new), node_names }
     }
 
     pub fn record(&mut self, time_ns: u64, node: u32, event: TraceEvent) {

@@ -171,10 +171,12 @@ impl ClientMetadata {
     pub fn handle_response(&mut self, now_ms: u64, brokers: Vec<BrokerId>, topics: Vec<TopicMetadata>) {
         assert!(self.in_flight(), "metadata answer without a request");
         self.in_flight_to = None;
-        self.brokers = brokers.into_iter().take(MAX_KNOWN_BROKERS).collect();
+        assert!(brokers.len() <= MAX_KNOWN_BROKERS, "metadata lists {} brokers", brokers.len());
+        assert!(topics.len() <= MAX_KNOWN_TOPICS, "metadata lists {} topics", topics.len());
+        self.brokers = brokers.into_iter().collect();
         self.topics.clear();
         self.topic_names.clear();
-        for topic in topics.into_iter().take(MAX_KNOWN_TOPICS) {
+        for topic in topics {
             if topic.error.is_some() {
                 continue;
             }

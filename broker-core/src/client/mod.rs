@@ -11,7 +11,13 @@
 //!
 //! Code map: `partitioner` (murmur2, keyless strategies), `metadata` (the
 //! cluster view and its refresh schedule), `inflight` (correlation ids and
-//! request deadlines), `producer`, `consumer`.
+//! request deadlines), `producer`, `consumer`. Their tests live in
+//! `producer_tests.rs` / `consumer_tests.rs` and run against `testkit`'s fake
+//! cluster, including proptest scripts of losses, disconnects and timeouts.
+//!
+//! The clients' clocks are monotonic views of the `now_ms` they are given: if
+//! a caller's clock steps back (a skewed node), time stands still for their
+//! timers until it catches up. Record timestamps take `now_ms` as given.
 
 pub mod consumer;
 mod inflight;
@@ -22,7 +28,7 @@ pub mod producer;
 mod testkit;
 
 pub use consumer::{AutoOffsetReset, ConsumedRecord, Consumer, ConsumerConfig, ConsumerOutput};
-pub use inflight::MAX_IN_FLIGHT_REQUESTS;
+pub use inflight::{MAX_IN_FLIGHT_REQUESTS, MIN_RETRY_BACKOFF_MS};
 pub use metadata::ClientMetadata;
 pub use partitioner::{murmur2, partition_for_key, PartitionerKind};
 pub use producer::{Producer, ProducerConfig, ProducerOutput, ProducerRecord, RecordId, SendOutcome};

@@ -7,20 +7,19 @@
 use super::evidence::{op_label, Findings};
 use super::log_view::{LogView, OpId};
 use super::Invariant;
-use crate::history::{Call, History, Outcome, Partition, Value};
+use crate::history::{History, Partition, Value};
 
 pub(crate) fn check(history: &History, view: &LogView<'_>, findings: &mut Findings) {
-    for op in &history.ops {
-        let (Call::Send { value, .. }, Some(Outcome::SendOk { partition, offset })) = (&op.call, &op.outcome) else {
-            continue;
-        };
-        let Some(log) = view.partition(partition) else { continue };
-        if log.was_read(*value) {
+    for ack in view.acks() {
+        let log = view.log(ack.partition);
+        // Usually read at the acked offset itself: one lookup, no search by value.
+        let read_there = log.sighting(ack.offset, ack.value).is_some_and(|s| s.reads > 0);
+        if read_there || log.was_read(ack.value) {
             continue;
         }
-        let acked = Acked { partition, offset: *offset, value: *value, op: op.id };
+        let acked = Acked { partition: view.name(ack.partition), offset: ack.offset, value: ack.value, op: ack.op };
         match log.highest_read() {
-            Some((highest, reader)) if *offset <= highest => {
+            Some((highest, reader)) if ack.offset <= highest => {
                 findings.found(Invariant::LostWrite, || {
                     format!(
                         "{}, though reads reached offset {highest} ({})",

@@ -91,13 +91,16 @@ mod evidence;
 mod log_view;
 mod losses;
 mod offsets;
+mod partition_log;
+mod per_process;
 mod polls;
 mod sends;
 #[cfg(test)]
 mod tests;
 
 pub use evidence::MAX_EVIDENCE;
-pub use log_view::{LogView, OpId, PartitionLog, Sighting};
+pub use log_view::{Ack, LogView, OpId, PartitionId};
+pub use partition_log::{PartitionLog, Sighting};
 
 /// What the history checkers found in one run. The runner decides which
 /// findings fail the run; the report holds every anomaly regardless.
@@ -120,12 +123,19 @@ impl CheckReport {
 
 /// Runs every history checker (all but drain-incomplete and crash, which the runner judges).
 pub fn check_history(history: &crate::history::History) -> CheckReport {
+    let t = std::time::Instant::now();
     let view = LogView::build(history);
+    let t1 = t.elapsed();
     let mut findings = evidence::Findings::new();
     offsets::check(history, &view, &mut findings);
+    let t2 = t.elapsed();
     losses::check(history, &view, &mut findings);
+    let t3 = t.elapsed();
     polls::check(history, &view, &mut findings);
-    let reordered_sends = sends::check(history, &mut findings);
+    let t4 = t.elapsed();
+    let reordered_sends = sends::check(history, &view, &mut findings);
+    let t5 = t.elapsed();
+    if history.ops.len() > 50000 && std::env::var("PHASES").is_ok() { eprintln!("build {t1:?} offsets {:?} losses {:?} polls {:?} sends {:?}", t2-t1, t3-t2, t4-t3, t5-t4); }
     let (violations, counts) = findings.into_parts();
     CheckReport { violations, counts, reordered_sends }
 }

@@ -2,7 +2,8 @@
 //! holding two values. duplicate: one value at two offsets (Jepsen's pair).
 
 use super::evidence::{op_label, Findings};
-use super::log_view::{LogView, PartitionLog, Sighting};
+use super::log_view::LogView;
+use super::partition_log::{PartitionLog, Sighting};
 use super::Invariant;
 use crate::history::{History, Partition, Value};
 use std::fmt::Write as _;
@@ -18,12 +19,11 @@ pub(crate) fn check(history: &History, view: &LogView<'_>, findings: &mut Findin
 }
 
 fn inconsistent_offsets(history: &History, partition: &Partition, log: &PartitionLog, findings: &mut Findings) {
-    for &offset in log.known_offsets() {
-        if log.values_at(offset).nth(1).is_none() {
+    for (offset, total) in log.values_per_offset() {
+        if total < 2 {
             continue;
         }
         findings.found(Invariant::InconsistentOffsets, || {
-            let total = log.values_at(offset).count();
             let mut detail = format!("partition {partition} offset {offset} holds {total} values: ");
             let listed =
                 log.values_at(offset).take(LISTED).map(|(value, s)| format!("{value} ({})", witnesses(history, s)));
@@ -35,12 +35,7 @@ fn inconsistent_offsets(history: &History, partition: &Partition, log: &Partitio
 }
 
 fn duplicates(history: &History, partition: &Partition, log: &PartitionLog, findings: &mut Findings) {
-    let mut placements = log.placements().peekable();
-    while let Some((value, _)) = placements.next() {
-        let mut offsets = 1;
-        while placements.next_if(|&(v, _)| v == value).is_some() {
-            offsets += 1;
-        }
+    for (value, offsets) in log.offsets_per_value() {
         if offsets > 1 {
             findings.found(Invariant::Duplicate, || duplicate_detail(history, partition, log, value, offsets));
         }

@@ -5,16 +5,17 @@
 //! on it breaks the chain) and between consecutive records of one poll.
 
 use super::evidence::{op_label, Findings};
-use super::log_view::{LogView, OpId};
+use super::log_view::{ConsumerStep, LogView, PartitionId, RecordAt};
+use super::per_process::PerProcess;
 use super::Invariant;
-use crate::history::{Call, History, Op, Outcome, Partition, Polled, ProcessId};
-use std::collections::BTreeMap;
+use crate::history::{History, Partition, ProcessId};
 
-/// Where one consumer's previous ok poll left one partition.
+/// Where a consumer's walk through one partition has got to: the record at
+/// `offset`, returned by the op at index `op` in `History::ops`.
 #[derive(Clone, Copy)]
 struct Cursor {
     offset: i64,
-    op: OpId,
+    op: usize,
 }
 
 /// One step of a consumer through a partition: from `from` to `to`.
@@ -28,54 +29,46 @@ struct Step<'h> {
 }
 
 pub(crate) fn check(history: &History, view: &LogView<'_>, findings: &mut Findings) {
-    let mut cursors: BTreeMap<(ProcessId, &Partition), Cursor> = BTreeMap::new();
-    for op in &history.ops {
-        match (&op.call, &op.outcome) {
-            // Invoked is enough: an assign or seek may take effect without an ack.
-            (Call::Assign { partitions }, _) => {
-                for partition in partitions {
-                    cursors.remove(&(op.process, partition));
+    let mut cursors: PerProcess<Option<Cursor>> = PerProcess::new(view.partition_count());
+    for step in view.consumer_steps() {
+        match step {
+            ConsumerStep::Reset { process, partition } => {
+                // A process with no cursors yet has nothing to reset.
+                if let Some(cursor) = cursors.existing_mut(*process, *partition) {
+                    *cursor = None;
                 }
             }
-            (Call::Seek { partition, .. }, _) => {
-                cursors.remove(&(op.process, partition));
+            ConsumerStep::Poll { process, index, records } => {
+                let cursors = cursors.row_mut(*process);
+                walk_poll(history, view, (*process, *index), view.records(records.clone()), cursors, findings);
             }
-            (Call::Poll, Some(Outcome::PollOk { records })) => {
-                walk_poll(history, view, op, records, &mut cursors, findings);
-            }
-            _ => {}
         }
     }
 }
 
-fn walk_poll<'h>(
+/// Steps the process's cursors through one poll's records. A cursor this
+/// very poll set is where the poll has got to, so that step is within it.
+fn walk_poll(
     history: &History,
     view: &LogView<'_>,
-    op: &Op,
-    records: &'h [Polled],
-    cursors: &mut BTreeMap<(ProcessId, &'h Partition), Cursor>,
+    (process, index): (ProcessId, usize),
+    records: &[RecordAt],
+    cursors: &mut [Option<Cursor>],
     findings: &mut Findings,
 ) {
-    // Where this poll has got to in each partition it returned.
-    let mut reached: BTreeMap<&'h Partition, Cursor> = BTreeMap::new();
     for record in records {
-        let to = Cursor { offset: record.offset, op: op.id };
-        let (from, within_one_poll) = match reached.get(&record.partition) {
-            Some(&previous) => (Some(previous), true),
-            None => (cursors.get(&(op.process, &record.partition)).copied(), false),
-        };
-        if let Some(from) = from {
-            let step = Step { partition: &record.partition, process: op.process, from, to, within_one_poll };
-            judge(history, view, &step, findings);
+        let to = Cursor { offset: record.offset, op: index };
+        let cursor = &mut cursors[record.partition.index()];
+        if let Some(from) = *cursor {
+            let partition = view.name(record.partition);
+            let step = Step { partition, process, from, to, within_one_poll: from.op == index };
+            judge(history, view, record.partition, &step, findings);
         }
-        reached.insert(&record.partition, to);
-    }
-    for (partition, cursor) in reached {
-        cursors.insert((op.process, partition), cursor);
+        *cursor = Some(to);
     }
 }
 
-fn judge(history: &History, view: &LogView<'_>, step: &Step<'_>, findings: &mut Findings) {
+fn judge(history: &History, view: &LogView<'_>, id: PartitionId, step: &Step<'_>, findings: &mut Findings) {
     let (from, to) = (step.from.offset, step.to.offset);
     if to <= from {
         findings.found(Invariant::NonmonotonicPoll, || {
@@ -87,7 +80,7 @@ fn judge(history: &History, view: &LogView<'_>, step: &Step<'_>, findings: &mut 
     if to <= from.saturating_add(1) {
         return;
     }
-    let Some(log) = view.partition(step.partition) else { return };
+    let log = view.log(id);
     let (skipped, Some(first)) = log.known_between(from, to) else { return };
     findings.found(Invariant::PollSkip, || {
         let holding: Vec<String> = log.values_at(first).map(|(value, _)| value.to_string()).collect();
@@ -108,11 +101,12 @@ impl Step<'_> {
     fn describe(&self, history: &History) -> String {
         let prefix = format!("partition {} process {}", self.partition, self.process);
         let (from, to) = (self.from.offset, self.to.offset);
+        let label = |cursor: Cursor| op_label(history, history.ops[cursor.op].id);
         if self.within_one_poll {
-            let poll = op_label(history, self.to.op);
+            let poll = label(self.to);
             format!("{prefix}: within one poll {poll}, offset {from} was followed by offset {to}")
         } else {
-            let (previous, next) = (op_label(history, self.from.op), op_label(history, self.to.op));
+            let (previous, next) = (label(self.from), label(self.to));
             format!("{prefix}: poll {previous} ended at offset {from} and the next poll {next} started at offset {to}")
         }
     }

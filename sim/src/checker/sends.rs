@@ -8,40 +8,43 @@
 //! explain it). The legal kind is only counted, as `reordered_sends`.
 
 use super::evidence::{op_label, Findings};
+use super::log_view::{Ack, LogView};
+use super::per_process::PerProcess;
 use super::Invariant;
-use crate::history::{Call, History, Op, Outcome, Partition, ProcessId, Value};
+use crate::history::{History, Partition, ProcessId};
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
-
-/// One ok send: what landed where.
-#[derive(Clone, Copy)]
-struct Landed<'h> {
-    op: &'h Op,
-    value: Value,
-    offset: i64,
-}
+use std::collections::{BTreeSet, BinaryHeap};
 
 /// Returns how many legal reorderings were seen (not violations).
-pub(crate) fn check(history: &History, findings: &mut Findings) -> u64 {
+pub(crate) fn check(history: &History, view: &LogView<'_>, findings: &mut Findings) -> u64 {
     let ordered: BTreeSet<ProcessId> = history.ordered_producers.iter().copied().collect();
+    let sends = ok_sends(view);
+    let mut in_flight = BinaryHeap::new();
     let mut reordered = 0;
-    for ((process, partition), sends) in ok_sends(history) {
-        reordered += check_producer(history, partition, ordered.contains(&process), &sends, findings);
+    // By producer, then by partition name.
+    for (process, row) in sends.rows() {
+        let ordered = ordered.contains(&process);
+        for id in view.ids() {
+            let sends = &row[id.index()];
+            if !sends.is_empty() {
+                reordered += check_producer(history, view.name(id), ordered, sends, &mut in_flight, findings);
+            }
+        }
     }
     reordered
 }
 
 /// Ok sends per (producer, partition), in invocation order.
-fn ok_sends(history: &History) -> BTreeMap<(ProcessId, &Partition), Vec<Landed<'_>>> {
-    let mut sends: BTreeMap<(ProcessId, &Partition), Vec<Landed<'_>>> = BTreeMap::new();
-    for op in &history.ops {
-        if let (Call::Send { value, .. }, Some(Outcome::SendOk { partition, offset })) = (&op.call, &op.outcome) {
-            sends.entry((op.process, partition)).or_default().push(Landed { op, value: *value, offset: *offset });
-        }
+fn ok_sends<'v>(view: &'v LogView<'_>) -> PerProcess<Vec<&'v Ack>> {
+    let mut sends: PerProcess<Vec<&Ack>> = PerProcess::new(view.partition_count());
+    for ack in view.acks() {
+        sends.row_mut(ack.process)[ack.partition.index()].push(ack);
     }
-    for list in sends.values_mut() {
+    for list in sends.cells_mut() {
         // `ops` is already in invocation order; a history read back from JSON may not be.
-        list.sort_by_key(|s| (s.op.invoke_ns, s.op.id));
+        if !list.is_sorted_by_key(|s| (s.invoke_ns, s.op)) {
+            list.sort_by_key(|s| (s.invoke_ns, s.op));
+        }
     }
     sends
 }
@@ -50,21 +53,22 @@ fn check_producer(
     history: &History,
     partition: &Partition,
     ordered: bool,
-    sends: &[Landed<'_>],
+    sends: &[&Ack],
+    in_flight: &mut BinaryHeap<Reverse<(u64, usize)>>,
     findings: &mut Findings,
 ) -> u64 {
     let mut reordered = 0;
     // The highest landing among every earlier-invoked send, and among those
     // that had completed by the current send's invocation.
-    let mut highest_invoked: Option<Landed<'_>> = None;
-    let mut highest_completed: Option<Landed<'_>> = None;
+    let mut highest_invoked: Option<&Ack> = None;
+    let mut highest_completed: Option<&Ack> = None;
     // Earlier sends not yet known to be complete, by completion time.
-    let mut in_flight: BinaryHeap<Reverse<(u64, usize)>> = BinaryHeap::new();
+    in_flight.clear();
     for (index, &send) in sends.iter().enumerate() {
         // Completed at the same instant counts as before: its append preceded
         // the ack, and this send cannot append before it is invoked.
         while let Some(&Reverse((done_ns, earlier))) = in_flight.peek() {
-            if done_ns > send.op.invoke_ns {
+            if done_ns > send.invoke_ns {
                 break;
             }
             in_flight.pop();
@@ -79,12 +83,12 @@ fn check_producer(
             None => {}
         }
         highest_invoked = higher(highest_invoked, send);
-        in_flight.push(Reverse((send.op.complete_ns.unwrap_or(u64::MAX), index)));
+        in_flight.push(Reverse((send.complete_ns.unwrap_or(u64::MAX), index)));
     }
     reordered
 }
 
-fn higher<'h>(current: Option<Landed<'h>>, candidate: Landed<'h>) -> Option<Landed<'h>> {
+fn higher<'v>(current: Option<&'v Ack>, candidate: &'v Ack) -> Option<&'v Ack> {
     match current {
         Some(c) if c.offset >= candidate.offset => Some(c),
         _ => Some(candidate),
@@ -93,7 +97,7 @@ fn higher<'h>(current: Option<Landed<'h>>, candidate: Landed<'h>) -> Option<Land
 
 /// `partition t-0 process 1: p1:8 (op 30 (...)) landed at offset 4, below offset 7 where the
 /// earlier-invoked p1:5 (op 25 (...)) landed, which had completed before p1:8 was invoked`
-fn describe(history: &History, partition: &Partition, ordered: bool, later: Landed<'_>, earlier: Landed<'_>) -> String {
+fn describe(history: &History, partition: &Partition, ordered: bool, later: &Ack, earlier: &Ack) -> String {
     let why = if ordered {
         "and this producer promises send order".to_string()
     } else {
@@ -101,12 +105,12 @@ fn describe(history: &History, partition: &Partition, ordered: bool, later: Land
     };
     format!(
         "partition {partition} process {}: {} ({}) landed at offset {}, below offset {} where the earlier-invoked {} ({}) landed, {why}",
-        later.op.process,
+        later.process,
         later.value,
-        op_label(history, later.op.id),
+        op_label(history, later.op),
         later.offset,
         earlier.offset,
         earlier.value,
-        op_label(history, earlier.op.id),
+        op_label(history, earlier.op),
     )
 }

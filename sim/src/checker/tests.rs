@@ -685,3 +685,165 @@ fn large_model_history_is_clean() {
     assert!(history.ops.len() > 200_000);
     assert_eq!(render(&check_history(&history)), "");
 }
+
+// ---------------------------------------------------------------------------
+// Speed: not a test of time (no wall-clock assertion), a measurement to read
+// with `cargo test --release -p sim --lib checker -- --nocapture`.
+
+/// A clean history shaped like the standard scenario's: one topic with a
+/// realistic name and six partitions, two producers keeping up to three sends
+/// in flight (some retried out of order, some failing), two consumers each
+/// reading half the partitions in small polls (many empty), then a drain that
+/// reads every partition from the start. About `ops` operations in all.
+fn standard_shaped_history(seed: u64, ops: usize) -> History {
+    const PARTITIONS: u32 = 6;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let partition = |p: u32| Partition { topic: "events".to_string(), partition: p };
+    let mut history = History::default();
+    let mut now_ns = 0;
+    let mut logs: Vec<Vec<Value>> = vec![Vec::new(); PARTITIONS as usize];
+    // Per producer: its next counter and its sends in flight (op, partition).
+    let mut producers: Vec<(u32, Vec<(u64, u32)>)> = vec![(0, Vec::new()); 2];
+    // Per consumer: its partitions and the next offset in each.
+    let mut consumers: Vec<Vec<(u32, usize)>> = (0..2).map(|c| (0..3).map(|i| (c * 3 + i, 0)).collect()).collect();
+    for (c, owned) in consumers.iter().enumerate() {
+        let partitions = owned.iter().map(|&(p, _)| partition(p)).collect();
+        let op = history.invoke(10 + c as u32, now_ns, Call::Assign { partitions });
+        history.complete(op, now_ns, Outcome::Ok);
+    }
+    while history.ops.len() < ops {
+        now_ns += rng.gen_range(100_000..1_000_000);
+        if rng.gen_bool(0.45) {
+            let process = rng.gen_range(0..2u32);
+            let (counter, in_flight) = &mut producers[process as usize];
+            if in_flight.len() < 3 && rng.gen_bool(0.6) {
+                let (p, value) = (rng.gen_range(0..PARTITIONS), Value::new(process + 1, *counter));
+                *counter += 1;
+                let call = Call::Send { topic: "events".to_string(), partition: Some(p), value };
+                in_flight.push((history.invoke(process + 1, now_ns, call), p));
+            } else if !in_flight.is_empty() {
+                // Mostly the oldest completes first; now and then a retry reorders.
+                let index = if in_flight.len() > 1 && rng.gen_bool(0.05) { 1 } else { 0 };
+                let (op, p) = in_flight.remove(index);
+                let outcome = match rng.gen_range(0..50) {
+                    0 => Outcome::SendFail { error: "NOT_ENOUGH_REPLICAS".into() },
+                    1 => Outcome::SendInfo { reason: "timeout".into() },
+                    _ => {
+                        let Call::Send { value, .. } = history.ops[op as usize].call else { unreachable!() };
+                        let log = &mut logs[p as usize];
+                        log.push(value);
+                        Outcome::SendOk { partition: partition(p), offset: log.len() as i64 - 1 }
+                    }
+                };
+                history.complete(op, now_ns, outcome);
+            }
+        } else {
+            let c = rng.gen_range(0..2usize);
+            let mut records = Vec::new();
+            for (p, at) in consumers[c].iter_mut() {
+                let log = &logs[*p as usize];
+                let end = (*at + rng.gen_range(0..3)).min(log.len());
+                records.extend(
+                    (*at..end).map(|i| Polled { partition: partition(*p), offset: i as i64, value: log[i] }),
+                );
+                *at = end;
+            }
+            let op = history.invoke(10 + c as u32, now_ns, Call::Poll);
+            history.complete(op, now_ns + 50_000, Outcome::PollOk { records });
+        }
+    }
+    history.drain_processes.push(99);
+    let op = history.invoke(99, now_ns, Call::Assign { partitions: (0..PARTITIONS).map(partition).collect() });
+    history.complete(op, now_ns, Outcome::Ok);
+    let mut at = 0;
+    while logs.iter().any(|log| at < log.len()) {
+        now_ns += 1_000_000;
+        let records = logs.iter().enumerate().flat_map(|(p, log)| {
+            (at..(at + 100).min(log.len())).map(move |i| Polled {
+                partition: partition(p as u32),
+                offset: i as i64,
+                value: log[i],
+            })
+        });
+        let op = history.invoke(99, now_ns, Call::Poll);
+        history.complete(op, now_ns + 50_000, Outcome::PollOk { records: records.collect() });
+        at += 100;
+    }
+    history
+}
+
+#[test]
+fn checker_speed_on_a_standard_shaped_history() {
+    let history = standard_shaped_history(1, 100_000);
+    let records: usize = history
+        .ops
+        .iter()
+        .map(|op| match &op.outcome {
+            Some(Outcome::PollOk { records }) => records.len(),
+            _ => 0,
+        })
+        .sum();
+    let sends = history.ops.iter().filter(|op| matches!(op.call, Call::Send { .. })).count();
+    let mut report = None;
+    let mut times = Vec::new();
+    for _ in 0..7 {
+        let start = std::time::Instant::now();
+        report = Some(check_history(&history));
+        times.push(start.elapsed());
+    }
+    times.sort();
+    let report = report.expect("ran at least once");
+    assert_eq!(render(&report), format!("reordered sends = {}\n", report.reordered_sends));
+    assert!(report.reordered_sends > 0, "the history should exercise in-flight reordering");
+    println!(
+        "check_history: {} ops, {records} polled records, {sends} sends: median {:?}, min {:?} ({:.1} ns per record)",
+        history.ops.len(),
+        times[times.len() / 2],
+        times[0],
+        times[times.len() / 2].as_nanos() as f64 / records as f64,
+    );
+}
+
+#[test]
+fn zz_profile_loop() {
+    let history = standard_shaped_history(1, 100_000);
+    for _ in 0..100 {
+        std::hint::black_box(check_history(&history));
+    }
+}
+
+#[test]
+fn zz_walk_cost() {
+    let history = standard_shaped_history(1, 100_000);
+    for _ in 0..5 {
+        let start = std::time::Instant::now();
+        let mut sum = 0i64;
+        for op in &history.ops {
+            if let Some(Outcome::PollOk { records }) = &op.outcome {
+                for r in records {
+                    sum += r.offset + r.partition.partition as i64;
+                }
+            }
+        }
+        let t1 = start.elapsed();
+        let mut n = 0usize;
+        for op in &history.ops {
+            if let Some(Outcome::PollOk { records }) = &op.outcome {
+                for r in records {
+                    n += r.partition.topic.as_bytes()[0] as usize;
+                }
+            }
+        }
+        let t2 = start.elapsed();
+        let events = String::from("events");
+        let mut m = 0usize;
+        for op in &history.ops {
+            if let Some(Outcome::PollOk { records }) = &op.outcome {
+                for r in records {
+                    m += (r.partition.topic == events) as usize;
+                }
+            }
+        }
+        println!("walk {t1:?} with topics {:?} memcmp {:?} {sum} {n} {m}", t2 - t1, start.elapsed() - t2);
+    }
+}

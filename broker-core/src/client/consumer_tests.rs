@@ -1,0 +1,591 @@
+//! Tests of the consumer, driven against `testkit::FakeCluster`.
+
+use super::*;
+use crate::client::testkit::FakeCluster;
+use crate::types::Record;
+use bytes::Bytes;
+
+const T: &str = "t";
+
+fn config(reset: AutoOffsetReset) -> ConsumerConfig {
+    ConsumerConfig { auto_offset_reset: reset, ..ConsumerConfig::default() }
+}
+
+fn records(n: usize) -> Vec<Record> {
+    (0..n).map(|i| Record { key: None, value: Bytes::from(vec![i as u8]), timestamp_ms: 0 }).collect()
+}
+
+/// A consumer talking to a fake cluster that answers at once, except that
+/// fetches with nothing to return are parked (the broker's long poll).
+struct World {
+    c: Consumer,
+    cluster: FakeCluster,
+    now: u64,
+    parked: Vec<(BrokerId, u64, Request)>,
+    /// Sends the consumer made, in order.
+    sent: Vec<(BrokerId, Request)>,
+    /// `CloseConnection` and `Error` outputs, in order.
+    events: Vec<ConsumerOutput>,
+}
+
+impl World {
+    fn new(reset: AutoOffsetReset, brokers: u32, partitions: u32) -> World {
+        let cluster = FakeCluster::new(brokers, &[(T, partitions)]);
+        let c = Consumer::new(config(reset), cluster.brokers.clone(), 3);
+        World { c, cluster, now: 0, parked: vec![], sent: vec![], events: vec![] }
+    }
+
+    fn with_config(mut self, config: ConsumerConfig) -> World {
+        self.c = Consumer::new(config, self.cluster.brokers.clone(), 3);
+        self
+    }
+
+    fn assign(&mut self, partitions: &[u32]) {
+        self.c.assign(self.now, partitions.iter().map(|&p| (T.to_string(), p)).collect());
+        self.pump();
+    }
+
+    fn tp(&self, partition: u32) -> TopicPartition {
+        self.cluster.tp(T, partition)
+    }
+
+    /// Answers every send (parking empty fetches) until the consumer is quiet.
+    fn pump(&mut self) {
+        for _ in 0..1000 {
+            let mut sends = Vec::new();
+            while let Some(o) = self.c.poll_output() {
+                match o {
+                    ConsumerOutput::Send { broker, correlation_id, request } => {
+                        self.sent.push((broker, request.clone()));
+                        sends.push((broker, correlation_id, request));
+                    }
+                    ConsumerOutput::CloseConnection { broker } => {
+                        self.parked.retain(|s| s.0 != broker);
+                        self.events.push(o);
+                    }
+                    other => self.events.push(other),
+                }
+            }
+            if let Some(t) = self.c.next_timeout_ms() {
+                assert!(t > self.now || self.c.seeked, "timer {t} not after {}", self.now);
+            }
+            if sends.is_empty() {
+                return;
+            }
+            for (broker, id, request) in sends {
+                let response = self.cluster.answer(broker, &request).expect("consumers always get answers");
+                if let Response::Fetch { partitions } = &response {
+                    if partitions.iter().all(|p| p.error.is_none() && p.records.is_empty()) {
+                        self.parked.push((broker, id, request));
+                        continue;
+                    }
+                }
+                self.c.handle_response(self.now, broker, id, response);
+            }
+        }
+        panic!("consumer never went quiet");
+    }
+
+    /// Answers parked fetches now (new data, or their max wait ran out).
+    fn release(&mut self) {
+        for (broker, id, request) in std::mem::take(&mut self.parked) {
+            let response = self.cluster.answer(broker, &request).unwrap();
+            self.c.handle_response(self.now, broker, id, response);
+        }
+        self.pump();
+    }
+
+    fn advance_to(&mut self, t: u64) {
+        while let Some(next) = self.c.next_timeout_ms().filter(|&n| n <= t) {
+            self.now = self.now.max(next);
+            self.c.handle_timeout(self.now);
+            self.pump();
+        }
+        self.now = t;
+    }
+
+    fn poll(&mut self) -> Vec<(u32, i64)> {
+        let got = self.c.poll(self.now);
+        self.pump();
+        got.iter().map(|r| (r.tp.partition, r.record.offset.0)).collect()
+    }
+
+    fn fetches_sent(&self) -> Vec<(BrokerId, Vec<(u32, i64)>)> {
+        self.sent
+            .iter()
+            .filter_map(|(b, r)| match r {
+                Request::Fetch { partitions, .. } => {
+                    Some((*b, partitions.iter().map(|p| (p.tp.partition, p.fetch_offset.0)).collect()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn list_offsets_sent(&self) -> Vec<Vec<(u32, OffsetSpec)>> {
+        self.sent
+            .iter()
+            .filter_map(|(_, r)| match r {
+                Request::ListOffsets { partitions } => {
+                    Some(partitions.iter().map(|(tp, s)| (tp.partition, *s)).collect())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn defaults_are_kafkas() {
+    let c = ConsumerConfig::default();
+    assert_eq!(c.auto_offset_reset, AutoOffsetReset::Latest);
+    assert_eq!((c.fetch_max_wait_ms, c.fetch_min_bytes), (500, 1));
+    assert_eq!((c.fetch_max_bytes, c.max_partition_fetch_bytes, c.max_poll_records), (52_428_800, 1_048_576, 500));
+    assert_eq!((c.request_timeout_ms, c.retry_backoff_ms, c.metadata_max_age_ms), (30_000, 100, 300_000));
+}
+
+#[test]
+fn earliest_reset_starts_at_the_log_start() {
+    let mut w = World::new(AutoOffsetReset::Earliest, 1, 1);
+    let tp = w.tp(0);
+    w.cluster.append(tp, &records(5));
+    w.cluster.truncate_front(tp, 2);
+    assert_eq!(w.c.topic_partition(T, 0), None, "no metadata yet");
+    w.assign(&[0]);
+    assert_eq!(w.c.topic_partition(T, 0), Some(tp));
+    assert_eq!(w.list_offsets_sent(), vec![vec![(0, OffsetSpec::Earliest)]]);
+    assert_eq!(w.fetches_sent(), vec![(BrokerId(0), vec![(0, 2)])]);
+    assert_eq!(w.c.position(T, 0), Some(Offset(2)));
+    assert!(w.c.has_buffered());
+    assert_eq!(w.poll(), vec![(0, 2), (0, 3), (0, 4)]);
+    assert_eq!(w.c.position(T, 0), Some(Offset(5)));
+    assert!(!w.c.has_buffered());
+}
+
+#[test]
+fn latest_reset_sees_only_new_records() {
+    let mut w = World::new(AutoOffsetReset::Latest, 1, 1);
+    let tp = w.tp(0);
+    w.cluster.append(tp, &records(5));
+    w.assign(&[0]);
+    assert_eq!(w.list_offsets_sent(), vec![vec![(0, OffsetSpec::Latest)]]);
+    assert_eq!(w.c.position(T, 0), Some(Offset(5)));
+    assert_eq!(w.poll(), vec![]);
+    assert_eq!(w.parked.len(), 1, "a long poll waits at the end");
+    w.cluster.append(tp, &records(2));
+    w.release();
+    assert_eq!(w.poll(), vec![(0, 5), (0, 6)]);
+}
+
+#[test]
+fn no_reset_policy_waits_for_seek() {
+    let mut w = World::new(AutoOffsetReset::None, 1, 1);
+    w.cluster.append(w.tp(0), &records(3));
+    w.assign(&[0]);
+    assert!(w.list_offsets_sent().is_empty() && w.fetches_sent().is_empty());
+    assert_eq!(w.c.position(T, 0), None);
+    w.c.seek(T, 0, Offset(1));
+    assert_eq!(w.c.next_timeout_ms(), Some(w.now), "a seek asks to be driven");
+    w.advance_to(w.now);
+    assert_eq!(w.poll(), vec![(0, 1), (0, 2)]);
+}
+
+#[test]
+fn fetch_loop_covers_a_brokers_partitions_and_respects_max_poll_records() {
+    let cfg = ConsumerConfig { max_poll_records: 3, ..config(AutoOffsetReset::Earliest) };
+    let mut w = World::new(AutoOffsetReset::Earliest, 2, 3).with_config(cfg);
+    for p in 0..3 {
+        let tp = w.tp(p);
+        w.cluster.append(tp, &records(5));
+    }
+    w.assign(&[0, 1, 2]);
+    // Partitions 0 and 2 are led by broker 0: one fetch covers both.
+    assert_eq!(w.fetches_sent(), vec![(BrokerId(0), vec![(0, 0), (2, 0)]), (BrokerId(1), vec![(1, 0)])]);
+    let mut consumed: BTreeMap<u32, Vec<i64>> = BTreeMap::new();
+    for _ in 0..20 {
+        let got = w.poll();
+        assert!(got.len() <= 3);
+        for (p, o) in got {
+            consumed.entry(p).or_default().push(o);
+        }
+    }
+    for p in 0..3 {
+        assert_eq!(consumed[&p], vec![0, 1, 2, 3, 4], "partition {p}");
+        assert_eq!(w.c.position(T, p), Some(Offset(5)));
+    }
+    // Every fetch went out only after the partition's buffer was empty.
+    let mut last: BTreeMap<u32, i64> = BTreeMap::new();
+    for (_, parts) in w.fetches_sent() {
+        for (p, o) in parts {
+            assert!(last.get(&p).is_none_or(|&prev| o > prev), "refetched {p} at {o}");
+            last.insert(p, o);
+        }
+    }
+}
+
+#[test]
+fn seek_discards_buffered_and_in_flight_data() {
+    let mut w = World::new(AutoOffsetReset::Earliest, 1, 1);
+    let tp = w.tp(0);
+    w.cluster.append(tp, &records(5));
+    let cfg = ConsumerConfig { max_poll_records: 2, ..config(AutoOffsetReset::Earliest) };
+    w = w.with_config(cfg);
+    w.assign(&[0]);
+    assert_eq!(w.poll(), vec![(0, 0), (0, 1)]);
+    w.c.seek(T, 0, Offset(1));
+    assert!(!w.c.has_buffered(), "buffered records dropped");
+    assert_eq!(w.c.position(T, 0), Some(Offset(1)));
+    assert_eq!(w.poll(), vec![], "refetches first");
+    assert_eq!(w.poll(), vec![(0, 1), (0, 2)]);
+    assert_eq!(w.poll(), vec![(0, 3), (0, 4)]);
+    w.poll();
+    // A fetch at 5 is parked; seek back while it is in flight.
+    assert_eq!(w.parked.len(), 1);
+    w.c.seek(T, 0, Offset(0));
+    w.advance_to(w.now);
+    assert_eq!(w.fetches_sent().len(), 3, "no second fetch while one is in flight");
+    w.cluster.append(tp, &records(2));
+    w.release(); // answers the fetch at 5 with 5..7: stale, dropped
+    let mut all = Vec::new();
+    for _ in 0..10 {
+        all.extend(w.poll().into_iter().map(|(_, o)| o));
+    }
+    assert_eq!(all, (0..7).collect::<Vec<i64>>());
+}
+
+#[test]
+fn seek_supersedes_a_reset_in_flight() {
+    let mut w = World::new(AutoOffsetReset::Latest, 1, 1);
+    w.cluster.append(w.tp(0), &records(4));
+    // Metadata first, then hold the ListOffsets.
+    w.c.assign(0, vec![(T.to_string(), 0)]);
+    let metadata = w.c.poll_output().unwrap();
+    let ConsumerOutput::Send { broker, correlation_id, request } = metadata else { panic!() };
+    let response = w.cluster.answer(broker, &request).unwrap();
+    w.c.handle_response(0, broker, correlation_id, response);
+    let Some(ConsumerOutput::Send { broker, correlation_id, request }) = w.c.poll_output() else { panic!() };
+    assert!(matches!(request, Request::ListOffsets { .. }));
+    w.c.seek(T, 0, Offset(1));
+    let response = w.cluster.answer(broker, &request).unwrap();
+    w.c.handle_response(0, broker, correlation_id, response);
+    assert_eq!(w.c.position(T, 0), Some(Offset(1)), "the reset answer (4) is ignored");
+    w.pump();
+    assert_eq!(w.poll(), vec![(0, 1), (0, 2), (0, 3)]);
+}
+
+#[test]
+fn out_of_range_resets_per_policy() {
+    let mut w = World::new(AutoOffsetReset::Earliest, 1, 1);
+    let tp = w.tp(0);
+    w.cluster.append(tp, &records(3));
+    w.assign(&[0]);
+    w.c.seek(T, 0, Offset(100));
+    w.advance_to(w.now);
+    assert_eq!(w.list_offsets_sent().len(), 2, "reset again after OFFSET_OUT_OF_RANGE");
+    assert_eq!(w.poll(), vec![(0, 0), (0, 1), (0, 2)]);
+    assert!(w.events.is_empty());
+
+    let mut w = World::new(AutoOffsetReset::None, 1, 1);
+    w.cluster.append(tp, &records(3));
+    w.assign(&[0]);
+    w.c.seek(T, 0, Offset(100));
+    w.advance_to(w.now);
+    assert_eq!(w.events, vec![ConsumerOutput::Error { tp, error: ErrorCode::OffsetOutOfRange }]);
+    assert_eq!(w.c.position(T, 0), Some(Offset(100)), "the position stays where it was");
+    let fetches = w.fetches_sent().len();
+    w.advance_to(w.now + 10_000);
+    assert_eq!(w.poll(), vec![]);
+    assert_eq!(w.fetches_sent().len(), fetches, "paused until seek");
+    w.c.seek(T, 0, Offset(2));
+    w.advance_to(w.now);
+    assert_eq!(w.poll(), vec![(0, 2)]);
+}
+
+#[test]
+fn disconnect_refetches_after_backoff() {
+    let mut w = World::new(AutoOffsetReset::Earliest, 1, 1);
+    w.assign(&[0]);
+    assert_eq!(w.parked.len(), 1);
+    w.now = 1000;
+    w.parked.clear();
+    w.c.handle_disconnect(1000, BrokerId(0));
+    w.pump();
+    let fetches = w.fetches_sent().len();
+    assert_eq!(w.c.next_timeout_ms(), Some(1100));
+    w.cluster.append(w.tp(0), &records(1));
+    w.advance_to(1100);
+    assert_eq!(w.fetches_sent().len(), fetches + 1);
+    assert_eq!(w.poll(), vec![(0, 0)]);
+}
+
+#[test]
+fn request_timeout_closes_the_connection_and_refetches() {
+    let mut w = World::new(AutoOffsetReset::Earliest, 1, 1);
+    w.assign(&[0]);
+    let (_, lost_id, lost) = w.parked[0].clone();
+    w.parked.clear();
+    // A fetch may be held for fetch_max_wait_ms on top of the request timeout.
+    assert_eq!(w.c.next_timeout_ms(), Some(30_500));
+    w.advance_to(30_500);
+    assert_eq!(w.events, vec![ConsumerOutput::CloseConnection { broker: BrokerId(0) }]);
+    w.cluster.append(w.tp(0), &records(2));
+    w.advance_to(30_600);
+    assert_eq!(w.poll(), vec![(0, 0), (0, 1)]);
+    // The lost request's late answer is never matched.
+    let late = w.cluster.answer(BrokerId(0), &lost).unwrap();
+    w.c.handle_response(30_700, BrokerId(0), lost_id, late);
+    assert!(!w.c.has_buffered());
+}
+
+#[test]
+fn not_leader_refreshes_metadata_and_fetches_from_the_new_leader() {
+    let mut w = World::new(AutoOffsetReset::Earliest, 2, 1);
+    let tp = w.tp(0);
+    w.cluster.append(tp, &records(1));
+    w.assign(&[0]);
+    assert_eq!(w.poll(), vec![(0, 0)]);
+    w.now = 1000;
+    w.cluster.set_leader(tp, Some(BrokerId(1)));
+    w.cluster.append(tp, &records(1));
+    w.release(); // broker 0 answers NOT_LEADER_OR_FOLLOWER
+    w.advance_to(1100);
+    assert_eq!(w.fetches_sent().last().unwrap(), &(BrokerId(1), vec![(0, 1)]));
+    assert_eq!(w.poll(), vec![(0, 1)]);
+}
+
+#[test]
+fn records_below_the_position_are_dropped_and_gaps_passed_through() {
+    let mut w = World::new(AutoOffsetReset::None, 1, 1);
+    w.assign(&[0]);
+    w.c.seek(T, 0, Offset(3));
+    w.c.handle_timeout(0);
+    let Some(ConsumerOutput::Send { broker, correlation_id, .. }) = w.c.poll_output() else { panic!() };
+    let tp = w.tp(0);
+    let stored = |o: i64| StoredRecord { offset: Offset(o), timestamp_ms: 0, key: None, value: Bytes::new() };
+    // A fetch answered from an earlier batch start, with a hole at 5.
+    let response = Response::Fetch {
+        partitions: vec![FetchPartitionResponse {
+            tp,
+            error: None,
+            high_watermark: Offset(7),
+            log_start_offset: Offset(0),
+            records: [1, 2, 3, 4, 6].into_iter().map(stored).collect(),
+        }],
+    };
+    w.c.handle_response(0, broker, correlation_id, response);
+    assert_eq!(w.poll(), vec![(0, 3), (0, 4), (0, 6)]);
+    assert_eq!(w.c.position(T, 0), Some(Offset(7)), "the position moved only over returned records");
+}
+
+#[test]
+fn reassignment_keeps_positions_of_kept_partitions() {
+    let mut w = World::new(AutoOffsetReset::Earliest, 1, 2);
+    for p in 0..2 {
+        let tp = w.tp(p);
+        w.cluster.append(tp, &records(2));
+    }
+    w.assign(&[0]);
+    assert_eq!(w.poll(), vec![(0, 0), (0, 1)]);
+    w.assign(&[0, 1]);
+    assert_eq!(w.c.position(T, 0), Some(Offset(2)));
+    // Partition 1 joins the next fetch to broker 0, after the long poll in flight.
+    assert_eq!(w.poll(), vec![]);
+    w.release();
+    assert_eq!(w.poll(), vec![(1, 0), (1, 1)]);
+    w.assign(&[1]);
+    assert_eq!(w.c.position(T, 0), None);
+}
+
+mod script {
+    //! Under random losses, disconnects, leader moves and appends, the
+    //! consumer returns every record of every partition exactly once, in order.
+    use super::*;
+    use proptest::prelude::*;
+
+    const BROKERS: u32 = 2;
+    const PARTITIONS: u32 = 3;
+
+    #[derive(Clone, Debug)]
+    enum Action {
+        Append { partition: u32, count: usize },
+        Answer { pick: usize, lose: bool },
+        Disconnect { broker: u32 },
+        MoveLeader { partition: u32, leader: Option<u32> },
+        Poll,
+        Advance { ms: u64 },
+        ClockStepsBack { ms: u64 },
+    }
+
+    fn action() -> impl Strategy<Value = Action> {
+        prop_oneof![
+            3 => (0..PARTITIONS, 1usize..4).prop_map(|(partition, count)| Action::Append { partition, count }),
+            5 => (any::<usize>(), proptest::bool::weighted(0.15)).prop_map(|(pick, lose)| Action::Answer { pick, lose }),
+            1 => (0..BROKERS).prop_map(|broker| Action::Disconnect { broker }),
+            1 => (0..PARTITIONS, proptest::option::weighted(0.8, 0..BROKERS))
+                .prop_map(|(partition, leader)| Action::MoveLeader { partition, leader }),
+            3 => Just(Action::Poll),
+            2 => prop_oneof![0u64..50, 0u64..2_000].prop_map(|ms| Action::Advance { ms }),
+            1 => (1u64..5_000).prop_map(|ms| Action::ClockStepsBack { ms }),
+        ]
+    }
+
+    struct Script {
+        c: Consumer,
+        cluster: FakeCluster,
+        now: u64,
+        outstanding: Vec<(BrokerId, u64, Request)>,
+        consumed: BTreeMap<u32, Vec<StoredRecord>>,
+    }
+
+    impl Script {
+        fn pump(&mut self) {
+            while let Some(o) = self.c.poll_output() {
+                match o {
+                    ConsumerOutput::Send { broker, correlation_id, request } => {
+                        self.outstanding.push((broker, correlation_id, request))
+                    }
+                    ConsumerOutput::CloseConnection { broker } => self.outstanding.retain(|s| s.0 != broker),
+                    ConsumerOutput::Error { tp, error } => panic!("unexpected error {error} on {tp}"),
+                }
+            }
+            if let Some(t) = self.c.next_timeout_ms() {
+                assert!(t > self.now, "timer {t} not after {}", self.now);
+            }
+        }
+
+        fn answer(&mut self, pick: usize, lose: bool) {
+            if self.outstanding.is_empty() {
+                return;
+            }
+            let (broker, id, request) = self.outstanding.remove(pick % self.outstanding.len());
+            if !lose {
+                let response = self.cluster.answer(broker, &request).unwrap();
+                self.c.handle_response(self.now, broker, id, response);
+            }
+            self.pump();
+        }
+
+        fn poll(&mut self) {
+            for r in self.c.poll(self.now) {
+                self.consumed.entry(r.tp.partition).or_default().push(r.record);
+            }
+            self.pump();
+        }
+
+        fn advance(&mut self, ms: u64) {
+            let target = self.now + ms;
+            while let Some(t) = self.c.next_timeout_ms().filter(|&t| t <= target) {
+                self.now = self.now.max(t);
+                self.c.handle_timeout(self.now);
+                self.pump();
+            }
+            self.now = target;
+        }
+
+        fn apply(&mut self, action: Action) {
+            match action {
+                Action::Append { partition, count } => {
+                    let tp = self.cluster.tp(T, partition);
+                    self.cluster.append(tp, &records(count));
+                }
+                Action::Answer { pick, lose } => self.answer(pick, lose),
+                Action::Disconnect { broker } => {
+                    self.outstanding.retain(|s| s.0 != BrokerId(broker));
+                    self.c.handle_disconnect(self.now, BrokerId(broker));
+                    self.pump();
+                }
+                Action::MoveLeader { partition, leader } => {
+                    let tp = self.cluster.tp(T, partition);
+                    self.cluster.set_leader(tp, leader.map(BrokerId));
+                }
+                Action::Poll => self.poll(),
+                Action::Advance { ms } => self.advance(ms),
+                Action::ClockStepsBack { ms } => {
+                    self.c.handle_timeout(self.now.saturating_sub(ms));
+                    self.pump();
+                }
+            }
+        }
+
+        /// Whether the broker would park this request (a fetch with nothing to return).
+        fn is_long_poll(&mut self, broker: BrokerId, request: &Request) -> bool {
+            matches!(request, Request::Fetch { .. })
+                && matches!(self.cluster.answer(broker, request),
+                    Some(Response::Fetch { partitions }) if partitions.iter().all(|p| p.error.is_none() && p.records.is_empty()))
+        }
+
+        fn caught_up(&self) -> bool {
+            (0..PARTITIONS).all(|p| {
+                let end = self.cluster.log(self.cluster.tp(T, p)).len();
+                self.consumed.get(&p).map_or(0, Vec::len) == end && self.c.position(T, p) == Some(Offset(end as i64))
+            })
+        }
+
+        /// Heal every fault and let the consumer catch up: answer what the
+        /// broker would answer at once; long polls after their max wait.
+        fn settle(&mut self) {
+            for p in 0..PARTITIONS {
+                let tp = self.cluster.tp(T, p);
+                self.cluster.set_leader(tp, Some(BrokerId(p % BROKERS)));
+            }
+            for _ in 0..10_000 {
+                if self.caught_up() {
+                    return;
+                }
+                self.poll();
+                let outstanding = std::mem::take(&mut self.outstanding);
+                let mut immediate = None;
+                for (i, (broker, _, request)) in outstanding.iter().enumerate() {
+                    if immediate.is_none() && !self.is_long_poll(*broker, request) {
+                        immediate = Some(i);
+                    }
+                }
+                self.outstanding = outstanding;
+                match immediate {
+                    Some(i) => self.answer(i, false),
+                    None => {
+                        let wake = self.c.next_timeout_ms().unwrap_or(u64::MAX).min(self.now + 500);
+                        self.advance(wake - self.now);
+                        for _ in 0..self.outstanding.len() {
+                            self.answer(0, false);
+                        }
+                    }
+                }
+            }
+            panic!("not caught up after settling: {:?}", self.c.assigned);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+        #[test]
+        fn every_record_is_returned_once_in_order(
+            seed in any::<u64>(),
+            max_poll_records in 1usize..6,
+            actions in proptest::collection::vec(action(), 0..80),
+        ) {
+            let cluster = FakeCluster::new(BROKERS, &[(T, PARTITIONS)]);
+            let config = ConsumerConfig {
+                auto_offset_reset: AutoOffsetReset::Earliest,
+                max_poll_records,
+                request_timeout_ms: 1_000,
+                metadata_max_age_ms: 5_000,
+                ..ConsumerConfig::default()
+            };
+            let c = Consumer::new(config, cluster.brokers.clone(), seed);
+            let mut s = Script { c, cluster, now: 0, outstanding: vec![], consumed: BTreeMap::new() };
+            s.c.assign(0, (0..PARTITIONS).map(|p| (T.to_string(), p)).collect());
+            s.pump();
+            for action in actions {
+                s.apply(action);
+            }
+            s.settle();
+            for p in 0..PARTITIONS {
+                let log = s.cluster.log(s.cluster.tp(T, p));
+                let got = s.consumed.get(&p).cloned().unwrap_or_default();
+                prop_assert_eq!(&got[..], log, "partition {}", p);
+                prop_assert_eq!(s.c.position(T, p), Some(Offset(log.len() as i64)));
+            }
+        }
+    }
+}
