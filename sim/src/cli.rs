@@ -342,9 +342,12 @@ fn print_sweep(r: &SweepResult, file: &Path, plants: &[Plant]) {
         r.wall_seconds,
         r.runs as f64 / r.wall_seconds.max(1e-9)
     );
-    println!("{:<24} {:>8}", "invariant", "seeds");
+    println!("{:<24} {:>8} {:>16}", "invariant", "seeds", "seeds-to-catch");
     for (invariant, n) in &r.counts {
-        println!("{:<24} {:>8}", invariant.name(), n);
+        let catch = r.seeds_to_catch.get(invariant).map_or(String::new(), |c| {
+            format!("median {} worst {}", c.median, c.worst)
+        });
+        println!("{:<24} {:>8}   {}", invariant.name(), n, catch);
     }
     if r.counts.is_empty() {
         println!("{:<24} {:>8}", "(no anomaly found)", 0);

@@ -36,8 +36,42 @@ pub struct SweepResult {
     pub sim_seconds: f64,
     pub messages: u64,
     pub reordered_sends: u64,
+    /// Per invariant found: how many seeds a search starting at a random seed
+    /// needs until it catches it (median and worst over every start in range).
+    pub seeds_to_catch: BTreeMap<Invariant, CatchStats>,
     #[serde(skip)]
     pub wall_seconds: f64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct CatchStats {
+    pub median: f64,
+    pub worst: u64,
+}
+
+/// Seeds-to-catch from the sorted list of seeds (offsets into the range) that
+/// caught an invariant: for each start, the distance to the next catching seed
+/// (inclusive); starts after the last catch are left out, since the range says
+/// nothing about them.
+pub fn seeds_to_catch(catching: &[u64], range_len: u64) -> Option<CatchStats> {
+    let last = *catching.last()?;
+    let mut distances = Vec::with_capacity(last as usize + 1);
+    let mut next = catching.iter().peekable();
+    for start in 0..=last.min(range_len.saturating_sub(1)) {
+        while next.peek().is_some_and(|&&c| c < start) {
+            next.next();
+        }
+        let catch = **next.peek().expect("a catch at or after every start up to the last");
+        distances.push(catch - start + 1);
+    }
+    distances.sort_unstable();
+    let n = distances.len();
+    let median = if n % 2 == 1 {
+        distances[n / 2] as f64
+    } else {
+        (distances[n / 2 - 1] + distances[n / 2]) as f64 / 2.0
+    };
+    Some(CatchStats { median, worst: *distances.last().expect("non-empty") })
 }
 
 /// Runs seeds `from..to`, calling `progress` after each finished seed.
@@ -88,6 +122,17 @@ pub fn summarise(scenario: &Scenario, from: u64, to: u64, results: &[RunResult],
     let expected_missing: Vec<Invariant> =
         scenario.expect.expected.iter().copied().filter(|i| !counts.contains_key(i)).collect();
     let pass = failures.is_empty() && expected_missing.is_empty();
+    let mut seeds_to_catch = BTreeMap::new();
+    for invariant in counts.keys() {
+        let catching: Vec<u64> = results
+            .iter()
+            .filter(|r| r.counts.get(invariant).is_some_and(|n| *n > 0))
+            .map(|r| r.seed - from)
+            .collect();
+        if let Some(stats) = self::seeds_to_catch(&catching, to - from) {
+            seeds_to_catch.insert(*invariant, stats);
+        }
+    }
     SweepResult {
         scenario: scenario.name.clone(),
         seeds: [from, to],
@@ -99,6 +144,23 @@ pub fn summarise(scenario: &Scenario, from: u64, to: u64, results: &[RunResult],
         sim_seconds: results.iter().map(|r| r.sim_seconds).sum(),
         messages: results.iter().map(|r| r.messages).sum(),
         reordered_sends: results.iter().map(|r| r.reordered_sends).sum(),
+        seeds_to_catch,
         wall_seconds,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seeds_to_catch_counts_from_every_start() {
+        // Catches at offsets 2 and 3 of 10: starts 0,1,2 need 3,2,1; start 3 needs 1.
+        let stats = seeds_to_catch(&[2, 3], 10).unwrap();
+        assert_eq!(stats.worst, 3);
+        assert_eq!(stats.median, 1.5);
+        let every = seeds_to_catch(&[0, 1, 2, 3], 4).unwrap();
+        assert_eq!((every.median, every.worst), (1.0, 1));
+        assert_eq!(seeds_to_catch(&[], 5), None);
     }
 }

@@ -86,18 +86,22 @@ impl KeylessPartitioner {
         rng: &mut ChaCha8Rng,
         topic: &str,
         num_partitions: u32,
-        available: &[u32],
+        available: impl FnOnce() -> Vec<u32>,
         needs_new_batch: impl Fn(u32) -> bool,
     ) -> u32 {
         assert!(num_partitions > 0, "a topic has at least one partition");
-        debug_assert!(available.iter().all(|&p| p < num_partitions));
-        let all: Vec<u32>;
-        let candidates = if available.is_empty() {
-            all = (0..num_partitions).collect();
-            &all
-        } else {
-            available
-        };
+        // The sticky fast path needs no candidate list.
+        if self.kind == PartitionerKind::Sticky {
+            if let Some(p) = self.sticky.get(topic).copied().filter(|&p| p < num_partitions && !needs_new_batch(p)) {
+                return p;
+            }
+        }
+        let mut candidates = available();
+        debug_assert!(candidates.iter().all(|&p| p < num_partitions));
+        if candidates.is_empty() {
+            candidates = (0..num_partitions).collect();
+        }
+        let candidates = &candidates;
         let chosen = match self.kind {
             PartitionerKind::Sticky => {
                 let current = self.sticky.get(topic).copied().filter(|&p| p < num_partitions);
@@ -191,15 +195,15 @@ mod tests {
     fn sticky_keeps_partition_until_a_new_batch_is_needed() {
         let mut rng = ChaCha8Rng::seed_from_u64(7);
         let mut part = KeylessPartitioner::new(PartitionerKind::Sticky);
-        let first = part.choose(&mut rng, "t", 4, &[0, 1, 2, 3], |_| true);
+        let first = part.choose(&mut rng, "t", 4, || vec![0, 1, 2, 3], |_| true);
         for _ in 0..10 {
-            assert_eq!(part.choose(&mut rng, "t", 4, &[0, 1, 2, 3], |_| false), first);
+            assert_eq!(part.choose(&mut rng, "t", 4, || vec![0, 1, 2, 3], |_| false), first);
         }
-        let second = part.choose(&mut rng, "t", 4, &[0, 1, 2, 3], |_| true);
+        let second = part.choose(&mut rng, "t", 4, || vec![0, 1, 2, 3], |_| true);
         assert_ne!(first, second, "moves to a different partition when it can");
         // Only partitions with a leader are chosen when some have one.
         for _ in 0..20 {
-            assert_eq!(part.choose(&mut rng, "t", 4, &[2], |_| true), 2);
+            assert_eq!(part.choose(&mut rng, "t", 4, || vec![2], |_| true), 2);
         }
     }
 
@@ -207,9 +211,9 @@ mod tests {
     fn round_robin_cycles_over_available_partitions() {
         let mut rng = ChaCha8Rng::seed_from_u64(7);
         let mut part = KeylessPartitioner::new(PartitionerKind::RoundRobin);
-        let got: Vec<u32> = (0..6).map(|_| part.choose(&mut rng, "t", 3, &[], |_| false)).collect();
+        let got: Vec<u32> = (0..6).map(|_| part.choose(&mut rng, "t", 3, || vec![], |_| false)).collect();
         assert_eq!(got, vec![0, 1, 2, 0, 1, 2]);
-        let got: Vec<u32> = (0..4).map(|_| part.choose(&mut rng, "u", 3, &[0, 2], |_| false)).collect();
+        let got: Vec<u32> = (0..4).map(|_| part.choose(&mut rng, "u", 3, || vec![0, 2], |_| false)).collect();
         assert_eq!(got, vec![0, 2, 0, 2]);
     }
 }

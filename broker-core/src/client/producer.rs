@@ -242,6 +242,12 @@ impl Producer {
         } else if size > MAX_REQUEST_SIZE_BYTES {
             let error = format!("RECORD_TOO_LARGE: {size} bytes > {MAX_REQUEST_SIZE_BYTES}");
             self.complete(id, SendOutcome::Fail { error });
+        } else if self.unplaced.is_empty() && self.metadata.partition_count(&record.topic).is_some_and(|n| n > 0) {
+            // The common case: metadata known and nothing queued ahead, so the
+            // record is placed at once (send order is kept either way).
+            let count = self.metadata.partition_count(&record.topic).expect("checked");
+            let u = Unplaced { id, topic: record.topic, partition: record.partition, record: record_out, send_ms: now_ms };
+            self.place(now_ms, u, count);
         } else {
             let waiting = self.unplaced.entry(record.topic.clone()).or_default();
             debug_assert!(waiting.back().is_none_or(|u| u.send_ms <= now_ms));
@@ -300,27 +306,32 @@ impl Producer {
             return Some(0);
         }
         let now = self.now_ms;
-        let mut times: Vec<u64> = Vec::new();
-        times.extend(self.in_flight.next_deadline_ms());
-        times.extend(self.metadata.refresh_due_ms(self.config.metadata_max_age_ms, self.backoff_ms()));
-        times.extend(self.unplaced.values().filter_map(|q| q.front()).map(|u| self.delivery_deadline(u.send_ms)));
+        // Anything due at or before `now` was done by the last drive, or waits for an input.
+        let mut next: Option<u64> = None;
+        let mut consider = |t: u64| {
+            if t > now && next.is_none_or(|n| t < n) {
+                next = Some(t);
+            }
+        };
+        self.in_flight.next_deadline_ms().into_iter().for_each(&mut consider);
+        self.metadata.refresh_due_ms(self.config.metadata_max_age_ms, self.backoff_ms()).into_iter().for_each(&mut consider);
+        self.unplaced.values().filter_map(|q| q.front()).for_each(|u| consider(self.delivery_deadline(u.send_ms)));
         for pending in self.in_flight.values() {
             if let Pending::Produce { batches, .. } = &pending.payload {
-                times.extend(batches.iter().map(|b| b.deadline_ms));
+                batches.iter().for_each(|b| consider(b.deadline_ms));
             }
         }
         for (tp, deque) in &self.batches {
-            times.extend(deque.iter().map(|b| b.deadline_ms));
+            deque.iter().for_each(|b| consider(b.deadline_ms));
             // A front batch that is ready now waits for capacity or a leader,
             // which only an input brings; one that is not ready wakes us up.
             if let Some(front) = deque.front() {
                 if !self.muted.contains(tp) && self.metadata.leader(*tp).is_some() {
-                    times.push(self.ready_at_ms(front));
+                    consider(self.ready_at_ms(front));
                 }
             }
         }
-        // Anything due at or before `now` was done by the last drive, or waits for an input.
-        times.into_iter().filter(|&t| t > now).min()
+        next
     }
 
     /// Records sent and not yet completed.
@@ -404,12 +415,15 @@ impl Producer {
             (None, Some(key)) => partition_for_key(key, count),
             (None, None) => {
                 let topic_id = self.metadata.topic_id(&u.topic).expect("topic is known");
-                let available = self.metadata.available_partitions(&u.topic);
                 let size = u.record.size_bytes();
-                let (batches, batch_size) = (&self.batches, self.config.batch_size_bytes);
-                self.partitioner.choose(&mut self.rng, &u.topic, count, &available, |p| {
-                    needs_new_batch(batches, TopicPartition::new(topic_id, p), size, batch_size)
-                })
+                let (batches, batch_size, metadata) = (&self.batches, self.config.batch_size_bytes, &self.metadata);
+                self.partitioner.choose(
+                    &mut self.rng,
+                    &u.topic,
+                    count,
+                    || metadata.available_partitions(&u.topic),
+                    |p| needs_new_batch(batches, TopicPartition::new(topic_id, p), size, batch_size),
+                )
             }
         };
         let tp = self.metadata.topic_partition(&u.topic, partition).expect("partition < count");
