@@ -33,9 +33,7 @@ impl Plant {
             Plant::FetchSkipsRecord => {
                 "a fetch response occasionally omits one record (caught by poll-skip, lost-write)"
             }
-            Plant::OffsetReuse => {
-                "after a restart the log reassigns its last offset (caught by inconsistent-offsets)"
-            }
+            Plant::OffsetReuse => "after a restart the log reassigns its last offset (caught by inconsistent-offsets)",
         }
     }
 }

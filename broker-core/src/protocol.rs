@@ -61,10 +61,7 @@ impl ErrorCode {
     /// Kafka's KAFKA-13574 discussion treats NOT_LEADER_OR_FOLLOWER and timeouts
     /// as indefinite; errors returned before the append are definite.
     pub fn is_indefinite_for_produce(self) -> bool {
-        matches!(
-            self,
-            ErrorCode::NotLeaderOrFollower | ErrorCode::RequestTimedOut | ErrorCode::NetworkException
-        )
+        matches!(self, ErrorCode::NotLeaderOrFollower | ErrorCode::RequestTimedOut | ErrorCode::NetworkException)
     }
 }
 
@@ -103,12 +100,25 @@ pub struct FetchPartition {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {
     /// One batch per partition. `timeout_ms` bounds how long the broker may wait for acks.
-    Produce { acks: Acks, timeout_ms: u64, batches: Vec<(TopicPartition, Vec<Record>)> },
+    Produce {
+        acks: Acks,
+        timeout_ms: u64,
+        batches: Vec<(TopicPartition, Vec<Record>)>,
+    },
     /// Long-polls up to `max_wait_ms` until `min_bytes` are available.
-    Fetch { max_wait_ms: u64, min_bytes: u32, max_bytes: u32, partitions: Vec<FetchPartition> },
-    ListOffsets { partitions: Vec<(TopicPartition, OffsetSpec)> },
+    Fetch {
+        max_wait_ms: u64,
+        min_bytes: u32,
+        max_bytes: u32,
+        partitions: Vec<FetchPartition>,
+    },
+    ListOffsets {
+        partitions: Vec<(TopicPartition, OffsetSpec)>,
+    },
     /// `None` asks for every topic.
-    Metadata { topics: Option<Vec<String>> },
+    Metadata {
+        topics: Option<Vec<String>>,
+    },
 }
 
 impl Request {

@@ -44,10 +44,24 @@ impl MemStorage {
 
 impl Storage for MemStorage {
     fn append(&mut self, file: &str, data: &[u8]) {
-        self.files.entry(file.to_string()).or_default().extend_from_slice(data);
+        // The hot path appends to an existing file: no path allocation then.
+        match self.files.get_mut(file) {
+            Some(f) => f.extend_from_slice(data),
+            None => {
+                self.files.insert(file.to_string(), data.to_vec());
+            }
+        }
     }
     fn write_all(&mut self, file: &str, data: &[u8]) {
-        self.files.insert(file.to_string(), data.to_vec());
+        match self.files.get_mut(file) {
+            Some(f) => {
+                f.clear();
+                f.extend_from_slice(data);
+            }
+            None => {
+                self.files.insert(file.to_string(), data.to_vec());
+            }
+        }
     }
     fn read(&self, file: &str) -> Option<Vec<u8>> {
         self.files.get(file).cloned()
@@ -64,6 +78,10 @@ impl Storage for MemStorage {
         self.files.remove(file);
     }
     fn list(&self, prefix: &str) -> Vec<String> {
-        self.files.range(prefix.to_string()..).take_while(|(k, _)| k.starts_with(prefix)).map(|(k, _)| k.clone()).collect()
+        self.files
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, _)| k.clone())
+            .collect()
     }
 }

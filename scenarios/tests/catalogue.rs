@@ -16,7 +16,7 @@ use sim::checker::Invariant;
 use sim::cli::replay_command;
 use sim::runner::{run_seed, RunOptions, Verdict};
 use sim::scenario::Scenario;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 /// Seeds each determinism test runs twice.
@@ -105,7 +105,7 @@ fn determinism(scenario: &Arc<Scenario>, file: &Path) -> Result<(), Failed> {
     Ok(())
 }
 
-fn catches(plant: Plant, path: &PathBuf, invariant: Invariant, bound: u64) -> Result<(), Failed> {
+fn catches(plant: Plant, path: &Path, invariant: Invariant, bound: u64) -> Result<(), Failed> {
     let scenario = Arc::new(Scenario::load(path).map_err(|e| Failed::from(e.to_string()))?);
     let options = RunOptions { extra_plants: vec![plant], ..RunOptions::default() };
     for seed in 0..bound {

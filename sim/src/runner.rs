@@ -166,7 +166,7 @@ async fn supervise(world: Arc<World>) -> Option<String> {
     let progress = world.drain_progress.lock().expect("drain lock");
     let behind: Vec<String> = progress
         .iter()
-        .filter(|(_, (pos, end))| end.map_or(true, |e| *pos < e))
+        .filter(|(_, (pos, end))| end.is_none_or(|e| *pos < e))
         .map(|(p, (pos, end))| match end {
             Some(e) => format!("{p} at {pos} of {e}"),
             None => format!("{p} end offset never learned"),

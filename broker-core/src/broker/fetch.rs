@@ -79,21 +79,24 @@ impl Broker {
         if self.purgatory.parked.is_empty() {
             return;
         }
+        // Taken out while reading (reads need `&mut self`); nothing parks meanwhile.
+        let mut parked = std::mem::take(&mut self.purgatory.parked);
         let mut i = 0;
-        while i < self.purgatory.parked.len() {
-            let wants = self.purgatory.parked[i].partitions.iter().any(|p| p.tp == tp);
+        while i < parked.len() {
+            let wants = parked[i].partitions.iter().any(|p| p.tp == tp);
             if wants {
-                let fetch = self.purgatory.parked[i].clone();
-                let (partitions, bytes, has_error) = self.read_partitions(&fetch);
-                if bytes >= fetch.min_bytes as usize || has_error {
+                let (partitions, bytes, has_error) = self.read_partitions(&parked[i]);
+                if bytes >= parked[i].min_bytes as usize || has_error {
                     // Order among parked fetches does not matter: each has its own connection.
-                    self.purgatory.parked.swap_remove(i);
+                    let fetch = parked.swap_remove(i);
                     self.respond(fetch.conn, fetch.correlation_id, Response::Fetch { partitions });
                     continue;
                 }
             }
             i += 1;
         }
+        assert!(self.purgatory.parked.is_empty(), "a fetch parked while parked fetches were woken");
+        self.purgatory.parked = parked;
     }
 
     /// Reads every requested partition within the request's byte budget.
@@ -122,7 +125,13 @@ impl Broker {
         let start = log.log_start_offset();
         let budget = (p.partition_max_bytes as usize).min(*remaining);
         if budget == 0 {
-            return FetchPartitionResponse { tp: p.tp, error: None, high_watermark: hw, log_start_offset: start, records: Vec::new() };
+            return FetchPartitionResponse {
+                tp: p.tp,
+                error: None,
+                high_watermark: hw,
+                log_start_offset: start,
+                records: Vec::new(),
+            };
         }
         match log.read(p.fetch_offset, hw, budget as u32) {
             Ok(mut records) => {

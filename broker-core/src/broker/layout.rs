@@ -30,9 +30,7 @@ impl ClusterLayout {
             .map(|(t, (name, partitions))| TopicLayout {
                 name: name.clone(),
                 id: TopicId(t as u16),
-                replicas: (0..*partitions)
-                    .map(|p| vec![BrokerId((t as u32 + p) % broker_count)])
-                    .collect(),
+                replicas: (0..*partitions).map(|p| vec![BrokerId((t as u32 + p) % broker_count)]).collect(),
             })
             .collect();
         ClusterLayout { brokers, topics }
@@ -53,9 +51,7 @@ impl ClusterLayout {
 
     /// Every partition, in (topic, partition) order.
     pub fn partitions(&self) -> impl Iterator<Item = TopicPartition> + '_ {
-        self.topics.iter().flat_map(|t| {
-            (0..t.replicas.len() as u32).map(move |p| TopicPartition::new(t.id, p))
-        })
+        self.topics.iter().flat_map(|t| (0..t.replicas.len() as u32).map(move |p| TopicPartition::new(t.id, p)))
     }
 
     pub fn partitions_led_by(&self, broker: BrokerId) -> Vec<TopicPartition> {

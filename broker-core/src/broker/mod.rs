@@ -41,11 +41,7 @@ pub struct BrokerConfig {
 
 impl Default for BrokerConfig {
     fn default() -> Self {
-        BrokerConfig {
-            log: LogConfig::default(),
-            retention_check_interval_ms: 300_000,
-            fetch_purgatory_limit: 10_000,
-        }
+        BrokerConfig { log: LogConfig::default(), retention_check_interval_ms: 300_000, fetch_purgatory_limit: 10_000 }
     }
 }
 
@@ -110,19 +106,11 @@ impl Broker {
         self.logs.iter().map(|(tp, log)| (*tp, log.log_end_offset()))
     }
 
-    pub fn handle_request(
-        &mut self,
-        now_ms: u64,
-        conn: ConnId,
-        correlation_id: CorrelationId,
-        request: Request,
-    ) {
+    pub fn handle_request(&mut self, now_ms: u64, conn: ConnId, correlation_id: CorrelationId, request: Request) {
         match request {
             Request::Produce { acks, timeout_ms: _, batches } => {
-                let partitions = batches
-                    .into_iter()
-                    .map(|(tp, records)| self.produce_one(now_ms, tp, &records))
-                    .collect();
+                let partitions =
+                    batches.into_iter().map(|(tp, records)| self.produce_one(now_ms, tp, records)).collect();
                 if acks != Acks::None {
                     self.respond(conn, correlation_id, Response::Produce { partitions });
                 }
@@ -139,8 +127,7 @@ impl Broker {
                 self.fetch_or_park(fetch);
             }
             Request::ListOffsets { partitions } => {
-                let partitions =
-                    partitions.into_iter().map(|(tp, spec)| self.list_offset(tp, spec)).collect();
+                let partitions = partitions.into_iter().map(|(tp, spec)| self.list_offset(tp, spec)).collect();
                 self.respond(conn, correlation_id, Response::ListOffsets { partitions });
             }
             Request::Metadata { topics } => {
@@ -190,12 +177,7 @@ impl Broker {
         }
     }
 
-    fn produce_one(
-        &mut self,
-        now_ms: u64,
-        tp: TopicPartition,
-        records: &[Record],
-    ) -> ProducePartitionResponse {
+    fn produce_one(&mut self, now_ms: u64, tp: TopicPartition, records: Vec<Record>) -> ProducePartitionResponse {
         let refuse = |error| ProducePartitionResponse { tp, error: Some(error), base_offset: Offset(-1) };
         if let Err(error) = self.led_log(tp) {
             return refuse(error);
@@ -205,8 +187,9 @@ impl Broker {
         }
         let log = self.logs.get_mut(&tp).expect("led_log checked");
         let leo_before = log.log_end_offset();
-        let info = log.append(self.storage.as_mut(), now_ms, 0, records);
-        assert_eq!(info.last_offset.0 - info.base_offset.0 + 1, records.len() as i64);
+        let count = records.len() as i64;
+        let info = log.append_owned(self.storage.as_mut(), now_ms, 0, records);
+        assert_eq!(info.last_offset.0 - info.base_offset.0 + 1, count);
         assert!(
             self.plants.on(Plant::OffsetReuse) || info.base_offset == leo_before,
             "append must start at the log end"

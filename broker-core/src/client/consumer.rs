@@ -126,6 +126,10 @@ struct PartitionState {
     retry_at_ms: u64,
     /// OFFSET_OUT_OF_RANGE without a reset policy: nothing until `seek()`.
     paused: bool,
+    /// The partition's id under metadata version `tp_version` (version 0,
+    /// the default, knows no topics, so `None` is right for it).
+    tp: Option<TopicPartition>,
+    tp_version: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -217,23 +221,19 @@ impl Consumer {
     /// partition, advancing positions over them; then issues fetches.
     pub fn poll(&mut self, now_ms: u64) -> Vec<ConsumedRecord> {
         let now_ms = self.advance_clock(now_ms);
-        let mut out = Vec::new();
-        let keys = self.keys_from_cursor();
-        for key in keys {
-            if out.len() == self.config.max_poll_records {
-                self.poll_cursor = Some(key);
-                break;
-            }
-            let state = self.assigned.get_mut(&key).expect("listed above");
-            while out.len() < self.config.max_poll_records {
-                let Some(consumed) = state.buffered.pop_front() else { break };
-                let position = state.position.expect("buffered records imply a position");
-                assert!(consumed.record.offset >= position, "buffered record below the position");
-                state.position = Some(consumed.record.offset.next());
-                out.push(consumed);
-            }
-        }
-        assert!(out.len() <= self.config.max_poll_records);
+        let max = self.config.max_poll_records;
+        let buffered: usize = self.assigned.values().map(|s| s.buffered.len()).sum();
+        let mut out = Vec::with_capacity(buffered.min(max));
+        // Assigned partitions in key order, starting at the cursor and wrapping.
+        let cursor = self.poll_cursor.take();
+        let stopped_at = match &cursor {
+            Some(c) => take_buffered(self.assigned.range_mut(c..), max, &mut out)
+                .or_else(|| take_buffered(self.assigned.range_mut(..c), max, &mut out)),
+            None => take_buffered(self.assigned.iter_mut(), max, &mut out),
+        };
+        // The cursor moves only when a poll fills up before a partition.
+        self.poll_cursor = stopped_at.or(cursor);
+        assert!(out.len() <= max);
         self.drive(now_ms);
         out
     }
@@ -249,9 +249,10 @@ impl Consumer {
             (Some(Pending::Metadata), Response::Metadata { brokers, topics }) => {
                 self.metadata.handle_response(now_ms, brokers, topics);
             }
-            (Some(Pending::Fetch { partitions }), Response::Fetch { partitions: answers }) => {
+            (Some(Pending::Fetch { partitions }), Response::Fetch { partitions: mut answers }) => {
                 for (tp, key, fetch_offset) in partitions {
-                    let answer = answers.iter().find(|a| a.tp == tp);
+                    // Each partition is in a fetch once, so its records can be moved out.
+                    let answer = answers.iter_mut().find(|a| a.tp == tp);
                     self.handle_fetch_answer(now_ms, correlation_id, tp, key, fetch_offset, answer);
                 }
             }
@@ -293,11 +294,9 @@ impl Consumer {
         if self.seeked {
             return Some(now);
         }
-        let mut times: Vec<u64> = Vec::new();
-        times.extend(self.in_flight.next_deadline_ms());
-        times.extend(self.metadata.refresh_due_ms(self.config.metadata_max_age_ms, self.backoff_ms()));
-        times.extend(self.assigned.values().map(|s| s.retry_at_ms));
-        times.into_iter().filter(|&t| t > now).min()
+        let refresh = self.metadata.refresh_due_ms(self.config.metadata_max_age_ms, self.backoff_ms());
+        let retries = self.assigned.values().map(|s| s.retry_at_ms);
+        self.in_flight.next_deadline_ms().into_iter().chain(refresh).chain(retries).filter(|&t| t > now).min()
     }
 
     // ---- the work loop ------------------------------------------------------
@@ -316,9 +315,8 @@ impl Consumer {
             self.outputs.push_back(ConsumerOutput::CloseConnection { broker });
             self.fail_broker(now_ms, broker);
         }
-        let unknown_leader = self.assigned.keys().any(|(topic, p)| {
-            self.metadata.topic_partition(topic, *p).and_then(|tp| self.metadata.leader(tp)).is_none()
-        });
+        self.resolve_partitions();
+        let unknown_leader = self.assigned.values().any(|s| s.tp.and_then(|tp| self.metadata.leader(tp)).is_none());
         if unknown_leader {
             self.metadata.request_refresh();
         }
@@ -331,6 +329,19 @@ impl Consumer {
         {
             let (broker, request) = self.metadata.start_refresh(now_ms);
             self.send_request(now_ms, broker, request, Pending::Metadata);
+        }
+    }
+
+    /// Brings each assigned partition's cached `tp` up to the metadata's
+    /// version (names are looked up only when the metadata changed).
+    fn resolve_partitions(&mut self) {
+        let version = self.metadata.version();
+        for ((topic, partition), state) in &mut self.assigned {
+            if state.tp_version != version {
+                state.tp = self.metadata.topic_partition(topic, *partition);
+                state.tp_version = version;
+            }
+            debug_assert_eq!(state.tp, self.metadata.topic_partition(topic, *partition));
         }
     }
 
@@ -356,7 +367,7 @@ impl Consumer {
             if state.retry_at_ms > now_ms || !wanted(state) {
                 continue;
             }
-            let Some(tp) = self.metadata.topic_partition(&key.0, key.1) else { continue };
+            let Some(tp) = state.tp else { continue };
             if let Some(leader) = self.metadata.leader(tp) {
                 groups.entry(leader).or_default().push((tp, key.clone()));
             }
@@ -425,16 +436,6 @@ impl Consumer {
         }
     }
 
-    /// Assigned keys in order, starting at the poll cursor and wrapping.
-    fn keys_from_cursor(&self) -> Vec<Key> {
-        let mut keys: Vec<Key> = self.assigned.keys().cloned().collect();
-        if let Some(cursor) = &self.poll_cursor {
-            let start = keys.iter().position(|k| k >= cursor).unwrap_or(0);
-            keys.rotate_left(start);
-        }
-        keys
-    }
-
     // ---- answers ------------------------------------------------------------
 
     fn handle_fetch_answer(
@@ -444,7 +445,7 @@ impl Consumer {
         tp: TopicPartition,
         key: Key,
         fetch_offset: Offset,
-        answer: Option<&FetchPartitionResponse>,
+        answer: Option<&mut FetchPartitionResponse>,
     ) {
         let backoff = self.backoff_ms();
         let policy = self.config.auto_offset_reset;
@@ -466,10 +467,10 @@ impl Consumer {
                 // out-of-order repeats are dropped; gaps are passed through so
                 // that checkers see them.
                 let mut next = fetch_offset;
-                for record in &answer.records {
+                for record in std::mem::take(&mut answer.records) {
                     if record.offset >= next {
                         next = record.offset.next();
-                        state.buffered.push_back(ConsumedRecord { tp, record: record.clone() });
+                        state.buffered.push_back(ConsumedRecord { tp, record });
                     }
                 }
             }
@@ -558,6 +559,29 @@ impl Consumer {
         }
         self.metadata.request_refresh();
     }
+}
+
+/// Moves buffered records into `out` from each partition in turn, advancing
+/// positions, until `out` holds `max`. Returns the first partition it did not
+/// reach because `out` was full.
+fn take_buffered<'a>(
+    partitions: impl Iterator<Item = (&'a Key, &'a mut PartitionState)>,
+    max: usize,
+    out: &mut Vec<ConsumedRecord>,
+) -> Option<Key> {
+    for (key, state) in partitions {
+        if out.len() == max {
+            return Some(key.clone());
+        }
+        while out.len() < max {
+            let Some(consumed) = state.buffered.pop_front() else { break };
+            let position = state.position.expect("buffered records imply a position");
+            assert!(consumed.record.offset >= position, "buffered record below the position");
+            state.position = Some(consumed.record.offset.next());
+            out.push(consumed);
+        }
+    }
+    None
 }
 
 #[cfg(test)]

@@ -36,8 +36,10 @@ pub struct ClientMetadata {
     bootstrap: Vec<BrokerId>,
     /// Brokers listed by the last metadata answer.
     brokers: BTreeSet<BrokerId>,
-    topics: BTreeMap<String, TopicInfo>,
-    topic_names: BTreeMap<TopicId, String>,
+    /// Topic ids by name, and each topic's name and info by id: the hot
+    /// per-partition lookups (`leader`) go by id without comparing strings.
+    topic_ids: BTreeMap<String, TopicId>,
+    topics: BTreeMap<TopicId, (String, TopicInfo)>,
     needs_refresh: bool,
     last_refresh_ms: Option<u64>,
     last_attempt_ms: Option<u64>,
@@ -45,6 +47,9 @@ pub struct ClientMetadata {
     next_broker: usize,
     /// The broker the current attempt went to.
     in_flight_to: Option<BrokerId>,
+    /// Counts answers applied: topics and leaders change only when it does,
+    /// so clients may cache lookups made under one version.
+    version: u64,
 }
 
 impl ClientMetadata {
@@ -56,14 +61,20 @@ impl ClientMetadata {
         ClientMetadata {
             bootstrap,
             brokers: BTreeSet::new(),
+            topic_ids: BTreeMap::new(),
             topics: BTreeMap::new(),
-            topic_names: BTreeMap::new(),
             needs_refresh: true,
             last_refresh_ms: None,
             last_attempt_ms: None,
             next_broker: start,
             in_flight_to: None,
+            version: 0,
         }
+    }
+
+    /// The view's version: 0 before any answer (no topics), then one more per answer.
+    pub fn version(&self) -> u64 {
+        self.version
     }
 
     pub fn bootstrap(&self) -> &[BrokerId] {
@@ -99,37 +110,46 @@ impl ClientMetadata {
     }
 
     pub fn topic(&self, name: &str) -> Option<&TopicInfo> {
-        self.topics.get(name)
+        let id = self.topic_ids.get(name)?;
+        self.topics.get(id).map(|(_, info)| info)
     }
 
     pub fn topic_id(&self, name: &str) -> Option<TopicId> {
-        self.topics.get(name).map(|t| t.id)
+        self.topic_ids.get(name).copied()
     }
 
     pub fn topic_name(&self, id: TopicId) -> Option<&str> {
-        self.topic_names.get(&id).map(String::as_str)
+        self.topics.get(&id).map(|(name, _)| name.as_str())
     }
 
     pub fn partition_count(&self, name: &str) -> Option<u32> {
-        self.topics.get(name).map(|t| t.leaders.len() as u32)
+        self.topic(name).map(|t| t.leaders.len() as u32)
     }
 
     /// The partition, if the topic is known and has that many partitions.
     pub fn topic_partition(&self, name: &str, partition: u32) -> Option<TopicPartition> {
-        let topic = self.topics.get(name)?;
+        let topic = self.topic(name)?;
         ((partition as usize) < topic.leaders.len()).then(|| TopicPartition::new(topic.id, partition))
     }
 
     pub fn leader(&self, tp: TopicPartition) -> Option<BrokerId> {
-        let name = self.topic_names.get(&tp.topic)?;
-        self.topics[name].leaders.get(tp.partition as usize).copied().flatten()
+        let (_, info) = self.topics.get(&tp.topic)?;
+        info.leaders.get(tp.partition as usize).copied().flatten()
     }
 
     /// Partitions of `name` that have a leader now (Kafka's `availablePartitionsForTopic`).
     pub fn available_partitions(&self, name: &str) -> Vec<u32> {
-        self.topics.get(name).map_or_else(Vec::new, |t| {
-            (0..t.leaders.len() as u32).filter(|&p| t.leaders[p as usize].is_some()).collect()
-        })
+        let mut out = Vec::new();
+        self.available_partitions_into(name, &mut out);
+        out
+    }
+
+    /// [`ClientMetadata::available_partitions`] into a reused buffer (cleared first).
+    pub fn available_partitions_into(&self, name: &str, out: &mut Vec<u32>) {
+        out.clear();
+        if let Some(t) = self.topic(name) {
+            out.extend((0..t.leaders.len() as u32).filter(|&p| t.leaders[p as usize].is_some()));
+        }
     }
 
     /// Bootstrap and discovered brokers, sorted, without duplicates.
@@ -174,8 +194,8 @@ impl ClientMetadata {
         assert!(brokers.len() <= MAX_KNOWN_BROKERS, "metadata lists {} brokers", brokers.len());
         assert!(topics.len() <= MAX_KNOWN_TOPICS, "metadata lists {} topics", topics.len());
         self.brokers = brokers.into_iter().collect();
+        self.topic_ids.clear();
         self.topics.clear();
-        self.topic_names.clear();
         for topic in topics {
             if topic.error.is_some() {
                 continue;
@@ -186,12 +206,13 @@ impl ClientMetadata {
             for p in topic.partitions {
                 leaders[p.partition as usize] = p.leader;
             }
-            self.topic_names.insert(topic.id, topic.name.clone());
-            self.topics.insert(topic.name, TopicInfo { id: topic.id, leaders });
+            self.topic_ids.insert(topic.name.clone(), topic.id);
+            self.topics.insert(topic.id, (topic.name, TopicInfo { id: topic.id, leaders }));
         }
-        assert_eq!(self.topics.len(), self.topic_names.len(), "topic names and ids must map one to one");
+        assert_eq!(self.topics.len(), self.topic_ids.len(), "topic names and ids must map one to one");
         self.needs_refresh = false;
         self.last_refresh_ms = Some(now_ms);
+        self.version += 1;
     }
 
     /// The attempt in flight failed (timeout, disconnect): ask the next broker next time.

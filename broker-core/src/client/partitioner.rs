@@ -70,15 +70,17 @@ pub(crate) struct KeylessPartitioner {
     kind: PartitionerKind,
     sticky: BTreeMap<String, u32>,
     round_robin: BTreeMap<String, u64>,
+    /// Reused candidate list, so choosing allocates nothing.
+    candidates: Vec<u32>,
 }
 
 impl KeylessPartitioner {
     pub(crate) fn new(kind: PartitionerKind) -> KeylessPartitioner {
-        KeylessPartitioner { kind, sticky: BTreeMap::new(), round_robin: BTreeMap::new() }
+        KeylessPartitioner { kind, sticky: BTreeMap::new(), round_robin: BTreeMap::new(), candidates: Vec::new() }
     }
 
-    /// Picks a partition of `topic` for a keyless record. `available` lists the
-    /// partitions with a leader (preferred, like Kafka; all partitions are used
+    /// Picks a partition of `topic` for a keyless record. `available` fills its
+    /// (cleared) argument with the partitions with a leader (preferred, like Kafka; all partitions are used
     /// when none has one). `needs_new_batch(p)` tells whether appending the
     /// record to `p` would open a new batch — the sticky strategy's cue to move.
     pub(crate) fn choose(
@@ -86,7 +88,7 @@ impl KeylessPartitioner {
         rng: &mut ChaCha8Rng,
         topic: &str,
         num_partitions: u32,
-        available: impl FnOnce() -> Vec<u32>,
+        available: impl FnOnce(&mut Vec<u32>),
         needs_new_batch: impl Fn(u32) -> bool,
     ) -> u32 {
         assert!(num_partitions > 0, "a topic has at least one partition");
@@ -96,35 +98,58 @@ impl KeylessPartitioner {
                 return p;
             }
         }
-        let mut candidates = available();
+        let mut candidates = std::mem::take(&mut self.candidates);
+        candidates.clear();
+        available(&mut candidates);
         debug_assert!(candidates.iter().all(|&p| p < num_partitions));
+        debug_assert!(candidates.windows(2).all(|w| w[0] < w[1]), "candidates are distinct and sorted");
         if candidates.is_empty() {
-            candidates = (0..num_partitions).collect();
+            candidates.extend(0..num_partitions);
         }
-        let candidates = &candidates;
         let chosen = match self.kind {
             PartitionerKind::Sticky => {
                 let current = self.sticky.get(topic).copied().filter(|&p| p < num_partitions);
                 match current {
                     Some(p) if !needs_new_batch(p) => p,
                     _ => {
-                        let others: Vec<u32> = candidates.iter().copied().filter(|&p| Some(p) != current).collect();
-                        let pool = if others.is_empty() { candidates } else { &others };
-                        let p = pool[rng.gen_range(0..pool.len())];
-                        self.sticky.insert(topic.to_string(), p);
+                        let p = pick_other(rng, &candidates, current);
+                        set_topic_state(&mut self.sticky, topic, p);
                         p
                     }
                 }
             }
             PartitionerKind::RoundRobin => {
-                let counter = self.round_robin.entry(topic.to_string()).or_insert(0);
-                let p = candidates[(*counter % candidates.len() as u64) as usize];
-                *counter = counter.wrapping_add(1);
+                let counter = self.round_robin.get(topic).copied().unwrap_or(0);
+                let p = candidates[(counter % candidates.len() as u64) as usize];
+                set_topic_state(&mut self.round_robin, topic, counter.wrapping_add(1));
                 p
             }
         };
+        self.candidates = candidates;
         assert!(chosen < num_partitions);
         chosen
+    }
+}
+
+/// A uniform pick among `candidates` other than `current` (among all of them
+/// when there is no other), drawing exactly as indexing a filtered copy would.
+fn pick_other(rng: &mut ChaCha8Rng, candidates: &[u32], current: Option<u32>) -> u32 {
+    let skipped = current.and_then(|c| candidates.iter().position(|&p| p == c)).filter(|_| candidates.len() > 1);
+    let pool_len = candidates.len() - usize::from(skipped.is_some());
+    let i = rng.gen_range(0..pool_len);
+    match skipped {
+        Some(s) if i >= s => candidates[i + 1],
+        _ => candidates[i],
+    }
+}
+
+/// Sets a topic's entry, allocating its name only the first time.
+fn set_topic_state<V>(map: &mut BTreeMap<String, V>, topic: &str, value: V) {
+    match map.get_mut(topic) {
+        Some(slot) => *slot = value,
+        None => {
+            map.insert(topic.to_string(), value);
+        }
     }
 }
 
@@ -195,15 +220,15 @@ mod tests {
     fn sticky_keeps_partition_until_a_new_batch_is_needed() {
         let mut rng = ChaCha8Rng::seed_from_u64(7);
         let mut part = KeylessPartitioner::new(PartitionerKind::Sticky);
-        let first = part.choose(&mut rng, "t", 4, || vec![0, 1, 2, 3], |_| true);
+        let first = part.choose(&mut rng, "t", 4, |v| v.extend([0, 1, 2, 3]), |_| true);
         for _ in 0..10 {
-            assert_eq!(part.choose(&mut rng, "t", 4, || vec![0, 1, 2, 3], |_| false), first);
+            assert_eq!(part.choose(&mut rng, "t", 4, |v| v.extend([0, 1, 2, 3]), |_| false), first);
         }
-        let second = part.choose(&mut rng, "t", 4, || vec![0, 1, 2, 3], |_| true);
+        let second = part.choose(&mut rng, "t", 4, |v| v.extend([0, 1, 2, 3]), |_| true);
         assert_ne!(first, second, "moves to a different partition when it can");
         // Only partitions with a leader are chosen when some have one.
         for _ in 0..20 {
-            assert_eq!(part.choose(&mut rng, "t", 4, || vec![2], |_| true), 2);
+            assert_eq!(part.choose(&mut rng, "t", 4, |v| v.push(2), |_| true), 2);
         }
     }
 
@@ -211,9 +236,9 @@ mod tests {
     fn round_robin_cycles_over_available_partitions() {
         let mut rng = ChaCha8Rng::seed_from_u64(7);
         let mut part = KeylessPartitioner::new(PartitionerKind::RoundRobin);
-        let got: Vec<u32> = (0..6).map(|_| part.choose(&mut rng, "t", 3, || vec![], |_| false)).collect();
+        let got: Vec<u32> = (0..6).map(|_| part.choose(&mut rng, "t", 3, |_| {}, |_| false)).collect();
         assert_eq!(got, vec![0, 1, 2, 0, 1, 2]);
-        let got: Vec<u32> = (0..4).map(|_| part.choose(&mut rng, "u", 3, || vec![0, 2], |_| false)).collect();
+        let got: Vec<u32> = (0..4).map(|_| part.choose(&mut rng, "u", 3, |v| v.extend([0, 2]), |_| false)).collect();
         assert_eq!(got, vec![0, 2, 0, 2]);
     }
 }

@@ -23,7 +23,8 @@ use crate::types::{BrokerId, Offset, Record, TopicPartition};
 use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 
 /// Largest Produce request (and so largest record) the producer builds:
 /// Kafka's `max.request.size` default.
@@ -181,7 +182,7 @@ pub struct Producer {
     metadata: ClientMetadata,
     partitioner: KeylessPartitioner,
     /// Every record sent and not yet completed.
-    live: BTreeSet<RecordId>,
+    live: RecordIdSet,
     /// Per topic, records waiting for its metadata, in send order (so also
     /// in delivery-deadline order: `send_ms` never decreases).
     unplaced: BTreeMap<String, VecDeque<Unplaced>>,
@@ -192,6 +193,14 @@ pub struct Producer {
     /// Per broker, the partition drained last, so that a size-limited request
     /// starts after it next time (Kafka's drain index).
     drain_cursor: BTreeMap<BrokerId, TopicPartition>,
+    /// The earliest delivery deadline of any batch, queued or in flight
+    /// (`u64::MAX` when there is none). Never above the true minimum; exact
+    /// after every `drive` (recomputed there when `deadline_floor_stale`).
+    deadline_floor_ms: u64,
+    /// A batch left the producer since the floor was last computed.
+    deadline_floor_stale: bool,
+    /// Reused by `drain`: ready partitions with their leader.
+    ready_scratch: Vec<(BrokerId, TopicPartition)>,
     next_batch_seq: u64,
     outputs: VecDeque<ProducerOutput>,
     now_ms: u64,
@@ -209,12 +218,15 @@ impl Producer {
             config,
             rng,
             metadata: ClientMetadata::new(bootstrap, start),
-            live: BTreeSet::new(),
+            live: RecordIdSet::default(),
             unplaced: BTreeMap::new(),
             batches: BTreeMap::new(),
             in_flight: InFlight::new(),
             muted: BTreeSet::new(),
             drain_cursor: BTreeMap::new(),
+            deadline_floor_ms: u64::MAX,
+            deadline_floor_stale: false,
+            ready_scratch: Vec::new(),
             next_batch_seq: 0,
             outputs: VecDeque::new(),
             now_ms: 0,
@@ -242,11 +254,11 @@ impl Producer {
         } else if size > MAX_REQUEST_SIZE_BYTES {
             let error = format!("RECORD_TOO_LARGE: {size} bytes > {MAX_REQUEST_SIZE_BYTES}");
             self.complete(id, SendOutcome::Fail { error });
-        } else if self.unplaced.is_empty() && self.metadata.partition_count(&record.topic).is_some_and(|n| n > 0) {
+        } else if let Some(count) = self.placeable_now(now_ms, &record.topic) {
             // The common case: metadata known and nothing queued ahead, so the
-            // record is placed at once (send order is kept either way).
-            let count = self.metadata.partition_count(&record.topic).expect("checked");
-            let u = Unplaced { id, topic: record.topic, partition: record.partition, record: record_out, send_ms: now_ms };
+            // record is placed at once, exactly as `drive` would place it.
+            let u =
+                Unplaced { id, topic: record.topic, partition: record.partition, record: record_out, send_ms: now_ms };
             self.place(now_ms, u, count);
         } else {
             let waiting = self.unplaced.entry(record.topic.clone()).or_default();
@@ -314,20 +326,23 @@ impl Producer {
             }
         };
         self.in_flight.next_deadline_ms().into_iter().for_each(&mut consider);
-        self.metadata.refresh_due_ms(self.config.metadata_max_age_ms, self.backoff_ms()).into_iter().for_each(&mut consider);
+        self.metadata
+            .refresh_due_ms(self.config.metadata_max_age_ms, self.backoff_ms())
+            .into_iter()
+            .for_each(&mut consider);
         self.unplaced.values().filter_map(|q| q.front()).for_each(|u| consider(self.delivery_deadline(u.send_ms)));
-        for pending in self.in_flight.values() {
-            if let Pending::Produce { batches, .. } = &pending.payload {
-                batches.iter().for_each(|b| consider(b.deadline_ms));
-            }
+        // Every batch deadline: after a drive none is due, and the floor is exact.
+        debug_assert_eq!(self.deadline_floor_ms, self.earliest_batch_deadline_ms());
+        debug_assert!(self.deadline_floor_ms > now);
+        if self.deadline_floor_ms != u64::MAX {
+            consider(self.deadline_floor_ms);
         }
         for (tp, deque) in &self.batches {
-            deque.iter().for_each(|b| consider(b.deadline_ms));
             // A front batch that is ready now waits for capacity or a leader,
             // which only an input brings; one that is not ready wakes us up.
             if let Some(front) = deque.front() {
                 if !self.muted.contains(tp) && self.metadata.leader(*tp).is_some() {
-                    consider(self.ready_at_ms(front));
+                    consider(self.ready_at_ms(front, deque.len()));
                 }
             }
         }
@@ -368,7 +383,31 @@ impl Producer {
             let (broker, request) = self.metadata.start_refresh(now_ms);
             self.send_request(now_ms, broker, request, Pending::Metadata);
         }
+        if self.deadline_floor_stale {
+            self.deadline_floor_ms = self.earliest_batch_deadline_ms();
+            self.deadline_floor_stale = false;
+        }
         self.check_invariants();
+    }
+
+    /// The partition count of `topic` if a record sent now may be placed at
+    /// once: nothing waits ahead of it and `drive` would do nothing before
+    /// placing it (no request has expired).
+    fn placeable_now(&self, now_ms: u64, topic: &str) -> Option<u32> {
+        if !self.unplaced.is_empty() || self.in_flight.expired_broker(now_ms).is_some() {
+            return None;
+        }
+        self.metadata.partition_count(topic).filter(|&n| n > 0)
+    }
+
+    /// The earliest deadline of any batch, queued or in flight, by a full scan.
+    fn earliest_batch_deadline_ms(&self) -> u64 {
+        let queued = self.batches.values().flatten();
+        let in_flight = self.in_flight.values().flat_map(|p| match &p.payload {
+            Pending::Produce { batches, .. } => batches.as_slice(),
+            Pending::Metadata => &[],
+        });
+        queued.chain(in_flight).map(|b| b.deadline_ms).min().unwrap_or(u64::MAX)
     }
 
     fn send_request(&mut self, now_ms: u64, broker: BrokerId, request: Request, pending: Pending) -> u64 {
@@ -405,6 +444,7 @@ impl Producer {
     }
 
     fn place(&mut self, now_ms: u64, u: Unplaced, count: u32) {
+        let topic_id = self.metadata.topic_id(&u.topic).expect("topic is known");
         let partition = match (u.partition, &u.record.key) {
             (Some(p), _) if p >= count => {
                 let error = format!("invalid partition {p}: topic {} has {count} partitions", u.topic);
@@ -414,19 +454,20 @@ impl Producer {
             (Some(p), _) => p,
             (None, Some(key)) => partition_for_key(key, count),
             (None, None) => {
-                let topic_id = self.metadata.topic_id(&u.topic).expect("topic is known");
                 let size = u.record.size_bytes();
                 let (batches, batch_size, metadata) = (&self.batches, self.config.batch_size_bytes, &self.metadata);
                 self.partitioner.choose(
                     &mut self.rng,
                     &u.topic,
                     count,
-                    || metadata.available_partitions(&u.topic),
+                    |out| metadata.available_partitions_into(&u.topic, out),
                     |p| needs_new_batch(batches, TopicPartition::new(topic_id, p), size, batch_size),
                 )
             }
         };
-        let tp = self.metadata.topic_partition(&u.topic, partition).expect("partition < count");
+        assert!(partition < count, "partition {partition} chosen beyond {count}");
+        let tp = TopicPartition::new(topic_id, partition);
+        debug_assert_eq!(self.metadata.topic_partition(&u.topic, partition), Some(tp));
         self.append(now_ms, tp, u.id, u.record, u.send_ms);
     }
 
@@ -456,23 +497,19 @@ impl Producer {
         batch.size_bytes += size;
         batch.deadline_ms = batch.deadline_ms.min(deadline_ms);
         batch.records.push((id, record));
+        self.deadline_floor_ms = self.deadline_floor_ms.min(deadline_ms);
     }
 
     /// Completes records whose delivery timeout has passed, wherever they are.
     fn expire(&mut self, now_ms: u64) {
-        let mut expired_unplaced = Vec::new();
-        for waiting in self.unplaced.values_mut() {
-            while waiting.front().is_some_and(|u| self.config.delivery_timeout_ms.saturating_add(u.send_ms) <= now_ms) {
-                expired_unplaced.push(waiting.pop_front().expect("checked above"));
-            }
-        }
-        self.unplaced.retain(|_, waiting| !waiting.is_empty());
-        for u in expired_unplaced {
-            let error = format!("delivery timeout expired before the record was sent (topic {} unknown)", u.topic);
-            self.complete(u.id, SendOutcome::Fail { error });
+        if !self.unplaced.is_empty() {
+            self.expire_unplaced(now_ms);
         }
 
-        // The hot path: nothing due. Checked without allocating.
+        // The hot path: nothing due, known from the floor without a scan.
+        if self.deadline_floor_ms > now_ms {
+            return;
+        }
         let due = |b: &Batch| b.deadline_ms <= now_ms;
         let any_queued_due = self.batches.values().any(|d| d.iter().any(due));
         let any_in_flight_due = self.in_flight.values().any(|p| match &p.payload {
@@ -488,7 +525,6 @@ impl Producer {
             *deque = kept.into();
             expired.extend(gone);
         }
-        self.batches.retain(|_, d| !d.is_empty());
         for pending in self.in_flight.values_mut() {
             if let Pending::Produce { batches, .. } = &mut pending.payload {
                 let (gone, kept): (Vec<Batch>, Vec<Batch>) = batches.drain(..).partition(|b| b.deadline_ms <= now_ms);
@@ -506,48 +542,79 @@ impl Producer {
         }
     }
 
-    /// Sends every ready batch the in-flight limits allow.
-    fn drain(&mut self, now_ms: u64) {
-        // Each round sends at least one batch, so rounds <= batches.
-        loop {
-            let ready = self.ready_partitions(now_ms);
-            if ready.is_empty() {
-                break;
+    fn expire_unplaced(&mut self, now_ms: u64) {
+        let mut expired_unplaced = Vec::new();
+        for waiting in self.unplaced.values_mut() {
+            while waiting.front().is_some_and(|u| self.config.delivery_timeout_ms.saturating_add(u.send_ms) <= now_ms) {
+                expired_unplaced.push(waiting.pop_front().expect("checked above"));
             }
-            for (broker, tps) in ready {
-                self.send_produce(now_ms, broker, tps);
-            }
+        }
+        self.unplaced.retain(|_, waiting| !waiting.is_empty());
+        for u in expired_unplaced {
+            let error = format!("delivery timeout expired before the record was sent (topic {} unknown)", u.topic);
+            self.complete(u.id, SendOutcome::Fail { error });
         }
     }
 
-    /// Partitions whose front batch is ready, grouped by leaders that can take a request.
-    fn ready_partitions(&mut self, now_ms: u64) -> BTreeMap<BrokerId, Vec<TopicPartition>> {
-        let mut ready: BTreeMap<BrokerId, Vec<TopicPartition>> = BTreeMap::new();
+    /// Sends every ready batch the in-flight limits allow.
+    fn drain(&mut self, now_ms: u64) {
+        let mut ready = std::mem::take(&mut self.ready_scratch);
+        // Each round sends at least one batch, so rounds <= batches.
+        loop {
+            self.ready_partitions(now_ms, &mut ready);
+            if ready.is_empty() {
+                break;
+            }
+            // By leader, then partition (the sort is stable): one request per leader.
+            ready.sort_by_key(|&(broker, _)| broker);
+            for group in ready.chunk_by(|a, b| a.0 == b.0) {
+                self.send_produce(now_ms, group[0].0, group);
+            }
+        }
+        self.ready_scratch = ready;
+    }
+
+    /// Fills `ready` with the partitions whose front batch is ready and whose
+    /// leader can take a request, in partition order.
+    fn ready_partitions(&mut self, now_ms: u64, ready: &mut Vec<(BrokerId, TopicPartition)>) {
+        ready.clear();
         let mut leaderless = false;
+        // Capacity per leader, counted once per round (sends come after the round).
+        let mut capacities: Vec<(BrokerId, usize)> = Vec::new();
         for (&tp, deque) in &self.batches {
-            let front = deque.front().expect("empty deques are removed");
-            if self.muted.contains(&tp) || self.ready_at_ms(front) > now_ms {
+            let Some(front) = deque.front() else { continue };
+            if self.muted.contains(&tp) || self.ready_at_ms(front, deque.len()) > now_ms {
                 continue;
             }
-            match self.metadata.leader(tp) {
-                Some(leader) if self.capacity(leader) > 0 => ready.entry(leader).or_default().push(tp),
-                Some(_) => {}
-                None => leaderless = true,
+            let Some(leader) = self.metadata.leader(tp) else {
+                leaderless = true;
+                continue;
+            };
+            let capacity = match capacities.iter().find(|(b, _)| *b == leader) {
+                Some(&(_, c)) => c,
+                None => {
+                    let c = self.capacity(leader);
+                    capacities.push((leader, c));
+                    c
+                }
+            };
+            if capacity > 0 {
+                ready.push((leader, tp));
             }
         }
         if leaderless {
             self.metadata.request_refresh();
         }
-        ready
     }
 
     /// When the batch becomes ready: after its backoff if it is a retry, else
     /// when full (at once) or when its linger has passed.
-    fn ready_at_ms(&self, front: &Batch) -> u64 {
+    /// `deque_len` counts the batches queued for the front's partition.
+    fn ready_at_ms(&self, front: &Batch, deque_len: usize) -> u64 {
         if front.sealed {
             return front.retry_at_ms;
         }
-        let deque_len = self.batches.get(&front.tp).map_or(0, VecDeque::len);
+        debug_assert_eq!(deque_len, self.batches.get(&front.tp).map_or(0, VecDeque::len));
         let full = deque_len > 1 || front.size_bytes >= self.config.batch_size_bytes;
         if full {
             front.created_ms
@@ -567,24 +634,22 @@ impl Producer {
 
     /// One Produce request to `broker`: front batches of `ready` partitions,
     /// starting after the one drained last, up to the request size limit.
-    fn send_produce(&mut self, now_ms: u64, broker: BrokerId, mut ready: Vec<TopicPartition>) {
-        assert!(!ready.is_empty());
-        if let Some(last) = self.drain_cursor.get(&broker) {
-            let start = ready.iter().position(|tp| tp > last).unwrap_or(0);
-            ready.rotate_left(start);
-        }
-        let mut batches: Vec<Batch> = Vec::new();
+    fn send_produce(&mut self, now_ms: u64, broker: BrokerId, ready: &[(BrokerId, TopicPartition)]) {
+        assert!(!ready.is_empty() && ready.iter().all(|&(b, _)| b == broker));
+        let start = match self.drain_cursor.get(&broker) {
+            Some(last) => ready.iter().position(|(_, tp)| tp > last).unwrap_or(0),
+            None => 0,
+        };
+        let mut batches: Vec<Batch> = Vec::with_capacity(ready.len());
         let mut request_bytes = 0;
-        for tp in ready {
+        for &(_, tp) in ready[start..].iter().chain(&ready[..start]) {
             let deque = self.batches.get_mut(&tp).expect("ready partition has batches");
             let size = deque.front().expect("ready partition has batches").size_bytes;
             if !batches.is_empty() && request_bytes + size > MAX_REQUEST_SIZE_BYTES {
                 break;
             }
+            // An emptied deque stays, so the next batch for `tp` reuses it.
             let mut batch = deque.pop_front().expect("checked above");
-            if deque.is_empty() {
-                self.batches.remove(&tp);
-            }
             batch.sealed = true;
             request_bytes += size;
             batches.push(batch);
@@ -598,6 +663,7 @@ impl Producer {
         };
         if self.config.acks == Acks::None {
             // No response will come: the outcome is unknown the moment it leaves.
+            self.deadline_floor_stale = true;
             let correlation_id = self.in_flight.next_id();
             self.outputs.push_back(ProducerOutput::Send { broker, correlation_id, request });
             for batch in batches {
@@ -627,6 +693,7 @@ impl Producer {
         match answer.error {
             None => {
                 assert!(answer.base_offset.0 >= 0, "negative base offset {} for {}", answer.base_offset, batch.tp);
+                self.deadline_floor_stale = true;
                 for (index, (id, _)) in batch.records.iter().enumerate() {
                     let offset = Offset(answer.base_offset.0 + index as i64);
                     self.complete(*id, SendOutcome::Ok { tp: batch.tp, offset });
@@ -694,6 +761,7 @@ impl Producer {
     }
 
     fn give_up(&mut self, batch: Batch, why: &str) {
+        self.deadline_floor_stale = true;
         let last = batch.last_error.as_deref().unwrap_or("never sent");
         for (id, _) in &batch.records {
             let outcome = if batch.ambiguous {
@@ -721,8 +789,8 @@ impl Producer {
             assert!(!waiting.is_empty());
             held += waiting.len();
         }
+        assert!(self.deadline_floor_ms <= self.earliest_batch_deadline_ms(), "deadline floor above a deadline");
         for deque in self.batches.values() {
-            assert!(!deque.is_empty());
             assert!(batches_in_order(deque), "batches out of order");
             held += deque.iter().map(|b| b.records.len()).sum::<usize>();
         }
@@ -732,6 +800,26 @@ impl Producer {
             }
         }
         assert_eq!(held, self.live.len(), "records lost or duplicated");
+    }
+}
+
+/// Live record ids: only membership and size are ever asked, never order, so
+/// a hash set (with a fixed hasher, so runs stay reproducible) serves.
+type RecordIdSet = HashSet<RecordId, BuildHasherDefault<RecordIdHasher>>;
+
+/// Multiplicative (Fx-style) hashing of a record id: ids are often sequential.
+#[derive(Default)]
+struct RecordIdHasher(u64);
+
+impl Hasher for RecordIdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        bytes.iter().for_each(|&b| self.write_u64(u64::from(b)));
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
     }
 }
 

@@ -784,6 +784,9 @@ mod script {
                 self.pump();
             }
             self.now = target;
+            // Let the producer see the time too: its timers are judged against it.
+            self.p.handle_timeout(target);
+            self.pump();
         }
 
         fn apply(&mut self, action: Action) {

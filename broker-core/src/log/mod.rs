@@ -80,6 +80,9 @@ pub struct AppendInfo {
     pub last_offset: Offset,
 }
 
+/// Most records a read reserves room for up front.
+const READ_PRESIZE_RECORDS: usize = 64;
+
 #[derive(Clone)]
 pub struct PartitionLog {
     dir: String,
@@ -117,6 +120,40 @@ impl PartitionLog {
         leader_epoch: u32,
         records: &[Record],
     ) -> AppendInfo {
+        let base_offset = self.encode_for_append(now_ms, leader_epoch, records);
+        let active = self.segments.last_mut().expect("a log always has a segment");
+        active.records.extend(records.iter().enumerate().map(|(i, r)| StoredRecord {
+            offset: Offset(base_offset.0 + i as i64),
+            timestamp_ms: now_ms,
+            key: r.key.clone(),
+            value: r.value.clone(),
+        }));
+        self.finish_append(storage, now_ms, leader_epoch, base_offset)
+    }
+
+    /// [`PartitionLog::append`] taking the records by value: the log keeps
+    /// them without cloning their key and value.
+    pub fn append_owned(
+        &mut self,
+        storage: &mut dyn Storage,
+        now_ms: u64,
+        leader_epoch: u32,
+        records: Vec<Record>,
+    ) -> AppendInfo {
+        let base_offset = self.encode_for_append(now_ms, leader_epoch, &records);
+        let active = self.segments.last_mut().expect("a log always has a segment");
+        active.records.extend(records.into_iter().enumerate().map(|(i, r)| StoredRecord {
+            offset: Offset(base_offset.0 + i as i64),
+            timestamp_ms: now_ms,
+            key: r.key,
+            value: r.value,
+        }));
+        self.finish_append(storage, now_ms, leader_epoch, base_offset)
+    }
+
+    /// Encodes `records` as the next batch into `scratch` and rolls a segment
+    /// if needed. Returns the batch's base offset (the log end).
+    fn encode_for_append(&mut self, now_ms: u64, leader_epoch: u32, records: &[Record]) -> Offset {
         assert!(!records.is_empty(), "append of an empty batch");
         let base_offset = self.log_end;
         let last_offset = Offset(base_offset.0 + records.len() as i64 - 1);
@@ -125,14 +162,21 @@ impl PartitionLog {
         if self.should_roll(self.scratch.len() as u64, last_offset) {
             self.segments.push(Segment::new(&self.dir, base_offset));
         }
+        assert_eq!(self.active().end_offset(), base_offset, "offsets must stay dense");
+        base_offset
+    }
+
+    /// Writes the encoded batch whose records were just pushed to the active segment.
+    fn finish_append(
+        &mut self,
+        storage: &mut dyn Storage,
+        now_ms: u64,
+        leader_epoch: u32,
+        base_offset: Offset,
+    ) -> AppendInfo {
         let active = self.segments.last_mut().expect("a log always has a segment");
-        assert_eq!(active.end_offset(), base_offset, "offsets must stay dense");
-        active.records.extend(records.iter().enumerate().map(|(i, r)| StoredRecord {
-            offset: Offset(base_offset.0 + i as i64),
-            timestamp_ms: now_ms,
-            key: r.key.clone(),
-            value: r.value.clone(),
-        }));
+        assert!(active.end_offset() > base_offset, "the batch's records are in the segment");
+        let last_offset = Offset(active.end_offset().0 - 1);
         let interval = self.config.index_interval_bytes;
         active.append_batch(storage, &self.scratch, leader_epoch, now_ms, interval);
         self.size_bytes += self.scratch.len() as u64;
@@ -158,10 +202,11 @@ impl PartitionLog {
             return Err(LogError::OffsetOutOfRange { requested, log_start, log_end });
         }
         let end = max_offset.min(self.log_end);
-        let mut out = Vec::new();
         if from >= end {
-            return Ok(out);
+            return Ok(Vec::new());
         }
+        // Sized for the common small read; a long one grows as usual.
+        let mut out = Vec::with_capacity(((end.0 - from.0) as usize).min(READ_PRESIZE_RECORDS));
         let mut budget = max_bytes as usize;
         let mut next = from;
         for segment in &self.segments[self.segment_index(from)..] {
