@@ -260,7 +260,7 @@ fn judge(
     let (violations, findings): (Vec<_>, Vec<_>) =
         all.into_iter().partition(|v| scenario.expect.must_hold.contains(&v.invariant));
     let mut trace = world.trace.lock().expect("trace lock");
-    trace.absorb(&history);
+    trace.absorb_history(&history);
     let plants: Vec<Plant> = world.plants.iter().collect();
     RunResult {
         scenario: scenario.name.clone(),

@@ -3,6 +3,7 @@
 //! all of it; lines are formatted only when `--trace PATH` asks for them, so
 //! hashing stays cheap on the hot path.
 
+use crate::history::{Call, History, Outcome};
 use broker_core::protocol::RequestKind;
 use serde::Serialize;
 use rustc_hash::FxHasher;
@@ -53,9 +54,64 @@ impl Trace {
         }
     }
 
-    /// Folds something else that belongs to the run (the history) into the hash.
-    pub fn absorb(&mut self, value: &impl Hash) {
-        value.hash(&mut self.hasher);
+    /// Folds the history into the hash: every op's process, times, call kind
+    /// and outcome down to each (partition, offset, value). Numbers only: the
+    /// names in it (topics, error texts) follow from the scenario and the
+    /// messages already hashed, and hashing strings would dominate the cost.
+    pub fn absorb_history(&mut self, history: &History) {
+        let h = &mut self.hasher;
+        for op in &history.ops {
+            h.write_u64(op.id);
+            h.write_u32(op.process);
+            h.write_u64(op.invoke_ns);
+            h.write_u64(op.complete_ns.unwrap_or(u64::MAX));
+            match &op.call {
+                Call::Send { partition, value, .. } => {
+                    h.write_u8(1);
+                    h.write_u32(partition.unwrap_or(u32::MAX));
+                    h.write_u64(value.0);
+                }
+                Call::Poll => h.write_u8(2),
+                Call::Assign { partitions } => {
+                    h.write_u8(3);
+                    partitions.iter().for_each(|p| h.write_u32(p.partition));
+                }
+                Call::Seek { partition, offset } => {
+                    h.write_u8(4);
+                    h.write_u32(partition.partition);
+                    h.write_i64(*offset);
+                }
+            }
+            match &op.outcome {
+                None => h.write_u8(0),
+                Some(Outcome::SendOk { partition, offset }) => {
+                    h.write_u8(1);
+                    h.write_u32(partition.partition);
+                    h.write_i64(*offset);
+                }
+                Some(Outcome::SendFail { error }) => {
+                    h.write_u8(2);
+                    h.write_usize(error.len());
+                }
+                Some(Outcome::SendInfo { reason }) => {
+                    h.write_u8(3);
+                    h.write_usize(reason.len());
+                }
+                Some(Outcome::PollOk { records }) => {
+                    h.write_u8(4);
+                    for r in records {
+                        h.write_u32(r.partition.partition);
+                        h.write_i64(r.offset);
+                        h.write_u64(r.value.0);
+                    }
+                }
+                Some(Outcome::PollFail { error }) => {
+                    h.write_u8(5);
+                    h.write_usize(error.len());
+                }
+                Some(Outcome::Ok) => h.write_u8(6),
+            }
+        }
     }
 
     pub fn events(&self) -> u64 {
