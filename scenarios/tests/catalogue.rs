@@ -115,9 +115,6 @@ fn catches(plant: Plant, path: &Path, invariant: Invariant, bound: u64) -> Resul
             return Ok(());
         }
     }
-    Err(format!(
-        "{invariant} did not catch planted bug {plant} in {bound} seeds of {}",
-        display_path(path).display()
-    )
-    .into())
+    Err(format!("{invariant} did not catch planted bug {plant} in {bound} seeds of {}", display_path(path).display())
+        .into())
 }

@@ -199,7 +199,8 @@ fn cmd_run(
     plants: Vec<Plant>,
     check_determinism: bool,
 ) -> ExitCode {
-    let options = RunOptions { extra_plants: plants.clone(), keep_trace: trace.is_some(), keep_history: history.is_some() };
+    let options =
+        RunOptions { extra_plants: plants.clone(), keep_trace: trace.is_some(), keep_history: history.is_some() };
     let result = run_seed(scenario, seed, &options);
     if check_determinism {
         let again = run_seed(scenario, seed, &options);
@@ -344,9 +345,8 @@ fn print_sweep(r: &SweepResult, file: &Path, plants: &[Plant]) {
     );
     println!("{:<24} {:>8} {:>16}", "invariant", "seeds", "seeds-to-catch");
     for (invariant, n) in &r.counts {
-        let catch = r.seeds_to_catch.get(invariant).map_or(String::new(), |c| {
-            format!("median {} worst {}", c.median, c.worst)
-        });
+        let catch =
+            r.seeds_to_catch.get(invariant).map_or(String::new(), |c| format!("median {} worst {}", c.median, c.worst));
         println!("{:<24} {:>8}   {}", invariant.name(), n, catch);
     }
     if r.counts.is_empty() {

@@ -80,10 +80,8 @@ impl Nemesis {
             }
             Fault::Isolate { node } => {
                 let n = self.node(node);
-                let links: Vec<(usize, usize)> = (0..self.node_ids.len())
-                    .filter(|&o| o != n)
-                    .flat_map(|o| [(n, o), (o, n)])
-                    .collect();
+                let links: Vec<(usize, usize)> =
+                    (0..self.node_ids.len()).filter(|&o| o != n).flat_map(|o| [(n, o), (o, n)]).collect();
                 self.clog_links(links)
             }
             Fault::Partition { groups, one_way } => {

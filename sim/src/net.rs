@@ -25,9 +25,15 @@ pub const MAX_QUEUED_FRAMES: usize = 10_000;
 
 /// What the network tells a client.
 pub enum ClientNetEvent {
-    Response { broker: BrokerId, correlation_id: CorrelationId, response: Response },
+    Response {
+        broker: BrokerId,
+        correlation_id: CorrelationId,
+        response: Response,
+    },
     /// The connection to `broker` failed or closed; requests in flight on it are lost.
-    Disconnected { broker: BrokerId },
+    Disconnected {
+        broker: BrokerId,
+    },
 }
 
 struct ConnectResult {

@@ -114,9 +114,7 @@ pub fn run_seed(scenario: &Arc<Scenario>, seed: u64, options: &RunOptions) -> Ru
     };
     let mut liveness = Vec::new();
     match outcome {
-        Ok(Some(detail)) => {
-            liveness.push(Violation { invariant: Invariant::DrainIncomplete, detail })
-        }
+        Ok(Some(detail)) => liveness.push(Violation { invariant: Invariant::DrainIncomplete, detail }),
         Ok(None) => {}
         Err(panic) => liveness.push(Violation { invariant: Invariant::Crash, detail: panic }),
     }

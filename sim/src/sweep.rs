@@ -66,11 +66,8 @@ pub fn seeds_to_catch(catching: &[u64], range_len: u64) -> Option<CatchStats> {
     }
     distances.sort_unstable();
     let n = distances.len();
-    let median = if n % 2 == 1 {
-        distances[n / 2] as f64
-    } else {
-        (distances[n / 2 - 1] + distances[n / 2]) as f64 / 2.0
-    };
+    let median =
+        if n % 2 == 1 { distances[n / 2] as f64 } else { (distances[n / 2 - 1] + distances[n / 2]) as f64 / 2.0 };
     Some(CatchStats { median, worst: *distances.last().expect("non-empty") })
 }
 
@@ -124,11 +121,8 @@ pub fn summarise(scenario: &Scenario, from: u64, to: u64, results: &[RunResult],
     let pass = failures.is_empty() && expected_missing.is_empty();
     let mut seeds_to_catch = BTreeMap::new();
     for invariant in counts.keys() {
-        let catching: Vec<u64> = results
-            .iter()
-            .filter(|r| r.counts.get(invariant).is_some_and(|n| *n > 0))
-            .map(|r| r.seed - from)
-            .collect();
+        let catching: Vec<u64> =
+            results.iter().filter(|r| r.counts.get(invariant).is_some_and(|n| *n > 0)).map(|r| r.seed - from).collect();
         if let Some(stats) = self::seeds_to_catch(&catching, to - from) {
             seeds_to_catch.insert(*invariant, stats);
         }

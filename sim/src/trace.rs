@@ -5,8 +5,8 @@
 
 use crate::history::{Call, History, Outcome};
 use broker_core::protocol::RequestKind;
-use serde::Serialize;
 use rustc_hash::FxHasher;
+use serde::Serialize;
 use std::hash::{Hash, Hasher};
 
 /// Everything a trace line can say. Closed: one place to trace, count and hash.

@@ -76,8 +76,7 @@ impl World {
             nodes.push((format!("consumer-{c}"), NodeKind::Consumer(c)));
         }
         nodes.push(("drain".to_string(), NodeKind::Drain));
-        let topics: Vec<(String, u32)> =
-            scenario.topics.iter().map(|t| (t.name.clone(), t.partitions)).collect();
+        let topics: Vec<(String, u32)> = scenario.topics.iter().map(|t| (t.name.clone(), t.partitions)).collect();
         let layout = ClusterLayout::single_replica(scenario.cluster.brokers, &topics);
         let names = nodes.iter().map(|(n, _)| n.clone()).collect();
         World {

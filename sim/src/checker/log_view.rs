@@ -4,19 +4,18 @@
 //!
 //! Building the view is the checkers' only walk over the history's ops: a
 //! history is large and scattered in memory (every op and every record owns
-//! heap data), so the walk also keeps what each checker needs in compact,
-//! interned form — the ok sends, and each consumer's assigns, seeks and
-//! polled offsets — and the checkers read those instead of the ops.
+//! heap data), so the walk also keeps, compact and interned, what the other
+//! checkers need: the ok sends, and each consumer's steps through each
+//! partition (moved along here by `polls::Cursors`).
 //!
-//! Partitions are interned to dense `PartitionId`s on the way: consecutive
-//! records usually share a partition, so most lookups compare with the
-//! previous one only, and per-partition state then lives in Vecs indexed by
-//! id. No partition name is cloned or compared after the walk.
+//! Partitions are interned to dense `PartitionId`s on the way: each lookup
+//! compares one topic name, and per-partition state lives in Vecs indexed
+//! by id. No partition name is cloned, and none is compared after the walk.
 
-use super::partition_log::{Observations, PartitionLog};
-use crate::history::{Call, History, Outcome, Partition, ProcessId, Value};
+use super::partition_log::{PartitionLog, Tally};
+use super::polls::{Cursors, Step};
+use crate::history::{Call, History, Op, Outcome, Partition, ProcessId, Value};
 use std::collections::BTreeMap;
-use std::ops::Range;
 
 /// An operation's id in `History::ops`.
 pub type OpId = u64;
@@ -43,26 +42,9 @@ pub struct Ack {
     pub value: Value,
 }
 
-/// What a consumer did to its walk through the partitions, in op order.
-#[derive(Clone, Debug)]
-pub enum ConsumerStep {
-    /// An assign listing the partition, or a seek on it: continuity ends.
-    Reset { process: ProcessId, partition: PartitionId },
-    /// An ok poll: the op at `index` in `History::ops`, and its records in
-    /// `LogView::records`.
-    Poll { process: ProcessId, index: usize, records: Range<usize> },
-}
-
-/// Where one polled record sits.
-#[derive(Clone, Copy, Debug)]
-pub struct RecordAt {
-    pub partition: PartitionId,
-    pub offset: i64,
-}
-
-/// Every partition's derived log, and the history's sends and consumer
+/// Every partition's derived log, and the history's ok sends and consumer
 /// steps with their partitions interned.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct LogView<'h> {
     /// By id.
     names: Vec<&'h Partition>,
@@ -71,66 +53,64 @@ pub struct LogView<'h> {
     /// Ids in the order of the partitions' names.
     ordered: Vec<PartitionId>,
     acks: Vec<Ack>,
-    steps: Vec<ConsumerStep>,
-    records: Vec<RecordAt>,
+    poll_steps: Vec<Step>,
 }
 
 impl<'h> LogView<'h> {
-    /// One walk over the ops, then O(r) per partition for r observations
-    /// over a dense offset range (O(r log r) otherwise).
+    /// One walk over the ops, then O(n) per partition for its n distinct
+    /// (offset, value) pairs (O(n log n) for offsets far from the rest).
     pub fn build(history: &'h History) -> LogView<'h> {
-        let t = std::time::Instant::now();
-        let mut walk = Walk::default();
+        let mut partitions = Interner::default();
+        let mut tallies: Vec<Tally> = Vec::new();
+        let mut cursors = Cursors::new();
+        // At most one per op; pages never written cost nothing.
+        let mut acks = Vec::with_capacity(history.ops.len());
         for (index, op) in history.ops.iter().enumerate() {
+            if index % READ_AHEAD == 0 {
+                let ahead = &history.ops[index..(index + READ_AHEAD).min(history.ops.len())];
+                std::hint::black_box(touch_names(ahead));
+            }
             match (&op.call, &op.outcome) {
-                (Call::Poll, Some(Outcome::PollOk { records })) => {
-                    let start = walk.records.len();
+                (Call::Poll, Some(Outcome::PollOk { records })) if !records.is_empty() => {
+                    let mut poll = cursors.poll(op.process, index);
                     for record in records {
-                        let partition = walk.intern(&record.partition);
-                        walk.observed[partition.index()].read(record.offset, record.value, op.id);
-                        walk.records.push(RecordAt { partition, offset: record.offset });
-                    }
-                    // An empty poll moves no cursor.
-                    if !records.is_empty() {
-                        let records = start..walk.records.len();
-                        walk.steps.push(ConsumerStep::Poll { process: op.process, index, records });
+                        let id = partitions.intern(&record.partition, &mut tallies);
+                        tallies[id.index()].read(record.offset, record.value, op.id);
+                        poll.record(id, record.offset);
                     }
                 }
                 (Call::Send { value, .. }, Some(Outcome::SendOk { partition, offset })) => {
-                    let partition = walk.intern(partition);
-                    walk.observed[partition.index()].ack(*offset, *value, op.id);
-                    walk.acks.push(Ack {
+                    let id = partitions.intern(partition, &mut tallies);
+                    tallies[id.index()].ack(*offset, *value, op.id);
+                    let (process, invoke_ns, complete_ns) = (op.process, op.invoke_ns, op.complete_ns);
+                    acks.push(Ack {
                         op: op.id,
-                        process: op.process,
-                        invoke_ns: op.invoke_ns,
-                        complete_ns: op.complete_ns,
-                        partition,
+                        process,
+                        invoke_ns,
+                        complete_ns,
+                        partition: id,
                         offset: *offset,
                         value: *value,
                     });
                 }
                 // Invoked is enough: an assign or seek may take effect without an ack.
-                (Call::Assign { partitions }, _) => {
-                    for partition in partitions {
-                        let partition = walk.intern(partition);
-                        walk.steps.push(ConsumerStep::Reset { process: op.process, partition });
+                (Call::Assign { partitions: assigned }, _) => {
+                    for partition in assigned {
+                        cursors.reset(op.process, partitions.intern(partition, &mut tallies));
                     }
                 }
                 (Call::Seek { partition, .. }, _) => {
-                    let partition = walk.intern(partition);
-                    walk.steps.push(ConsumerStep::Reset { process: op.process, partition });
+                    cursors.reset(op.process, partitions.intern(partition, &mut tallies))
                 }
                 _ => {}
             }
         }
-        let Walk { partitions: Interner { names, .. }, observed, acks, steps, records } = walk;
+        let names = partitions.names;
+        let logs = tallies.into_iter().map(PartitionLog::build).collect();
         let ids: BTreeMap<&'h Partition, PartitionId> = names.iter().copied().zip((0..).map(PartitionId)).collect();
         // The map is keyed by name, so its ids come out in name order.
         let ordered = ids.values().copied().collect();
-        let t1 = t.elapsed();
-        let logs = observed.into_iter().map(PartitionLog::build).collect();
-        if history.ops.len() > 50000 && std::env::var("PHASES").is_ok() { eprintln!("walk {t1:?} logs {:?}", t.elapsed() - t1); }
-        LogView { names, logs, ids, ordered, acks, steps, records }
+        LogView { names, logs, ids, ordered, acks, poll_steps: cursors.into_steps() }
     }
 
     /// How many partitions the history names (ids are `0..count`): in
@@ -171,49 +151,49 @@ impl<'h> LogView<'h> {
         &self.acks
     }
 
-    /// Every consumer's resets and ok polls, in op order.
-    pub fn consumer_steps(&self) -> &[ConsumerStep] {
-        &self.steps
-    }
-
-    /// Records of ok polls, in op and record order (a `ConsumerStep::Poll` names its range).
-    pub fn records(&self, range: Range<usize>) -> &[RecordAt] {
-        &self.records[range]
+    /// Each consumer's steps through each partition that do not move on by
+    /// exactly one offset, in op and record order.
+    pub(crate) fn poll_steps(&self) -> &[Step] {
+        &self.poll_steps
     }
 }
 
-/// What the walk over the ops has gathered so far.
-#[derive(Default)]
-struct Walk<'h> {
-    partitions: Interner<'h>,
-    /// By id.
-    observed: Vec<Observations>,
-    acks: Vec<Ack>,
-    steps: Vec<ConsumerStep>,
-    records: Vec<RecordAt>,
-}
+/// Ops whose partition names are read ahead at a time.
+const READ_AHEAD: usize = 32;
 
-impl<'h> Walk<'h> {
-    /// A new partition gets an empty slot in `observed` too.
-    fn intern(&mut self, partition: &'h Partition) -> PartitionId {
-        let id = self.partitions.intern(partition);
-        if id.index() == self.observed.len() {
-            self.observed.push(Observations::default());
+/// Reads a byte of each partition name in `ops` (the first few of a poll's
+/// records) and returns their sum, to be discarded (`black_box` keeps the
+/// reads). Every record and ack owns its name on the heap, so the walk
+/// would otherwise wait out one cache miss at a time; this tight loop has
+/// many in flight at once, and the walk then finds the names in cache (on
+/// a standard run's history the whole check took a quarter less time).
+fn touch_names(ops: &[Op]) -> u64 {
+    let first_byte = |partition: &Partition| u64::from(partition.topic.as_bytes().first().copied().unwrap_or(0));
+    let mut sum = 0u64;
+    for op in ops {
+        match &op.outcome {
+            Some(Outcome::PollOk { records }) => {
+                for record in records.iter().take(8) {
+                    sum = sum.wrapping_add(first_byte(&record.partition));
+                }
+            }
+            Some(Outcome::SendOk { partition, .. }) => sum = sum.wrapping_add(first_byte(partition)),
+            _ => {}
         }
-        id
     }
+    sum
 }
 
-/// Dense ids for partitions, by reference: no name is cloned. A topic is
-/// looked up by name once per run of records that share it (usually every
-/// record has the one topic), then a partition by number, with no further
-/// string comparison.
+/// Dense ids for partitions, by reference: no name is cloned. Each lookup
+/// compares one topic name, with the previous partition's (usually every
+/// record has the one topic); the partition is then found by number.
 #[derive(Default)]
 struct Interner<'h> {
     /// By id.
     names: Vec<&'h Partition>,
     topics: BTreeMap<&'h str, usize>,
-    last_topic: Option<(&'h str, usize)>,
+    /// The partition interned last, its topic's index and its id.
+    last: Option<(&'h Partition, usize, PartitionId)>,
     /// Per topic, by partition number (numbers are small in practice).
     dense: Vec<Vec<Option<PartitionId>>>,
     /// (topic, number) for numbers too large for `dense`.
@@ -224,8 +204,50 @@ struct Interner<'h> {
 const DENSE_PARTITION_NUMBERS: u32 = 1 << 12;
 
 impl<'h> Interner<'h> {
-    fn intern(&mut self, partition: &'h Partition) -> PartitionId {
-        let topic = self.topic(&partition.topic);
+    /// The common case, inlined into the walk: the previous partition
+    /// again. A new partition gets an empty tally.
+    #[inline(always)]
+    fn intern(&mut self, partition: &'h Partition, tallies: &mut Vec<Tally>) -> PartitionId {
+        let id = match self.last {
+            Some((last, _, id))
+                if last.partition == partition.partition && same_name(&last.topic, &partition.topic) =>
+            {
+                id
+            }
+            _ => self.intern_other(partition),
+        };
+        if id.index() == tallies.len() {
+            tallies.push(Tally::default());
+        }
+        id
+    }
+
+    #[inline(never)]
+    fn intern_other(&mut self, partition: &'h Partition) -> PartitionId {
+        let topic = match self.last {
+            Some((last, topic, _)) if same_name(&last.topic, &partition.topic) => topic,
+            _ => self.topic(&partition.topic),
+        };
+        let found = match self.dense[topic].get(partition.partition as usize) {
+            Some(&Some(id)) => id,
+            _ => self.by_number(topic, partition),
+        };
+        self.last = Some((partition, topic, found));
+        found
+    }
+
+    fn topic(&mut self, topic: &'h str) -> usize {
+        let next = self.topics.len();
+        let index = *self.topics.entry(topic).or_insert(next);
+        if index == next {
+            self.dense.push(Vec::new());
+        }
+        index
+    }
+
+    /// The id of a number not yet in the dense table: found in the sparse
+    /// map, or new.
+    fn by_number(&mut self, topic: usize, partition: &'h Partition) -> PartitionId {
         let next = PartitionId(u32::try_from(self.names.len()).expect("fewer than 2^32 partitions"));
         let id = if partition.partition < DENSE_PARTITION_NUMBERS {
             let numbers = &mut self.dense[topic];
@@ -242,19 +264,23 @@ impl<'h> Interner<'h> {
         }
         id
     }
+}
 
-    fn topic(&mut self, topic: &'h str) -> usize {
-        if let Some((last, index)) = self.last_topic {
-            if last == topic {
-                return index;
-            }
-        }
-        let next = self.topics.len();
-        let index = *self.topics.entry(topic).or_insert(next);
-        if index == next {
-            self.dense.push(Vec::new());
-        }
-        self.last_topic = Some((topic, index));
-        index
+/// Whether two names are equal. Topic names are short, so they are compared
+/// here, in at most two word-sized loads each, rather than by a call to
+/// `memcmp` for every record.
+#[inline(always)]
+fn same_name(a: &str, b: &str) -> bool {
+    let (a, b, len) = (a.as_bytes(), b.as_bytes(), a.len());
+    if len != b.len() {
+        return false;
+    }
+    // Overlapping first and last words cover every byte.
+    let word = |bytes: &[u8], at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+    let half = |bytes: &[u8], at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
+    match len {
+        8..=16 => word(a, 0) == word(b, 0) && word(a, len - 8) == word(b, len - 8),
+        4..=7 => half(a, 0) == half(b, 0) && half(a, len - 4) == half(b, len - 4),
+        _ => a == b,
     }
 }

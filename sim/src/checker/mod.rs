@@ -123,19 +123,12 @@ impl CheckReport {
 
 /// Runs every history checker (all but drain-incomplete and crash, which the runner judges).
 pub fn check_history(history: &crate::history::History) -> CheckReport {
-    let t = std::time::Instant::now();
     let view = LogView::build(history);
-    let t1 = t.elapsed();
     let mut findings = evidence::Findings::new();
     offsets::check(history, &view, &mut findings);
-    let t2 = t.elapsed();
     losses::check(history, &view, &mut findings);
-    let t3 = t.elapsed();
     polls::check(history, &view, &mut findings);
-    let t4 = t.elapsed();
     let reordered_sends = sends::check(history, &view, &mut findings);
-    let t5 = t.elapsed();
-    if history.ops.len() > 50000 && std::env::var("PHASES").is_ok() { eprintln!("build {t1:?} offsets {:?} losses {:?} polls {:?} sends {:?}", t2-t1, t3-t2, t4-t3, t5-t4); }
     let (violations, counts) = findings.into_parts();
     CheckReport { violations, counts, reordered_sends }
 }

@@ -26,7 +26,7 @@ fn inconsistent_offsets(history: &History, partition: &Partition, log: &Partitio
         findings.found(Invariant::InconsistentOffsets, || {
             let mut detail = format!("partition {partition} offset {offset} holds {total} values: ");
             let listed =
-                log.values_at(offset).take(LISTED).map(|(value, s)| format!("{value} ({})", witnesses(history, s)));
+                log.values_at(offset).take(LISTED).map(|(value, s)| format!("{value} ({})", witnesses(history, &s)));
             detail.push_str(&listed.collect::<Vec<_>>().join("; "));
             more(&mut detail, total, "values");
             detail
@@ -51,7 +51,7 @@ fn duplicate_detail(
 ) -> String {
     let mut detail = format!("partition {partition} value {value} at {total} offsets: ");
     let listed = log.offsets_of(value).take(LISTED).map(|offset| {
-        let seen = log.sighting(offset, value).map(|s| witnesses(history, s)).unwrap_or_default();
+        let seen = log.sighting(offset, value).map(|s| witnesses(history, &s)).unwrap_or_default();
         format!("{offset} ({seen})")
     });
     detail.push_str(&listed.collect::<Vec<_>>().join("; "));

@@ -3,90 +3,121 @@
 //! step that jumps over an offset some client observed to exist. Both are
 //! judged between successive polls (an Assign listing the partition or a Seek
 //! on it breaks the chain) and between consecutive records of one poll.
+//!
+//! The log view's walk over the ops moves the cursors (`Cursors`) and keeps
+//! only the steps that do not move on by exactly one offset; they are judged
+//! here, once the view knows every offset any client observed.
 
 use super::evidence::{op_label, Findings};
-use super::log_view::{ConsumerStep, LogView, PartitionId, RecordAt};
-use super::per_process::PerProcess;
+use super::log_view::{LogView, PartitionId};
+use super::per_process::{PerProcess, Row};
 use super::Invariant;
-use crate::history::{History, Partition, ProcessId};
+use crate::history::{History, ProcessId};
 
 /// Where a consumer's walk through one partition has got to: the record at
 /// `offset`, returned by the op at index `op` in `History::ops`.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 struct Cursor {
     offset: i64,
     op: usize,
 }
 
-/// One step of a consumer through a partition: from `from` to `to`.
-struct Step<'h> {
-    partition: &'h Partition,
+/// One step of a consumer through a partition, from the record at `from`
+/// to the next one it returned, at `to`.
+#[derive(Clone, Debug)]
+pub(crate) struct Step {
+    partition: PartitionId,
     process: ProcessId,
     from: Cursor,
     to: Cursor,
+}
+
+impl Step {
     /// Both ends in one poll, or across two successive polls.
-    within_one_poll: bool,
+    fn within_one_poll(&self) -> bool {
+        self.from.op == self.to.op
+    }
+}
+
+/// Every consumer's cursor in every partition, moved along by the view's
+/// walk over the ops. Only steps that do not move on by exactly one offset
+/// are kept, to be judged once the log view is complete.
+pub(crate) struct Cursors {
+    cursors: PerProcess<Option<Cursor>>,
+    steps: Vec<Step>,
+}
+
+/// The cursors of the process whose ok poll the walk is in.
+pub(crate) struct PollWalk<'a> {
+    process: ProcessId,
+    op: usize,
+    cursors: Row<'a, Option<Cursor>>,
+    steps: &'a mut Vec<Step>,
+}
+
+impl Cursors {
+    pub(crate) fn new() -> Cursors {
+        Cursors { cursors: PerProcess::new(), steps: Vec::new() }
+    }
+
+    /// An assign listing the partition, or a seek on it: continuity ends.
+    pub(crate) fn reset(&mut self, process: ProcessId, partition: PartitionId) {
+        // A cell not yet created holds no cursor.
+        if let Some(cursor) = self.cursors.existing_mut(process, partition) {
+            *cursor = None;
+        }
+    }
+
+    /// The ok poll at index `op` in `History::ops`, whose records follow.
+    pub(crate) fn poll(&mut self, process: ProcessId, op: usize) -> PollWalk<'_> {
+        PollWalk { process, op, cursors: self.cursors.row_mut(process), steps: &mut self.steps }
+    }
+
+    pub(crate) fn into_steps(self) -> Vec<Step> {
+        self.steps
+    }
+}
+
+impl PollWalk<'_> {
+    /// The poll's next record. A cursor this very poll set is where the
+    /// poll has got to, so that step is within it.
+    #[inline]
+    pub(crate) fn record(&mut self, partition: PartitionId, offset: i64) {
+        let to = Cursor { offset, op: self.op };
+        let cursor = self.cursors.cell(partition);
+        if let Some(from) = cursor.replace(to) {
+            if from.offset.checked_add(1) != Some(offset) {
+                self.steps.push(Step { partition, process: self.process, from, to });
+            }
+        }
+    }
 }
 
 pub(crate) fn check(history: &History, view: &LogView<'_>, findings: &mut Findings) {
-    let mut cursors: PerProcess<Option<Cursor>> = PerProcess::new(view.partition_count());
-    for step in view.consumer_steps() {
-        match step {
-            ConsumerStep::Reset { process, partition } => {
-                // A process with no cursors yet has nothing to reset.
-                if let Some(cursor) = cursors.existing_mut(*process, *partition) {
-                    *cursor = None;
-                }
-            }
-            ConsumerStep::Poll { process, index, records } => {
-                let cursors = cursors.row_mut(*process);
-                walk_poll(history, view, (*process, *index), view.records(records.clone()), cursors, findings);
-            }
-        }
+    for step in view.poll_steps() {
+        judge(history, view, step, findings);
     }
 }
 
-/// Steps the process's cursors through one poll's records. A cursor this
-/// very poll set is where the poll has got to, so that step is within it.
-fn walk_poll(
-    history: &History,
-    view: &LogView<'_>,
-    (process, index): (ProcessId, usize),
-    records: &[RecordAt],
-    cursors: &mut [Option<Cursor>],
-    findings: &mut Findings,
-) {
-    for record in records {
-        let to = Cursor { offset: record.offset, op: index };
-        let cursor = &mut cursors[record.partition.index()];
-        if let Some(from) = *cursor {
-            let partition = view.name(record.partition);
-            let step = Step { partition, process, from, to, within_one_poll: from.op == index };
-            judge(history, view, record.partition, &step, findings);
-        }
-        *cursor = Some(to);
-    }
-}
-
-fn judge(history: &History, view: &LogView<'_>, id: PartitionId, step: &Step<'_>, findings: &mut Findings) {
+fn judge(history: &History, view: &LogView<'_>, step: &Step, findings: &mut Findings) {
     let (from, to) = (step.from.offset, step.to.offset);
     if to <= from {
         findings.found(Invariant::NonmonotonicPoll, || {
             let how = if to == from { "repeating it" } else { "going backwards" };
-            format!("{}, {how}", step.describe(history))
+            format!("{}, {how}", step.describe(history, view))
         });
         return;
     }
     if to <= from.saturating_add(1) {
         return;
     }
-    let log = view.log(id);
+    let log = view.log(step.partition);
     let (skipped, Some(first)) = log.known_between(from, to) else { return };
     findings.found(Invariant::PollSkip, || {
         let holding: Vec<String> = log.values_at(first).map(|(value, _)| value.to_string()).collect();
         format!(
             "{}, skipping {skipped} known offset{} in {}..={} (offset {first} holds {})",
-            step.describe(history),
+            step.describe(history, view),
             if skipped == 1 { "" } else { "s" },
             from + 1,
             to - 1,
@@ -95,14 +126,14 @@ fn judge(history: &History, view: &LogView<'_>, id: PartitionId, step: &Step<'_>
     });
 }
 
-impl Step<'_> {
+impl Step {
     /// `partition t-0 process 4: within one poll op 23 (...), offset 7 was followed by offset 6` or
     /// `partition t-0 process 4: poll op 20 (...) ended at offset 5 and the next poll op 23 (...) started at offset 9`
-    fn describe(&self, history: &History) -> String {
-        let prefix = format!("partition {} process {}", self.partition, self.process);
+    fn describe(&self, history: &History, view: &LogView<'_>) -> String {
+        let prefix = format!("partition {} process {}", view.name(self.partition), self.process);
         let (from, to) = (self.from.offset, self.to.offset);
         let label = |cursor: Cursor| op_label(history, history.ops[cursor.op].id);
-        if self.within_one_poll {
+        if self.within_one_poll() {
             let poll = label(self.to);
             format!("{prefix}: within one poll {poll}, offset {from} was followed by offset {to}")
         } else {

@@ -743,9 +743,11 @@ fn standard_shaped_history(seed: u64, ops: usize) -> History {
             for (p, at) in consumers[c].iter_mut() {
                 let log = &logs[*p as usize];
                 let end = (*at + rng.gen_range(0..3)).min(log.len());
-                records.extend(
-                    (*at..end).map(|i| Polled { partition: partition(*p), offset: i as i64, value: log[i] }),
-                );
+                records.extend((*at..end).map(|i| Polled {
+                    partition: partition(*p),
+                    offset: i as i64,
+                    value: log[i],
+                }));
                 *at = end;
             }
             let op = history.invoke(10 + c as u32, now_ns, Call::Poll);
@@ -804,46 +806,140 @@ fn checker_speed_on_a_standard_shaped_history() {
     );
 }
 
-#[test]
-fn zz_profile_loop() {
-    let history = standard_shaped_history(1, 100_000);
-    for _ in 0..100 {
-        std::hint::black_box(check_history(&history));
+// ---------------------------------------------------------------------------
+// Offsets far from the rest, and partitions told apart by name alone: the
+// log view tallies dense offsets in a window and the rest in a map, and
+// compares topic names word by word.
+
+fn offsets_at_the_ends_of_i64() -> Script {
+    let mut s = Script::default();
+    s.send_ok(v(1, 0), 0, i64::MAX);
+    s.send_ok(v(1, 1), 0, i64::MIN);
+    s.send_ok(v(1, 2), 0, 0);
+    s.poll(8, 0, &[(i64::MAX - 1, v(1, 3)), (i64::MAX, v(1, 0))]);
+    s.poll(7, 0, &[(i64::MIN, v(1, 1)), (i64::MIN + 1, v(1, 4)), (i64::MAX, v(2, 0))]);
+    s.poll(6, 0, &[(0, v(1, 2)), (i64::MAX, v(1, 2))]);
+    s
+}
+
+/// A pair first seen far from the window (so kept apart), seen again once
+/// enough observations let the window reach it, next to a second value.
+fn outlier_the_window_later_reaches() -> Script {
+    let mut s = Script::default();
+    s.poll(9, 0, &[(0, v(1, 0))]);
+    s.poll(8, 0, &[(2_000, v(1, 2_000))]);
+    s.assign(9, &[0]);
+    for offset in 1..400 {
+        s.poll(9, 0, &[(offset, v(1, offset as u32))]);
     }
+    s.poll(7, 0, &[(2_000, v(1, 2_000)), (2_001, v(1, 2_001))]);
+    s.poll(6, 0, &[(2_000, v(2, 0)), (1_999, v(1, 1_999))]);
+    s
+}
+
+/// Offsets arriving from the top down, so the window grows downwards, each
+/// read by a consumer of its own.
+fn offsets_walking_down() -> Script {
+    let mut s = Script::default();
+    for counter in (0..50).rev() {
+        s.poll(100 + counter, 0, &[(1_000 + counter as i64, v(1, counter))]);
+    }
+    s.poll(8, 0, &[(1_021, v(2, 21))]);
+    s.poll(7, 0, &[(900, v(1, 0))]);
+    s.poll(6, 0, &[(-5_000, v(1, 7))]);
+    s
+}
+
+fn topics_alike() -> Script {
+    let mut s = Script::default();
+    let names = [
+        "events",
+        "eventt",
+        "abcdefgh",
+        "abcdefgi",
+        "topic-name-1",
+        "topic-name-2",
+        "a-much-longer-topic-name",
+        "a-much-longer-topic-namf",
+    ];
+    let records = |offset: i64| -> Vec<Polled> {
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| Polled {
+                partition: Partition { topic: name.to_string(), partition: 0 },
+                offset,
+                value: v(i as u32 + 1, offset as u32),
+            })
+            .collect()
+    };
+    s.poll_records(9, records(0));
+    s.poll_records(9, records(1));
+    let mut last = records(3);
+    last.swap(0, 7);
+    s.poll_records(9, last);
+    s
 }
 
 #[test]
-fn zz_walk_cost() {
-    let history = standard_shaped_history(1, 100_000);
-    for _ in 0..5 {
-        let start = std::time::Instant::now();
-        let mut sum = 0i64;
-        for op in &history.ops {
-            if let Some(Outcome::PollOk { records }) = &op.outcome {
-                for r in records {
-                    sum += r.offset + r.partition.partition as i64;
-                }
-            }
-        }
-        let t1 = start.elapsed();
-        let mut n = 0usize;
-        for op in &history.ops {
-            if let Some(Outcome::PollOk { records }) = &op.outcome {
-                for r in records {
-                    n += r.partition.topic.as_bytes()[0] as usize;
-                }
-            }
-        }
-        let t2 = start.elapsed();
-        let events = String::from("events");
-        let mut m = 0usize;
-        for op in &history.ops {
-            if let Some(Outcome::PollOk { records }) = &op.outcome {
-                for r in records {
-                    m += (r.partition.topic == events) as usize;
-                }
-            }
-        }
-        println!("walk {t1:?} with topics {:?} memcmp {:?} {sum} {n} {m}", t2 - t1, start.elapsed() - t2);
-    }
+fn offsets_at_the_ends_of_i64_are_kept_apart_and_compared_exactly() {
+    assert_eq!(
+        offsets_at_the_ends_of_i64().check(),
+        "inconsistent-offsets: partition t-0 offset 9223372036854775807 holds 3 values: \
+         p1:0 (read by op 3 (process 8, 35ms..40ms), acked to op 0 (process 1, 5ms..10ms)); \
+         p1:2 (read by op 5 (process 6, 55ms..60ms)); p2:0 (read by op 4 (process 7, 45ms..50ms))\n\
+         duplicate: partition t-0 value p1:2 at 2 offsets: \
+         0 (read by op 5 (process 6, 55ms..60ms), acked to op 2 (process 1, 25ms..30ms)); \
+         9223372036854775807 (read by op 5 (process 6, 55ms..60ms))\n\
+         poll-skip: partition t-0 process 7: within one poll op 4 (process 7, 45ms..50ms), \
+         offset -9223372036854775807 was followed by offset 9223372036854775807, \
+         skipping 2 known offsets in -9223372036854775806..=9223372036854775806 (offset 0 holds p1:2)\n\
+         poll-skip: partition t-0 process 6: within one poll op 5 (process 6, 55ms..60ms), \
+         offset 0 was followed by offset 9223372036854775807, \
+         skipping 1 known offset in 1..=9223372036854775806 (offset 9223372036854775806 holds p1:3)\n\
+         nonmonotonic-send: partition t-0 process 1: p1:1 (op 1 (process 1, 15ms..20ms)) \
+         landed at offset -9223372036854775808, below offset 9223372036854775807 where the earlier-invoked \
+         p1:0 (op 0 (process 1, 5ms..10ms)) landed, which had completed before p1:1 was invoked\n\
+         nonmonotonic-send: partition t-0 process 1: p1:2 (op 2 (process 1, 25ms..30ms)) \
+         landed at offset 0, below offset 9223372036854775807 where the earlier-invoked \
+         p1:0 (op 0 (process 1, 5ms..10ms)) landed, which had completed before p1:2 was invoked\n\
+         count inconsistent-offsets = 1\n\
+         count duplicate = 1\n\
+         count poll-skip = 2\n\
+         count nonmonotonic-send = 2\n"
+    );
+}
+
+#[test]
+fn a_pair_seen_far_off_and_again_once_in_reach_is_one_pair() {
+    assert_eq!(
+        outlier_the_window_later_reaches().check(),
+        "inconsistent-offsets: partition t-0 offset 2000 holds 2 values: \
+         p1:2000 (read by op 1 (process 8, 15ms..20ms) and 1 more read); p2:0 (read by op 403 (process 6, 4035ms..4040ms))\n\
+         nonmonotonic-poll: partition t-0 process 6: within one poll op 403 (process 6, 4035ms..4040ms), \
+         offset 2000 was followed by offset 1999, going backwards\n\
+         count inconsistent-offsets = 1\n\
+         count nonmonotonic-poll = 1\n"
+    );
+}
+
+#[test]
+fn offsets_arriving_downwards_and_far_below() {
+    assert_eq!(
+        offsets_walking_down().check(),
+        "inconsistent-offsets: partition t-0 offset 1021 holds 2 values: \
+         p1:21 (read by op 28 (process 121, 285ms..290ms)); p2:21 (read by op 50 (process 8, 505ms..510ms))\n\
+         duplicate: partition t-0 value p1:0 at 2 offsets: \
+         900 (read by op 51 (process 7, 515ms..520ms)); 1000 (read by op 49 (process 100, 495ms..500ms))\n\
+         duplicate: partition t-0 value p1:7 at 2 offsets: \
+         -5000 (read by op 52 (process 6, 525ms..530ms)); 1007 (read by op 42 (process 107, 425ms..430ms))\n\
+         count inconsistent-offsets = 1\n\
+         count duplicate = 2\n"
+    );
+}
+
+#[test]
+fn topics_differing_in_one_byte_are_different_partitions() {
+    // Were any two taken for one, their offsets would hold two values each.
+    assert_eq!(topics_alike().check(), "");
 }

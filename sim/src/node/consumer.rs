@@ -11,9 +11,7 @@ use crate::scenario::{AssignmentSpec, ConsumerSpec, ResetSpec};
 use crate::timer::Timer;
 use crate::trace::TraceEvent;
 use crate::world::{Phase, World};
-use broker_core::client::consumer::{
-    AutoOffsetReset, ConsumedRecord, Consumer, ConsumerConfig, ConsumerOutput,
-};
+use broker_core::client::consumer::{AutoOffsetReset, ConsumedRecord, Consumer, ConsumerConfig, ConsumerOutput};
 use madsim::time::{Duration, Instant};
 use std::sync::Arc;
 

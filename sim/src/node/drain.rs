@@ -80,7 +80,9 @@ async fn end_offsets(driver: &mut ConsumerDriver, partitions: &[TopicPartition])
         timer.set(Some(retry_at));
         loop {
             match next_wake(|cx| driver.net.poll_event(cx), &mut timer).await {
-                Wake::Net(ClientNetEvent::Response { response: Response::ListOffsets { partitions: answers }, .. }) => {
+                Wake::Net(ClientNetEvent::Response {
+                    response: Response::ListOffsets { partitions: answers }, ..
+                }) => {
                     for answer in answers.into_iter().filter(|a| a.error.is_none()) {
                         ends.insert(answer.tp, answer.offset);
                     }

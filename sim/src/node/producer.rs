@@ -11,9 +11,7 @@ use crate::timer::Timer;
 use crate::trace::TraceEvent;
 use crate::world::{Phase, World};
 use broker_core::client::partitioner::PartitionerKind;
-use broker_core::client::producer::{
-    Producer, ProducerConfig, ProducerOutput, ProducerRecord, RecordId, SendOutcome,
-};
+use broker_core::client::producer::{Producer, ProducerConfig, ProducerOutput, ProducerRecord, RecordId, SendOutcome};
 use bytes::Bytes;
 use madsim::time::{Duration, Instant};
 use rand::Rng;
@@ -78,8 +76,7 @@ pub async fn run(world: Arc<World>, p: u32) {
     world.trace(node, TraceEvent::Boot);
     let spec = spec_of(&world, p).clone();
     let mut net = ClientNet::bind(world.clone(), node).await;
-    let mut producer =
-        Producer::new(producer_config(&spec), world.all_brokers(), core_seed(world.seed, node as u64));
+    let mut producer = Producer::new(producer_config(&spec), world.all_brokers(), core_seed(world.seed, node as u64));
     let mut workload = Workload {
         rng: stream(world.seed, Purpose::Workload, process as u64),
         rate_per_s: f64::from(spec.rate_per_s),
