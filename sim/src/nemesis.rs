@@ -44,8 +44,8 @@ impl Nemesis {
 
     /// Applies one fault; returns what undoes it.
     pub fn apply(&mut self, fault: &Fault) -> Undo {
-        self.world.trace(SUPERVISOR, TraceEvent::Fault { what: describe(fault) });
-        tracing::info!(fault = %describe(fault), "nemesis");
+        self.world.trace(SUPERVISOR, TraceEvent::Fault { what: fault.to_string() });
+        tracing::info!(%fault, "nemesis");
         match fault {
             Fault::Crash { node } => {
                 let n = self.node(node);
@@ -194,25 +194,6 @@ pub enum Undo {
 pub fn set_latency(min_ms: u64, max_ms: u64) {
     let range = Duration::from_millis(min_ms)..Duration::from_millis(max_ms.max(min_ms) + 1);
     NetSim::current().update_config(|c| c.send_latency = range);
-}
-
-/// A fault as one readable line for traces and logs.
-pub fn describe(fault: &Fault) -> String {
-    match fault {
-        Fault::Crash { node } => format!("crash {node}"),
-        Fault::Restart { node } => format!("restart {node}"),
-        Fault::Pause { node } => format!("pause {node}"),
-        Fault::Resume { node } => format!("resume {node}"),
-        Fault::Isolate { node } => format!("isolate {node}"),
-        Fault::Partition { groups, one_way } => {
-            let groups: Vec<String> = groups.iter().map(|g| g.join(",")).collect();
-            format!("partition{} {}", if *one_way { " one-way" } else { "" }, groups.join(" | "))
-        }
-        Fault::Heal => "heal".to_string(),
-        Fault::Latency { min_ms, max_ms } => format!("latency {min_ms}..{max_ms} ms"),
-        Fault::Loss { rate } => format!("loss {rate}"),
-        Fault::Skew { node, skew_ms } => format!("skew {node} {skew_ms} ms"),
-    }
 }
 
 /// The random nemesis: each interval, each fault kind starts with its

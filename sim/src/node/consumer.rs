@@ -2,12 +2,12 @@
 //! the chaos phase ends. Every poll is one history operation whose completion
 //! carries the records it returned.
 
-use super::producer::{earliest, partition_name};
+use super::{earliest, partition_name};
 use super::{next_wake, Wake};
 use crate::history::{Call, Outcome, Partition, Polled, Value};
 use crate::net::{ClientNet, ClientNetEvent};
 use crate::rng::core_seed;
-use crate::scenario::{AssignmentSpec, ConsumerSpec, ResetSpec};
+use crate::scenario::{ConsumerSpec, ResetSpec};
 use crate::timer::Timer;
 use crate::trace::TraceEvent;
 use crate::world::{Phase, World};
@@ -29,31 +29,6 @@ pub fn consumer_config(spec: &ConsumerSpec) -> ConsumerConfig {
         max_poll_records: spec.max_poll_records as usize,
         request_timeout_ms: spec.request_timeout_ms,
         ..ConsumerConfig::default()
-    }
-}
-
-/// The spec consumer `c` follows and its index among that spec's consumers.
-fn spec_of(world: &World, c: u32) -> (&ConsumerSpec, u32) {
-    let mut first = 0;
-    for spec in &world.scenario.workload.consumers {
-        if c < first + spec.count {
-            return (spec, c - first);
-        }
-        first += spec.count;
-    }
-    panic!("consumer-{c} is not in the scenario")
-}
-
-fn assignment(world: &World, spec: &ConsumerSpec, index: u32) -> Vec<(String, u32)> {
-    let all = spec.topics.iter().flat_map(|name| {
-        let topic = world.layout.topic_by_name(name).expect("scenario validated topic names");
-        (0..topic.replicas.len() as u32).map(move |p| (name.clone(), p))
-    });
-    match spec.assignment {
-        AssignmentSpec::All => all.collect(),
-        AssignmentSpec::Split => {
-            all.enumerate().filter(|(i, _)| *i as u32 % spec.count == index).map(|(_, tp)| tp).collect()
-        }
     }
 }
 
@@ -150,12 +125,17 @@ fn polled(world: &World, r: ConsumedRecord) -> Polled {
 }
 
 pub async fn run(world: Arc<World>, c: u32) {
-    let (spec, index) = spec_of(&world, c);
-    let spec = spec.clone();
+    let (spec, index) = world
+        .scenario
+        .consumers()
+        .into_iter()
+        .nth(c as usize)
+        .map(|(_, spec, index)| (spec.clone(), index))
+        .expect("consumer is in the scenario");
     let node = world.consumer_node(c);
     let process = world.consumer_process(c);
     let mut driver = ConsumerDriver::start(world.clone(), node, process, consumer_config(&spec)).await;
-    driver.assign(assignment(&world, &spec, index));
+    driver.assign(spec.partitions_for(index, &world.scenario.topics));
     let poll_timeout = Duration::from_millis(spec.poll_timeout_ms);
     while world.phase() == Phase::Chaos {
         driver.poll_op(Instant::now() + poll_timeout, |w| w.phase() != Phase::Chaos).await;

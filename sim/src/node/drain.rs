@@ -4,7 +4,7 @@
 //! absence can be judged; how far it got is reported for the liveness check.
 
 use super::consumer::ConsumerDriver;
-use super::producer::partition_name;
+use super::partition_name;
 use super::{next_wake, Wake};
 use crate::history::Partition;
 use crate::net::ClientNetEvent;

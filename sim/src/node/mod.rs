@@ -8,6 +8,9 @@ pub mod consumer;
 pub mod drain;
 pub mod producer;
 
+use crate::world::World;
+use broker_core::types::TopicPartition;
+use madsim::time::Instant;
 use std::future::Future;
 use std::task::{Context, Poll};
 
@@ -31,4 +34,17 @@ pub fn next_wake<'a, E>(
         }
         Poll::Pending
     })
+}
+
+/// A partition as the history names it (by topic name).
+pub fn partition_name(world: &World, tp: TopicPartition) -> crate::history::Partition {
+    crate::history::Partition { topic: world.layout.topics[tp.topic.0 as usize].name.clone(), partition: tp.partition }
+}
+
+/// The earlier of two optional deadlines.
+pub fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }

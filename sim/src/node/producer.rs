@@ -2,8 +2,8 @@
 //! arrivals from its own workload stream) and records every send in the
 //! history, from invocation to its ok / fail / info outcome.
 
-use super::{next_wake, Wake};
-use crate::history::{Call, Outcome, Partition, Value};
+use super::{earliest, next_wake, partition_name, Wake};
+use crate::history::{Call, Outcome, Value};
 use crate::net::{ClientNet, ClientNetEvent};
 use crate::rng::{core_seed, stream, Purpose};
 use crate::scenario::{KeyMode, PartitionerSpec, ProducerSpec};
@@ -39,14 +39,7 @@ pub fn producer_config(spec: &ProducerSpec) -> ProducerConfig {
 
 /// The spec producer `p` (numbered across all producer specs) follows.
 pub fn spec_of(world: &World, p: u32) -> &ProducerSpec {
-    let mut first = 0;
-    for spec in &world.scenario.workload.producers {
-        if p < first + spec.count {
-            return spec;
-        }
-        first += spec.count;
-    }
-    panic!("producer-{p} is not in the scenario")
+    world.scenario.producers().into_iter().nth(p as usize).map(|(_, spec)| spec).expect("producer is in the scenario")
 }
 
 /// Whether this producer's configuration promises per-partition send order.
@@ -161,16 +154,5 @@ fn outcome_of(world: &World, outcome: SendOutcome) -> Outcome {
         SendOutcome::Ok { tp, offset } => Outcome::SendOk { partition: partition_name(world, tp), offset: offset.0 },
         SendOutcome::Fail { error } => Outcome::SendFail { error },
         SendOutcome::Info { reason, .. } => Outcome::SendInfo { reason },
-    }
-}
-
-pub fn partition_name(world: &World, tp: broker_core::types::TopicPartition) -> Partition {
-    Partition { topic: world.layout.topics[tp.topic.0 as usize].name.clone(), partition: tp.partition }
-}
-
-pub fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
     }
 }
