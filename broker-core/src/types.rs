@@ -4,6 +4,10 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+/// A topic name as clients and the history carry it: shared, so copying one
+/// per record is a reference-count increment rather than an allocation.
+pub type TopicName = std::sync::Arc<str>;
+
 /// A record's position in a partition's log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Offset(pub i64);

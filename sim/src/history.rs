@@ -2,6 +2,7 @@
 //! completion with simulated timestamps. Checkers read only this (and replica
 //! snapshots); `--history PATH` writes it as JSON lines.
 
+pub use broker_core::types::TopicName;
 use serde::{Deserialize, Serialize};
 
 /// A workload process: one producer, one consumer, or the drain reader.
@@ -36,7 +37,7 @@ impl std::fmt::Display for Value {
 /// A partition named as `topic-partition` by topic name in the history.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Partition {
-    pub topic: String,
+    pub topic: TopicName,
     pub partition: u32,
 }
 
@@ -59,7 +60,7 @@ pub struct Polled {
 #[serde(tag = "f", rename_all = "kebab-case")]
 pub enum Call {
     /// A producer sends one value (partition known when chosen explicitly).
-    Send { topic: String, partition: Option<u32>, value: Value },
+    Send { topic: TopicName, partition: Option<u32>, value: Value },
     /// A consumer polls; records arrive in the completion.
     Poll,
     /// A consumer takes these partitions (resets its positions' continuity).
@@ -114,6 +115,10 @@ pub struct History {
 }
 
 impl History {
+    pub fn with_capacity(ops: usize) -> History {
+        History { ops: Vec::with_capacity(ops), ..History::default() }
+    }
+
     pub fn invoke(&mut self, process: ProcessId, time_ns: u64, call: Call) -> u64 {
         let id = self.ops.len() as u64;
         self.ops.push(Op { id, process, invoke_ns: time_ns, call, complete_ns: None, outcome: None });

@@ -12,6 +12,7 @@ use broker_core::broker::ConnId;
 use broker_core::protocol::{CorrelationId, Frame, Request, Response};
 use broker_core::types::BrokerId;
 use futures::channel::mpsc::{unbounded, UnboundedReceiver, UnboundedSender};
+use futures::stream::{AbortHandle, Abortable, LocalBoxStream, SelectAll};
 use futures::{FutureExt, StreamExt};
 use madsim::net::{Endpoint, Receiver, Sender};
 use std::collections::BTreeMap;
@@ -60,7 +61,7 @@ pub struct ClientNet {
     node: usize,
     endpoint: Rc<Endpoint>,
     conns: BTreeMap<BrokerId, Conn>,
-    receivers: BTreeMap<(BrokerId, u64), Receiver>,
+    inbox: Inbox<(BrokerId, u64)>,
     connect_tx: UnboundedSender<ConnectResult>,
     connect_rx: UnboundedReceiver<ConnectResult>,
     next_generation: u64,
@@ -75,7 +76,7 @@ impl ClientNet {
             node,
             endpoint: Rc::new(endpoint),
             conns: BTreeMap::new(),
-            receivers: BTreeMap::new(),
+            inbox: Inbox::default(),
             connect_tx,
             connect_rx,
             next_generation: 0,
@@ -118,7 +119,7 @@ impl ClientNet {
     /// Drops the connection to `broker`: late responses on it are never seen.
     pub fn close(&mut self, broker: BrokerId) {
         if let Some(conn) = self.conns.remove(&broker) {
-            self.receivers.remove(&(broker, conn.generation()));
+            self.inbox.remove((broker, conn.generation()));
         }
     }
 
@@ -129,33 +130,21 @@ impl ClientNet {
                 return Poll::Ready(event);
             }
         }
-        let mut ended = None;
-        for (&(broker, generation), receiver) in self.receivers.iter_mut() {
-            match receiver.poll_next_unpin(cx) {
-                Poll::Ready(Some(Ok(payload))) => {
-                    let frame = *payload.downcast::<Frame>().expect("connections carry frames");
-                    match frame {
-                        Frame::Response { correlation_id, response } => {
-                            return Poll::Ready(ClientNetEvent::Response { broker, correlation_id, response });
-                        }
-                        Frame::Request { .. } => unreachable!("brokers never send requests to clients"),
+        while let Poll::Ready(Some(((broker, generation), frame))) = self.inbox.poll_next(cx) {
+            match frame {
+                Some(Frame::Response { correlation_id, response }) => {
+                    return Poll::Ready(ClientNetEvent::Response { broker, correlation_id, response });
+                }
+                Some(Frame::Request { .. }) => unreachable!("brokers never send requests to clients"),
+                None => {
+                    self.inbox.forget((broker, generation));
+                    if self.conns.get(&broker).is_some_and(|c| c.generation() == generation) {
+                        self.conns.remove(&broker);
+                        return Poll::Ready(ClientNetEvent::Disconnected { broker });
                     }
+                    // An abandoned connection ended: nothing to report.
                 }
-                Poll::Ready(_) => {
-                    ended = Some((broker, generation));
-                    break;
-                }
-                Poll::Pending => {}
             }
-        }
-        if let Some((broker, generation)) = ended {
-            self.receivers.remove(&(broker, generation));
-            if self.conns.get(&broker).is_some_and(|c| c.generation() == generation) {
-                self.conns.remove(&broker);
-                return Poll::Ready(ClientNetEvent::Disconnected { broker });
-            }
-            // A closed connection ended; poll again for the others.
-            cx.waker().wake_by_ref();
         }
         Poll::Pending
     }
@@ -174,7 +163,7 @@ impl ClientNet {
                 for frame in queued {
                     let _ = sender.send(Box::new(frame)).now_or_never();
                 }
-                self.receivers.insert((broker, generation), receiver);
+                self.inbox.insert((broker, generation), receiver);
                 self.conns.insert(broker, Conn::Open { generation, sender });
                 None
             }
@@ -199,7 +188,7 @@ pub struct BrokerNet {
     node: usize,
     accepted: UnboundedReceiver<(Sender, Receiver, SocketAddr)>,
     senders: BTreeMap<ConnId, (Sender, u32)>,
-    receivers: BTreeMap<ConnId, Receiver>,
+    inbox: Inbox<ConnId>,
     next_conn: ConnId,
 }
 
@@ -214,7 +203,7 @@ impl BrokerNet {
                 }
             }
         });
-        BrokerNet { world, node, accepted, senders: BTreeMap::new(), receivers: BTreeMap::new(), next_conn: 0 }
+        BrokerNet { world, node, accepted, senders: BTreeMap::new(), inbox: Inbox::default(), next_conn: 0 }
     }
 
     pub fn respond(&mut self, conn: ConnId, correlation_id: CorrelationId, response: Response) {
@@ -230,36 +219,75 @@ impl BrokerNet {
             self.next_conn += 1;
             let peer = self.peer_node(addr).unwrap_or(u32::MAX);
             self.senders.insert(conn, (sender, peer));
-            self.receivers.insert(conn, receiver);
+            self.inbox.insert(conn, receiver);
         }
-        let mut ended = None;
-        for (&conn, receiver) in self.receivers.iter_mut() {
-            match receiver.poll_next_unpin(cx) {
-                Poll::Ready(Some(Ok(payload))) => {
-                    let frame = *payload.downcast::<Frame>().expect("connections carry frames");
-                    match frame {
-                        Frame::Request { correlation_id, request } => {
-                            return Poll::Ready(BrokerNetEvent::Request { conn, correlation_id, request });
-                        }
-                        Frame::Response { .. } => unreachable!("clients never send responses"),
-                    }
+        if let Poll::Ready(Some((conn, frame))) = self.inbox.poll_next(cx) {
+            return Poll::Ready(match frame {
+                Some(Frame::Request { correlation_id, request }) => {
+                    BrokerNetEvent::Request { conn, correlation_id, request }
                 }
-                Poll::Ready(_) => {
-                    ended = Some(conn);
-                    break;
+                Some(Frame::Response { .. }) => unreachable!("clients never send responses"),
+                None => {
+                    self.inbox.forget(conn);
+                    self.senders.remove(&conn);
+                    BrokerNetEvent::Closed { conn }
                 }
-                Poll::Pending => {}
-            }
-        }
-        if let Some(conn) = ended {
-            self.receivers.remove(&conn);
-            self.senders.remove(&conn);
-            return Poll::Ready(BrokerNetEvent::Closed { conn });
+            });
         }
         Poll::Pending
     }
 
     fn peer_node(&self, addr: SocketAddr) -> Option<u32> {
         (0..self.world.nodes.len()).find(|&n| self.world.ip(n) == addr.ip()).map(|n| n as u32)
+    }
+}
+
+/// The receiving halves of a node's connections, each tagged with its key.
+///
+/// Only receivers that were woken are polled (futures' `SelectAll` keeps a
+/// waker per stream). Polling every receiver on every wake-up would be
+/// quadratic-ish and, worse, each poll of a receiver whose next frame is still
+/// in flight registers another madsim timer.
+struct Inbox<K> {
+    streams: SelectAll<LocalBoxStream<'static, (K, Option<Frame>)>>,
+    aborts: BTreeMap<K, AbortHandle>,
+}
+
+impl<K> Default for Inbox<K> {
+    fn default() -> Self {
+        Inbox { streams: SelectAll::new(), aborts: BTreeMap::new() }
+    }
+}
+
+impl<K: Copy + Ord + 'static> Inbox<K> {
+    /// Adds a connection's receiver; it yields its frames as `(key, Some(frame))`
+    /// and then one `(key, None)` when it ends (closed by the peer or removed).
+    fn insert(&mut self, key: K, receiver: Receiver) {
+        let (abort, registration) = AbortHandle::new_pair();
+        let frames = Abortable::new(receiver, registration)
+            .take_while(|item| std::future::ready(item.is_ok()))
+            .map(move |item| {
+                let payload = item.expect("only Ok items pass take_while");
+                (key, Some(*payload.downcast::<Frame>().expect("connections carry frames")))
+            })
+            .chain(futures::stream::once(std::future::ready((key, None))));
+        self.streams.push(frames.boxed_local());
+        self.aborts.insert(key, abort);
+    }
+
+    /// Stops receiving on `key`: frames still in flight are never seen.
+    fn remove(&mut self, key: K) {
+        if let Some(abort) = self.aborts.remove(&key) {
+            abort.abort();
+        }
+    }
+
+    /// Forgets an ended receiver.
+    fn forget(&mut self, key: K) {
+        self.aborts.remove(&key);
+    }
+
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<(K, Option<Frame>)>> {
+        self.streams.poll_next_unpin(cx)
     }
 }

@@ -24,12 +24,18 @@ impl Timer {
     /// Ready once the deadline has passed (and then disarmed).
     pub fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let Some(deadline) = self.deadline else { return Poll::Pending };
-        if Instant::now() >= deadline {
+        let now = Instant::now();
+        if now >= deadline {
             self.deadline = None;
             self.registered = None;
             return Poll::Ready(());
         }
-        if self.registered != Some(deadline) {
+        // A wake-up still to come at or before the deadline is enough: when it
+        // fires early the loop comes back here and registers the real one.
+        // This keeps a deadline that keeps moving later (a producer's next
+        // send) from pushing a timer into madsim's heap on every message.
+        let covered = self.registered.is_some_and(|at| at > now && at <= deadline);
+        if !covered {
             let mut sleep = sleep_until(deadline);
             // Registers a wake-up at `deadline` for this task; the sleep itself can go.
             let _ = Pin::new(&mut sleep).poll(cx);

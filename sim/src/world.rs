@@ -46,6 +46,8 @@ pub struct World {
     pub seed: u64,
     pub plants: Plants,
     pub layout: ClusterLayout,
+    /// Topic names by topic id, shared by every history entry that names them.
+    pub topic_names: Vec<crate::history::TopicName>,
     pub nodes: Vec<(String, NodeKind)>,
     pub clocks: Clocks,
     pub history: Mutex<History>,
@@ -64,6 +66,11 @@ pub struct World {
 }
 
 impl World {
+    /// The shared name of topic `name` (a scenario topic).
+    pub fn topic_name(&self, name: &str) -> crate::history::TopicName {
+        self.topic_names.iter().find(|t| &***t == name).cloned().unwrap_or_else(|| name.into())
+    }
+
     pub fn new(scenario: Arc<Scenario>, seed: u64, plants: Plants, keep_trace_lines: bool) -> World {
         let mut nodes = Vec::new();
         for b in 0..scenario.cluster.brokers {
@@ -83,7 +90,7 @@ impl World {
             disks: (0..scenario.cluster.brokers).map(|_| SharedDisk::default()).collect(),
             clocks: Clocks::new(nodes.len()),
             trace: Mutex::new(Trace::new(names, keep_trace_lines)),
-            history: Mutex::new(History::default()),
+            history: Mutex::new(History::with_capacity(expected_sends(&scenario))),
             messages: AtomicU64::new(0),
             phase: AtomicU8::new(Phase::Chaos as u8),
             boots: (0..nodes.len()).map(|_| AtomicU64::new(0)).collect(),
@@ -92,6 +99,7 @@ impl World {
             producers_done: AtomicU64::new(0),
             end_ns: AtomicU64::new(0),
             nodes,
+            topic_names: layout.topics.iter().map(|t| t.name.as_str().into()).collect(),
             layout,
             plants,
             seed,
@@ -245,4 +253,14 @@ impl Storage for SharedDisk {
     fn list(&self, prefix: &str) -> Vec<String> {
         self.0.lock().expect("disk lock").list(prefix)
     }
+}
+
+/// Sends the workload will make (the history's size, roughly), so the history
+/// is allocated once instead of grown by copying; capped so an extreme
+/// scenario does not reserve memory it may never use.
+fn expected_sends(scenario: &Scenario) -> usize {
+    const MAX_RESERVED_OPS: u64 = 1 << 20;
+    let per_s: u64 = scenario.producers().iter().map(|(_, spec)| u64::from(spec.rate_per_s)).sum();
+    let sends = per_s.saturating_mul(scenario.duration_ms) / 1000;
+    (sends + sends / 4 + 1024).min(MAX_RESERVED_OPS) as usize
 }

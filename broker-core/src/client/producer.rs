@@ -19,7 +19,7 @@ use super::inflight::{InFlight, MIN_RETRY_BACKOFF_MS};
 use super::metadata::ClientMetadata;
 use super::partitioner::{partition_for_key, KeylessPartitioner, PartitionerKind};
 use crate::protocol::{Acks, ErrorCode, ProducePartitionResponse, Request, Response};
-use crate::types::{BrokerId, Offset, Record, TopicPartition};
+use crate::types::{BrokerId, Offset, Record, TopicName, TopicPartition};
 use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -97,7 +97,7 @@ pub struct RecordId(pub u64);
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProducerRecord {
     pub id: RecordId,
-    pub topic: String,
+    pub topic: TopicName,
     /// Explicit partition; otherwise the key hash, otherwise the keyless strategy.
     pub partition: Option<u32>,
     pub key: Option<Bytes>,
@@ -130,7 +130,7 @@ pub enum ProducerOutput {
 #[derive(Clone, Debug)]
 struct Unplaced {
     id: RecordId,
-    topic: String,
+    topic: TopicName,
     partition: Option<u32>,
     record: Record,
     /// `send()` time on the producer's monotonic clock (the delivery timeout's start).
@@ -185,7 +185,7 @@ pub struct Producer {
     live: RecordIdSet,
     /// Per topic, records waiting for its metadata, in send order (so also
     /// in delivery-deadline order: `send_ms` never decreases).
-    unplaced: BTreeMap<String, VecDeque<Unplaced>>,
+    unplaced: BTreeMap<TopicName, VecDeque<Unplaced>>,
     /// The accumulator: per partition, batches oldest first; only the last may be open.
     batches: BTreeMap<TopicPartition, VecDeque<Batch>>,
     in_flight: InFlight<Pending>,
@@ -430,7 +430,7 @@ impl Producer {
         if self.unplaced.is_empty() {
             return;
         }
-        let topics: Vec<String> = self.unplaced.keys().cloned().collect();
+        let topics: Vec<TopicName> = self.unplaced.keys().cloned().collect();
         for topic in topics {
             let Some(count) = self.metadata.partition_count(&topic).filter(|&n| n > 0) else {
                 self.metadata.request_refresh();

@@ -14,7 +14,7 @@ fn config() -> ProducerConfig {
 fn rec(id: u64, partition: Option<u32>) -> ProducerRecord {
     ProducerRecord {
         id: RecordId(id),
-        topic: T.to_string(),
+        topic: T.into(),
         partition,
         key: None,
         value: Bytes::copy_from_slice(&id.to_be_bytes()),

@@ -21,7 +21,7 @@ struct Script {
 }
 
 fn part(partition: u32) -> Partition {
-    Partition { topic: "t".to_string(), partition }
+    Partition { topic: "t".into(), partition }
 }
 
 fn v(process: ProcessId, counter: u32) -> Value {
@@ -46,7 +46,7 @@ impl Script {
 
     /// Invokes a send of `value` to partition `partition` (no completion yet).
     fn send(&mut self, value: Value, partition: u32) -> u64 {
-        let call = Call::Send { topic: "t".to_string(), partition: Some(partition), value };
+        let call = Call::Send { topic: "t".into(), partition: Some(partition), value };
         self.invoke(value.process(), call)
     }
 
@@ -698,7 +698,7 @@ fn large_model_history_is_clean() {
 fn standard_shaped_history(seed: u64, ops: usize) -> History {
     const PARTITIONS: u32 = 6;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let partition = |p: u32| Partition { topic: "events".to_string(), partition: p };
+    let partition = |p: u32| Partition { topic: "events".into(), partition: p };
     let mut history = History::default();
     let mut now_ns = 0;
     let mut logs: Vec<Vec<Value>> = vec![Vec::new(); PARTITIONS as usize];
@@ -719,7 +719,7 @@ fn standard_shaped_history(seed: u64, ops: usize) -> History {
             if in_flight.len() < 3 && rng.gen_bool(0.6) {
                 let (p, value) = (rng.gen_range(0..PARTITIONS), Value::new(process + 1, *counter));
                 *counter += 1;
-                let call = Call::Send { topic: "events".to_string(), partition: Some(p), value };
+                let call = Call::Send { topic: "events".into(), partition: Some(p), value };
                 in_flight.push((history.invoke(process + 1, now_ns, call), p));
             } else if !in_flight.is_empty() {
                 // Mostly the oldest completes first; now and then a retry reorders.
@@ -867,7 +867,7 @@ fn topics_alike() -> Script {
             .iter()
             .enumerate()
             .map(|(i, name)| Polled {
-                partition: Partition { topic: name.to_string(), partition: 0 },
+                partition: Partition { topic: (*name).into(), partition: 0 },
                 offset,
                 value: v(i as u32 + 1, offset as u32),
             })

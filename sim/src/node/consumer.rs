@@ -56,7 +56,10 @@ impl ConsumerDriver {
 
     pub fn assign(&mut self, partitions: Vec<(String, u32)>) {
         let call = Call::Assign {
-            partitions: partitions.iter().map(|(t, p)| Partition { topic: t.clone(), partition: *p }).collect(),
+            partitions: partitions
+                .iter()
+                .map(|(t, p)| Partition { topic: self.world.topic_name(t), partition: *p })
+                .collect(),
         };
         let op = self.world.invoke(self.process, call);
         let now = self.now_ms();

@@ -40,7 +40,7 @@ pub async fn run(world: Arc<World>) {
         .iter()
         .map(|tp| {
             let p = partition_name(&world, *tp);
-            (p.topic, p.partition)
+            (p.topic.to_string(), p.partition)
         })
         .collect();
     driver.assign(names.clone());

@@ -3,7 +3,7 @@
 //! history, from invocation to its ok / fail / info outcome.
 
 use super::{earliest, next_wake, partition_name, Wake};
-use crate::history::{Call, Outcome, Value};
+use crate::history::{Call, Outcome, TopicName, Value};
 use crate::net::{ClientNet, ClientNetEvent};
 use crate::rng::{core_seed, stream, Purpose};
 use crate::scenario::{KeyMode, PartitionerSpec, ProducerSpec};
@@ -48,6 +48,8 @@ pub fn promises_order(spec: &ProducerSpec) -> bool {
 }
 
 struct Workload {
+    /// The topic's shared name (one per producer, not one per record).
+    topic: TopicName,
     rng: ChaCha8Rng,
     rate_per_s: f64,
     next_send: Instant,
@@ -71,6 +73,7 @@ pub async fn run(world: Arc<World>, p: u32) {
     let mut net = ClientNet::bind(world.clone(), node).await;
     let mut producer = Producer::new(producer_config(&spec), world.all_brokers(), core_seed(world.seed, node as u64));
     let mut workload = Workload {
+        topic: world.topic_name(&spec.topic),
         rng: stream(world.seed, Purpose::Workload, process as u64),
         rate_per_s: f64::from(spec.rate_per_s),
         next_send: Instant::now(),
@@ -136,12 +139,12 @@ fn send_one(
         }
         KeyMode::Partition(partition) => (Some(partition), None),
     };
-    let op = world.invoke(process, Call::Send { topic: spec.topic.clone(), partition, value });
+    let op = world.invoke(process, Call::Send { topic: workload.topic.clone(), partition, value });
     let id = RecordId(value.0);
     ops.insert(id, op);
     let record = ProducerRecord {
         id,
-        topic: spec.topic.clone(),
+        topic: workload.topic.clone(),
         partition,
         key,
         value: Bytes::copy_from_slice(&value.to_bytes()),
