@@ -35,6 +35,32 @@ impl fmt::Display for BrokerId {
     }
 }
 
+/// A partition's leader epoch: bumped by the controller at every leader
+/// change; every batch carries the epoch it was written in. Kafka's -1
+/// ("no epoch") is `LeaderEpoch::NONE`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct LeaderEpoch(pub i32);
+
+impl LeaderEpoch {
+    pub const NONE: LeaderEpoch = LeaderEpoch(-1);
+    pub const FIRST: LeaderEpoch = LeaderEpoch(0);
+    pub fn next(self) -> LeaderEpoch {
+        LeaderEpoch(self.0 + 1)
+    }
+}
+
+impl fmt::Display for LeaderEpoch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "e{}", self.0)
+    }
+}
+
+/// A broker's registration epoch: fresh (strictly larger) every time the
+/// broker registers with the controller, i.e. once per process start.
+/// Requests carrying a stale one are rejected (KIP-903).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct BrokerEpoch(pub u64);
+
 /// A topic's numeric id (its index in the cluster's topic list; Kafka's KIP-516 topic id).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct TopicId(pub u16);
