@@ -9,6 +9,7 @@
 
 pub mod broker;
 pub mod client;
+pub mod controller;
 pub mod log;
 pub mod plant;
 pub mod protocol;

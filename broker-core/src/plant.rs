@@ -15,15 +15,49 @@ pub enum Plant {
     FetchSkipsRecord,
     /// After a restart the log hands out an offset that already exists.
     OffsetReuse,
+    /// Pre-KIP-101: a follower truncates to its local high watermark when it
+    /// starts following, instead of asking the leader where its epochs end.
+    TruncateToHw,
+    /// Followers compare offsets only, never leader epochs: a divergent
+    /// suffix at offsets the leader also has is kept.
+    NoEpochTruncation,
+    /// Fetches are not checked against the leader epoch (KIP-320, KAFKA-6880).
+    UnfencedFetch,
+    /// A follower rejoins the ISR on reaching the HW, without reaching the
+    /// start offset of the leader's epoch.
+    IsrJoinEarly,
+    /// acks=all is answered as soon as the leader has appended.
+    AckOnLeaderAppend,
+    /// Appends and the HW ignore min.insync.replicas (pre-KAFKA-15583).
+    IgnoreMinIsr,
+    /// Elections may pick any live replica even with unclean election off.
+    UncleanAlways,
 }
 
 impl Plant {
-    pub const ALL: &'static [Plant] = &[Plant::FetchSkipsRecord, Plant::OffsetReuse];
+    pub const ALL: &'static [Plant] = &[
+        Plant::FetchSkipsRecord,
+        Plant::OffsetReuse,
+        Plant::TruncateToHw,
+        Plant::NoEpochTruncation,
+        Plant::UnfencedFetch,
+        Plant::IsrJoinEarly,
+        Plant::AckOnLeaderAppend,
+        Plant::IgnoreMinIsr,
+        Plant::UncleanAlways,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Plant::FetchSkipsRecord => "fetch-skips-record",
             Plant::OffsetReuse => "offset-reuse",
+            Plant::TruncateToHw => "truncate-to-hw",
+            Plant::NoEpochTruncation => "no-epoch-truncation",
+            Plant::UnfencedFetch => "unfenced-fetch",
+            Plant::IsrJoinEarly => "isr-join-early",
+            Plant::AckOnLeaderAppend => "ack-on-leader-append",
+            Plant::IgnoreMinIsr => "ignore-min-isr",
+            Plant::UncleanAlways => "unclean-always",
         }
     }
 
@@ -34,6 +68,25 @@ impl Plant {
                 "a fetch response occasionally omits one record (caught by poll-skip, lost-write)"
             }
             Plant::OffsetReuse => "after a restart the log reassigns its last offset (caught by inconsistent-offsets)",
+            Plant::TruncateToHw => {
+                "a new follower truncates to its local HW instead of by leader epoch (caught by no-lost-acked-write, hw-consistency)"
+            }
+            Plant::NoEpochTruncation => {
+                "followers truncate by offset only, ignoring leader epochs (caught by hw-consistency)"
+            }
+            Plant::UnfencedFetch => {
+                "fetches are not checked against the leader epoch (meant for hw-consistency; no scenario catches it yet)"
+            }
+            Plant::IsrJoinEarly => {
+                "a follower rejoins the ISR before reaching the leader's epoch start (meant for no-lost-acked-write; no scenario catches it yet)"
+            }
+            Plant::AckOnLeaderAppend => "acks=all is answered at the leader's append (caught by no-lost-acked-write)",
+            Plant::IgnoreMinIsr => {
+                "the HW advances below min.insync.replicas (needs power loss to lose data: caught once the simulated disk lands)"
+            }
+            Plant::UncleanAlways => {
+                "elections may pick a replica outside the ISR (caught by no-lost-acked-write, hw-consistency)"
+            }
         }
     }
 }

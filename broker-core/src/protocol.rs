@@ -3,7 +3,7 @@
 //! Messages travel inside the simulator as objects (no serialisation); their
 //! shapes follow Kafka's requests closely enough that the names carry over.
 
-use crate::types::{BrokerId, Offset, Record, StoredRecord, TopicId, TopicPartition};
+use crate::types::{BrokerEpoch, BrokerId, LeaderEpoch, Offset, Record, StoredRecord, TopicId, TopicPartition};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -24,6 +24,14 @@ pub enum ErrorCode {
     NotEnoughReplicas,
     CorruptMessage,
     KafkaStorageError,
+    /// The request's leader epoch is older than the replica's (KIP-320).
+    FencedLeaderEpoch,
+    /// The request's leader epoch is newer than the replica knows (KIP-320).
+    UnknownLeaderEpoch,
+    /// acks=all: appended, but the ISR shrank below min.insync.replicas before it was committed.
+    NotEnoughReplicasAfterAppend,
+    /// A replica fetch or AlterPartition from a broker incarnation the controller has replaced (KIP-903).
+    StaleBrokerEpoch,
 }
 
 impl ErrorCode {
@@ -40,6 +48,10 @@ impl ErrorCode {
             ErrorCode::NotEnoughReplicas => "NOT_ENOUGH_REPLICAS",
             ErrorCode::CorruptMessage => "CORRUPT_MESSAGE",
             ErrorCode::KafkaStorageError => "KAFKA_STORAGE_ERROR",
+            ErrorCode::FencedLeaderEpoch => "FENCED_LEADER_EPOCH",
+            ErrorCode::UnknownLeaderEpoch => "UNKNOWN_LEADER_EPOCH",
+            ErrorCode::NotEnoughReplicasAfterAppend => "NOT_ENOUGH_REPLICAS_AFTER_APPEND",
+            ErrorCode::StaleBrokerEpoch => "STALE_BROKER_EPOCH",
         }
     }
 
@@ -54,6 +66,20 @@ impl ErrorCode {
                 | ErrorCode::NotEnoughReplicas
                 | ErrorCode::CorruptMessage
                 | ErrorCode::KafkaStorageError
+                | ErrorCode::FencedLeaderEpoch
+                | ErrorCode::UnknownLeaderEpoch
+                | ErrorCode::NotEnoughReplicasAfterAppend
+        )
+    }
+
+    /// Whether the client's metadata is stale: refresh it before retrying.
+    pub fn needs_metadata_refresh(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::NotLeaderOrFollower
+                | ErrorCode::UnknownTopicOrPartition
+                | ErrorCode::FencedLeaderEpoch
+                | ErrorCode::UnknownLeaderEpoch
         )
     }
 
@@ -61,7 +87,15 @@ impl ErrorCode {
     /// Kafka's KAFKA-13574 discussion treats NOT_LEADER_OR_FOLLOWER and timeouts
     /// as indefinite; errors returned before the append are definite.
     pub fn is_indefinite_for_produce(self) -> bool {
-        matches!(self, ErrorCode::NotLeaderOrFollower | ErrorCode::RequestTimedOut | ErrorCode::NetworkException)
+        // NOT_ENOUGH_REPLICAS_AFTER_APPEND: the batch is in the leader's log and
+        // may yet be committed (or lost with the leader).
+        matches!(
+            self,
+            ErrorCode::NotLeaderOrFollower
+                | ErrorCode::RequestTimedOut
+                | ErrorCode::NetworkException
+                | ErrorCode::NotEnoughReplicasAfterAppend
+        )
     }
 }
 
@@ -94,6 +128,33 @@ pub struct FetchPartition {
     pub tp: TopicPartition,
     pub fetch_offset: Offset,
     pub partition_max_bytes: u32,
+    /// The leader epoch the sender believes current (KIP-320); `LeaderEpoch::NONE`
+    /// skips the check, as clients before KIP-320 did.
+    pub current_leader_epoch: LeaderEpoch,
+}
+
+/// Who sends a replica fetch: a follower broker, in its current incarnation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReplicaId {
+    pub broker: BrokerId,
+    pub broker_epoch: BrokerEpoch,
+}
+
+/// One partition of an OffsetsForLeaderEpoch request: "where does `leader_epoch` end in your log?"
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EpochQuery {
+    pub tp: TopicPartition,
+    pub current_leader_epoch: LeaderEpoch,
+    pub leader_epoch: LeaderEpoch,
+}
+
+/// The answer: the largest epoch ≤ the one asked and its end offset;
+/// `None` when the leader knows no epoch that old (Kafka's UNDEFINED_EPOCH).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EpochEnd {
+    pub tp: TopicPartition,
+    pub error: Option<ErrorCode>,
+    pub end: Option<(LeaderEpoch, Offset)>,
 }
 
 /// A request from a client to a broker.
@@ -107,11 +168,19 @@ pub enum Request {
     },
     /// Long-polls up to `max_wait_ms` until `min_bytes` are available.
     Fetch {
+        /// `Some` for a follower's replica fetch; `None` for a consumer.
+        replica: Option<ReplicaId>,
         max_wait_ms: u64,
         min_bytes: u32,
         max_bytes: u32,
         partitions: Vec<FetchPartition>,
     },
+    /// A follower asks where its epochs end in the leader's log (KIP-101/279).
+    OffsetsForLeaderEpoch {
+        partitions: Vec<EpochQuery>,
+    },
+    /// Broker ↔ controller traffic (registration, heartbeats, AlterPartition).
+    Controller(crate::controller::ControllerRequest),
     ListOffsets {
         partitions: Vec<(TopicPartition, OffsetSpec)>,
     },
@@ -125,7 +194,10 @@ impl Request {
     pub fn kind(&self) -> RequestKind {
         match self {
             Request::Produce { .. } => RequestKind::Produce,
-            Request::Fetch { .. } => RequestKind::Fetch,
+            Request::Fetch { replica: None, .. } => RequestKind::Fetch,
+            Request::Fetch { replica: Some(_), .. } => RequestKind::ReplicaFetch,
+            Request::OffsetsForLeaderEpoch { .. } => RequestKind::OffsetsForLeaderEpoch,
+            Request::Controller(_) => RequestKind::Controller,
             Request::ListOffsets { .. } => RequestKind::ListOffsets,
             Request::Metadata { .. } => RequestKind::Metadata,
         }
@@ -136,6 +208,9 @@ impl Request {
 pub enum RequestKind {
     Produce,
     Fetch,
+    ReplicaFetch,
+    OffsetsForLeaderEpoch,
+    Controller,
     ListOffsets,
     Metadata,
 }
@@ -154,6 +229,9 @@ pub struct FetchPartitionResponse {
     pub error: Option<ErrorCode>,
     pub high_watermark: Offset,
     pub log_start_offset: Offset,
+    /// The leader's log end (for replica fetches; followers truncate to it
+    /// when they are ahead and do not use leader epochs).
+    pub log_end_offset: Offset,
     pub records: Vec<StoredRecord>,
 }
 
@@ -168,7 +246,9 @@ pub struct ListOffsetsPartitionResponse {
 pub struct PartitionMetadata {
     pub partition: u32,
     pub leader: Option<BrokerId>,
+    pub leader_epoch: LeaderEpoch,
     pub replicas: Vec<BrokerId>,
+    pub isr: Vec<BrokerId>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -186,6 +266,8 @@ pub enum Response {
     Fetch { partitions: Vec<FetchPartitionResponse> },
     ListOffsets { partitions: Vec<ListOffsetsPartitionResponse> },
     Metadata { brokers: Vec<BrokerId>, topics: Vec<TopicMetadata> },
+    OffsetsForLeaderEpoch { partitions: Vec<EpochEnd> },
+    Controller(crate::controller::ControllerResponse),
 }
 
 impl Response {
@@ -193,8 +275,32 @@ impl Response {
         match self {
             Response::Produce { .. } => RequestKind::Produce,
             Response::Fetch { .. } => RequestKind::Fetch,
+            Response::OffsetsForLeaderEpoch { .. } => RequestKind::OffsetsForLeaderEpoch,
+            Response::Controller(_) => RequestKind::Controller,
             Response::ListOffsets { .. } => RequestKind::ListOffsets,
             Response::Metadata { .. } => RequestKind::Metadata,
+        }
+    }
+}
+
+/// Whom a node sends its own requests to: a broker, or the controller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Peer {
+    Broker(BrokerId),
+    Controller,
+}
+
+impl From<BrokerId> for Peer {
+    fn from(broker: BrokerId) -> Peer {
+        Peer::Broker(broker)
+    }
+}
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Peer::Broker(b) => write!(f, "{b}"),
+            Peer::Controller => f.write_str("controller"),
         }
     }
 }

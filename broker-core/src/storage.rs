@@ -85,3 +85,34 @@ impl Storage for MemStorage {
             .collect()
     }
 }
+
+/// A [`MemStorage`] shared between handles: what a test hands to two
+/// incarnations of a state machine to model a restart on the same disk.
+#[cfg(test)]
+#[derive(Clone, Default)]
+pub struct SharedMemStorage(std::rc::Rc<std::cell::RefCell<MemStorage>>);
+
+#[cfg(test)]
+impl Storage for SharedMemStorage {
+    fn append(&mut self, file: &str, data: &[u8]) {
+        self.0.borrow_mut().append(file, data)
+    }
+    fn write_all(&mut self, file: &str, data: &[u8]) {
+        self.0.borrow_mut().write_all(file, data)
+    }
+    fn read(&self, file: &str) -> Option<Vec<u8>> {
+        self.0.borrow().read(file)
+    }
+    fn len(&self, file: &str) -> Option<u64> {
+        self.0.borrow().len(file)
+    }
+    fn truncate(&mut self, file: &str, len: u64) {
+        self.0.borrow_mut().truncate(file, len)
+    }
+    fn delete(&mut self, file: &str) {
+        self.0.borrow_mut().delete(file)
+    }
+    fn list(&self, prefix: &str) -> Vec<String> {
+        self.0.borrow().list(prefix)
+    }
+}

@@ -108,6 +108,8 @@ pub const RECORD_OVERHEAD_BYTES: usize = 16;
 pub struct StoredRecord {
     pub offset: Offset,
     pub timestamp_ms: u64,
+    /// The leader epoch of the batch that holds it (the epoch it was written in).
+    pub leader_epoch: LeaderEpoch,
     pub key: Option<Bytes>,
     pub value: Bytes,
 }

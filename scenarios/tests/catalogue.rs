@@ -27,6 +27,10 @@ const DETERMINISM_SEEDS: u64 = 3;
 const PLANT_TESTS: &[(Plant, &str, Invariant, u64)] = &[
     (Plant::FetchSkipsRecord, "basic-produce-consume.toml", Invariant::PollSkip, 5),
     (Plant::OffsetReuse, "broker-crash-restart.toml", Invariant::InconsistentOffsets, 5),
+    (Plant::AckOnLeaderAppend, "leader-crash-acks-all.toml", Invariant::NoLostAckedWrite, 5),
+    (Plant::NoEpochTruncation, "leader-crash-acks-all.toml", Invariant::HwConsistency, 5),
+    (Plant::TruncateToHw, "random-nemesis.toml", Invariant::NoLostAckedWrite, 10),
+    (Plant::UncleanAlways, "random-nemesis.toml", Invariant::Leadership, 5),
 ];
 
 fn main() {

@@ -9,6 +9,7 @@ pub mod history;
 pub mod nemesis;
 pub mod net;
 pub mod node;
+pub mod observe;
 pub mod panics;
 pub mod rng;
 pub mod runner;

@@ -1,6 +1,7 @@
 //! Kafka connections on madsim's reliable, ordered connections.
 //!
-//! A client keeps at most one connection per broker and reconnects on demand;
+//! A client (or a broker, for its own requests to other brokers and the
+//! controller) keeps at most one connection per peer and reconnects on demand;
 //! the broker numbers accepted connections. Frames travel as objects. A frame
 //! already sent on an abandoned connection can still arrive: late responses
 //! are dropped by the client because their connection is gone, late requests
@@ -9,8 +10,7 @@
 use crate::trace::TraceEvent;
 use crate::world::World;
 use broker_core::broker::ConnId;
-use broker_core::protocol::{CorrelationId, Frame, Request, Response};
-use broker_core::types::BrokerId;
+use broker_core::protocol::{CorrelationId, Frame, Peer, Request, Response};
 use futures::channel::mpsc::{unbounded, UnboundedReceiver, UnboundedSender};
 use futures::stream::{AbortHandle, Abortable, LocalBoxStream, SelectAll};
 use futures::{FutureExt, StreamExt};
@@ -27,18 +27,18 @@ pub const MAX_QUEUED_FRAMES: usize = 10_000;
 /// What the network tells a client.
 pub enum ClientNetEvent {
     Response {
-        broker: BrokerId,
+        peer: Peer,
         correlation_id: CorrelationId,
         response: Response,
     },
-    /// The connection to `broker` failed or closed; requests in flight on it are lost.
+    /// The connection to `peer` failed or closed; requests in flight on it are lost.
     Disconnected {
-        broker: BrokerId,
+        peer: Peer,
     },
 }
 
 struct ConnectResult {
-    broker: BrokerId,
+    peer: Peer,
     generation: u64,
     result: std::io::Result<(Sender, Receiver)>,
 }
@@ -60,8 +60,8 @@ pub struct ClientNet {
     world: Arc<World>,
     node: usize,
     endpoint: Rc<Endpoint>,
-    conns: BTreeMap<BrokerId, Conn>,
-    inbox: Inbox<(BrokerId, u64)>,
+    conns: BTreeMap<Peer, Conn>,
+    inbox: Inbox<(Peer, u64)>,
     connect_tx: UnboundedSender<ConnectResult>,
     connect_rx: UnboundedReceiver<ConnectResult>,
     next_generation: u64,
@@ -84,8 +84,9 @@ impl ClientNet {
     }
 
     /// Sends a request, connecting first if needed.
-    pub fn send(&mut self, broker: BrokerId, correlation_id: CorrelationId, request: Request) {
-        let to = self.world.broker_node(broker) as u32;
+    pub fn send(&mut self, peer: impl Into<Peer>, correlation_id: CorrelationId, request: Request) {
+        let broker = peer.into();
+        let to = self.world.peer_node(broker) as u32;
         self.world.trace(self.node, TraceEvent::Request { to, correlation_id, kind: request.kind() });
         self.world.count_message();
         let frame = Frame::Request { correlation_id, request };
@@ -103,21 +104,22 @@ impl ClientNet {
         }
     }
 
-    fn connect(&mut self, broker: BrokerId, queued: Vec<Frame>) {
+    fn connect(&mut self, broker: Peer, queued: Vec<Frame>) {
         let generation = self.next_generation;
         self.next_generation += 1;
         self.conns.insert(broker, Conn::Connecting { generation, queued });
         let endpoint = self.endpoint.clone();
-        let addr = self.world.broker_addr(broker);
+        let addr = self.world.peer_addr(broker);
         let tx = self.connect_tx.clone();
         madsim::task::spawn_local(async move {
             let result = endpoint.connect1(addr).await;
-            let _ = tx.unbounded_send(ConnectResult { broker, generation, result });
+            let _ = tx.unbounded_send(ConnectResult { peer: broker, generation, result });
         });
     }
 
     /// Drops the connection to `broker`: late responses on it are never seen.
-    pub fn close(&mut self, broker: BrokerId) {
+    pub fn close(&mut self, broker: impl Into<Peer>) {
+        let broker = broker.into();
         if let Some(conn) = self.conns.remove(&broker) {
             self.inbox.remove((broker, conn.generation()));
         }
@@ -133,14 +135,14 @@ impl ClientNet {
         while let Poll::Ready(Some(((broker, generation), frame))) = self.inbox.poll_next(cx) {
             match frame {
                 Some(Frame::Response { correlation_id, response }) => {
-                    return Poll::Ready(ClientNetEvent::Response { broker, correlation_id, response });
+                    return Poll::Ready(ClientNetEvent::Response { peer: broker, correlation_id, response });
                 }
                 Some(Frame::Request { .. }) => unreachable!("brokers never send requests to clients"),
                 None => {
                     self.inbox.forget((broker, generation));
                     if self.conns.get(&broker).is_some_and(|c| c.generation() == generation) {
                         self.conns.remove(&broker);
-                        return Poll::Ready(ClientNetEvent::Disconnected { broker });
+                        return Poll::Ready(ClientNetEvent::Disconnected { peer: broker });
                     }
                     // An abandoned connection ended: nothing to report.
                 }
@@ -150,7 +152,7 @@ impl ClientNet {
     }
 
     fn on_connect_result(&mut self, done: ConnectResult) -> Option<ClientNetEvent> {
-        let ConnectResult { broker, generation, result } = done;
+        let ConnectResult { peer: broker, generation, result } = done;
         let current = self.conns.get(&broker).is_some_and(|c| c.generation() == generation);
         if !current {
             return None; // closed while connecting; dropping the halves closes it
@@ -169,9 +171,9 @@ impl ClientNet {
             }
             Err(_) => {
                 self.conns.remove(&broker);
-                let to = self.world.broker_node(broker) as u32;
+                let to = self.world.peer_node(broker) as u32;
                 self.world.trace(self.node, TraceEvent::ConnectFailed { to });
-                Some(ClientNetEvent::Disconnected { broker })
+                Some(ClientNetEvent::Disconnected { peer: broker })
             }
         }
     }

@@ -171,6 +171,7 @@ async fn supervise_phases(world: &Arc<World>, node_ids: &mut Vec<NodeId>) -> Opt
     while !world.is_drain_finished() && Instant::now() < drain_deadline {
         sleep(SUPERVISOR_TICK).await;
     }
+    settle_and_snapshot(world).await;
     world.trace(SUPERVISOR, TraceEvent::Phase { name: "end" });
     world.mark_end();
     if world.is_drain_finished() {
@@ -192,6 +193,26 @@ async fn supervise_phases(world: &Arc<World>, node_ids: &mut Vec<NodeId>) -> Opt
     ))
 }
 
+/// After the drain: give replication a moment to settle (followers catch
+/// up, the ISR re-expands and the controller's image reaches every broker),
+/// then take every live broker's replica snapshot for the checkers.
+async fn settle_and_snapshot(world: &World) {
+    let cluster = &world.scenario.cluster;
+    let settle = Duration::from_millis(
+        2 * cluster.controller.heartbeat_interval_ms + cluster.broker.replica_fetch_wait_max_ms + SETTLE_SLACK_MS,
+    );
+    sleep(settle).await;
+    world.request_snapshots();
+    // Brokers publish at their next wake-up, at the latest their next heartbeat.
+    let deadline = Instant::now() + Duration::from_millis(cluster.controller.heartbeat_interval_ms + SETTLE_SLACK_MS);
+    while world.snapshots_taken() < cluster.brokers as usize && Instant::now() < deadline {
+        sleep(SUPERVISOR_TICK).await;
+    }
+}
+
+/// Slack added to the settle and snapshot waits (simulated ms).
+const SETTLE_SLACK_MS: u64 = 1_000;
+
 fn spawn_nodes(world: &Arc<World>) -> Vec<NodeId> {
     let handle = Handle::current();
     let mut ids = Vec::with_capacity(world.nodes.len());
@@ -202,6 +223,7 @@ fn spawn_nodes(world: &Arc<World>) -> Vec<NodeId> {
             crate::world::NodeKind::Broker(b) => {
                 builder.init(move || node::broker::run(w.clone(), BrokerId(b))).build()
             }
+            crate::world::NodeKind::Controller => builder.init(move || node::controller::run(w.clone())).build(),
             crate::world::NodeKind::Producer(p) => builder.init(move || node::producer::run(w.clone(), p)).build(),
             crate::world::NodeKind::Consumer(c) => builder.init(move || node::consumer::run(w.clone(), c)).build(),
             // The drain node is created when the drain starts.
@@ -263,7 +285,16 @@ fn judge(
         .filter(|p| node::producer::promises_order(node::producer::spec_of(world, *p)))
         .map(|p| world.producer_process(p))
         .collect();
-    let report = check_history(&history);
+    let mut report = check_history(&history);
+    // Every acknowledging producer's acks are judged: acks=all ones must
+    // hold; acks=1 losses are Kafka's documented weakness, which scenarios
+    // with acks=1 producers list as expected.
+    let acks_all = (0..scenario.producer_count())
+        .filter(|p| node::producer::spec_of(world, *p).acks != broker_core::protocol::Acks::None)
+        .map(|p| world.producer_process(p))
+        .collect();
+    let replication = world.replication.lock().expect("replication lock").finish(acks_all);
+    crate::checker::replicas::merge(&mut report, crate::checker::replicas::check_replicas(&history, &replication));
     let mut counts = report.counts;
     let mut all = report.violations;
     for v in liveness {

@@ -14,11 +14,37 @@ use std::hash::{Hash, Hasher};
 #[serde(tag = "event", rename_all = "kebab-case")]
 pub enum TraceEvent {
     Boot,
-    Request { to: u32, correlation_id: u64, kind: RequestKind },
-    Response { to: u32, correlation_id: u64, kind: RequestKind },
-    ConnectFailed { to: u32 },
-    Fault { what: String },
-    Phase { name: &'static str },
+    Request {
+        to: u32,
+        correlation_id: u64,
+        kind: RequestKind,
+    },
+    Response {
+        to: u32,
+        correlation_id: u64,
+        kind: RequestKind,
+    },
+    ConnectFailed {
+        to: u32,
+    },
+    Fault {
+        what: String,
+    },
+    Phase {
+        name: &'static str,
+    },
+    /// The controller chose a partition's leader (`None`: offline).
+    Elected {
+        partition: String,
+        leader: Option<u32>,
+        leader_epoch: i32,
+        clean: bool,
+    },
+    /// A broker started leading a partition.
+    BecameLeader {
+        partition: String,
+        leader_epoch: i32,
+    },
 }
 
 #[derive(Serialize)]

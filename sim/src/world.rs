@@ -6,8 +6,9 @@ use crate::clock::Clocks;
 use crate::history::{Call, History, Outcome, ProcessId};
 use crate::scenario::Scenario;
 use crate::trace::{Trace, TraceEvent};
-use broker_core::broker::ClusterLayout;
+use broker_core::broker::{ClusterLayout, TopicRequest};
 use broker_core::plant::Plants;
+use broker_core::protocol::Peer;
 use broker_core::storage::{MemStorage, Storage};
 use broker_core::types::BrokerId;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -20,10 +21,12 @@ pub const SUPERVISOR: usize = u32::MAX as usize;
 /// The port every broker listens on.
 pub const BROKER_PORT: u16 = 9092;
 
-/// What a node is. Node indexes: brokers first, then producers, consumers, the drain.
+/// What a node is. Node indexes: brokers first, then the controller,
+/// producers, consumers, the drain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NodeKind {
     Broker(u32),
+    Controller,
     Producer(u32),
     Consumer(u32),
     Drain,
@@ -54,6 +57,10 @@ pub struct World {
     pub trace: Mutex<Trace>,
     /// One disk per broker; survives kill and restart.
     pub disks: Vec<SharedDisk>,
+    /// The controller's disk (its metadata survives its restarts).
+    pub controller_disk: SharedDisk,
+    /// Replica observations for the replica checkers.
+    pub replication: Mutex<crate::observe::Recorder>,
     pub messages: AtomicU64,
     phase: AtomicU8,
     boots: Vec<AtomicU64>,
@@ -63,6 +70,9 @@ pub struct World {
     producers_done: AtomicU64,
     /// Simulated time at which the run ended (set by the supervisor).
     end_ns: AtomicU64,
+    /// Set at the end of the run: brokers publish their replicas' state, once.
+    snapshots_wanted: std::sync::atomic::AtomicBool,
+    snapshots_taken: Mutex<std::collections::BTreeSet<BrokerId>>,
 }
 
 impl World {
@@ -76,6 +86,7 @@ impl World {
         for b in 0..scenario.cluster.brokers {
             nodes.push((format!("broker-{b}"), NodeKind::Broker(b)));
         }
+        nodes.push((crate::scenario::CONTROLLER_NODE.to_string(), NodeKind::Controller));
         for p in 0..scenario.producer_count() {
             nodes.push((format!("producer-{p}"), NodeKind::Producer(p)));
         }
@@ -83,11 +94,23 @@ impl World {
             nodes.push((format!("consumer-{c}"), NodeKind::Consumer(c)));
         }
         nodes.push(("drain".to_string(), NodeKind::Drain));
-        let topics: Vec<(String, u32)> = scenario.topics.iter().map(|t| (t.name.clone(), t.partitions)).collect();
-        let layout = ClusterLayout::single_replica(scenario.cluster.brokers, &topics);
+        let topics: Vec<TopicRequest> = scenario
+            .topics
+            .iter()
+            .map(|t| TopicRequest {
+                name: t.name.clone(),
+                partitions: t.partitions,
+                replication_factor: t.replication_factor,
+                min_insync_replicas: t.min_insync_replicas,
+            })
+            .collect();
+        let layout = ClusterLayout::new(scenario.cluster.brokers, &topics);
         let names = nodes.iter().map(|(n, _)| n.clone()).collect();
+        let topic_names: Vec<crate::history::TopicName> =
+            layout.topics.iter().map(|t| t.name.as_str().into()).collect();
         World {
             disks: (0..scenario.cluster.brokers).map(|_| SharedDisk::default()).collect(),
+            controller_disk: SharedDisk::default(),
             clocks: Clocks::new(nodes.len()),
             trace: Mutex::new(Trace::new(names, keep_trace_lines)),
             history: Mutex::new(History::with_capacity(expected_sends(&scenario))),
@@ -98,8 +121,15 @@ impl World {
             drain_finished: std::sync::atomic::AtomicBool::new(false),
             producers_done: AtomicU64::new(0),
             end_ns: AtomicU64::new(0),
+            snapshots_wanted: std::sync::atomic::AtomicBool::new(false),
+            snapshots_taken: Mutex::default(),
+            replication: Mutex::new(crate::observe::Recorder::new(
+                &layout,
+                &topic_names,
+                scenario.cluster.unclean_leader_election,
+            )),
             nodes,
-            topic_names: layout.topics.iter().map(|t| t.name.as_str().into()).collect(),
+            topic_names,
             layout,
             plants,
             seed,
@@ -119,8 +149,12 @@ impl World {
         broker.0 as usize
     }
 
+    pub fn controller_node(&self) -> usize {
+        self.scenario.cluster.brokers as usize
+    }
+
     pub fn producer_node(&self, p: u32) -> usize {
-        self.scenario.cluster.brokers as usize + p as usize
+        self.controller_node() + 1 + p as usize
     }
 
     pub fn consumer_node(&self, c: u32) -> usize {
@@ -147,6 +181,7 @@ impl World {
     pub fn ip(&self, node: usize) -> IpAddr {
         let (group, n) = match self.nodes[node].1 {
             NodeKind::Broker(b) => (0, b),
+            NodeKind::Controller => (4, 0),
             NodeKind::Producer(p) => (1, p),
             NodeKind::Consumer(c) => (2, c),
             NodeKind::Drain => (3, 0),
@@ -156,6 +191,18 @@ impl World {
 
     pub fn broker_addr(&self, broker: BrokerId) -> SocketAddr {
         SocketAddr::new(self.ip(self.broker_node(broker)), BROKER_PORT)
+    }
+
+    /// The node a peer (a broker or the controller) runs on.
+    pub fn peer_node(&self, peer: Peer) -> usize {
+        match peer {
+            Peer::Broker(b) => self.broker_node(b),
+            Peer::Controller => self.controller_node(),
+        }
+    }
+
+    pub fn peer_addr(&self, peer: Peer) -> SocketAddr {
+        SocketAddr::new(self.ip(self.peer_node(peer)), BROKER_PORT)
     }
 
     pub fn all_brokers(&self) -> Vec<BrokerId> {
@@ -209,6 +256,24 @@ impl World {
 
     pub fn is_drain_finished(&self) -> bool {
         self.drain_finished.load(Ordering::Relaxed)
+    }
+
+    /// Asks every live broker for its replicas' final state.
+    pub fn request_snapshots(&self) {
+        self.snapshots_wanted.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether `broker` should publish its snapshot now.
+    pub fn snapshot_wanted(&self, broker: BrokerId) -> bool {
+        self.snapshots_wanted.load(Ordering::Relaxed) && !self.snapshots_taken.lock().expect("lock").contains(&broker)
+    }
+
+    pub fn snapshot_taken(&self, broker: BrokerId) {
+        self.snapshots_taken.lock().expect("lock").insert(broker);
+    }
+
+    pub fn snapshots_taken(&self) -> usize {
+        self.snapshots_taken.lock().expect("lock").len()
     }
 
     pub fn count_message(&self) {

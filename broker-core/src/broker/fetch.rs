@@ -1,10 +1,12 @@
-//! Fetch handling: reads bounded by bytes, and long polls parked in a
-//! purgatory until enough bytes arrive or their wait expires.
+//! Serving fetches: consumers read below the high watermark, followers up to
+//! the log end (and their fetch offset tells the leader their LEO). Reads are
+//! bounded by bytes; long polls wait in a purgatory until enough bytes
+//! arrive or their wait expires.
 
-use super::{Broker, ConnId};
+use super::{Broker, BrokerEvent, ConnId, Role};
 use crate::log::LogError;
 use crate::plant::Plant;
-use crate::protocol::{CorrelationId, ErrorCode, FetchPartition, FetchPartitionResponse, Response};
+use crate::protocol::{CorrelationId, ErrorCode, FetchPartition, FetchPartitionResponse, ReplicaId, Response};
 use crate::types::{Offset, TopicPartition};
 use rand::Rng;
 
@@ -16,6 +18,7 @@ const SKIP_RECORD_PROBABILITY: f64 = 0.05;
 pub(super) struct PendingFetch {
     pub conn: ConnId,
     pub correlation_id: CorrelationId,
+    pub replica: Option<ReplicaId>,
     pub deadline_ms: u64,
     pub min_bytes: u32,
     pub max_bytes: u32,
@@ -57,15 +60,62 @@ impl FetchPurgatory {
 }
 
 impl Broker {
-    pub(super) fn fetch_or_park(&mut self, fetch: PendingFetch) {
+    pub(super) fn fetch_or_park(&mut self, now_ms: u64, fetch: PendingFetch) {
+        if let Some(replica) = fetch.replica {
+            self.note_follower_fetch(now_ms, replica, &fetch.partitions);
+        }
         let (partitions, bytes, has_error) = self.read_partitions(&fetch);
         let satisfied = bytes >= fetch.min_bytes as usize || has_error;
         let room = self.purgatory.parked.len() < self.purgatory.limit;
-        if satisfied || !room || fetch.deadline_ms == 0 || fetch.min_bytes == 0 {
+        if satisfied || !room || fetch.deadline_ms <= now_ms || fetch.min_bytes == 0 {
             self.respond(fetch.conn, fetch.correlation_id, Response::Fetch { partitions });
         } else {
             self.purgatory.parked.push(fetch);
         }
+    }
+
+    /// A follower's fetch offset is its log end: the leader updates what it
+    /// knows of the follower, proposes an ISR expansion when due, and moves
+    /// the high watermark.
+    fn note_follower_fetch(&mut self, now_ms: u64, replica: ReplicaId, partitions: &[FetchPartition]) {
+        for p in partitions {
+            if self.replica_fetch_error(replica, p).is_some() {
+                continue;
+            }
+            let r = self.replicas.get_mut(&p.tp).expect("checked");
+            let leo = r.log.log_end_offset();
+            if p.fetch_offset > leo {
+                continue;
+            }
+            let Role::Leader(l) = &mut r.role else { continue };
+            if let Some(proposal) = l.on_follower_fetch(now_ms, replica.broker, p.fetch_offset, leo) {
+                self.propose_isr(now_ms, p.tp, proposal);
+            }
+            self.update_high_watermark(p.tp);
+        }
+    }
+
+    /// Why a follower's fetch of `p` is refused, if it is.
+    fn replica_fetch_error(&self, replica: ReplicaId, p: &FetchPartition) -> Option<ErrorCode> {
+        let r = match self.led(p.tp) {
+            Ok(r) => r,
+            Err(e) => return Some(e),
+        };
+        let assigned = self.layout.replicas(p.tp).is_some_and(|a| a.contains(&replica.broker));
+        if !assigned || replica.broker == self.id {
+            return Some(ErrorCode::NotLeaderOrFollower);
+        }
+        if !self.plant(Plant::UnfencedFetch) {
+            if let Err(e) = self.check_epoch(r, p.current_leader_epoch) {
+                return Some(e);
+            }
+        }
+        // KIP-903: a replica fetch from an incarnation the controller replaced.
+        let current = self.control.image.as_ref().and_then(|i| i.brokers.get(&replica.broker)).map(|s| s.epoch);
+        if current.is_some_and(|epoch| epoch != replica.broker_epoch) {
+            return Some(ErrorCode::StaleBrokerEpoch);
+        }
+        None
     }
 
     /// Answers a fetch with whatever is readable now.
@@ -74,7 +124,7 @@ impl Broker {
         self.respond(fetch.conn, fetch.correlation_id, Response::Fetch { partitions });
     }
 
-    /// New data on `tp`: answer parked fetches that now have enough bytes.
+    /// New data (or a higher HW) on `tp`: answer parked fetches that now have enough bytes.
     pub(super) fn wake_fetches(&mut self, tp: TopicPartition) {
         if self.purgatory.parked.is_empty() {
             return;
@@ -107,7 +157,7 @@ impl Broker {
         let mut has_error = false;
         let mut out = Vec::with_capacity(fetch.partitions.len());
         for p in &fetch.partitions {
-            let response = self.read_partition(p, &mut remaining);
+            let response = self.read_partition(p, fetch.replica, &mut remaining);
             total += response.records.iter().map(|r| r.size_bytes()).sum::<usize>();
             has_error |= response.error.is_some();
             out.push(response);
@@ -115,43 +165,77 @@ impl Broker {
         (out, total, has_error)
     }
 
-    fn read_partition(&mut self, p: &FetchPartition, remaining: &mut usize) -> FetchPartitionResponse {
-        let log = match self.led_log(p.tp) {
-            Ok(log) => log,
-            Err(error) => return fetch_error(p.tp, error, Offset(-1), Offset(-1)),
+    fn read_partition(
+        &mut self,
+        p: &FetchPartition,
+        replica: Option<ReplicaId>,
+        remaining: &mut usize,
+    ) -> FetchPartitionResponse {
+        let refused = match replica {
+            Some(replica) => self.replica_fetch_error(replica, p),
+            None => match self.led(p.tp) {
+                Ok(_) if self.plant(Plant::UnfencedFetch) => None,
+                Ok(r) => self.check_epoch(r, p.current_leader_epoch).err(),
+                Err(e) => Some(e),
+            },
         };
-        // One replica: the high watermark is the log end.
-        let hw = log.log_end_offset();
-        let start = log.log_start_offset();
-        let budget = (p.partition_max_bytes as usize).min(*remaining);
-        if budget == 0 {
-            return FetchPartitionResponse {
-                tp: p.tp,
-                error: None,
-                high_watermark: hw,
-                log_start_offset: start,
-                records: Vec::new(),
-            };
+        if let Some(error) = refused {
+            return fetch_error(p.tp, error, Offset(-1), Offset(-1), Offset(-1));
         }
-        match log.read(p.fetch_offset, hw, budget as u32) {
+        let r = self.replicas.get(&p.tp).expect("led");
+        let Role::Leader(l) = &r.role else { unreachable!("led") };
+        let (hw, start, end) = (r.high_watermark, r.log.log_start_offset(), r.log.log_end_offset());
+        // Consumers read committed records only; followers everything.
+        let upper = if replica.is_some() { end } else { hw };
+        let leader_epoch = l.leader_epoch();
+        let report_hw = replica.is_none() && r.last_served_hw != Some(hw);
+        let budget = (p.partition_max_bytes as usize).min(*remaining);
+        let result = if budget == 0 { Ok(Vec::new()) } else { r.log.read(p.fetch_offset, upper, budget as u32) };
+        if report_hw {
+            self.replicas.get_mut(&p.tp).expect("led").last_served_hw = Some(hw);
+            self.events.push_back(BrokerEvent::ServedHighWatermark { tp: p.tp, leader_epoch, high_watermark: hw });
+        }
+        let result = match result {
+            // Past the HW but within the log: a consumer waits, as Kafka lets it.
+            Err(LogError::OffsetOutOfRange { requested, .. }) if replica.is_none() && requested <= end => {
+                Ok(Vec::new())
+            }
+            other => other,
+        };
+        match result {
             Ok(mut records) => {
                 let bytes: usize = records.iter().map(|r| r.size_bytes()).sum();
                 *remaining = remaining.saturating_sub(bytes);
-                if self.plants.on(Plant::FetchSkipsRecord)
+                if replica.is_none()
+                    && self.plants.on(Plant::FetchSkipsRecord)
                     && records.len() >= 3
                     && self.rng.gen_bool(SKIP_RECORD_PROBABILITY)
                 {
                     let victim = self.rng.gen_range(1..records.len() - 1);
                     records.remove(victim);
                 }
-                FetchPartitionResponse { tp: p.tp, error: None, high_watermark: hw, log_start_offset: start, records }
+                FetchPartitionResponse {
+                    tp: p.tp,
+                    error: None,
+                    high_watermark: hw,
+                    log_start_offset: start,
+                    log_end_offset: end,
+                    records,
+                }
             }
-            Err(LogError::OffsetOutOfRange { .. }) => fetch_error(p.tp, ErrorCode::OffsetOutOfRange, hw, start),
-            Err(LogError::Corrupt { .. }) => fetch_error(p.tp, ErrorCode::KafkaStorageError, hw, start),
+            Err(LogError::OffsetOutOfRange { .. }) => fetch_error(p.tp, ErrorCode::OffsetOutOfRange, hw, start, end),
+            Err(LogError::Corrupt { .. }) => fetch_error(p.tp, ErrorCode::KafkaStorageError, hw, start, end),
         }
     }
 }
 
-fn fetch_error(tp: TopicPartition, error: ErrorCode, hw: Offset, start: Offset) -> FetchPartitionResponse {
-    FetchPartitionResponse { tp, error: Some(error), high_watermark: hw, log_start_offset: start, records: Vec::new() }
+fn fetch_error(tp: TopicPartition, error: ErrorCode, hw: Offset, start: Offset, end: Offset) -> FetchPartitionResponse {
+    FetchPartitionResponse {
+        tp,
+        error: Some(error),
+        high_watermark: hw,
+        log_start_offset: start,
+        log_end_offset: end,
+        records: Vec::new(),
+    }
 }

@@ -1,25 +1,41 @@
-//! The broker: request handling over a set of partition logs.
+//! The broker: replicas of partitions, led or followed as the controller
+//! decides, serving clients and other brokers.
 //!
-//! Sans-IO: requests arrive through [`Broker::handle_request`] with the time
-//! as an argument, timers through [`Broker::handle_timeout`]; responses leave
-//! through [`Broker::poll_output`]. Storage goes through the [`Storage`] seam.
-//! Partitions have a single replica in this version, so the high watermark is
-//! the log end offset and acks=all equals acks=1.
+//! Sans-IO: requests arrive through [`Broker::handle_request`], answers to the
+//! broker's own requests (to the controller and to leaders) through
+//! [`Broker::handle_response`], timers through [`Broker::handle_timeout`],
+//! all with the time as an argument. What the broker wants done leaves through
+//! [`Broker::poll_output`]; what it did, for observers (the simulator's
+//! replica checkers), through [`Broker::poll_event`]. Storage goes through
+//! the [`Storage`] seam.
+//!
+//! Module map: `control` (registration, heartbeats, applying the controller's
+//! image, AlterPartition), `produce` (appends, acks and the acks=all
+//! purgatory), `fetch` (consumer and replica fetches, long polls),
+//! `follower` (the fetcher side: truncation and replication), `leader`
+//! (ISR and high watermark bookkeeping), `truncation` (where a follower cuts).
 
+mod control;
 mod fetch;
+mod follower;
 mod layout;
+mod leader;
+mod produce;
+pub mod truncation;
 
 pub use fetch::FetchPurgatory;
-pub use layout::{ClusterLayout, TopicLayout};
+pub use layout::{ClusterLayout, TopicLayout, TopicRequest};
+pub use leader::{IsrProposal, LeaderConfig, LeaderPlants, LeaderState};
 
+use crate::controller::MetadataImage;
 use crate::log::{LogConfig, LogError, PartitionLog};
 use crate::plant::{Plant, Plants};
 use crate::protocol::{
-    Acks, CorrelationId, ErrorCode, ListOffsetsPartitionResponse, OffsetSpec, PartitionMetadata,
-    ProducePartitionResponse, Request, Response, TopicMetadata,
+    CorrelationId, ErrorCode, ListOffsetsPartitionResponse, OffsetSpec, PartitionMetadata, Peer, Request, Response,
+    TopicMetadata,
 };
 use crate::storage::Storage;
-use crate::types::{BrokerId, Offset, Record, TopicPartition};
+use crate::types::{BrokerEpoch, BrokerId, LeaderEpoch, Offset, StoredRecord, TopicPartition};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, VecDeque};
@@ -30,6 +46,9 @@ pub type ConnId = u64;
 /// Largest produce batch a broker accepts, in records (ksim's bound).
 pub const MAX_BATCH_RECORDS: usize = 100_000;
 
+/// Most requests of its own a broker keeps in flight (ksim's bound).
+pub const MAX_OWN_REQUESTS: usize = 10_000;
+
 #[derive(Clone, Debug)]
 pub struct BrokerConfig {
     pub log: LogConfig,
@@ -37,18 +56,113 @@ pub struct BrokerConfig {
     pub retention_check_interval_ms: u64,
     /// Bound on parked long-poll fetches; past it, fetches are answered at once.
     pub fetch_purgatory_limit: usize,
+    /// replica.lag.time.max.ms: an ISR member not caught up this long is dropped.
+    pub replica_lag_time_max_ms: u64,
+    /// replica.fetch.wait.max.ms: how long a replica fetch may wait at the leader.
+    pub replica_fetch_wait_max_ms: u64,
+    /// replica.fetch.max.bytes (per partition) and replica.fetch.response.max.bytes.
+    pub replica_fetch_max_bytes: u32,
+    /// replica.fetch.backoff.ms: pause after a failed replica fetch.
+    pub replica_fetch_backoff_ms: u64,
+    /// broker.heartbeat.interval.ms.
+    pub heartbeat_interval_ms: u64,
+    /// How long the broker waits for an answer to a request of its own.
+    pub request_timeout_ms: u64,
 }
 
 impl Default for BrokerConfig {
     fn default() -> Self {
-        BrokerConfig { log: LogConfig::default(), retention_check_interval_ms: 300_000, fetch_purgatory_limit: 10_000 }
+        BrokerConfig {
+            log: LogConfig::default(),
+            retention_check_interval_ms: 300_000,
+            fetch_purgatory_limit: 10_000,
+            replica_lag_time_max_ms: 30_000,
+            replica_fetch_wait_max_ms: 500,
+            replica_fetch_max_bytes: 1_048_576,
+            replica_fetch_backoff_ms: 1_000,
+            heartbeat_interval_ms: 2_000,
+            request_timeout_ms: 30_000,
+        }
     }
 }
 
 /// What the broker asks the simulator to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BrokerOutput {
+    /// Answer a client's (or another broker's) request.
     Respond { conn: ConnId, correlation_id: CorrelationId, response: Response },
+    /// Send a request of the broker's own; the answer comes back through
+    /// [`Broker::handle_response`] with the same correlation id.
+    Send { to: Peer, correlation_id: CorrelationId, request: Request },
+}
+
+/// What a replica did, for observers. Reported in order; the simulator turns
+/// these into replica observations for the checkers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BrokerEvent {
+    Registered {
+        broker_epoch: BrokerEpoch,
+    },
+    BecameLeader {
+        tp: TopicPartition,
+        leader_epoch: LeaderEpoch,
+        log_end: Offset,
+        high_watermark: Offset,
+    },
+    BecameFollower {
+        tp: TopicPartition,
+        leader: BrokerId,
+        leader_epoch: LeaderEpoch,
+    },
+    /// The leader's high watermark advanced from `from` to `to`.
+    HighWatermark {
+        tp: TopicPartition,
+        leader_epoch: LeaderEpoch,
+        from: Offset,
+        to: Offset,
+    },
+    /// A consumer fetch was answered with this high watermark (reported when
+    /// it differs from the last one served for the partition).
+    ServedHighWatermark {
+        tp: TopicPartition,
+        leader_epoch: LeaderEpoch,
+        high_watermark: Offset,
+    },
+    /// A follower cut its log.
+    Truncated {
+        tp: TopicPartition,
+        from: Offset,
+        to: Offset,
+    },
+}
+
+/// This broker's part in one partition.
+#[derive(Clone, Debug)]
+enum Role {
+    /// No metadata yet, or the partition has no leader.
+    Idle,
+    Leader(Box<LeaderState>),
+    Follower(follower::FollowerState),
+}
+
+struct Replica {
+    log: PartitionLog,
+    /// The local high watermark: the leader's own, or what a follower last
+    /// heard from its leader (it lags; not monotonic across restarts).
+    high_watermark: Offset,
+    role: Role,
+    /// The last HW reported as served to a consumer (for `ServedHighWatermark`).
+    last_served_hw: Option<Offset>,
+}
+
+/// A request of the broker's own, awaiting its answer.
+#[derive(Clone, Debug)]
+enum Outstanding {
+    Register,
+    Heartbeat,
+    AlterPartition { tp: TopicPartition, leader_epoch: LeaderEpoch },
+    ReplicaFetch { leader: BrokerId, offsets: Vec<(TopicPartition, Offset, LeaderEpoch)> },
+    EpochQuery { leader: BrokerId, asked: Vec<(TopicPartition, LeaderEpoch, LeaderEpoch)> },
 }
 
 pub struct Broker {
@@ -56,17 +170,25 @@ pub struct Broker {
     config: BrokerConfig,
     layout: ClusterLayout,
     plants: Plants,
-    logs: BTreeMap<TopicPartition, PartitionLog>,
+    replicas: BTreeMap<TopicPartition, Replica>,
     storage: Box<dyn Storage>,
     purgatory: FetchPurgatory,
+    produce_purgatory: produce::ProducePurgatory,
     outputs: VecDeque<BrokerOutput>,
+    events: VecDeque<BrokerEvent>,
     next_retention_ms: u64,
     /// Choices planted bugs make; seeded by the simulator.
     rng: ChaCha8Rng,
+    control: control::ControlState,
+    own: BTreeMap<CorrelationId, (Peer, Outstanding, u64)>,
+    next_correlation_id: CorrelationId,
+    /// Leaders whose fetcher backs off until the given time.
+    fetch_backoff: BTreeMap<BrokerId, u64>,
 }
 
 impl Broker {
-    /// Boots a broker: opens (recovers) every partition log it leads from storage.
+    /// Boots a broker: opens (recovers) the log of every partition it holds a
+    /// replica of, then registers with the controller.
     pub fn start(
         id: BrokerId,
         config: BrokerConfig,
@@ -76,25 +198,33 @@ impl Broker {
         now_ms: u64,
         rng_seed: u64,
     ) -> Result<Broker, LogError> {
-        let mut logs = BTreeMap::new();
-        for tp in layout.partitions_led_by(id) {
+        let mut replicas = BTreeMap::new();
+        for tp in layout.partitions_on(id) {
             let dir = tp.to_string();
             let log = PartitionLog::open(&dir, config.log.clone(), &plants, storage.as_mut())?;
-            logs.insert(tp, log);
+            replicas.insert(tp, Replica { log, high_watermark: Offset::ZERO, role: Role::Idle, last_served_hw: None });
         }
         let purgatory = FetchPurgatory::new(config.fetch_purgatory_limit);
-        Ok(Broker {
+        let mut broker = Broker {
             id,
             next_retention_ms: now_ms + config.retention_check_interval_ms,
             config,
             layout,
             plants,
-            logs,
+            replicas,
             storage,
             purgatory,
+            produce_purgatory: produce::ProducePurgatory::default(),
             outputs: VecDeque::new(),
+            events: VecDeque::new(),
             rng: ChaCha8Rng::seed_from_u64(rng_seed),
-        })
+            control: control::ControlState::default(),
+            own: BTreeMap::new(),
+            next_correlation_id: 0,
+            fetch_backoff: BTreeMap::new(),
+        };
+        broker.drive(now_ms);
+        Ok(broker)
     }
 
     pub fn id(&self) -> BrokerId {
@@ -103,28 +233,64 @@ impl Broker {
 
     /// Log end offset of every partition this broker holds (a replica snapshot for checkers).
     pub fn log_end_offsets(&self) -> impl Iterator<Item = (TopicPartition, Offset)> + '_ {
-        self.logs.iter().map(|(tp, log)| (*tp, log.log_end_offset()))
+        self.replicas.iter().map(|(tp, r)| (*tp, r.log.log_end_offset()))
+    }
+
+    /// A replica's state for snapshots: (log start, log end, local HW,
+    /// leader epoch if leading, ISR if leading).
+    pub fn replica_state(&self, tp: TopicPartition) -> Option<ReplicaView> {
+        let r = self.replicas.get(&tp)?;
+        let (leading, leader_epoch, isr) = match &r.role {
+            Role::Leader(l) => (true, Some(l.leader_epoch()), l.isr().to_vec()),
+            Role::Follower(f) => (false, Some(f.leader_epoch), Vec::new()),
+            Role::Idle => (false, None, Vec::new()),
+        };
+        Some(ReplicaView {
+            log_start: r.log.log_start_offset(),
+            log_end: r.log.log_end_offset(),
+            high_watermark: r.high_watermark,
+            leading,
+            leader_epoch,
+            isr,
+        })
+    }
+
+    /// Records of a replica in `[from, to)` (a snapshot for checkers).
+    pub fn replica_records(&self, tp: TopicPartition, from: Offset, to: Offset) -> Vec<StoredRecord> {
+        let Some(r) = self.replicas.get(&tp) else { return Vec::new() };
+        let from = from.max(r.log.log_start_offset());
+        let to = to.min(r.log.log_end_offset());
+        if from >= to {
+            return Vec::new();
+        }
+        r.log.read(from, to, u32::MAX).unwrap_or_default()
+    }
+
+    /// Partitions this broker holds, in order.
+    pub fn partitions(&self) -> impl Iterator<Item = TopicPartition> + '_ {
+        self.replicas.keys().copied()
     }
 
     pub fn handle_request(&mut self, now_ms: u64, conn: ConnId, correlation_id: CorrelationId, request: Request) {
         match request {
-            Request::Produce { acks, timeout_ms: _, batches } => {
-                let partitions =
-                    batches.into_iter().map(|(tp, records)| self.produce_one(now_ms, tp, records)).collect();
-                if acks != Acks::None {
-                    self.respond(conn, correlation_id, Response::Produce { partitions });
-                }
+            Request::Produce { acks, timeout_ms, batches } => {
+                self.produce(now_ms, conn, correlation_id, acks, timeout_ms, batches);
             }
-            Request::Fetch { max_wait_ms, min_bytes, max_bytes, partitions } => {
+            Request::Fetch { replica, max_wait_ms, min_bytes, max_bytes, partitions } => {
                 let fetch = fetch::PendingFetch {
                     conn,
                     correlation_id,
+                    replica,
                     deadline_ms: now_ms.saturating_add(max_wait_ms),
                     min_bytes,
                     max_bytes,
                     partitions,
                 };
-                self.fetch_or_park(fetch);
+                self.fetch_or_park(now_ms, fetch);
+            }
+            Request::OffsetsForLeaderEpoch { partitions } => {
+                let partitions = partitions.iter().map(|q| self.epoch_end(q)).collect();
+                self.respond(conn, correlation_id, Response::OffsetsForLeaderEpoch { partitions });
             }
             Request::ListOffsets { partitions } => {
                 let partitions = partitions.into_iter().map(|(tp, spec)| self.list_offset(tp, spec)).collect();
@@ -134,76 +300,181 @@ impl Broker {
                 let response = self.metadata(topics);
                 self.respond(conn, correlation_id, response);
             }
+            // Controller requests go to the controller; a broker ignores them.
+            Request::Controller(_) => {}
         }
+        self.drive(now_ms);
     }
 
-    /// Fires due timers: expired long-poll fetches and retention.
+    /// The answer to a request of the broker's own.
+    pub fn handle_response(&mut self, now_ms: u64, from: Peer, correlation_id: CorrelationId, response: Response) {
+        let Some((peer, outstanding, _)) = self.own.remove(&correlation_id) else {
+            return; // timed out or abandoned
+        };
+        debug_assert_eq!(peer, from, "answer {correlation_id} from {from}, asked {peer}");
+        match (outstanding, response) {
+            (Outstanding::Register, Response::Controller(r)) => self.on_register(now_ms, r),
+            (Outstanding::Heartbeat, Response::Controller(r)) => self.on_heartbeat(now_ms, r),
+            (Outstanding::AlterPartition { tp, leader_epoch }, Response::Controller(r)) => {
+                self.on_alter_partition(now_ms, tp, leader_epoch, r)
+            }
+            (Outstanding::ReplicaFetch { leader, offsets }, Response::Fetch { partitions }) => {
+                self.on_replica_fetch(now_ms, leader, offsets, partitions)
+            }
+            (Outstanding::EpochQuery { leader, asked }, Response::OffsetsForLeaderEpoch { partitions }) => {
+                self.on_epoch_answers(now_ms, leader, asked, partitions)
+            }
+            (outstanding, response) => {
+                panic!("{from} answered {outstanding:?} with {:?}", response.kind())
+            }
+        }
+        self.drive(now_ms);
+    }
+
+    /// The connection to `peer` broke: requests in flight on it are lost.
+    pub fn handle_disconnect(&mut self, now_ms: u64, peer: Peer) {
+        let lost: Vec<CorrelationId> = self.own.iter().filter(|(_, (p, _, _))| *p == peer).map(|(c, _)| *c).collect();
+        for c in lost {
+            let (_, outstanding, _) = self.own.remove(&c).expect("listed above");
+            self.on_lost(now_ms, outstanding);
+        }
+        self.drive(now_ms);
+    }
+
+    /// Fires due timers: expired long polls and produces, request timeouts,
+    /// heartbeats, ISR checks and retention.
     pub fn handle_timeout(&mut self, now_ms: u64) {
         for fetch in self.purgatory.take_expired(now_ms) {
             self.complete_fetch(fetch);
         }
+        self.expire_produces(now_ms);
+        let expired: Vec<CorrelationId> =
+            self.own.iter().filter(|(_, (_, _, deadline))| *deadline <= now_ms).map(|(c, _)| *c).collect();
+        for c in expired {
+            let (_, outstanding, _) = self.own.remove(&c).expect("listed above");
+            self.on_lost(now_ms, outstanding);
+        }
+        self.check_isrs(now_ms);
+        // Backoffs of leaders no longer followed would otherwise stay due forever.
+        self.fetch_backoff.retain(|_, until| *until > now_ms);
         if now_ms >= self.next_retention_ms {
-            for log in self.logs.values_mut() {
-                log.apply_retention(self.storage.as_mut(), now_ms);
+            for r in self.replicas.values_mut() {
+                r.log.apply_retention(self.storage.as_mut(), now_ms);
             }
             self.next_retention_ms = now_ms + self.config.retention_check_interval_ms;
         }
+        self.drive(now_ms);
     }
 
-    /// A client connection closed: its parked fetches will never be answered.
+    /// A client connection closed: its parked fetches and produces will never be answered.
     pub fn connection_closed(&mut self, conn: ConnId) {
         self.purgatory.drop_connection(conn);
+        self.produce_purgatory.drop_connection(conn);
     }
 
     pub fn poll_output(&mut self) -> Option<BrokerOutput> {
         self.outputs.pop_front()
     }
 
+    pub fn poll_event(&mut self) -> Option<BrokerEvent> {
+        self.events.pop_front()
+    }
+
     pub fn next_timeout_ms(&self) -> Option<u64> {
-        let fetch = self.purgatory.next_deadline_ms();
-        Some(fetch.map_or(self.next_retention_ms, |f| f.min(self.next_retention_ms)))
+        let candidates = [
+            self.purgatory.next_deadline_ms(),
+            self.produce_purgatory.next_deadline_ms(),
+            self.own.values().map(|(_, _, d)| *d).min(),
+            self.next_control_ms(),
+            self.next_isr_check_ms(),
+            self.fetch_backoff.values().copied().min(),
+            Some(self.next_retention_ms),
+        ];
+        candidates.into_iter().flatten().min()
+    }
+
+    /// Sends whatever is due: registration, heartbeat, replica fetches and
+    /// epoch queries. Called after every input.
+    fn drive(&mut self, now_ms: u64) {
+        self.drive_control(now_ms);
+        self.drive_followers(now_ms);
     }
 
     fn respond(&mut self, conn: ConnId, correlation_id: CorrelationId, response: Response) {
         self.outputs.push_back(BrokerOutput::Respond { conn, correlation_id, response });
     }
 
-    /// The log for `tp` if this broker leads it, else the error Kafka would give.
-    fn led_log(&self, tp: TopicPartition) -> Result<&PartitionLog, ErrorCode> {
-        match self.logs.get(&tp) {
-            Some(log) => Ok(log),
+    /// Sends a request of the broker's own, remembering what it was for.
+    fn send(&mut self, now_ms: u64, to: Peer, outstanding: Outstanding, request: Request) {
+        assert!(self.own.len() < MAX_OWN_REQUESTS, "{} has {MAX_OWN_REQUESTS} requests in flight", self.id);
+        let correlation_id = self.next_correlation_id;
+        self.next_correlation_id += 1;
+        let deadline = now_ms.saturating_add(self.config.request_timeout_ms);
+        self.own.insert(correlation_id, (to, outstanding, deadline));
+        self.outputs.push_back(BrokerOutput::Send { to, correlation_id, request });
+    }
+
+    fn in_flight(&self, matches: impl Fn(&Outstanding) -> bool) -> bool {
+        self.own.values().any(|(_, o, _)| matches(o))
+    }
+
+    /// A request of the broker's own got no answer (timeout or broken connection).
+    fn on_lost(&mut self, now_ms: u64, outstanding: Outstanding) {
+        match outstanding {
+            Outstanding::Register | Outstanding::Heartbeat => {}
+            Outstanding::AlterPartition { tp, .. } => {
+                if let Some(Role::Leader(l)) = self.replicas.get_mut(&tp).map(|r| &mut r.role) {
+                    l.on_proposal_rejected(now_ms);
+                }
+            }
+            Outstanding::ReplicaFetch { leader, .. } | Outstanding::EpochQuery { leader, .. } => {
+                self.fetch_backoff.insert(leader, now_ms + self.config.replica_fetch_backoff_ms);
+            }
+        }
+    }
+
+    /// The replica of `tp` if this broker leads it in the current epoch,
+    /// else the error Kafka would give.
+    fn led(&self, tp: TopicPartition) -> Result<&Replica, ErrorCode> {
+        match self.replicas.get(&tp) {
+            Some(r) if matches!(r.role, Role::Leader(_)) => Ok(r),
+            Some(_) => Err(ErrorCode::NotLeaderOrFollower),
             None if self.layout.replicas(tp).is_some() => Err(ErrorCode::NotLeaderOrFollower),
             None => Err(ErrorCode::UnknownTopicOrPartition),
         }
     }
 
-    fn produce_one(&mut self, now_ms: u64, tp: TopicPartition, records: Vec<Record>) -> ProducePartitionResponse {
-        let refuse = |error| ProducePartitionResponse { tp, error: Some(error), base_offset: Offset(-1) };
-        if let Err(error) = self.led_log(tp) {
-            return refuse(error);
+    /// KIP-320: a request naming a leader epoch must name this leader's.
+    fn check_epoch(&self, r: &Replica, current: LeaderEpoch) -> Result<(), ErrorCode> {
+        let Role::Leader(l) = &r.role else { return Err(ErrorCode::NotLeaderOrFollower) };
+        if current == LeaderEpoch::NONE || current == l.leader_epoch() {
+            Ok(())
+        } else if current < l.leader_epoch() {
+            Err(ErrorCode::FencedLeaderEpoch)
+        } else {
+            Err(ErrorCode::UnknownLeaderEpoch)
         }
-        if records.is_empty() || records.len() > MAX_BATCH_RECORDS {
-            return refuse(ErrorCode::InvalidRequest);
+    }
+
+    fn epoch_end(&self, q: &crate::protocol::EpochQuery) -> crate::protocol::EpochEnd {
+        let answer = |error, end| crate::protocol::EpochEnd { tp: q.tp, error, end };
+        let r = match self.led(q.tp) {
+            Ok(r) => r,
+            Err(e) => return answer(Some(e), None),
+        };
+        if let Err(e) = self.check_epoch(r, q.current_leader_epoch) {
+            return answer(Some(e), None);
         }
-        let log = self.logs.get_mut(&tp).expect("led_log checked");
-        let leo_before = log.log_end_offset();
-        let count = records.len() as i64;
-        let info = log.append_owned(self.storage.as_mut(), now_ms, 0, records);
-        assert_eq!(info.last_offset.0 - info.base_offset.0 + 1, count);
-        assert!(
-            self.plants.on(Plant::OffsetReuse) || info.base_offset == leo_before,
-            "append must start at the log end"
-        );
-        self.wake_fetches(tp);
-        ProducePartitionResponse { tp, error: None, base_offset: info.base_offset }
+        answer(None, r.log.end_offset_for_epoch(q.leader_epoch))
     }
 
     fn list_offset(&self, tp: TopicPartition, spec: OffsetSpec) -> ListOffsetsPartitionResponse {
-        match self.led_log(tp) {
-            Ok(log) => {
+        match self.led(tp) {
+            Ok(r) => {
+                // read_uncommitted consumers see up to the high watermark.
                 let offset = match spec {
-                    OffsetSpec::Earliest => log.log_start_offset(),
-                    OffsetSpec::Latest => log.log_end_offset(),
+                    OffsetSpec::Earliest => r.log.log_start_offset(),
+                    OffsetSpec::Latest => r.high_watermark,
                 };
                 ListOffsetsPartitionResponse { tp, error: None, offset }
             }
@@ -216,6 +487,7 @@ impl Broker {
             Some(names) => names,
             None => self.layout.topics.iter().map(|t| t.name.clone()).collect(),
         };
+        let image = self.control.image.as_ref();
         let topics = wanted
             .into_iter()
             .map(|name| match self.layout.topic_by_name(&name) {
@@ -224,10 +496,7 @@ impl Broker {
                     id: topic.id,
                     error: None,
                     partitions: (0..topic.replicas.len() as u32)
-                        .map(|p| {
-                            let replicas = topic.replicas[p as usize].clone();
-                            PartitionMetadata { partition: p, leader: replicas.first().copied(), replicas }
-                        })
+                        .map(|p| partition_metadata(image, TopicPartition::new(topic.id, p), &topic.replicas))
                         .collect(),
                 },
                 None => TopicMetadata {
@@ -240,6 +509,47 @@ impl Broker {
             .collect();
         Response::Metadata { brokers: self.layout.brokers.clone(), topics }
     }
+
+    fn plant(&self, plant: Plant) -> bool {
+        self.plants.on(plant)
+    }
+}
+
+/// One partition's metadata as this broker knows it from the controller's
+/// image; before any image, no leader (clients retry).
+fn partition_metadata(
+    image: Option<&MetadataImage>,
+    tp: TopicPartition,
+    replicas: &[Vec<BrokerId>],
+) -> PartitionMetadata {
+    let assigned = replicas[tp.partition as usize].clone();
+    match image.and_then(|i| i.partitions.get(&tp)) {
+        Some(state) => PartitionMetadata {
+            partition: tp.partition,
+            leader: state.leader,
+            leader_epoch: state.leader_epoch,
+            replicas: assigned,
+            isr: state.isr.clone(),
+        },
+        None => PartitionMetadata {
+            partition: tp.partition,
+            leader: None,
+            leader_epoch: LeaderEpoch::NONE,
+            replicas: assigned,
+            isr: Vec::new(),
+        },
+    }
+}
+
+/// A replica's state, for snapshots.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplicaView {
+    pub log_start: Offset,
+    pub log_end: Offset,
+    pub high_watermark: Offset,
+    pub leading: bool,
+    pub leader_epoch: Option<LeaderEpoch>,
+    pub isr: Vec<BrokerId>,
 }
 
 #[cfg(test)]

@@ -421,10 +421,12 @@ impl Consumer {
                     tp,
                     fetch_offset,
                     partition_max_bytes: self.config.max_partition_fetch_bytes,
+                    current_leader_epoch: self.metadata.leader_epoch(tp),
                 });
                 pending.push((tp, key, fetch_offset));
             }
             let request = Request::Fetch {
+                replica: None,
                 max_wait_ms: self.config.fetch_max_wait_ms,
                 min_bytes: self.config.fetch_min_bytes,
                 max_bytes: self.config.fetch_max_bytes,
@@ -475,7 +477,7 @@ impl Consumer {
                 }
             }
             None => {} // stale: a seek or reset moved the position meanwhile
-            Some(ErrorCode::NotLeaderOrFollower | ErrorCode::UnknownTopicOrPartition) => {
+            Some(error) if error.needs_metadata_refresh() => {
                 self.metadata.request_refresh();
                 state.retry_at_ms = now_ms + backoff;
             }
@@ -520,7 +522,7 @@ impl Consumer {
                 state.reset = None;
             }
             Some(ListOffsetsPartitionResponse { error: Some(error), .. }) => {
-                if matches!(error, ErrorCode::NotLeaderOrFollower | ErrorCode::UnknownTopicOrPartition) {
+                if error.needs_metadata_refresh() {
                     self.metadata.request_refresh();
                 }
                 state.retry_at_ms = now_ms + backoff;

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::client::testkit::FakeCluster;
-use crate::types::Record;
+use crate::types::{LeaderEpoch, Record};
 use bytes::Bytes;
 
 const T: &str = "t";
@@ -361,7 +361,13 @@ fn records_below_the_position_are_dropped_and_gaps_passed_through() {
     w.c.handle_timeout(0);
     let Some(ConsumerOutput::Send { broker, correlation_id, .. }) = w.c.poll_output() else { panic!() };
     let tp = w.tp(0);
-    let stored = |o: i64| StoredRecord { offset: Offset(o), timestamp_ms: 0, key: None, value: Bytes::new() };
+    let stored = |o: i64| StoredRecord {
+        offset: Offset(o),
+        timestamp_ms: 0,
+        leader_epoch: LeaderEpoch::FIRST,
+        key: None,
+        value: Bytes::new(),
+    };
     // A fetch answered from an earlier batch start, with a hole at 5.
     let response = Response::Fetch {
         partitions: vec![FetchPartitionResponse {
@@ -369,6 +375,7 @@ fn records_below_the_position_are_dropped_and_gaps_passed_through() {
             error: None,
             high_watermark: Offset(7),
             log_start_offset: Offset(0),
+            log_end_offset: Offset(7),
             records: [1, 2, 3, 4, 6].into_iter().map(stored).collect(),
         }],
     };

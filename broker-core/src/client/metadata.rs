@@ -12,7 +12,7 @@
 //! - a failed attempt rotates to the next candidate broker.
 
 use crate::protocol::{Request, TopicMetadata};
-use crate::types::{BrokerId, TopicId, TopicPartition};
+use crate::types::{BrokerId, LeaderEpoch, TopicId, TopicPartition};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Upper bound on the brokers a client remembers (bootstrap plus discovered).
@@ -28,6 +28,8 @@ pub struct TopicInfo {
     pub id: TopicId,
     /// Leader per partition, indexed by partition number; `None` = no leader now.
     pub leaders: Vec<Option<BrokerId>>,
+    /// Each partition's leader epoch as the answer gave it (KIP-320: fetches carry it).
+    pub leader_epochs: Vec<LeaderEpoch>,
 }
 
 /// A client's cluster view plus its refresh schedule.
@@ -137,6 +139,14 @@ impl ClientMetadata {
         info.leaders.get(tp.partition as usize).copied().flatten()
     }
 
+    /// The leader epoch the last answer gave for `tp` (`NONE` when unknown).
+    pub fn leader_epoch(&self, tp: TopicPartition) -> LeaderEpoch {
+        self.topics
+            .get(&tp.topic)
+            .and_then(|(_, info)| info.leader_epochs.get(tp.partition as usize).copied())
+            .unwrap_or(LeaderEpoch::NONE)
+    }
+
     /// Partitions of `name` that have a leader now (Kafka's `availablePartitionsForTopic`).
     pub fn available_partitions(&self, name: &str) -> Vec<u32> {
         let mut out = Vec::new();
@@ -203,11 +213,13 @@ impl ClientMetadata {
             let count = topic.partitions.iter().map(|p| p.partition as usize + 1).max().unwrap_or(0);
             assert!(count <= MAX_PARTITIONS_PER_TOPIC, "topic {} has {count} partitions", topic.name);
             let mut leaders = vec![None; count];
+            let mut leader_epochs = vec![LeaderEpoch::NONE; count];
             for p in topic.partitions {
                 leaders[p.partition as usize] = p.leader;
+                leader_epochs[p.partition as usize] = p.leader_epoch;
             }
             self.topic_ids.insert(topic.name.clone(), topic.id);
-            self.topics.insert(topic.id, (topic.name, TopicInfo { id: topic.id, leaders }));
+            self.topics.insert(topic.id, (topic.name, TopicInfo { id: topic.id, leaders, leader_epochs }));
         }
         assert_eq!(self.topics.len(), self.topic_ids.len(), "topic names and ids must map one to one");
         self.needs_refresh = false;
@@ -237,7 +249,13 @@ mod tests {
             partitions: leaders
                 .iter()
                 .enumerate()
-                .map(|(p, l)| PartitionMetadata { partition: p as u32, leader: l.map(BrokerId), replicas: vec![] })
+                .map(|(p, l)| PartitionMetadata {
+                    partition: p as u32,
+                    leader: l.map(BrokerId),
+                    leader_epoch: LeaderEpoch(0),
+                    replicas: vec![],
+                    isr: vec![],
+                })
                 .collect(),
         }
     }

@@ -18,7 +18,7 @@
 use super::inflight::{InFlight, MIN_RETRY_BACKOFF_MS};
 use super::metadata::ClientMetadata;
 use super::partitioner::{partition_for_key, KeylessPartitioner, PartitionerKind};
-use crate::protocol::{Acks, ErrorCode, ProducePartitionResponse, Request, Response};
+use crate::protocol::{Acks, ProducePartitionResponse, Request, Response};
 use crate::types::{BrokerId, Offset, Record, TopicName, TopicPartition};
 use bytes::Bytes;
 use rand::{Rng, SeedableRng};
@@ -700,7 +700,7 @@ impl Producer {
                 }
             }
             Some(code) => {
-                if matches!(code, ErrorCode::NotLeaderOrFollower | ErrorCode::UnknownTopicOrPartition) {
+                if code.needs_metadata_refresh() {
                     self.metadata.request_refresh();
                 }
                 let failure = AttemptFailure {

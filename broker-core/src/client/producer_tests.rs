@@ -3,6 +3,7 @@
 use super::*;
 use crate::client::partitioner::partition_for_key;
 use crate::client::testkit::FakeCluster;
+use crate::protocol::ErrorCode;
 
 const T: &str = "t";
 

@@ -5,7 +5,7 @@ use crate::protocol::{
     Acks, ErrorCode, FetchPartitionResponse, ListOffsetsPartitionResponse, OffsetSpec, PartitionMetadata,
     ProducePartitionResponse, Request, Response, TopicMetadata,
 };
-use crate::types::{BrokerId, Offset, Record, StoredRecord, TopicId, TopicPartition};
+use crate::types::{BrokerId, LeaderEpoch, Offset, Record, StoredRecord, TopicId, TopicPartition};
 use std::collections::BTreeMap;
 
 pub(crate) struct FakeCluster {
@@ -61,6 +61,7 @@ impl FakeCluster {
             log.push(StoredRecord {
                 offset: Offset(base + i as i64),
                 timestamp_ms: r.timestamp_ms,
+                leader_epoch: LeaderEpoch::FIRST,
                 key: r.key.clone(),
                 value: r.value.clone(),
             });
@@ -92,7 +93,9 @@ impl FakeCluster {
                         .map(|(p, &leader)| PartitionMetadata {
                             partition: p as u32,
                             leader,
+                            leader_epoch: crate::types::LeaderEpoch(0),
                             replicas: leader.into_iter().collect(),
+                            isr: leader.into_iter().collect(),
                         })
                         .collect(),
                 })
@@ -103,6 +106,8 @@ impl FakeCluster {
     /// The answer `broker` gives right away; `None` for acks=0 produces.
     pub fn answer(&mut self, broker: BrokerId, request: &Request) -> Option<Response> {
         match request {
+            // Clients never send these.
+            Request::OffsetsForLeaderEpoch { .. } | Request::Controller(_) => None,
             Request::Metadata { .. } => Some(self.metadata()),
             Request::Produce { acks, batches, .. } => {
                 let mut partitions = Vec::new();
@@ -127,6 +132,7 @@ impl FakeCluster {
                             error: None,
                             high_watermark: Offset(end),
                             log_start_offset: Offset(start),
+                            log_end_offset: Offset(end),
                             records: vec![],
                         };
                         if self.leader(tp) != Some(broker) {

@@ -3,7 +3,7 @@
 //! timestamps; the decoder accepts exactly what a v2 writer of such batches produces.
 
 use super::varint::{read_varint, read_varlong, varlong_len, write_varlong};
-use crate::types::{Offset, Record, StoredRecord};
+use crate::types::{LeaderEpoch, Offset, Record, StoredRecord};
 use bytes::Bytes;
 
 /// Base offset (i64) + batch length (i32): the bytes `batch length` does not count.
@@ -52,21 +52,22 @@ impl RecordView for StoredRecord {
 }
 
 /// Appends one batch holding `records` (offsets `base_offset..`, all stamped
-/// `timestamp_ms`) to `out`.
+/// `timestamp_ms`, all written in `leader_epoch`) to `out`. A log's batches
+/// always carry a real epoch, never Kafka's -1 ([`LeaderEpoch::NONE`]).
 pub(super) fn encode_batch<R: RecordView>(
     out: &mut Vec<u8>,
     base_offset: Offset,
-    leader_epoch: u32,
+    leader_epoch: LeaderEpoch,
     timestamp_ms: u64,
     records: &[R],
 ) {
     assert!(!records.is_empty() && records.len() <= i32::MAX as usize);
-    assert!(base_offset.0 >= 0 && leader_epoch <= i32::MAX as u32);
+    assert!(base_offset.0 >= 0 && leader_epoch >= LeaderEpoch::FIRST, "batch at {base_offset} in epoch {leader_epoch}");
     let timestamp = i64::try_from(timestamp_ms).expect("timestamp beyond i64");
     let start = out.len();
     out.extend_from_slice(&base_offset.0.to_be_bytes());
     out.extend_from_slice(&[0; 4]); // batch length, patched below
-    out.extend_from_slice(&(leader_epoch as i32).to_be_bytes());
+    out.extend_from_slice(&leader_epoch.0.to_be_bytes());
     out.push(MAGIC_V2);
     out.extend_from_slice(&[0; 4]); // CRC, patched below
     out.extend_from_slice(&ATTR_LOG_APPEND_TIME.to_be_bytes());
@@ -112,7 +113,7 @@ fn encode_record<R: RecordView>(out: &mut Vec<u8>, offset_delta: i64, record: &R
 pub(super) struct DecodedBatch {
     pub base_offset: Offset,
     pub last_offset: Offset,
-    pub leader_epoch: u32,
+    pub leader_epoch: LeaderEpoch,
     pub max_timestamp_ms: u64,
     pub size_bytes: usize,
 }
@@ -159,7 +160,7 @@ pub(super) fn decode_batch(file: &Bytes, pos: usize, out: &mut Vec<StoredRecord>
 
 struct Header {
     base_offset: Offset,
-    leader_epoch: u32,
+    leader_epoch: LeaderEpoch,
     log_append_time: bool,
     base_timestamp: i64,
     max_timestamp_ms: u64,
@@ -198,7 +199,7 @@ fn check_header(batch: &[u8]) -> Result<Header, DecodeError> {
     }
     Ok(Header {
         base_offset: Offset(base_offset),
-        leader_epoch: leader_epoch as u32,
+        leader_epoch: LeaderEpoch(leader_epoch),
         log_append_time: attributes & ATTR_LOG_APPEND_TIME != 0,
         base_timestamp: be_i64(batch, BASE_TIMESTAMP_POS),
         max_timestamp_ms: max_timestamp as u64,
@@ -272,7 +273,8 @@ fn decode_record(
     } else {
         u64::try_from(header.base_timestamp.checked_add(timestamp_delta)?).ok()?
     };
-    Some(StoredRecord { offset: Offset(header.base_offset.0 + i64::from(offset_delta)), timestamp_ms, key, value })
+    let offset = Offset(header.base_offset.0 + i64::from(offset_delta));
+    Some(StoredRecord { offset, timestamp_ms, leader_epoch: header.leader_epoch, key, value })
 }
 
 /// The next `len` bytes as a zero-copy slice; `None` if negative or past `end`.
@@ -312,7 +314,7 @@ mod tests {
     fn header_is_laid_out_as_kafka_v2() {
         let mut out = vec![0xaa]; // encoding appends after existing bytes
         let records = [record(Some(b"k"), b"value"), record(None, b"")];
-        encode_batch(&mut out, Offset(42), 7, 1_000, &records);
+        encode_batch(&mut out, Offset(42), LeaderEpoch(7), 1_000, &records);
         let batch = &out[1..];
         assert_eq!(be_i64(batch, 0), 42);
         assert_eq!(be_i32(batch, 8) as usize, batch.len() - LOG_OVERHEAD_BYTES);
@@ -340,22 +342,28 @@ mod tests {
     fn decode_round_trips_and_leaves_out_untouched_on_error() {
         let mut buf = Vec::new();
         let records = [record(Some(b"a"), b"1"), record(None, b"22"), record(Some(b""), b"")];
-        encode_batch(&mut buf, Offset(5), 3, 77, &records);
+        encode_batch(&mut buf, Offset(5), LeaderEpoch(3), 77, &records);
         let first_len = buf.len();
-        encode_batch(&mut buf, Offset(8), 4, 78, &records[..1]);
+        encode_batch(&mut buf, Offset(8), LeaderEpoch(4), 78, &records[..1]);
         let file = Bytes::from(buf);
         let mut out = Vec::new();
         let first = decode_batch(&file, 0, &mut out).unwrap();
         assert_eq!((first.base_offset, first.last_offset), (Offset(5), Offset(7)));
-        assert_eq!((first.leader_epoch, first.max_timestamp_ms, first.size_bytes), (3, 77, first_len));
+        assert_eq!((first.leader_epoch, first.max_timestamp_ms, first.size_bytes), (LeaderEpoch(3), 77, first_len));
         let second = decode_batch(&file, first_len, &mut out).unwrap();
         assert_eq!((second.base_offset, second.last_offset), (Offset(8), Offset(8)));
-        let got: Vec<_> = out.iter().map(|r| (r.offset.0, r.timestamp_ms, r.key.clone(), r.value.clone())).collect();
+        let got: Vec<_> = out
+            .iter()
+            .map(|r| (r.offset.0, r.timestamp_ms, r.leader_epoch.0, r.key.clone(), r.value.clone()))
+            .collect();
         let want: Vec<_> = records
             .iter()
             .chain(&records[..1])
             .enumerate()
-            .map(|(i, r)| (5 + i as i64, if i < 3 { 77 } else { 78 }, r.key.clone(), r.value.clone()))
+            .map(|(i, r)| {
+                let (timestamp_ms, epoch) = if i < 3 { (77, 3) } else { (78, 4) };
+                (5 + i as i64, timestamp_ms, epoch, r.key.clone(), r.value.clone())
+            })
             .collect();
         assert_eq!(got, want);
 

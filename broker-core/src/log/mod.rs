@@ -3,11 +3,14 @@
 //! the [`Storage`] seam in Kafka's record batch v2 format.
 //!
 //! Every record is also kept decoded in memory: reads never touch storage, and
-//! storage is read back only by [`PartitionLog::open`] (recovery). Files:
-//! `codec` (batch v2 bytes), `varint`, `index` (sparse offset index), `segment`,
+//! storage is read back only by [`PartitionLog::open`] (recovery). Every batch
+//! carries the leader epoch it was written in, and the log keeps a
+//! [`LeaderEpochCache`] of where each epoch starts. Files: `codec` (batch v2
+//! bytes), `varint`, `index` (sparse offset index), `segment`, `epoch_cache`,
 //! `recovery` (open), `truncate`, `retention`.
 
 mod codec;
+mod epoch_cache;
 mod index;
 mod recovery;
 mod retention;
@@ -20,9 +23,11 @@ mod proptests;
 #[cfg(test)]
 mod tests;
 
+pub use epoch_cache::{EpochEntry, LeaderEpochCache};
+
 use crate::storage::Storage;
-use crate::types::{Offset, Record, StoredRecord};
-use codec::encode_batch;
+use crate::types::{LeaderEpoch, Offset, Record, StoredRecord};
+use codec::{encode_batch, RecordView};
 use segment::Segment;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -73,6 +78,34 @@ impl fmt::Display for LogError {
 
 impl std::error::Error for LogError {}
 
+/// Why [`PartitionLog::append_replicated`] refused records fetched from the
+/// leader. Apart from [`LogError`] so that callers of `read` and `open` need
+/// not handle it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppendError {
+    /// The records do not continue the log densely: `got` came where
+    /// `expected` was due.
+    NonContiguous { expected: Offset, got: Offset },
+    /// Record `offset` has an epoch below `min_epoch`: the log's latest epoch,
+    /// or the epoch of the record before it. Epochs never go back in a log.
+    EpochRegression { offset: Offset, epoch: LeaderEpoch, min_epoch: LeaderEpoch },
+}
+
+impl fmt::Display for AppendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AppendError::NonContiguous { expected, got } => {
+                write!(f, "follower append of offset {got} where the log expects {expected}")
+            }
+            AppendError::EpochRegression { offset, epoch, min_epoch } => {
+                write!(f, "follower append of offset {offset} in epoch {epoch}, below epoch {min_epoch}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for AppendError {}
+
 /// The offsets one append was given.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AppendInfo {
@@ -93,6 +126,9 @@ pub struct PartitionLog {
     segments: Vec<Segment>,
     log_end: Offset,
     size_bytes: u64,
+    /// Where each epoch with records in the log starts: empty exactly when the
+    /// log is, and always agrees with the batches' epochs.
+    epochs: LeaderEpochCache,
     /// Reused encode buffer: the append path allocates nothing per call.
     scratch: Vec<u8>,
 }
@@ -105,19 +141,24 @@ impl fmt::Debug for PartitionLog {
             .field("log_end", &self.log_end)
             .field("segments", &self.segments.len())
             .field("size_bytes", &self.size_bytes)
+            .field("latest_epoch", &self.latest_epoch())
             .finish()
     }
 }
 
 impl PartitionLog {
     /// Appends `records` as one batch at `log_end_offset()`, stamped `now_ms`
-    /// (LogAppendTime). Rolls a new segment first if the active one is non-empty
-    /// and the batch would push it past `segment_bytes`.
+    /// (LogAppendTime) and written in `leader_epoch` (the leader's current
+    /// epoch). Rolls a new segment first if the active one is non-empty and the
+    /// batch would push it past `segment_bytes`.
+    ///
+    /// Panics if `leader_epoch` is below [`PartitionLog::latest_epoch`]: a
+    /// leader with a stale epoch is fenced before it reaches the log.
     pub fn append(
         &mut self,
         storage: &mut dyn Storage,
         now_ms: u64,
-        leader_epoch: u32,
+        leader_epoch: LeaderEpoch,
         records: &[Record],
     ) -> AppendInfo {
         let base_offset = self.encode_for_append(now_ms, leader_epoch, records);
@@ -125,6 +166,7 @@ impl PartitionLog {
         active.records.extend(records.iter().enumerate().map(|(i, r)| StoredRecord {
             offset: Offset(base_offset.0 + i as i64),
             timestamp_ms: now_ms,
+            leader_epoch,
             key: r.key.clone(),
             value: r.value.clone(),
         }));
@@ -137,7 +179,7 @@ impl PartitionLog {
         &mut self,
         storage: &mut dyn Storage,
         now_ms: u64,
-        leader_epoch: u32,
+        leader_epoch: LeaderEpoch,
         records: Vec<Record>,
     ) -> AppendInfo {
         let base_offset = self.encode_for_append(now_ms, leader_epoch, &records);
@@ -145,20 +187,77 @@ impl PartitionLog {
         active.records.extend(records.into_iter().enumerate().map(|(i, r)| StoredRecord {
             offset: Offset(base_offset.0 + i as i64),
             timestamp_ms: now_ms,
+            leader_epoch,
             key: r.key,
             value: r.value,
         }));
         self.finish_append(storage, now_ms, leader_epoch, base_offset)
     }
 
+    /// Appends records fetched from the leader, keeping the leader's offsets,
+    /// timestamps and epochs. The first must be at `log_end_offset()` and the
+    /// rest dense after it, else [`AppendError::NonContiguous`]; their epochs
+    /// must not go back, from the log's latest epoch on, else
+    /// [`AppendError::EpochRegression`]. On error nothing is written.
+    ///
+    /// Written as one batch per run of records with equal epoch and timestamp:
+    /// a batch has one epoch, and a LogAppendTime batch one timestamp, so the
+    /// leader's batches come out as they were (merged only where neighbours
+    /// agree on both). Panics on no records, as [`PartitionLog::append`] does.
+    pub fn append_replicated(
+        &mut self,
+        storage: &mut dyn Storage,
+        records: &[StoredRecord],
+    ) -> Result<AppendInfo, AppendError> {
+        assert!(!records.is_empty(), "append of an empty batch");
+        self.check_replicated(records)?;
+        let base_offset = self.log_end;
+        let same_batch =
+            |a: &StoredRecord, b: &StoredRecord| (a.leader_epoch, a.timestamp_ms) == (b.leader_epoch, b.timestamp_ms);
+        for run in records.chunk_by(same_batch) {
+            let (leader_epoch, timestamp_ms) = (run[0].leader_epoch, run[0].timestamp_ms);
+            let run_base = self.encode_for_append(timestamp_ms, leader_epoch, run);
+            assert_eq!(run_base, run[0].offset, "checked dense");
+            let active = self.segments.last_mut().expect("a log always has a segment");
+            active.records.extend_from_slice(run);
+            self.finish_append(storage, timestamp_ms, leader_epoch, run_base);
+        }
+        let last_offset = Offset(self.log_end.0 - 1);
+        assert_eq!(Some(last_offset), records.last().map(|r| r.offset));
+        Ok(AppendInfo { base_offset, last_offset })
+    }
+
+    /// Why `records` cannot follow this log as they are, if they cannot.
+    fn check_replicated(&self, records: &[StoredRecord]) -> Result<(), AppendError> {
+        let mut min_epoch = self.latest_epoch().unwrap_or(LeaderEpoch::FIRST);
+        for (expected, record) in (self.log_end.0..).map(Offset).zip(records) {
+            if record.offset != expected {
+                return Err(AppendError::NonContiguous { expected, got: record.offset });
+            }
+            if record.leader_epoch < min_epoch {
+                let (offset, epoch) = (record.offset, record.leader_epoch);
+                return Err(AppendError::EpochRegression { offset, epoch, min_epoch });
+            }
+            min_epoch = record.leader_epoch;
+        }
+        Ok(())
+    }
+
     /// Encodes `records` as the next batch into `scratch` and rolls a segment
     /// if needed. Returns the batch's base offset (the log end).
-    fn encode_for_append(&mut self, now_ms: u64, leader_epoch: u32, records: &[Record]) -> Offset {
+    fn encode_for_append<R: RecordView>(
+        &mut self,
+        timestamp_ms: u64,
+        leader_epoch: LeaderEpoch,
+        records: &[R],
+    ) -> Offset {
         assert!(!records.is_empty(), "append of an empty batch");
+        let latest = self.latest_epoch().unwrap_or(LeaderEpoch::FIRST);
+        assert!(leader_epoch >= latest, "append in epoch {leader_epoch} after epoch {latest}");
         let base_offset = self.log_end;
         let last_offset = Offset(base_offset.0 + records.len() as i64 - 1);
         self.scratch.clear();
-        encode_batch(&mut self.scratch, base_offset, leader_epoch, now_ms, records);
+        encode_batch(&mut self.scratch, base_offset, leader_epoch, timestamp_ms, records);
         if self.should_roll(self.scratch.len() as u64, last_offset) {
             self.segments.push(Segment::new(&self.dir, base_offset));
         }
@@ -166,22 +265,25 @@ impl PartitionLog {
         base_offset
     }
 
-    /// Writes the encoded batch whose records were just pushed to the active segment.
+    /// Writes the encoded batch whose records were just pushed to the active
+    /// segment, and starts its epoch in the cache if it is a new one.
     fn finish_append(
         &mut self,
         storage: &mut dyn Storage,
-        now_ms: u64,
-        leader_epoch: u32,
+        timestamp_ms: u64,
+        leader_epoch: LeaderEpoch,
         base_offset: Offset,
     ) -> AppendInfo {
         let active = self.segments.last_mut().expect("a log always has a segment");
         assert!(active.end_offset() > base_offset, "the batch's records are in the segment");
         let last_offset = Offset(active.end_offset().0 - 1);
         let interval = self.config.index_interval_bytes;
-        active.append_batch(storage, &self.scratch, leader_epoch, now_ms, interval);
+        active.append_batch(storage, &self.scratch, leader_epoch, timestamp_ms, interval);
         self.size_bytes += self.scratch.len() as u64;
         self.log_end = last_offset.next();
         assert_eq!(active.end_offset(), self.log_end);
+        self.epochs.assign(leader_epoch, base_offset);
+        assert_eq!(self.latest_epoch(), Some(leader_epoch));
         AppendInfo { base_offset, last_offset }
     }
 
@@ -231,6 +333,24 @@ impl PartitionLog {
     /// The next offset to be written (LEO).
     pub fn log_end_offset(&self) -> Offset {
         self.log_end
+    }
+
+    /// The newest epoch with records in the log; `None` when it holds none.
+    pub fn latest_epoch(&self) -> Option<LeaderEpoch> {
+        self.epochs.latest_epoch()
+    }
+
+    /// OffsetsForLeaderEpoch over this log: the largest epoch ≤ `requested`
+    /// and where it ends (the next epoch's start offset, or the log end for
+    /// the latest epoch); `None` (Kafka's UNDEFINED_EPOCH and
+    /// UNDEFINED_EPOCH_OFFSET) if the log holds no epoch that old. See
+    /// [`LeaderEpochCache::end_offset_for`].
+    pub fn end_offset_for_epoch(&self, requested: LeaderEpoch) -> Option<(LeaderEpoch, Offset)> {
+        self.epochs.end_offset_for(requested, self.log_end)
+    }
+
+    pub fn epoch_cache(&self) -> &LeaderEpochCache {
+        &self.epochs
     }
 
     /// Total bytes of all segment files.

@@ -1,5 +1,8 @@
-//! Random appends, truncations, retention passes, reopens and torn writes
-//! against a plain model: a Vec of records from the log start offset.
+//! Random appends (as leader, in rising epochs, and as follower), truncations,
+//! retention passes, reopens and torn writes against a plain model: a Vec of
+//! records from the log start offset. The epoch cache is checked against the
+//! cache rebuilt from the records (`check_invariants`) and its answers against
+//! OffsetsForLeaderEpoch computed from the model's records.
 
 use super::tests::check_invariants;
 use super::*;
@@ -13,10 +16,22 @@ const DIR: &str = "t1-0";
 
 #[derive(Clone, Debug)]
 enum Op {
+    /// A leader append; `bump` starts a new epoch first.
     Append {
         count: usize,
         value_len: usize,
         keyed: bool,
+        bump: bool,
+    },
+    /// A follower append of runs of (new epoch?, new timestamp?, records).
+    AppendReplicated {
+        runs: Vec<(bool, bool, usize)>,
+        value_len: usize,
+    },
+    /// A follower append that must be refused: 0 = a gap, 1 = an epoch going
+    /// back inside it, 2 = an epoch below the log's latest.
+    BadReplicated {
+        kind: u8,
     },
     Truncate {
         pick: u16,
@@ -40,8 +55,11 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        5 => (1..6usize, 0..40usize, any::<bool>())
-            .prop_map(|(count, value_len, keyed)| Op::Append { count, value_len, keyed }),
+        5 => (1..6usize, 0..40usize, any::<bool>(), prop::bool::weighted(0.2))
+            .prop_map(|(count, value_len, keyed, bump)| Op::Append { count, value_len, keyed, bump }),
+        2 => (prop::collection::vec((prop::bool::weighted(0.3), any::<bool>(), 1..4usize), 1..4), 0..40usize)
+            .prop_map(|(runs, value_len)| Op::AppendReplicated { runs, value_len }),
+        1 => (0..3u8).prop_map(|kind| Op::BadReplicated { kind }),
         1 => any::<u16>().prop_map(|pick| Op::Truncate { pick }),
         1 => (0..40u64).prop_map(|advance_ms| Op::Retention { advance_ms }),
         1 => Just(Op::Reopen),
@@ -67,8 +85,8 @@ fn config() -> impl Strategy<Value = LogConfig> {
 #[derive(Default)]
 struct Model {
     start: i64,
-    /// `records[i]` is offset `start + i`: (key, value, timestamp).
-    records: Vec<(Option<Bytes>, Bytes, u64)>,
+    /// `records[i]` is offset `start + i`: (key, value, timestamp, epoch).
+    records: Vec<(Option<Bytes>, Bytes, u64, i32)>,
     /// Base offsets of the batches holding `records`, to know what a tear loses.
     batch_bases: Vec<i64>,
 }
@@ -105,7 +123,7 @@ impl Model {
         let mut out = Vec::new();
         let mut used = 0;
         for offset in from..max_offset.min(self.end()) {
-            let (key, value, _) = &self.records[(offset - self.start) as usize];
+            let (key, value, _, _) = &self.records[(offset - self.start) as usize];
             used += RECORD_OVERHEAD_BYTES + key.as_ref().map_or(0, |k| k.len()) + value.len();
             if used > max_bytes as usize && !out.is_empty() {
                 break;
@@ -113,6 +131,15 @@ impl Model {
             out.push(offset);
         }
         out
+    }
+
+    /// OffsetsForLeaderEpoch the slow obvious way: the largest epoch of a
+    /// record that is ≤ `requested`, and the offset of the first record of a
+    /// later epoch (or the end).
+    fn end_offset_for(&self, requested: i32) -> Option<(i32, i64)> {
+        let epoch = self.records.iter().map(|r| r.3).filter(|&e| e <= requested).max()?;
+        let later = self.records.iter().position(|r| r.3 > epoch);
+        Some((epoch, later.map_or(self.end(), |i| self.start + i as i64)))
     }
 }
 
@@ -123,22 +150,34 @@ struct Run {
     model: Model,
     now_ms: u64,
     serial: u64,
+    /// The epoch the next append is written in: never below the log's latest.
+    epoch: i32,
 }
 
 impl Run {
     fn new(config: LogConfig) -> Run {
         let mut storage = MemStorage::new();
         let log = PartitionLog::open(DIR, config.clone(), &Plants::none(), &mut storage).unwrap();
-        Run { config, storage, log, model: Model::default(), now_ms: 0, serial: 0 }
+        Run { config, storage, log, model: Model::default(), now_ms: 0, serial: 0, epoch: 0 }
     }
 
     fn reopen(&mut self) {
         self.log = PartitionLog::open(DIR, self.config.clone(), &Plants::none(), &mut self.storage).unwrap();
     }
 
+    fn value(&mut self, value_len: usize) -> Bytes {
+        self.serial += 1;
+        Bytes::from(format!("{}:{}", self.serial, "x".repeat(value_len)))
+    }
+
     fn apply(&mut self, op: Op) {
         match op {
-            Op::Append { count, value_len, keyed } => self.append(count, value_len, keyed),
+            Op::Append { count, value_len, keyed, bump } => {
+                self.epoch += i32::from(bump);
+                self.append(count, value_len, keyed);
+            }
+            Op::AppendReplicated { runs, value_len } => self.append_replicated(&runs, value_len),
+            Op::BadReplicated { kind } => self.bad_replicated(kind),
             Op::Truncate { pick } => {
                 let span = self.model.records.len() as i64 + 3; // below start .. past LEO
                 let offset = (self.model.start - 1 + i64::from(pick) % span).max(0);
@@ -146,7 +185,11 @@ impl Run {
                 self.model.truncate(offset);
             }
             Op::Retention { advance_ms } => self.retention(advance_ms),
-            Op::Reopen => self.reopen(),
+            Op::Reopen => {
+                let before = self.log.epoch_cache().clone();
+                self.reopen();
+                assert_eq!(self.log.epoch_cache(), &before, "reopen rebuilds the same cache");
+            }
             Op::TearAndReopen { bytes } => self.tear(bytes),
             Op::Read { from, span, max_bytes } => {
                 let len = self.model.records.len() as i64;
@@ -169,19 +212,73 @@ impl Run {
         self.now_ms += 1;
         let records: Vec<Record> = (0..count)
             .map(|_| {
-                self.serial += 1;
-                let value = format!("{}:{}", self.serial, "x".repeat(value_len));
+                let value = self.value(value_len);
                 let key = keyed.then(|| Bytes::from(format!("k{}", self.serial)));
-                Record { key, value: Bytes::from(value), timestamp_ms: 0 }
+                Record { key, value, timestamp_ms: 0 }
             })
             .collect();
-        let info = self.log.append(&mut self.storage, self.now_ms, 3, &records);
+        let info = self.log.append(&mut self.storage, self.now_ms, LeaderEpoch(self.epoch), &records);
         assert_eq!(info.base_offset.0, self.model.end());
         assert_eq!(info.last_offset.0, self.model.end() + count as i64 - 1);
         self.model.batch_bases.push(info.base_offset.0);
         for r in records {
-            self.model.records.push((r.key, r.value, self.now_ms));
+            self.model.records.push((r.key, r.value, self.now_ms, self.epoch));
         }
+    }
+
+    fn append_replicated(&mut self, runs: &[(bool, bool, usize)], value_len: usize) {
+        let mut records = Vec::new();
+        for &(bump, tick, count) in runs {
+            self.epoch += i32::from(bump);
+            self.now_ms += u64::from(tick);
+            for _ in 0..count {
+                let offset = Offset(self.model.end() + records.len() as i64);
+                let (timestamp_ms, leader_epoch) = (self.now_ms, LeaderEpoch(self.epoch));
+                records.push(StoredRecord {
+                    offset,
+                    timestamp_ms,
+                    leader_epoch,
+                    key: None,
+                    value: self.value(value_len),
+                });
+            }
+        }
+        let info = self.log.append_replicated(&mut self.storage, &records).unwrap();
+        assert_eq!((info.base_offset, Some(info.last_offset)), (records[0].offset, records.last().map(|r| r.offset)));
+        // One batch per run of equal epoch and timestamp.
+        let batches = records.chunk_by(|a, b| (a.leader_epoch, a.timestamp_ms) == (b.leader_epoch, b.timestamp_ms));
+        self.model.batch_bases.extend(batches.map(|batch| batch[0].offset.0));
+        for r in records {
+            self.model.records.push((r.key, r.value, r.timestamp_ms, r.leader_epoch.0));
+        }
+    }
+
+    fn bad_replicated(&mut self, kind: u8) {
+        let end = self.model.end();
+        let latest = self.log.latest_epoch().unwrap_or(LeaderEpoch::FIRST).0;
+        let (epochs, error) = match kind {
+            0 => ([self.epoch, self.epoch], AppendError::NonContiguous { expected: Offset(end), got: Offset(end + 1) }),
+            1 => {
+                let (offset, epoch, min_epoch) = (Offset(end + 1), LeaderEpoch(latest), LeaderEpoch(latest + 1));
+                ([latest + 1, latest], AppendError::EpochRegression { offset, epoch, min_epoch })
+            }
+            _ => {
+                let (offset, epoch, min_epoch) = (Offset(end), LeaderEpoch(latest - 1), LeaderEpoch(latest));
+                ([latest - 1, latest], AppendError::EpochRegression { offset, epoch, min_epoch })
+            }
+        };
+        let first = if kind == 0 { end + 1 } else { end };
+        let records: Vec<StoredRecord> = (first..)
+            .zip(epochs)
+            .map(|(offset, epoch)| StoredRecord {
+                offset: Offset(offset),
+                timestamp_ms: self.now_ms,
+                leader_epoch: LeaderEpoch(epoch),
+                key: None,
+                value: Bytes::from_static(b"refused"),
+            })
+            .collect();
+        assert_eq!(self.log.append_replicated(&mut self.storage, &records), Err(error));
     }
 
     fn retention(&mut self, advance_ms: u64) {
@@ -222,9 +319,15 @@ impl Run {
         assert_eq!((log.log_start_offset().0, log.log_end_offset().0), (model.start, model.end()));
         let all = log.read(log.log_start_offset(), log.log_end_offset(), u32::MAX).unwrap();
         assert_eq!(all.len(), model.records.len());
-        for (record, (key, value, timestamp_ms)) in all.iter().zip(&model.records) {
-            assert_eq!((&record.key, &record.value, record.timestamp_ms), (key, value, *timestamp_ms));
+        for (record, (key, value, timestamp_ms, epoch)) in all.iter().zip(&model.records) {
+            let got = (&record.key, &record.value, record.timestamp_ms, record.leader_epoch.0);
+            assert_eq!(got, (key, value, *timestamp_ms, *epoch));
         }
+        for requested in -1..=self.epoch + 1 {
+            let got = log.end_offset_for_epoch(LeaderEpoch(requested)).map(|(epoch, end)| (epoch.0, end.0));
+            assert_eq!(got, model.end_offset_for(requested), "end_offset_for_epoch({requested})");
+        }
+        assert_eq!(log.latest_epoch().map(|e| e.0), model.records.last().map(|r| r.3));
         for offset in [model.start, (model.start + model.end()) / 2, model.end() - 1] {
             if let Some((base, position)) = log.index_lookup(Offset(offset)) {
                 let segment = log.segments.iter().find(|s| s.base_offset == base).unwrap();

@@ -1,9 +1,10 @@
 //! Opening a log: decode every segment, keep the longest valid prefix, cut the
-//! rest off in storage, and rebuild any index that does not match its segment.
+//! rest off in storage, rebuild any index that does not match its segment, and
+//! rebuild the leader epoch cache from the batches' epochs.
 
 use super::codec::decode_batch;
 use super::segment::{BatchMeta, Segment};
-use super::{LogConfig, LogError, PartitionLog};
+use super::{LeaderEpochCache, LogConfig, LogError, PartitionLog};
 use crate::plant::{Plant, Plants};
 use crate::storage::Storage;
 use crate::types::Offset;
@@ -12,12 +13,18 @@ use std::collections::BTreeSet;
 
 impl PartitionLog {
     /// Opens (recovers) the log under `dir`. Batches are validated in order (length,
-    /// magic, CRC-32C, dense offsets continuing the previous batch and segment); at
-    /// the first bad or torn batch the file is truncated there and every later
-    /// segment deleted, so the log is the longest valid prefix of what was written.
+    /// magic, CRC-32C, dense offsets continuing the previous batch and segment, a
+    /// leader epoch not below the previous batch's); at the first bad or torn batch
+    /// the file is truncated there and every later segment deleted, so the log is
+    /// the longest valid prefix of what was written.
     /// An empty `dir` is a new log at offset 0. Files other than `*.log`/`*.index`
     /// are ignored; a `.log`/`.index` not named by a 20-digit offset is `Corrupt`
     /// (reported before anything is changed).
+    ///
+    /// The leader epoch cache is rebuilt from the batches' epochs. Kafka reads it
+    /// from `leader-epoch-checkpoint` instead, which can also hold an epoch that
+    /// wrote nothing yet; until the disk issue adds that file, the cache knows
+    /// only epochs with records, which is exactly what appends put in it.
     ///
     /// With `Plant::OffsetReuse`, a non-empty log drops its last record, so the
     /// next append reuses that offset.
@@ -31,6 +38,7 @@ impl PartitionLog {
         assert!((1..=i32::MAX as u64).contains(&config.segment_bytes), "bad segment_bytes");
         let bases = list_segments(dir, storage)?;
         let mut segments: Vec<Segment> = Vec::new();
+        let mut epochs = LeaderEpochCache::default();
         let mut intact = true;
         for base in bases {
             let continues = segments.last().is_none_or(|prev| prev.end_offset() == base);
@@ -39,7 +47,7 @@ impl PartitionLog {
                 Segment::new(dir, base).delete_files(storage);
                 continue;
             }
-            let (segment, clean) = recover_segment(dir, base, &config, storage);
+            let (segment, clean) = recover_segment(dir, base, &config, &mut epochs, storage);
             intact = clean;
             segments.push(segment);
         }
@@ -58,8 +66,9 @@ impl PartitionLog {
         let log_end = segments.last().expect("not empty").end_offset();
         let size_bytes = segments.iter().map(|s| s.size_bytes).sum();
         let dir = dir.to_string();
-        let mut log = PartitionLog { dir, config, segments, log_end, size_bytes, scratch: Vec::new() };
+        let mut log = PartitionLog { dir, config, segments, log_end, size_bytes, epochs, scratch: Vec::new() };
         assert!(log.log_start_offset() <= log.log_end);
+        assert_eq!(log.epochs.entries().is_empty(), log.log_start_offset() == log.log_end);
         if plants.on(Plant::OffsetReuse) && log.log_end > log.log_start_offset() {
             let reused = Offset(log.log_end.0 - 1);
             log.truncate_to(storage, reused);
@@ -105,9 +114,16 @@ fn parse_base_offset(stem: &str) -> Option<Offset> {
     digits.then(|| stem.parse::<i64>().ok().map(Offset)).flatten()
 }
 
-/// Decodes one segment file. Returns the segment and whether the whole file was
-/// valid; if not, the file has been truncated after the last valid batch.
-fn recover_segment(dir: &str, base: Offset, config: &LogConfig, storage: &mut dyn Storage) -> (Segment, bool) {
+/// Decodes one segment file, assigning each batch's epoch in `epochs`. Returns
+/// the segment and whether the whole file was valid; if not, the file has been
+/// truncated after the last valid batch.
+fn recover_segment(
+    dir: &str,
+    base: Offset,
+    config: &LogConfig,
+    epochs: &mut LeaderEpochCache,
+    storage: &mut dyn Storage,
+) -> (Segment, bool) {
     let mut segment = Segment::new(dir, base);
     let file = Bytes::from(storage.read(&segment.log_file).unwrap_or_default());
     let mut position = 0;
@@ -115,10 +131,14 @@ fn recover_segment(dir: &str, base: Offset, config: &LogConfig, storage: &mut dy
         let expected = segment.end_offset();
         let decoded = decode_batch(&file, position, &mut segment.records);
         let Ok(batch) = decoded else { break };
-        if batch.base_offset != expected {
+        // The epoch field is outside the CRC; no append ever wrote an epoch
+        // below the one before it.
+        let epoch_went_back = epochs.latest_epoch().is_some_and(|latest| batch.leader_epoch < latest);
+        if batch.base_offset != expected || epoch_went_back {
             segment.records.truncate((expected.0 - base.0) as usize);
             break;
         }
+        epochs.assign(batch.leader_epoch, batch.base_offset);
         let meta = BatchMeta {
             base_offset: batch.base_offset,
             last_offset: batch.last_offset,

@@ -8,7 +8,8 @@ impl PartitionLog {
     /// start offset, and returns how many went. As Kafka does, by age first
     /// (newest record older than `now_ms - retention_ms`), then by size: a segment
     /// goes only if the log would still hold at least `retention_bytes` without
-    /// it, so retention never cuts below the configured size.
+    /// it, so retention never cuts below the configured size. The epoch cache
+    /// forgets epochs below the new log start.
     pub fn apply_retention(&mut self, storage: &mut dyn Storage, now_ms: u64) -> usize {
         let start_before = self.log_start_offset();
         let mut deleted = 0;
@@ -27,6 +28,11 @@ impl PartitionLog {
             }
         }
         assert!(self.log_start_offset() >= start_before && self.log_start_offset() <= self.log_end);
+        if deleted > 0 {
+            self.epochs.truncate_from_start(self.log_start_offset());
+            let first = self.epochs.entries().first().map(|e| e.start_offset);
+            assert_eq!(first, Some(self.log_start_offset()), "a segment with records remains");
+        }
         deleted
     }
 

@@ -4,7 +4,7 @@
 use super::codec::encode_batch;
 use super::index::{IndexEntry, OffsetIndex};
 use crate::storage::Storage;
-use crate::types::{Offset, StoredRecord};
+use crate::types::{LeaderEpoch, Offset, StoredRecord};
 
 /// Where one batch sits in the segment file, and what recovery needs to redo it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -13,7 +13,7 @@ pub(super) struct BatchMeta {
     pub last_offset: Offset,
     pub position: u64,
     pub size_bytes: u64,
-    pub leader_epoch: u32,
+    pub leader_epoch: LeaderEpoch,
     pub max_timestamp_ms: u64,
 }
 
@@ -89,7 +89,7 @@ impl Segment {
         &mut self,
         storage: &mut dyn Storage,
         encoded: &[u8],
-        leader_epoch: u32,
+        leader_epoch: LeaderEpoch,
         timestamp_ms: u64,
         index_interval_bytes: u64,
     ) {

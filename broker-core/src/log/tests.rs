@@ -31,7 +31,7 @@ fn append(log: &mut PartitionLog, storage: &mut MemStorage, now_ms: u64, tag: &s
             timestamp_ms: 999, // the producer's time; the log stamps its own
         })
         .collect();
-    log.append(storage, now_ms, 1, &records)
+    log.append(storage, now_ms, LeaderEpoch(1), &records)
 }
 
 /// Appends `batches` batches of `per_batch` records, at times 0, 1, 2, ...
@@ -49,6 +49,19 @@ fn offsets(records: &[StoredRecord]) -> Vec<i64> {
     records.iter().map(|r| r.offset.0).collect()
 }
 
+/// The epoch cache that appending `records` one by one builds.
+pub(super) fn epochs_of(records: &[StoredRecord]) -> LeaderEpochCache {
+    let mut cache = LeaderEpochCache::default();
+    for record in records {
+        cache.assign(record.leader_epoch, record.offset);
+    }
+    cache
+}
+
+fn epoch_pairs(log: &PartitionLog) -> Vec<(i32, i64)> {
+    log.epoch_cache().entries().iter().map(|e| (e.epoch.0, e.start_offset.0)).collect()
+}
+
 /// Everything that must hold between the in-memory log and its files.
 pub(super) fn check_invariants(log: &PartitionLog, storage: &MemStorage) {
     let mut expected_files = BTreeSet::new();
@@ -58,6 +71,11 @@ pub(super) fn check_invariants(log: &PartitionLog, storage: &MemStorage) {
         assert!(!segment.is_empty() || log.segments.len() == 1, "only a lone segment may be empty");
         for (j, record) in segment.records.iter().enumerate() {
             assert_eq!(record.offset.0, segment.base_offset.0 + j as i64, "records dense");
+        }
+        for batch in &segment.batches {
+            let (first, last) = ((batch.base_offset.0 - segment.base_offset.0) as usize, batch.last_offset.0);
+            let held = &segment.records[first..=(last - segment.base_offset.0) as usize];
+            assert!(held.iter().all(|r| r.leader_epoch == batch.leader_epoch), "a batch has one epoch");
         }
         let batch_bytes: u64 = segment.batches.iter().map(|b| b.size_bytes).sum();
         assert_eq!(batch_bytes, segment.size_bytes);
@@ -73,6 +91,11 @@ pub(super) fn check_invariants(log: &PartitionLog, storage: &MemStorage) {
     }
     assert_eq!(next, log.log_end_offset());
     assert_eq!(log.size_bytes(), log.segments.iter().map(|s| s.size_bytes).sum::<u64>());
+    let records: Vec<StoredRecord> = log.segments.iter().flat_map(|s| s.records.iter().cloned()).collect();
+    assert!(records.windows(2).all(|w| w[0].leader_epoch <= w[1].leader_epoch), "epochs never go back");
+    assert_eq!(log.epoch_cache(), &epochs_of(&records), "the cache agrees with the records");
+    let first_start = log.epoch_cache().entries().first().map(|e| e.start_offset);
+    assert_eq!(first_start, (!records.is_empty()).then(|| log.log_start_offset()));
     let files: BTreeSet<String> = storage.list(&format!("{}/", log.dir)).into_iter().collect();
     assert_eq!(files, expected_files);
 }
@@ -118,7 +141,7 @@ fn append_then_read_round_trips() {
 fn append_of_nothing_panics() {
     let mut storage = MemStorage::new();
     let mut log = open_log(&mut storage, LogConfig::default());
-    log.append(&mut storage, 0, 0, &[]);
+    log.append(&mut storage, 0, LeaderEpoch::FIRST, &[]);
 }
 
 #[test]
@@ -544,4 +567,225 @@ fn offset_reuse_plant_hands_out_the_last_offset_again() {
     let mut empty = MemStorage::new();
     let fresh = PartitionLog::open(DIR, small_config(), &plants, &mut empty).unwrap();
     assert_eq!(fresh.log_end_offset(), Offset(0));
+}
+
+// ---- Leader epochs ----
+
+/// Appends `count` records (value `"{tag}-{offset}"`) in `epoch` at `now_ms`.
+fn append_in(log: &mut PartitionLog, storage: &mut MemStorage, epoch: i32, now_ms: u64, count: usize) -> AppendInfo {
+    let base = log.log_end_offset().0;
+    let records: Vec<Record> = (base..base + count as i64)
+        .map(|o| Record { key: None, value: value_at(&format!("e{epoch}"), o), timestamp_ms: 0 })
+        .collect();
+    log.append(storage, now_ms, LeaderEpoch(epoch), &records)
+}
+
+/// (offset, epoch) of every record.
+fn record_epochs(log: &PartitionLog) -> Vec<(i64, i32)> {
+    read_all(log).iter().map(|r| (r.offset.0, r.leader_epoch.0)).collect()
+}
+
+/// `end_offset_for_epoch` as plain numbers; `None` = undefined.
+fn end_for(log: &PartitionLog, requested: i32) -> Option<(i32, i64)> {
+    log.end_offset_for_epoch(LeaderEpoch(requested)).map(|(epoch, end)| (epoch.0, end.0))
+}
+
+/// The Kafka example: epochs 0, 2 and 5 starting at 0, 10 and 20; log end 30.
+fn kafka_example(storage: &mut MemStorage, config: LogConfig) -> PartitionLog {
+    let mut log = open_log(storage, config);
+    for (epoch, batches) in [(0, 2), (2, 2), (5, 2)] {
+        for now_ms in 0..batches {
+            append_in(&mut log, storage, epoch, now_ms, 5);
+        }
+    }
+    log
+}
+
+#[test]
+fn epochs_are_kept_per_record_and_in_the_cache() {
+    let mut storage = MemStorage::new();
+    let log = kafka_example(&mut storage, small_config());
+    assert!(log.segment_count() >= 2, "fixture: epochs span segments");
+    let expected: Vec<(i64, i32)> = (0..30).map(|o| (o, [0, 2, 5][o as usize / 10])).collect();
+    assert_eq!(record_epochs(&log), expected);
+    assert_eq!(epoch_pairs(&log), vec![(0, 0), (2, 10), (5, 20)]);
+    assert_eq!(log.latest_epoch(), Some(LeaderEpoch(5)));
+    let cases = [(-1, None), (0, Some((0, 10))), (1, Some((0, 10))), (2, Some((2, 20))), (4, Some((2, 20)))];
+    for (requested, answer) in cases.into_iter().chain([(5, Some((5, 30))), (7, Some((5, 30)))]) {
+        assert_eq!(end_for(&log, requested), answer, "end_offset_for_epoch({requested})");
+    }
+    check_invariants(&log, &storage);
+    let empty = open_log(&mut MemStorage::new(), small_config());
+    assert_eq!((empty.latest_epoch(), end_for(&empty, 0)), (None, None));
+}
+
+#[test]
+fn reopen_rebuilds_the_cache_the_appends_built() {
+    let mut storage = MemStorage::new();
+    let mut log = kafka_example(&mut storage, small_config());
+    append_in(&mut log, &mut storage, 8, 9, 1);
+    let reopened = open_log(&mut storage, small_config());
+    assert_eq!(reopened.epoch_cache(), log.epoch_cache());
+    assert_eq!(epoch_pairs(&reopened), vec![(0, 0), (2, 10), (5, 20), (8, 30)]);
+    assert_eq!(read_all(&reopened), read_all(&log), "epochs included");
+    check_invariants(&reopened, &storage);
+}
+
+#[test]
+#[should_panic(expected = "append in epoch e1 after epoch e2")]
+fn a_leader_append_in_an_older_epoch_panics() {
+    let mut storage = MemStorage::new();
+    let mut log = open_log(&mut storage, LogConfig::default());
+    append_in(&mut log, &mut storage, 2, 0, 1);
+    append_in(&mut log, &mut storage, 1, 0, 1);
+}
+
+#[test]
+fn append_replicated_keeps_the_leaders_offsets_timestamps_and_epochs() {
+    let (mut leader_storage, config) = (MemStorage::new(), small_config());
+    let mut leader = open_log(&mut leader_storage, config.clone());
+    for (i, epoch) in [0, 0, 1, 1, 1, 4, 6, 6].into_iter().enumerate() {
+        append_in(&mut leader, &mut leader_storage, epoch, 100 + i as u64, 1 + i % 3);
+    }
+    let all = read_all(&leader);
+    // In one go: the follower's files are the leader's, byte for byte.
+    let mut storage = MemStorage::new();
+    let mut follower = open_log(&mut storage, config.clone());
+    let info = follower.append_replicated(&mut storage, &all).unwrap();
+    assert_eq!(info, AppendInfo { base_offset: Offset(0), last_offset: Offset(all.len() as i64 - 1) });
+    assert_eq!(read_all(&follower), all);
+    assert_eq!(follower.epoch_cache(), leader.epoch_cache());
+    assert_eq!(storage.list(""), leader_storage.list(""));
+    for file in storage.list("") {
+        assert_eq!(storage.read(&file), leader_storage.read(&file), "{file}");
+    }
+    check_invariants(&follower, &storage);
+    // In small fetches that cut batches: the same records and epochs.
+    let mut storage = MemStorage::new();
+    let mut follower = open_log(&mut storage, config.clone());
+    while follower.log_end_offset() < leader.log_end_offset() {
+        let fetched = leader.read(follower.log_end_offset(), leader.log_end_offset(), 40).unwrap();
+        follower.append_replicated(&mut storage, &fetched).unwrap();
+        check_invariants(&follower, &storage);
+    }
+    assert_eq!(read_all(&follower), all);
+    assert_eq!(epoch_pairs(&follower), vec![(0, 0), (1, 3), (4, 9), (6, 12)]);
+    assert_eq!(read_all(&open_log(&mut storage, config)), all, "and after a reopen");
+}
+
+#[test]
+fn append_replicated_rejects_what_does_not_continue_the_log() {
+    let mut storage = MemStorage::new();
+    let mut log = open_log(&mut storage, LogConfig::default());
+    append_in(&mut log, &mut storage, 3, 0, 4);
+    let record = |offset: i64, epoch: i32| StoredRecord {
+        offset: Offset(offset),
+        timestamp_ms: 7,
+        leader_epoch: LeaderEpoch(epoch),
+        key: None,
+        value: Bytes::from_static(b"v"),
+    };
+    let (e3, e4) = (LeaderEpoch(3), LeaderEpoch(4));
+    let cases = [
+        (vec![record(5, 3)], AppendError::NonContiguous { expected: Offset(4), got: Offset(5) }),
+        (vec![record(3, 3)], AppendError::NonContiguous { expected: Offset(4), got: Offset(3) }),
+        (vec![record(4, 3), record(6, 3)], AppendError::NonContiguous { expected: Offset(5), got: Offset(6) }),
+        (vec![record(4, 2)], AppendError::EpochRegression { offset: Offset(4), epoch: LeaderEpoch(2), min_epoch: e3 }),
+        (
+            vec![record(4, 4), record(5, 3)],
+            AppendError::EpochRegression { offset: Offset(5), epoch: e3, min_epoch: e4 },
+        ),
+        (
+            vec![record(4, -1)],
+            AppendError::EpochRegression { offset: Offset(4), epoch: LeaderEpoch::NONE, min_epoch: e3 },
+        ),
+    ];
+    let before = storage.clone();
+    for (records, error) in cases {
+        assert_eq!(log.append_replicated(&mut storage, &records), Err(error));
+        assert_eq!((log.log_end_offset(), log.latest_epoch()), (Offset(4), Some(e3)), "nothing appended");
+        for file in before.list("") {
+            assert_eq!(storage.read(&file), before.read(&file), "nothing written");
+        }
+    }
+    let message = AppendError::NonContiguous { expected: Offset(4), got: Offset(5) }.to_string();
+    assert_eq!(message, "follower append of offset 5 where the log expects 4");
+    let message = AppendError::EpochRegression { offset: Offset(4), epoch: LeaderEpoch(2), min_epoch: e3 }.to_string();
+    assert_eq!(message, "follower append of offset 4 in epoch e2, below epoch e3");
+    assert!(log.append_replicated(&mut storage, &[record(4, 3), record(5, 4)]).is_ok());
+    let mut empty = open_log(&mut MemStorage::new(), LogConfig::default());
+    let error =
+        AppendError::EpochRegression { offset: Offset(0), epoch: LeaderEpoch::NONE, min_epoch: LeaderEpoch::FIRST };
+    assert_eq!(empty.append_replicated(&mut MemStorage::new(), &[record(0, -1)]), Err(error), "batches have an epoch");
+    check_invariants(&log, &storage);
+}
+
+#[test]
+fn truncation_forgets_later_epochs_and_new_ones_append_after_it() {
+    let mut storage = MemStorage::new();
+    let mut log = kafka_example(&mut storage, small_config());
+    log.truncate_to(&mut storage, Offset(25));
+    assert_eq!(epoch_pairs(&log), vec![(0, 0), (2, 10), (5, 20)], "inside the latest epoch");
+    assert_eq!(end_for(&log, 5), Some((5, 25)));
+    log.truncate_to(&mut storage, Offset(20));
+    assert_eq!(epoch_pairs(&log), vec![(0, 0), (2, 10)], "at an epoch's first offset");
+    assert_eq!(end_for(&log, 5), Some((2, 20)));
+    log.truncate_to(&mut storage, Offset(13));
+    check_invariants(&log, &storage);
+    // A follower's path: take the new leader's epoch 7, then epoch 9.
+    append_in(&mut log, &mut storage, 7, 50, 2);
+    let replicated = StoredRecord {
+        offset: Offset(15),
+        timestamp_ms: 60,
+        leader_epoch: LeaderEpoch(9),
+        key: None,
+        value: Bytes::from_static(b"e9"),
+    };
+    log.append_replicated(&mut storage, &[replicated]).unwrap();
+    assert_eq!(epoch_pairs(&log), vec![(0, 0), (2, 10), (7, 13), (9, 15)]);
+    let epochs: Vec<i32> = record_epochs(&log).iter().map(|&(_, epoch)| epoch).collect();
+    assert_eq!(epochs, [vec![0; 10], vec![2; 3], vec![7; 2], vec![9]].concat());
+    assert_eq!(read_all(&log)[12].value, value_at("e2", 12), "the kept records are untouched");
+    assert_eq!(end_for(&log, 8), Some((7, 15)));
+    check_invariants(&log, &storage);
+    assert_eq!(open_log(&mut storage, small_config()).epoch_cache(), log.epoch_cache());
+    // Truncating the whole log forgets every epoch.
+    log.truncate_to(&mut storage, Offset(0));
+    assert_eq!((log.latest_epoch(), end_for(&log, 9)), (None, None));
+    check_invariants(&log, &storage);
+}
+
+#[test]
+fn retention_forgets_epochs_below_the_new_log_start() {
+    let mut storage = MemStorage::new();
+    let config = LogConfig { retention_bytes: Some(0), ..small_config() };
+    let mut log = kafka_example(&mut storage, config.clone());
+    assert!(log.apply_retention(&mut storage, 0) > 0);
+    let start = log.log_start_offset();
+    assert!(start > Offset(10) && start < Offset(30), "fixture: the log now starts inside epoch 2 or 5");
+    let expected = if start < Offset(20) { vec![(2, start.0), (5, 20)] } else { vec![(5, start.0)] };
+    assert_eq!(epoch_pairs(&log), expected);
+    assert_eq!(end_for(&log, 1), None, "epoch 0 is gone");
+    assert_eq!(end_for(&log, 5), Some((5, 30)));
+    check_invariants(&log, &storage);
+    assert_eq!(open_log(&mut storage, config).epoch_cache(), log.epoch_cache());
+}
+
+#[test]
+fn recovery_cuts_a_batch_whose_epoch_goes_back() {
+    let mut storage = MemStorage::new();
+    let mut log = open_log(&mut storage, LogConfig::default());
+    append_in(&mut log, &mut storage, 2, 0, 3);
+    append_in(&mut log, &mut storage, 4, 1, 3);
+    append_in(&mut log, &mut storage, 4, 2, 3);
+    let file = last_log_file(&log);
+    let last = *log.active().batches.last().unwrap();
+    // The epoch field lies outside the CRC, so only the order check catches this.
+    let mut bytes = storage.read(&file).unwrap();
+    bytes[last.position as usize + 12..last.position as usize + 16].copy_from_slice(&3i32.to_be_bytes());
+    storage.write_all(&file, &bytes);
+    let reopened = open_log(&mut storage, LogConfig::default());
+    assert_eq!(reopened.log_end_offset(), Offset(6));
+    assert_eq!(epoch_pairs(&reopened), vec![(2, 0), (4, 3)]);
+    check_invariants(&reopened, &storage);
 }

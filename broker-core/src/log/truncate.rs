@@ -6,14 +6,16 @@ use crate::storage::Storage;
 use crate::types::Offset;
 
 impl PartitionLog {
-    /// Removes every record at `offset` or above, in memory and in storage.
-    /// No-op if `offset >= log_end_offset()`. At or below the log start the whole
-    /// log goes and it restarts empty at `offset` (start = end = `offset`).
+    /// Removes every record at `offset` or above, in memory and in storage, and
+    /// forgets the epochs that started there or later. No-op if
+    /// `offset >= log_end_offset()`. At or below the log start the whole log goes
+    /// and it restarts empty at `offset` (start = end = `offset`, no epochs).
     pub fn truncate_to(&mut self, storage: &mut dyn Storage, offset: Offset) {
         assert!(offset.0 >= 0, "truncate to negative offset {offset}");
         if offset >= self.log_end {
             return;
         }
+        self.epochs.truncate_from_end(offset);
         if offset <= self.log_start_offset() {
             self.reset_to(storage, offset);
             return;
@@ -33,6 +35,7 @@ impl PartitionLog {
         self.log_end = offset;
         assert_eq!(self.active().end_offset(), offset);
         assert!(self.log_start_offset() < self.log_end && !self.active().is_empty());
+        assert!(self.epochs.latest_epoch().is_some(), "the epoch of the records kept is kept");
     }
 
     /// Deletes every segment and starts an empty one at `offset`.
@@ -47,5 +50,6 @@ impl PartitionLog {
         self.log_end = offset;
         self.size_bytes = 0;
         assert_eq!(self.log_start_offset(), self.log_end);
+        assert!(self.epochs.entries().is_empty(), "an empty log has no epochs");
     }
 }

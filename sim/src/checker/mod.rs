@@ -27,6 +27,17 @@ pub enum Invariant {
     DrainIncomplete,
     /// A simulated node panicked: a bug found inside broker-core or sim.
     Crash,
+    /// An acks=all acknowledged value missing from the final leader's log at
+    /// its offset, or not read there by the drain (`replicas`).
+    NoLostAckedWrite,
+    /// Committed records changed or lost, replicas' logs differing below
+    /// their HWs, or a leader's or the served HW going backwards (`replicas`).
+    HwConsistency,
+    /// Two leaders in one epoch, epochs not growing, an unelected or
+    /// incomplete leader, a disabled unclean election (`replicas`).
+    Leadership,
+    /// Liveness: after heal and drain, replication did not converge (`replicas`).
+    ReplicationLiveness,
 }
 
 impl Invariant {
@@ -40,6 +51,10 @@ impl Invariant {
         Invariant::NonmonotonicSend,
         Invariant::DrainIncomplete,
         Invariant::Crash,
+        Invariant::NoLostAckedWrite,
+        Invariant::HwConsistency,
+        Invariant::Leadership,
+        Invariant::ReplicationLiveness,
     ];
 
     pub fn name(self) -> &'static str {
@@ -53,6 +68,10 @@ impl Invariant {
             Invariant::NonmonotonicSend => "nonmonotonic-send",
             Invariant::DrainIncomplete => "drain-incomplete",
             Invariant::Crash => "crash",
+            Invariant::NoLostAckedWrite => "no-lost-acked-write",
+            Invariant::HwConsistency => "hw-consistency",
+            Invariant::Leadership => "leadership",
+            Invariant::ReplicationLiveness => "replication-liveness",
         }
     }
 
@@ -94,6 +113,7 @@ mod offsets;
 mod partition_log;
 mod per_process;
 mod polls;
+pub mod replicas;
 mod sends;
 #[cfg(test)]
 mod tests;

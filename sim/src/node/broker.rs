@@ -1,15 +1,19 @@
-//! A broker node: boots (recovering its logs from its disk) on every start.
+//! A broker node: boots (recovering its logs from its disk) on every start,
+//! serves clients and other brokers, and talks to the controller and to
+//! leaders over connections of its own.
 
 use super::{next_wake, Wake};
-use crate::net::{BrokerNet, BrokerNetEvent};
+use crate::net::{BrokerNet, BrokerNetEvent, ClientNet, ClientNetEvent};
+use crate::observe::ReplicaState;
 use crate::rng::core_seed;
 use crate::timer::Timer;
 use crate::trace::TraceEvent;
 use crate::world::World;
-use broker_core::broker::{Broker, BrokerConfig, BrokerOutput};
+use broker_core::broker::{Broker, BrokerConfig, BrokerEvent, BrokerOutput};
 use broker_core::log::LogConfig;
 use broker_core::types::BrokerId;
 use std::sync::Arc;
+use std::task::Poll;
 
 pub fn broker_config(world: &World) -> BrokerConfig {
     let spec = &world.scenario.cluster.broker;
@@ -22,13 +26,24 @@ pub fn broker_config(world: &World) -> BrokerConfig {
         },
         retention_check_interval_ms: spec.log_retention_check_interval_ms,
         fetch_purgatory_limit: spec.fetch_purgatory_limit as usize,
+        replica_lag_time_max_ms: spec.replica_lag_time_max_ms,
+        replica_fetch_wait_max_ms: spec.replica_fetch_wait_max_ms,
+        heartbeat_interval_ms: world.scenario.cluster.controller.heartbeat_interval_ms,
+        ..BrokerConfig::default()
     }
+}
+
+/// What woke the broker: a request to it, or news on its own connections.
+enum Net {
+    Served(BrokerNetEvent),
+    Own(ClientNetEvent),
 }
 
 pub async fn run(world: Arc<World>, id: BrokerId) {
     let node = world.broker_node(id);
     world.trace(node, TraceEvent::Boot);
-    let mut net = BrokerNet::bind(world.clone(), node, world.broker_addr(id)).await;
+    let mut server = BrokerNet::bind(world.clone(), node, world.broker_addr(id)).await;
+    let mut client = ClientNet::bind(world.clone(), node).await;
     // Each incarnation gets a fresh seed for its planted-bug choices, derived
     // from the run seed and how many boots happened so far.
     let boot = world.next_boot(node);
@@ -44,18 +59,62 @@ pub async fn run(world: Arc<World>, id: BrokerId) {
     .unwrap_or_else(|e| panic!("{id} failed to recover its log: {e}"));
     let mut timer = Timer::default();
     loop {
+        carry_out(&world, node, &mut broker, &mut server, &mut client);
+        publish_snapshot_if_asked(&world, &broker);
         timer.set(broker.next_timeout_ms().map(|ms| world.clocks.instant_for(node, ms)));
-        let wake = next_wake(|cx| net.poll_event(cx), &mut timer).await;
+        let wake = next_wake(
+            |cx| match server.poll_event(cx) {
+                Poll::Ready(e) => Poll::Ready(Net::Served(e)),
+                Poll::Pending => client.poll_event(cx).map(Net::Own),
+            },
+            &mut timer,
+        )
+        .await;
         let now_ms = world.clocks.node_now_ms(node);
         match wake {
-            Wake::Net(BrokerNetEvent::Request { conn, correlation_id, request }) => {
+            Wake::Net(Net::Served(BrokerNetEvent::Request { conn, correlation_id, request })) => {
                 broker.handle_request(now_ms, conn, correlation_id, request)
             }
-            Wake::Net(BrokerNetEvent::Closed { conn }) => broker.connection_closed(conn),
+            Wake::Net(Net::Served(BrokerNetEvent::Closed { conn })) => broker.connection_closed(conn),
+            Wake::Net(Net::Own(ClientNetEvent::Response { peer, correlation_id, response })) => {
+                broker.handle_response(now_ms, peer, correlation_id, response)
+            }
+            Wake::Net(Net::Own(ClientNetEvent::Disconnected { peer })) => broker.handle_disconnect(now_ms, peer),
             Wake::Timer => broker.handle_timeout(now_ms),
         }
-        while let Some(BrokerOutput::Respond { conn, correlation_id, response }) = broker.poll_output() {
-            net.respond(conn, correlation_id, response);
+    }
+}
+
+/// Sends what the broker asked for and records what it reported.
+fn carry_out(world: &World, node: usize, broker: &mut Broker, server: &mut BrokerNet, client: &mut ClientNet) {
+    while let Some(output) = broker.poll_output() {
+        match output {
+            BrokerOutput::Respond { conn, correlation_id, response } => server.respond(conn, correlation_id, response),
+            BrokerOutput::Send { to, correlation_id, request } => client.send(to, correlation_id, request),
         }
     }
+    while let Some(event) = broker.poll_event() {
+        let time_ns = world.clocks.elapsed_ns();
+        if let BrokerEvent::BecameLeader { tp, leader_epoch, .. } = &event {
+            let partition = super::partition_name(world, *tp).to_string();
+            world.trace(node, TraceEvent::BecameLeader { partition, leader_epoch: leader_epoch.0 });
+        }
+        world.replication.lock().expect("replication lock").broker_event(time_ns, broker, &event);
+    }
+}
+
+/// At the end of the run the supervisor asks every live broker for the
+/// state of its replicas (the checkers' final snapshot).
+fn publish_snapshot_if_asked(world: &World, broker: &Broker) {
+    if !world.snapshot_wanted(broker.id()) {
+        return;
+    }
+    let mut recorder = world.replication.lock().expect("replication lock");
+    for tp in broker.partitions() {
+        if let Some(state) = ReplicaState::of(broker, tp, true) {
+            recorder.snapshot(broker.id(), tp, state);
+        }
+    }
+    drop(recorder);
+    world.snapshot_taken(broker.id());
 }

@@ -12,6 +12,7 @@ use crate::timer::Timer;
 use crate::trace::TraceEvent;
 use crate::world::{Phase, World};
 use broker_core::client::consumer::{AutoOffsetReset, ConsumedRecord, Consumer, ConsumerConfig, ConsumerOutput};
+use broker_core::protocol::Peer;
 use madsim::time::{Duration, Instant};
 use std::sync::Arc;
 
@@ -94,10 +95,14 @@ impl ConsumerDriver {
         let wake = next_wake(|cx| self.net.poll_event(cx), &mut self.timer).await;
         let now = self.now_ms();
         match wake {
-            Wake::Net(ClientNetEvent::Response { broker, correlation_id, response }) => {
+            Wake::Net(ClientNetEvent::Response { peer: Peer::Broker(broker), correlation_id, response }) => {
                 self.consumer.handle_response(now, broker, correlation_id, response)
             }
-            Wake::Net(ClientNetEvent::Disconnected { broker }) => self.consumer.handle_disconnect(now, broker),
+            Wake::Net(ClientNetEvent::Disconnected { peer: Peer::Broker(broker) }) => {
+                self.consumer.handle_disconnect(now, broker)
+            }
+            // A consumer talks to brokers only.
+            Wake::Net(_) => {}
             Wake::Timer => self.consumer.handle_timeout(now),
         }
         self.flush();

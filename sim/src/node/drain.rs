@@ -60,7 +60,9 @@ pub async fn run(world: Arc<World>) {
     world.drain_finished();
 }
 
-/// Asks each partition's leader for its log end offset until every partition answered.
+/// Asks each partition's replicas for its end offset (the high watermark:
+/// what is committed) until every partition's leader has answered. Every
+/// replica is asked because leaders move; only the leader answers without error.
 async fn end_offsets(driver: &mut ConsumerDriver, partitions: &[TopicPartition]) -> BTreeMap<TopicPartition, Offset> {
     let world = driver.world.clone();
     let mut ends = BTreeMap::new();
@@ -69,8 +71,9 @@ async fn end_offsets(driver: &mut ConsumerDriver, partitions: &[TopicPartition])
     while ends.len() < partitions.len() {
         let mut by_leader: BTreeMap<BrokerId, Vec<(TopicPartition, OffsetSpec)>> = BTreeMap::new();
         for tp in partitions.iter().filter(|tp| !ends.contains_key(*tp)) {
-            let leader = world.layout.leader(*tp).expect("every partition has a leader");
-            by_leader.entry(leader).or_default().push((*tp, OffsetSpec::Latest));
+            for replica in world.layout.replicas(*tp).expect("a partition of the layout") {
+                by_leader.entry(*replica).or_default().push((*tp, OffsetSpec::Latest));
+            }
         }
         for (broker, partitions) in by_leader {
             correlation += 1;

@@ -5,6 +5,7 @@
 
 pub mod broker;
 pub mod consumer;
+pub mod controller;
 pub mod drain;
 pub mod producer;
 

@@ -12,6 +12,7 @@ use crate::trace::TraceEvent;
 use crate::world::{Phase, World};
 use broker_core::client::partitioner::PartitionerKind;
 use broker_core::client::producer::{Producer, ProducerConfig, ProducerOutput, ProducerRecord, RecordId, SendOutcome};
+use broker_core::protocol::Peer;
 use bytes::Bytes;
 use madsim::time::{Duration, Instant};
 use rand::Rng;
@@ -93,10 +94,14 @@ pub async fn run(world: Arc<World>, p: u32) {
         let wake = next_wake(|cx| net.poll_event(cx), &mut timer).await;
         let now_ms = world.clocks.node_now_ms(node);
         match wake {
-            Wake::Net(ClientNetEvent::Response { broker, correlation_id, response }) => {
+            Wake::Net(ClientNetEvent::Response { peer: Peer::Broker(broker), correlation_id, response }) => {
                 producer.handle_response(now_ms, broker, correlation_id, response)
             }
-            Wake::Net(ClientNetEvent::Disconnected { broker }) => producer.handle_disconnect(now_ms, broker),
+            Wake::Net(ClientNetEvent::Disconnected { peer: Peer::Broker(broker) }) => {
+                producer.handle_disconnect(now_ms, broker)
+            }
+            // A producer talks to brokers only.
+            Wake::Net(_) => {}
             Wake::Timer => {
                 producer.handle_timeout(now_ms);
                 while world.phase() == Phase::Chaos && Instant::now() >= workload.next_send {

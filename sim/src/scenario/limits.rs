@@ -116,6 +116,12 @@ pub const LOG_RETENTION_MS: IntLimit = int("cluster.broker.log_retention_ms", 1,
 pub const LOG_RETENTION_CHECK_INTERVAL_MS: IntLimit =
     int("cluster.broker.log_retention_check_interval_ms", 1, HOUR_MS, D(300_000));
 pub const FETCH_PURGATORY_LIMIT: IntLimit = int("cluster.broker.fetch_purgatory_limit", 1, 1_000_000, D(10_000));
+pub const REPLICA_LAG_TIME_MAX_MS: IntLimit = int("cluster.broker.replica_lag_time_max_ms", 10, HOUR_MS, D(30_000));
+pub const REPLICA_FETCH_WAIT_MAX_MS: IntLimit = int("cluster.broker.replica_fetch_wait_max_ms", 0, 60_000, D(500));
+
+// [cluster.controller]; defaults are KRaft's broker.session.timeout.ms and broker.heartbeat.interval.ms.
+pub const SESSION_TIMEOUT_MS: IntLimit = int("cluster.controller.session_timeout_ms", 10, HOUR_MS, D(9_000));
+pub const HEARTBEAT_INTERVAL_MS: IntLimit = int("cluster.controller.heartbeat_interval_ms", 1, 600_000, D(2_000));
 
 // [network]
 pub const NETWORK_LATENCY_MS: PairLimit = pair("network.latency_ms", 0, 60_000, D((1, 10)));
@@ -124,7 +130,8 @@ pub const NETWORK_LOSS: FloatLimit = float("network.loss", 0.0, 0.9, D(0.0));
 // [[topics]]
 pub const TOPIC_NAME_CHARS: IntLimit = int("topics.name (characters)", 1, 100, Derived);
 pub const PARTITIONS: IntLimit = int("topics.partitions", 1, 1024, Required);
-pub const REPLICATION_FACTOR: IntLimit = int("topics.replication_factor", 1, 1, D(1));
+pub const REPLICATION_FACTOR: IntLimit = int("topics.replication_factor", 1, 16, D(1));
+pub const MIN_INSYNC_REPLICAS: IntLimit = int("topics.min_insync_replicas", 1, 16, D(1));
 pub const TOTAL_PARTITIONS: IntLimit = int("topics (partitions in all)", 0, 4096, Derived);
 
 // [[workload.producers]]; defaults are Kafka's producer defaults.
@@ -183,11 +190,16 @@ pub const LIMITS: &[Limit] = &[
     Limit::Int(LOG_RETENTION_MS),
     Limit::Int(LOG_RETENTION_CHECK_INTERVAL_MS),
     Limit::Int(FETCH_PURGATORY_LIMIT),
+    Limit::Int(REPLICA_LAG_TIME_MAX_MS),
+    Limit::Int(REPLICA_FETCH_WAIT_MAX_MS),
+    Limit::Int(SESSION_TIMEOUT_MS),
+    Limit::Int(HEARTBEAT_INTERVAL_MS),
     Limit::Pair(NETWORK_LATENCY_MS),
     Limit::Float(NETWORK_LOSS),
     Limit::Int(TOPIC_NAME_CHARS),
     Limit::Int(PARTITIONS),
     Limit::Int(REPLICATION_FACTOR),
+    Limit::Int(MIN_INSYNC_REPLICAS),
     Limit::Int(TOTAL_PARTITIONS),
     Limit::Int(PRODUCER_COUNT),
     Limit::Int(TOTAL_PRODUCERS),
@@ -226,15 +238,17 @@ pub const LIMITS: &[Limit] = &[
 /// Rules that relate one value to another; checked in `validate`, listed here for the docs.
 pub const RULES: &[&str] = &[
     "`cluster.broker.log_index_interval_bytes` <= `cluster.broker.log_segment_bytes`",
+    "`cluster.controller.heartbeat_interval_ms` < `cluster.controller.session_timeout_ms`",
     "`network.latency_ms`, `nemesis.fault_duration_ms`: first <= second",
     "`topics.name`: only `A-Z a-z 0-9 . _ -`, not `.` or `..`, unique",
+    "`topics.replication_factor` <= `cluster.brokers`; `topics.min_insync_replicas` <= `replication_factor`",
     "`workload.producers.topic`, `workload.consumers.topics`: name a topic in `[[topics]]`",
     "`workload.producers.keys.partition` < that topic's `partitions`",
     "`workload.producers.delivery_timeout_ms` >= `linger_ms` + `request_timeout_ms` (as Kafka requires)",
     "`workload.consumers.fetch_min_bytes` <= `fetch_max_bytes`",
     "`faults.at_ms` <= `duration_ms`",
     "`faults.min_ms` <= `faults.max_ms`",
-    "`faults.node`: an existing node; `crash`/`restart` only a broker",
+    "`faults.node`: an existing node (`controller` included); `crash`/`restart` only a broker or the controller",
     "`faults.groups`: at least 2 non-empty groups, each node at most once",
     "`plant`, `expect.must_hold`, `expect.expected`: no name twice; `must_hold` and `expected` disjoint",
 ];

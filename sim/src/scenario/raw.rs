@@ -45,7 +45,16 @@ pub(super) struct RawScenario {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawCluster {
     pub brokers: S<Int>,
+    pub unclean_leader_election: Option<S<bool>>,
     pub broker: Option<RawBroker>,
+    pub controller: Option<RawController>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawController {
+    pub session_timeout_ms: Option<S<Int>>,
+    pub heartbeat_interval_ms: Option<S<Int>>,
 }
 
 #[derive(Deserialize)]
@@ -57,6 +66,8 @@ pub(super) struct RawBroker {
     pub log_retention_ms: Option<S<Int>>,
     pub log_retention_check_interval_ms: Option<S<Int>>,
     pub fetch_purgatory_limit: Option<S<Int>>,
+    pub replica_lag_time_max_ms: Option<S<Int>>,
+    pub replica_fetch_wait_max_ms: Option<S<Int>>,
 }
 
 #[derive(Deserialize)]
@@ -72,6 +83,7 @@ pub(super) struct RawTopic {
     pub name: S<String>,
     pub partitions: S<Int>,
     pub replication_factor: Option<S<Int>>,
+    pub min_insync_replicas: Option<S<Int>>,
 }
 
 #[derive(Deserialize)]

@@ -34,10 +34,34 @@ pub struct Scenario {
     pub expect: ExpectSpec,
 }
 
+/// The controller's node name (there is one controller).
+pub const CONTROLLER_NODE: &str = "controller";
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClusterSpec {
     pub brokers: u32,
+    /// Kafka's unclean.leader.election.enable (default false), for every topic.
+    pub unclean_leader_election: bool,
     pub broker: BrokerSpec,
+    pub controller: ControllerSpec,
+}
+
+/// The controller's broker-liveness settings; defaults are KRaft's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ControllerSpec {
+    /// A broker not heard from for this long is fenced (broker.session.timeout.ms).
+    pub session_timeout_ms: u64,
+    /// How often brokers heartbeat (broker.heartbeat.interval.ms).
+    pub heartbeat_interval_ms: u64,
+}
+
+impl Default for ControllerSpec {
+    fn default() -> Self {
+        ControllerSpec {
+            session_timeout_ms: limits::SESSION_TIMEOUT_MS.default_value() as u64,
+            heartbeat_interval_ms: limits::HEARTBEAT_INTERVAL_MS.default_value() as u64,
+        }
+    }
 }
 
 /// Per-broker configuration; defaults are Kafka's.
@@ -52,6 +76,10 @@ pub struct BrokerSpec {
     pub log_retention_check_interval_ms: u64,
     /// Parked long-poll fetches per broker.
     pub fetch_purgatory_limit: u32,
+    /// A follower not caught up for this long leaves the ISR.
+    pub replica_lag_time_max_ms: u64,
+    /// How long a follower's fetch may wait at the leader for new data.
+    pub replica_fetch_wait_max_ms: u64,
 }
 
 impl Default for BrokerSpec {
@@ -63,6 +91,8 @@ impl Default for BrokerSpec {
             log_retention_ms: None,
             log_retention_check_interval_ms: limits::LOG_RETENTION_CHECK_INTERVAL_MS.default_value() as u64,
             fetch_purgatory_limit: limits::FETCH_PURGATORY_LIMIT.default_value() as u32,
+            replica_lag_time_max_ms: limits::REPLICA_LAG_TIME_MAX_MS.default_value() as u64,
+            replica_fetch_wait_max_ms: limits::REPLICA_FETCH_WAIT_MAX_MS.default_value() as u64,
         }
     }
 }
@@ -87,8 +117,10 @@ impl Default for NetworkSpec {
 pub struct TopicSpec {
     pub name: String,
     pub partitions: u32,
-    /// Always 1 until replication exists.
+    /// Replicas per partition (at most the number of brokers).
     pub replication_factor: u32,
+    /// Kafka's min.insync.replicas for acks=all (at most the replication factor).
+    pub min_insync_replicas: u32,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -409,6 +441,7 @@ impl Scenario {
     /// Brokers, then producers, then consumers.
     pub fn node_names(&self) -> Vec<String> {
         let mut names = self.broker_names();
+        names.push(CONTROLLER_NODE.to_string());
         names.extend(self.producer_names());
         names.extend(self.consumer_names());
         names

@@ -28,6 +28,7 @@ plant = ["fetch-skips-record"]
 
 [cluster]
 brokers = 3
+unclean_leader_election = true
 
 [cluster.broker]
 log_segment_bytes = 1048576
@@ -36,6 +37,12 @@ log_retention_bytes = 10485760
 log_retention_ms = 600000
 log_retention_check_interval_ms = 5000
 fetch_purgatory_limit = 100
+replica_lag_time_max_ms = 5000
+replica_fetch_wait_max_ms = 250
+
+[cluster.controller]
+session_timeout_ms = 3000
+heartbeat_interval_ms = 500
 
 [network]
 latency_ms = [2, 20]
@@ -44,7 +51,8 @@ loss = 0.01
 [[topics]]
 name = "orders"
 partitions = 4
-replication_factor = 1
+replication_factor = 3
+min_insync_replicas = 2
 
 [[topics]]
 name = "audit.log_v2"
@@ -190,6 +198,8 @@ fn full_scenario_reads_every_key() {
         plant: vec![Plant::FetchSkipsRecord],
         cluster: ClusterSpec {
             brokers: 3,
+            unclean_leader_election: true,
+            controller: ControllerSpec { session_timeout_ms: 3000, heartbeat_interval_ms: 500 },
             broker: BrokerSpec {
                 log_segment_bytes: 1_048_576,
                 log_index_interval_bytes: 1024,
@@ -197,12 +207,14 @@ fn full_scenario_reads_every_key() {
                 log_retention_ms: Some(600_000),
                 log_retention_check_interval_ms: 5000,
                 fetch_purgatory_limit: 100,
+                replica_lag_time_max_ms: 5000,
+                replica_fetch_wait_max_ms: 250,
             },
         },
         network: NetworkSpec { latency_ms: (2, 20), loss: 0.01 },
         topics: vec![
-            TopicSpec { name: "orders".into(), partitions: 4, replication_factor: 1 },
-            TopicSpec { name: "audit.log_v2".into(), partitions: 1, replication_factor: 1 },
+            TopicSpec { name: "orders".into(), partitions: 4, replication_factor: 3, min_insync_replicas: 2 },
+            TopicSpec { name: "audit.log_v2".into(), partitions: 1, replication_factor: 1, min_insync_replicas: 1 },
         ],
         workload: WorkloadSpec {
             producers: vec![
@@ -252,14 +264,14 @@ fn full_scenario_reads_every_key() {
             }],
         },
         faults: vec![
-            TimedFault { at_ms: 1000, fault: Fault::Crash { node: "broker-1".into() }, line: 72 },
-            TimedFault { at_ms: 2000, fault: Fault::Restart { node: "broker-1".into() }, line: 77 },
-            TimedFault { at_ms: 3000, fault: Fault::Pause { node: "producer-2".into() }, line: 82 },
-            TimedFault { at_ms: 4000, fault: Fault::Resume { node: "producer-2".into() }, line: 87 },
-            TimedFault { at_ms: 5000, fault: Fault::Isolate { node: "consumer-1".into() }, line: 92 },
-            TimedFault { at_ms: 6000, fault: Fault::Heal, line: 97 },
-            TimedFault { at_ms: 7000, fault: Fault::Latency { min_ms: 5, max_ms: 50 }, line: 101 },
-            TimedFault { at_ms: 8000, fault: Fault::Loss { rate: 0.2 }, line: 107 },
+            TimedFault { at_ms: 1000, fault: Fault::Crash { node: "broker-1".into() }, line: 80 },
+            TimedFault { at_ms: 2000, fault: Fault::Restart { node: "broker-1".into() }, line: 85 },
+            TimedFault { at_ms: 3000, fault: Fault::Pause { node: "producer-2".into() }, line: 90 },
+            TimedFault { at_ms: 4000, fault: Fault::Resume { node: "producer-2".into() }, line: 95 },
+            TimedFault { at_ms: 5000, fault: Fault::Isolate { node: "consumer-1".into() }, line: 100 },
+            TimedFault { at_ms: 6000, fault: Fault::Heal, line: 105 },
+            TimedFault { at_ms: 7000, fault: Fault::Latency { min_ms: 5, max_ms: 50 }, line: 109 },
+            TimedFault { at_ms: 8000, fault: Fault::Loss { rate: 0.2 }, line: 115 },
             // Equal times keep file order: the partition (line 66) before the skew.
             TimedFault {
                 at_ms: 9000,
@@ -267,9 +279,9 @@ fn full_scenario_reads_every_key() {
                     groups: vec![strings(&["broker-0"]), strings(&["broker-1", "broker-2"])],
                     one_way: true,
                 },
-                line: 66,
+                line: 74,
             },
-            TimedFault { at_ms: 9000, fault: Fault::Skew { node: "broker-0".into(), skew_ms: -1500 }, line: 112 },
+            TimedFault { at_ms: 9000, fault: Fault::Skew { node: "broker-0".into(), skew_ms: -1500 }, line: 120 },
         ],
         nemesis: Some(NemesisSpec {
             interval_ms: 500,
@@ -304,6 +316,7 @@ fn full_scenario_names_its_nodes() {
             "broker-0",
             "broker-1",
             "broker-2",
+            "controller",
             "producer-0",
             "producer-1",
             "producer-2",
@@ -339,7 +352,15 @@ fn minimal_scenario_gets_the_documented_defaults() {
     assert_eq!(s.description, "");
     assert_eq!((s.duration_ms, s.drain_timeout_ms, s.seeds), (10_000, 60_000, 10));
     assert!(s.plant.is_empty());
-    assert_eq!(s.cluster, ClusterSpec { brokers: 3, broker: BrokerSpec::default() });
+    assert_eq!(
+        s.cluster,
+        ClusterSpec {
+            brokers: 3,
+            unclean_leader_election: false,
+            broker: BrokerSpec::default(),
+            controller: ControllerSpec { session_timeout_ms: 9000, heartbeat_interval_ms: 2000 }
+        }
+    );
     assert_eq!(
         BrokerSpec::default(),
         BrokerSpec {
@@ -349,16 +370,21 @@ fn minimal_scenario_gets_the_documented_defaults() {
             log_retention_ms: None,
             log_retention_check_interval_ms: 300_000,
             fetch_purgatory_limit: 10_000,
+            replica_lag_time_max_ms: 30_000,
+            replica_fetch_wait_max_ms: 500,
         }
     );
     assert_eq!(s.network, NetworkSpec { latency_ms: (1, 10), loss: 0.0 });
-    assert_eq!(s.topics, vec![TopicSpec { name: "orders".into(), partitions: 3, replication_factor: 1 }]);
+    assert_eq!(
+        s.topics,
+        vec![TopicSpec { name: "orders".into(), partitions: 3, replication_factor: 1, min_insync_replicas: 1 }]
+    );
     assert_eq!(s.workload, WorkloadSpec::default());
     assert!(s.faults.is_empty());
     assert_eq!(s.nemesis, None);
     let every_default: Vec<Invariant> = Invariant::ALL.iter().copied().filter(|i| i.holds_by_default()).collect();
     assert_eq!(s.expect, ExpectSpec { must_hold: every_default, expected: vec![] });
-    assert_eq!(s.node_names(), strings(&["broker-0", "broker-1", "broker-2"]));
+    assert_eq!(s.node_names(), strings(&["broker-0", "broker-1", "broker-2", "controller"]));
 }
 
 #[test]
@@ -528,7 +554,7 @@ fn fault_names_a_missing_broker() {
         &format!("{MIN}\n[[faults]]\nat_ms = 1\nverb = \"pause\"\nnode = \"zookeeper-0\"\n"),
         13,
         8,
-        "unknown node \"zookeeper-0\"; nodes are named broker-N, producer-N and consumer-N",
+        "unknown node \"zookeeper-0\"; nodes are named broker-N, controller, producer-N and consumer-N",
     );
     check(&format!("{MIN}\n[[faults]]\nat_ms = 1\nverb = \"pause\"\nnode = \"broker-01\"\n"), 13, 8, "broker-01");
 }
@@ -539,7 +565,7 @@ fn crash_on_a_non_broker() {
         &format!("{MIN}\n[[workload.consumers]]\ntopics = [\"orders\"]\n\n[[faults]]\nat_ms = 1\nverb = \"crash\"\nnode = \"consumer-0\"\n"),
         16,
         8,
-        "crash applies to brokers only, but \"consumer-0\" is a consumer",
+        "crash applies to brokers and the controller only, but \"consumer-0\" is a consumer",
     );
 }
 
@@ -630,8 +656,43 @@ fn key_partition_outside_the_topic() {
 }
 
 #[test]
-fn replication_factor_2() {
-    check(&format!("{MIN}replication_factor = 2\n"), 9, 22, "replication_factor must be 1 for now, got 2");
+fn replication_factor_past_the_brokers() {
+    check(&format!("{MIN}replication_factor = 4\n"), 9, 22, "replication_factor 4 exceeds the cluster's 3 broker(s)");
+    check(
+        &format!("{MIN}replication_factor = 0\n"),
+        9,
+        22,
+        "topics.replication_factor must be between 1 and 16, got 0",
+    );
+}
+
+#[test]
+fn min_insync_replicas_past_the_replication_factor() {
+    check(
+        &format!("{MIN}replication_factor = 2\nmin_insync_replicas = 3\n"),
+        10,
+        23,
+        "min_insync_replicas 3 exceeds replication_factor 2: acks=all could never succeed",
+    );
+    // Left-out replication factor is 1.
+    check(&format!("{MIN}min_insync_replicas = 2\n"), 9, 23, "min_insync_replicas 2 exceeds replication_factor 1");
+}
+
+#[test]
+fn heartbeat_not_below_the_session_timeout() {
+    check(
+        &format!("{MIN}\n[cluster.controller]\nsession_timeout_ms = 1000\nheartbeat_interval_ms = 1000\n"),
+        12,
+        25,
+        "heartbeat_interval_ms (1000) must be below session_timeout_ms (1000)",
+    );
+}
+
+#[test]
+fn controller_is_a_node() {
+    let crash = parse(&format!("{MIN}\n[[faults]]\nat_ms = 1\nverb = \"crash\"\nnode = \"controller\"\n")).unwrap();
+    assert_eq!(crash.faults[0].fault.to_string(), "crash controller");
+    check(&format!("{MIN}\n[[faults]]\nat_ms = 1\nverb = \"pause\"\nnode = \"controller-0\"\n"), 13, 8, "unknown node");
 }
 
 #[test]

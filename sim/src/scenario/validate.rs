@@ -12,12 +12,13 @@ use broker_core::protocol::Acks;
 use super::error::{line_column, ScenarioError};
 use super::limits::{self, format_int, FloatLimit, IntLimit, PairLimit};
 use super::raw::{
-    Int, Num, Pick, RawBroker, RawCluster, RawConsumer, RawExpect, RawFault, RawGroups, RawKeys, RawNemesis,
-    RawNetwork, RawProducer, RawScenario, RawTopic, RawWorkload, Verb, S,
+    Int, Num, Pick, RawBroker, RawCluster, RawConsumer, RawController, RawExpect, RawFault, RawGroups, RawKeys,
+    RawNemesis, RawNetwork, RawProducer, RawScenario, RawTopic, RawWorkload, Verb, S,
 };
+use super::schema::CONTROLLER_NODE;
 use super::schema::{
-    AssignmentSpec, BrokerSpec, ClusterSpec, ConsumerSpec, ExpectSpec, Fault, KeyMode, NemesisSpec, NetworkSpec,
-    PartitionerSpec, ProducerSpec, ResetSpec, Scenario, TimedFault, TopicSpec, WorkloadSpec,
+    AssignmentSpec, BrokerSpec, ClusterSpec, ConsumerSpec, ControllerSpec, ExpectSpec, Fault, KeyMode, NemesisSpec,
+    NetworkSpec, PartitionerSpec, ProducerSpec, ResetSpec, Scenario, TimedFault, TopicSpec, WorkloadSpec,
 };
 use crate::checker::Invariant;
 
@@ -52,7 +53,7 @@ impl Cx<'_> {
             Some(n) => self.network(n)?,
             None => NetworkSpec::default(),
         };
-        let topics = self.topics(&raw.topics)?;
+        let topics = self.topics(&raw.topics, cluster.brokers)?;
         let workload = match &raw.workload {
             Some(w) => self.workload(w, &topics)?,
             None => WorkloadSpec::default(),
@@ -209,7 +210,26 @@ impl Cx<'_> {
             Some(b) => self.broker(b)?,
             None => BrokerSpec::default(),
         };
-        Ok(ClusterSpec { brokers, broker })
+        let controller = match &c.controller {
+            Some(raw) => self.controller(raw)?,
+            None => ControllerSpec::default(),
+        };
+        let unclean_leader_election = c.unclean_leader_election.as_ref().is_some_and(|b| *b.get_ref());
+        Ok(ClusterSpec { brokers, unclean_leader_election, broker, controller })
+    }
+
+    fn controller(&self, c: &RawController) -> R<ControllerSpec> {
+        let session = self.int_or(&c.session_timeout_ms, limits::SESSION_TIMEOUT_MS)?;
+        let heartbeat = self.int_or(&c.heartbeat_interval_ms, limits::HEARTBEAT_INTERVAL_MS)?;
+        if heartbeat >= session {
+            let msg = format!(
+                "heartbeat_interval_ms ({heartbeat}) must be below session_timeout_ms ({session}), \
+                 or every broker is fenced between two heartbeats"
+            );
+            let spans = [span_of(&c.heartbeat_interval_ms), span_of(&c.session_timeout_ms)];
+            return Err(self.blame(&spans, msg));
+        }
+        Ok(ControllerSpec { session_timeout_ms: session as u64, heartbeat_interval_ms: heartbeat as u64 })
     }
 
     fn broker(&self, b: &RawBroker) -> R<BrokerSpec> {
@@ -229,6 +249,9 @@ impl Cx<'_> {
                 .int_or(&b.log_retention_check_interval_ms, limits::LOG_RETENTION_CHECK_INTERVAL_MS)?
                 as u64,
             fetch_purgatory_limit: self.int_or(&b.fetch_purgatory_limit, limits::FETCH_PURGATORY_LIMIT)? as u32,
+            replica_lag_time_max_ms: self.int_or(&b.replica_lag_time_max_ms, limits::REPLICA_LAG_TIME_MAX_MS)? as u64,
+            replica_fetch_wait_max_ms: self.int_or(&b.replica_fetch_wait_max_ms, limits::REPLICA_FETCH_WAIT_MAX_MS)?
+                as u64,
         })
     }
 
@@ -239,7 +262,7 @@ impl Cx<'_> {
         })
     }
 
-    fn topics(&self, raw: &[S<RawTopic>]) -> R<Vec<TopicSpec>> {
+    fn topics(&self, raw: &[S<RawTopic>], brokers: u32) -> R<Vec<TopicSpec>> {
         let mut out: Vec<TopicSpec> = Vec::with_capacity(raw.len());
         let mut first_line: BTreeMap<String, usize> = BTreeMap::new();
         let mut total: i64 = 0;
@@ -258,17 +281,28 @@ impl Cx<'_> {
                 let msg = format!("topics have {total} partitions in all; the limit is {max}");
                 return Err(self.err(t.partitions.span(), msg));
             }
-            if let Some(rf) = &t.replication_factor {
-                let got = rf.get_ref().0;
-                if got != 1 {
-                    let msg = format!(
-                        "replication_factor must be 1 for now, got {got}: ksim does not \
-                         replicate partitions yet (replication is a later issue)"
-                    );
-                    return Err(self.err(rf.span(), msg));
-                }
+            let replication_factor = self.int_or(&t.replication_factor, limits::REPLICATION_FACTOR)?;
+            if replication_factor > i64::from(brokers) {
+                let msg = format!(
+                    "replication_factor {replication_factor} exceeds the cluster's {brokers} broker(s): \
+                     each replica of a partition lives on a different broker"
+                );
+                return Err(self.blame(&[span_of(&t.replication_factor)], msg));
             }
-            out.push(TopicSpec { name, partitions: partitions as u32, replication_factor: 1 });
+            let min_insync = self.int_or(&t.min_insync_replicas, limits::MIN_INSYNC_REPLICAS)?;
+            if min_insync > replication_factor {
+                let msg = format!(
+                    "min_insync_replicas {min_insync} exceeds replication_factor {replication_factor}: \
+                     acks=all could never succeed"
+                );
+                return Err(self.blame(&[span_of(&t.min_insync_replicas)], msg));
+            }
+            out.push(TopicSpec {
+                name,
+                partitions: partitions as u32,
+                replication_factor: replication_factor as u32,
+                min_insync_replicas: min_insync as u32,
+            });
         }
         Ok(out)
     }
@@ -507,9 +541,9 @@ impl Cx<'_> {
     fn broker_node(&self, v: &S<String>, nodes: &Nodes, verb: Verb) -> R<String> {
         let name = v.get_ref();
         match kind_of(name) {
-            Some(kind) if kind != NodeKind::Broker => {
+            Some(kind) if !matches!(kind, NodeKind::Broker | NodeKind::Controller) => {
                 let msg = format!(
-                    "{} applies to brokers only, but {name:?} is a {}; {}",
+                    "{} applies to brokers and the controller only, but {name:?} is a {}; {}",
                     verb.name(),
                     kind.noun(),
                     nodes.describe(NodeKind::Broker)
@@ -628,6 +662,7 @@ fn takes(verb: Verb) -> String {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum NodeKind {
     Broker,
+    Controller,
     Producer,
     Consumer,
 }
@@ -636,6 +671,7 @@ impl NodeKind {
     fn noun(self) -> &'static str {
         match self {
             NodeKind::Broker => "broker",
+            NodeKind::Controller => "controller",
             NodeKind::Producer => "producer",
             NodeKind::Consumer => "consumer",
         }
@@ -644,6 +680,9 @@ impl NodeKind {
 
 /// The kind a node name claims by its prefix (`broker-7` claims a broker, whether or not it exists).
 fn kind_of(name: &str) -> Option<NodeKind> {
+    if name == CONTROLLER_NODE {
+        return Some(NodeKind::Controller);
+    }
     let (prefix, _) = name.rsplit_once('-')?;
     match prefix {
         "broker" => Some(NodeKind::Broker),
@@ -664,6 +703,7 @@ impl Nodes {
     fn count(&self, kind: NodeKind) -> u32 {
         match kind {
             NodeKind::Broker => self.brokers,
+            NodeKind::Controller => 1,
             NodeKind::Producer => self.producers,
             NodeKind::Consumer => self.consumers,
         }
@@ -673,13 +713,16 @@ impl Nodes {
     fn resolve(&self, name: &str) -> Result<NodeKind, String> {
         let Some(kind) = kind_of(name) else {
             return Err(format!(
-                "unknown node {name:?}; nodes are named broker-N, producer-N and consumer-N, \
-                 and this scenario has {}, {}, {}",
+                "unknown node {name:?}; nodes are named broker-N, controller, producer-N and consumer-N, \
+                 and this scenario has {}, controller, {}, {}",
                 self.range(NodeKind::Broker),
                 self.range(NodeKind::Producer),
                 self.range(NodeKind::Consumer)
             ));
         };
+        if kind == NodeKind::Controller {
+            return Ok(kind);
+        }
         let index = name.rsplit_once('-').map_or("", |(_, i)| i);
         let canonical =
             !index.is_empty() && index.bytes().all(|b| b.is_ascii_digit()) && (index == "0" || !index.starts_with('0'));
@@ -702,7 +745,7 @@ impl Nodes {
     /// "the cluster has brokers broker-0..broker-2".
     fn describe(&self, kind: NodeKind) -> String {
         let whose = match kind {
-            NodeKind::Broker => "the cluster",
+            NodeKind::Broker | NodeKind::Controller => "the cluster",
             NodeKind::Producer | NodeKind::Consumer => "the workload",
         };
         match self.count(kind) {

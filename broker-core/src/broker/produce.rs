@@ -1,0 +1,211 @@
+//! Produce: appends on the leader, and acks.
+//!
+//! acks=0 gets no answer, acks=1 is answered at the leader's append (its
+//! documented weakness: a leader crash can lose it), acks=all once the high
+//! watermark covers the batch. acks=all is refused before the append with
+//! NOT_ENOUGH_REPLICAS when the ISR is below min.insync.replicas; a batch
+//! whose HW arrives while the ISR is below the minimum is answered
+//! NOT_ENOUGH_REPLICAS_AFTER_APPEND (Kafka's DelayedProduce check); one the HW
+//! never reaches in time gets REQUEST_TIMED_OUT; one whose leader steps down
+//! first gets NOT_LEADER_OR_FOLLOWER. The last three are indefinite for the
+//! client: the batch is in a log and may yet be committed.
+
+use super::{Broker, BrokerEvent, ConnId, Role, MAX_BATCH_RECORDS};
+use crate::plant::Plant;
+use crate::protocol::{Acks, CorrelationId, ErrorCode, ProducePartitionResponse, Response};
+use crate::types::{LeaderEpoch, Offset, Record, TopicPartition};
+
+/// Most acks=all requests parked at once (ksim's bound); past it new ones
+/// are answered REQUEST_TIMED_OUT at once.
+pub const PRODUCE_PURGATORY_LIMIT: usize = 100_000;
+
+/// An acks=all request waiting for the high watermark.
+#[derive(Clone, Debug)]
+struct PendingProduce {
+    conn: ConnId,
+    correlation_id: CorrelationId,
+    deadline_ms: u64,
+    /// One answer per batch, in request order; `waiting` indexes into it.
+    answers: Vec<ProducePartitionResponse>,
+    /// Batches still waiting: (index in `answers`, partition, leader epoch, HW needed).
+    waiting: Vec<(usize, TopicPartition, LeaderEpoch, Offset)>,
+}
+
+#[derive(Default)]
+pub(super) struct ProducePurgatory {
+    parked: Vec<PendingProduce>,
+}
+
+impl ProducePurgatory {
+    pub fn next_deadline_ms(&self) -> Option<u64> {
+        self.parked.iter().map(|p| p.deadline_ms).min()
+    }
+
+    pub fn drop_connection(&mut self, conn: ConnId) {
+        self.parked.retain(|p| p.conn != conn);
+    }
+}
+
+impl Broker {
+    pub(super) fn produce(
+        &mut self,
+        now_ms: u64,
+        conn: ConnId,
+        correlation_id: CorrelationId,
+        acks: Acks,
+        timeout_ms: u64,
+        batches: Vec<(TopicPartition, Vec<Record>)>,
+    ) {
+        let mut answers = Vec::with_capacity(batches.len());
+        let mut waiting = Vec::new();
+        for (tp, records) in batches {
+            match self.append_as_leader(now_ms, tp, acks, records) {
+                Ok((base_offset, leader_epoch, needed)) => {
+                    let acked_at_append = acks != Acks::All || self.plant(Plant::AckOnLeaderAppend);
+                    let covered = self.replicas[&tp].high_watermark >= needed;
+                    if !acked_at_append && !covered {
+                        waiting.push((answers.len(), tp, leader_epoch, needed));
+                    }
+                    answers.push(ProducePartitionResponse { tp, error: None, base_offset });
+                }
+                Err(error) => {
+                    answers.push(ProducePartitionResponse { tp, error: Some(error), base_offset: Offset(-1) })
+                }
+            }
+        }
+        if acks == Acks::None {
+            return;
+        }
+        if waiting.is_empty() {
+            self.respond(conn, correlation_id, Response::Produce { partitions: answers });
+        } else if self.produce_purgatory.parked.len() >= PRODUCE_PURGATORY_LIMIT {
+            for (i, ..) in waiting {
+                answers[i].error = Some(ErrorCode::RequestTimedOut);
+            }
+            self.respond(conn, correlation_id, Response::Produce { partitions: answers });
+        } else {
+            let deadline_ms = now_ms.saturating_add(timeout_ms);
+            self.produce_purgatory.parked.push(PendingProduce { conn, correlation_id, deadline_ms, answers, waiting });
+        }
+    }
+
+    /// Appends a batch as leader. Returns its base offset, the epoch it was
+    /// written in and the high watermark that commits it.
+    fn append_as_leader(
+        &mut self,
+        now_ms: u64,
+        tp: TopicPartition,
+        acks: Acks,
+        records: Vec<Record>,
+    ) -> Result<(Offset, LeaderEpoch, Offset), ErrorCode> {
+        let r = self.led(tp)?;
+        if records.is_empty() || records.len() > MAX_BATCH_RECORDS {
+            return Err(ErrorCode::InvalidRequest);
+        }
+        let Role::Leader(l) = &r.role else { unreachable!("led() checked") };
+        let ignore_min_isr = self.plants.on(Plant::IgnoreMinIsr);
+        if acks == Acks::All && !l.enough_replicas() && !ignore_min_isr {
+            return Err(ErrorCode::NotEnoughReplicas);
+        }
+        let leader_epoch = l.leader_epoch();
+        let offset_reuse = self.plants.on(Plant::OffsetReuse);
+        let r = self.replicas.get_mut(&tp).expect("led() checked");
+        let leo_before = r.log.log_end_offset();
+        let count = records.len() as i64;
+        let info = r.log.append_owned(self.storage.as_mut(), now_ms, leader_epoch, records);
+        assert_eq!(info.last_offset.0 - info.base_offset.0 + 1, count);
+        assert!(offset_reuse || info.base_offset == leo_before, "append must start at the log end");
+        self.wake_fetches(tp);
+        self.update_high_watermark(tp);
+        Ok((info.base_offset, leader_epoch, info.last_offset.next()))
+    }
+
+    /// Recomputes a leader's high watermark; when it advances, reports it,
+    /// answers the produces it completes and wakes consumer fetches.
+    pub(super) fn update_high_watermark(&mut self, tp: TopicPartition) {
+        let Some(r) = self.replicas.get_mut(&tp) else { return };
+        let Role::Leader(l) = &mut r.role else { return };
+        let Some(new) = l.update_high_watermark(r.log.log_end_offset()) else { return };
+        let from = r.high_watermark;
+        r.high_watermark = new;
+        let leader_epoch = l.leader_epoch();
+        self.events.push_back(BrokerEvent::HighWatermark { tp, leader_epoch, from, to: new });
+        self.complete_produces(tp);
+        self.wake_fetches(tp);
+    }
+
+    /// Answers parked produces whose batches on `tp` the HW now covers.
+    fn complete_produces(&mut self, tp: TopicPartition) {
+        if self.produce_purgatory.parked.is_empty() {
+            return;
+        }
+        let (hw, epoch, enough) = match &self.replicas[&tp].role {
+            Role::Leader(l) => (l.high_watermark(), l.leader_epoch(), l.enough_replicas()),
+            _ => return,
+        };
+        let ignore_min_isr = self.plants.on(Plant::IgnoreMinIsr);
+        let mut done = Vec::new();
+        for (i, p) in self.produce_purgatory.parked.iter_mut().enumerate() {
+            let answers = &mut p.answers;
+            p.waiting.retain(|&(index, wtp, wepoch, needed)| {
+                if wtp != tp || hw < needed {
+                    return true;
+                }
+                if wepoch != epoch {
+                    answers[index].error = Some(ErrorCode::NotLeaderOrFollower);
+                } else if !enough && !ignore_min_isr {
+                    answers[index].error = Some(ErrorCode::NotEnoughReplicasAfterAppend);
+                }
+                false
+            });
+            if p.waiting.is_empty() {
+                done.push(i);
+            }
+        }
+        self.answer_done(done);
+    }
+
+    /// Leadership of `tp` ended: its waiting batches get `error`.
+    pub(super) fn fail_produces(&mut self, tp: TopicPartition, error: ErrorCode) {
+        let mut done = Vec::new();
+        for (i, p) in self.produce_purgatory.parked.iter_mut().enumerate() {
+            let answers = &mut p.answers;
+            p.waiting.retain(|&(index, wtp, ..)| {
+                if wtp == tp {
+                    answers[index].error = Some(error);
+                }
+                wtp != tp
+            });
+            if p.waiting.is_empty() {
+                done.push(i);
+            }
+        }
+        self.answer_done(done);
+    }
+
+    pub(super) fn expire_produces(&mut self, now_ms: u64) {
+        let mut done = Vec::new();
+        for (i, p) in self.produce_purgatory.parked.iter_mut().enumerate() {
+            if p.deadline_ms <= now_ms {
+                for &(index, ..) in &p.waiting {
+                    p.answers[index].error = Some(ErrorCode::RequestTimedOut);
+                }
+                p.waiting.clear();
+                done.push(i);
+            }
+        }
+        self.answer_done(done);
+    }
+
+    /// Sends the answers of the parked produces at `indices` (ascending) and
+    /// removes them, keeping the others in arrival order.
+    fn answer_done(&mut self, indices: Vec<usize>) {
+        let mut removed: Vec<PendingProduce> =
+            indices.into_iter().rev().map(|i| self.produce_purgatory.parked.remove(i)).collect();
+        // Answered in arrival order, as Kafka answers a connection's requests.
+        while let Some(p) = removed.pop() {
+            debug_assert!(p.waiting.is_empty());
+            self.respond(p.conn, p.correlation_id, Response::Produce { partitions: p.answers });
+        }
+    }
+}

@@ -1,0 +1,384 @@
+//! The controller: the one authority on brokers, partition leaders, ISRs and
+//! epochs (Kafka's KRaft controller, minus the quorum).
+//!
+//! ksim runs a single controller, not a Raft quorum: its durability is one
+//! file written through [`Storage`] after every change, and a restart recovers
+//! that file. There is no controller election or failover to model; a
+//! controller that is down simply answers nobody until it restarts.
+//!
+//! Sans-IO: requests arrive through [`Controller::handle`] and are answered at
+//! once; session expiry happens in [`Controller::handle_timeout`], which the
+//! simulator calls at [`Controller::next_timeout_ms`]. What happened is queued
+//! as [`ControllerEvent`]s ([`Controller::poll_event`]). The durable write
+//! happens inside the call that changes the state, so a response (the
+//! durability gate) never leaves before the state it reports is on disk.
+//!
+//! Files: `api` (config, requests, responses, errors, events), `image`
+//! (the metadata image and its rules), `election` (who leads after a fence or
+//! unfence), `alter` (AlterPartition validation), `persist` (the file).
+
+mod alter;
+mod api;
+mod election;
+mod image;
+mod persist;
+
+#[cfg(test)]
+mod proptests;
+#[cfg(test)]
+mod tests;
+
+pub use api::{ControllerConfig, ControllerError, ControllerEvent, ControllerRequest, ControllerResponse};
+pub use image::{BrokerState, MetadataImage, PartitionState};
+pub use persist::MAX_METADATA_FILE_BYTES;
+
+use crate::broker::ClusterLayout;
+use crate::storage::Storage;
+use crate::types::{BrokerEpoch, BrokerId, TopicPartition};
+use alter::AlterRequest;
+use election::{ElectionPolicy, Outcome};
+use persist::Durable;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// The controller's one file.
+pub const METADATA_FILE: &str = "controller/metadata";
+/// Most brokers a cluster layout may name.
+pub const MAX_BROKERS: usize = 1024;
+/// Most partitions (over all topics) a cluster layout may hold.
+pub const MAX_PARTITIONS: usize = 65_536;
+/// Most undrained events. The simulator drains after every call; reaching
+/// this means it does not, and holding more would only grow memory.
+pub const MAX_QUEUED_EVENTS: usize = 1_000_000;
+/// Longest session timeout accepted (one simulated day).
+pub const MAX_SESSION_TIMEOUT_MS: u64 = 86_400_000;
+
+pub struct Controller {
+    config: ControllerConfig,
+    image: MetadataImage,
+    /// Persisted: epochs must grow across restarts too, or a broker that
+    /// registered before the restart could be confused with one after (KIP-903).
+    next_broker_epoch: BrokerEpoch,
+    /// Last heartbeat or registration per registered broker. Volatile: a
+    /// restarted controller gives every broker a fresh session.
+    last_contact_ms: BTreeMap<BrokerId, u64>,
+    /// The brokers the layout names; no other may register.
+    layout_brokers: BTreeSet<BrokerId>,
+    storage: Box<dyn Storage>,
+    /// The image version last written to storage.
+    persisted_version: u64,
+    events: VecDeque<ControllerEvent>,
+}
+
+impl Controller {
+    /// Boots the controller: recovers [`METADATA_FILE`] when it exists (and
+    /// checks it against `layout`), else starts from the initial image and
+    /// writes it. `Err` for a config or layout out of bounds, or a file that is
+    /// corrupt or does not match the layout.
+    pub fn start(
+        config: ControllerConfig,
+        layout: &ClusterLayout,
+        mut storage: Box<dyn Storage>,
+        now_ms: u64,
+    ) -> Result<Controller, String> {
+        check_config(&config)?;
+        check_layout(layout)?;
+        let durable = match storage.read(METADATA_FILE) {
+            Some(bytes) => {
+                let durable = persist::decode(&bytes).map_err(|e| format!("{METADATA_FILE}: {e}"))?;
+                check_matches_layout(&durable.image, layout).map_err(|e| format!("{METADATA_FILE}: {e}"))?;
+                durable
+            }
+            None => {
+                let durable = Durable { image: MetadataImage::initial(layout), next_broker_epoch: BrokerEpoch(1) };
+                storage.write_all(METADATA_FILE, &persist::encode(&durable));
+                durable
+            }
+        };
+        let last_contact_ms = durable.image.brokers.keys().map(|&b| (b, now_ms)).collect();
+        Ok(Controller {
+            config,
+            persisted_version: durable.image.version,
+            image: durable.image,
+            next_broker_epoch: durable.next_broker_epoch,
+            last_contact_ms,
+            layout_brokers: layout.brokers.iter().copied().collect(),
+            storage,
+            events: VecDeque::new(),
+        })
+    }
+
+    /// Answers one request; any change is on disk before this returns.
+    pub fn handle(&mut self, now_ms: u64, request: ControllerRequest) -> ControllerResponse {
+        let response = match request {
+            ControllerRequest::Register { broker } => ControllerResponse::Register(self.register(now_ms, broker)),
+            ControllerRequest::Heartbeat { broker, broker_epoch, known_version } => {
+                ControllerResponse::Heartbeat(self.heartbeat(now_ms, broker, broker_epoch, known_version))
+            }
+            ControllerRequest::AlterPartition { broker, broker_epoch, tp, leader_epoch, partition_epoch, new_isr } => {
+                let req = AlterRequest { broker, broker_epoch, tp, leader_epoch, partition_epoch, new_isr: &new_isr };
+                ControllerResponse::AlterPartition(self.alter_partition(req))
+            }
+        };
+        self.persist_if_changed();
+        response
+    }
+
+    /// Fences every unfenced broker whose session has expired at `now_ms`, in
+    /// broker order.
+    pub fn handle_timeout(&mut self, now_ms: u64) {
+        let timeout = self.config.session_timeout_ms;
+        let expired: Vec<BrokerId> = self
+            .image
+            .brokers
+            .iter()
+            .filter(|(b, s)| !s.fenced && now_ms >= self.last_contact_ms[*b].saturating_add(timeout))
+            .map(|(b, _)| *b)
+            .collect();
+        for broker in expired {
+            self.fence(broker);
+        }
+        self.persist_if_changed();
+    }
+
+    /// The earliest session deadline of an unfenced broker; `None` when no
+    /// session can expire.
+    pub fn next_timeout_ms(&self) -> Option<u64> {
+        self.image
+            .brokers
+            .iter()
+            .filter(|(_, s)| !s.fenced)
+            .map(|(b, _)| self.last_contact_ms[b].saturating_add(self.config.session_timeout_ms))
+            .min()
+    }
+
+    /// The oldest event not yet taken.
+    pub fn poll_event(&mut self) -> Option<ControllerEvent> {
+        self.events.pop_front()
+    }
+
+    pub fn image(&self) -> &MetadataImage {
+        &self.image
+    }
+
+    pub fn partition(&self, tp: TopicPartition) -> Option<&PartitionState> {
+        self.image.partitions.get(&tp)
+    }
+
+    pub fn config(&self) -> &ControllerConfig {
+        &self.config
+    }
+
+    /// min(min.insync.replicas, replication factor), as Kafka applies it.
+    pub fn effective_min_insync_replicas(&self, tp: TopicPartition) -> Option<u32> {
+        let replicas = self.partition(tp)?.replicas.len() as u32;
+        Some(self.config.min_insync_replicas.min(replicas))
+    }
+
+    fn register(&mut self, now_ms: u64, broker: BrokerId) -> Result<BrokerEpoch, ControllerError> {
+        if !self.layout_brokers.contains(&broker) {
+            return Err(ControllerError::InvalidRequest);
+        }
+        // A live old incarnation is dead now: its process restarted. Fencing it
+        // first moves its leaderships and ISR places, as a session expiry would.
+        if self.image.brokers.get(&broker).is_some_and(|s| !s.fenced) {
+            self.fence(broker);
+        }
+        let epoch = self.next_broker_epoch;
+        self.next_broker_epoch = BrokerEpoch(epoch.0.checked_add(1).expect("broker epoch overflow"));
+        let old = self.image.brokers.insert(broker, BrokerState { epoch, fenced: true });
+        assert!(old.is_none_or(|o| o.epoch < epoch && o.fenced), "broker epochs only grow: {old:?} -> {epoch:?}");
+        self.last_contact_ms.insert(broker, now_ms);
+        self.bump_version();
+        self.push_event(ControllerEvent::BrokerRegistered { broker, broker_epoch: epoch });
+        Ok(epoch)
+    }
+
+    fn heartbeat(
+        &mut self,
+        now_ms: u64,
+        broker: BrokerId,
+        epoch: BrokerEpoch,
+        known_version: u64,
+    ) -> Result<Option<MetadataImage>, ControllerError> {
+        alter::check_broker_epoch(&self.image, broker, epoch)?;
+        self.last_contact_ms.insert(broker, now_ms);
+        if self.image.brokers[&broker].fenced {
+            self.unfence(broker);
+        }
+        // `!=` rather than `<`: a broker ahead of us means we lost state, and
+        // it must still be told what we now hold.
+        Ok((known_version != self.image.version).then(|| self.image.clone()))
+    }
+
+    fn alter_partition(&mut self, req: AlterRequest<'_>) -> Result<PartitionState, ControllerError> {
+        let isr = alter::validate(&self.image, req)?;
+        let current = &self.image.partitions[&req.tp];
+        debug_assert_eq!(current.leader, Some(req.broker));
+        // Kafka answers an unchanged ISR with the current state and no new epoch.
+        if let Some(next) = current.transition(current.leader, isr) {
+            self.commit(req.tp, next, true);
+        }
+        Ok(self.image.partitions[&req.tp].clone())
+    }
+
+    /// Fences `broker` and applies the consequences to every partition.
+    fn fence(&mut self, broker: BrokerId) {
+        let state = self.image.brokers.get_mut(&broker).expect("fencing a registered broker");
+        assert!(!state.fenced, "fencing {broker} twice");
+        state.fenced = true;
+        let broker_epoch = state.epoch;
+        self.bump_version();
+        self.push_event(ControllerEvent::BrokerFenced { broker, broker_epoch });
+        let policy = self.policy();
+        let image = &self.image;
+        let changes: Vec<(TopicPartition, Outcome)> = image
+            .partitions
+            .iter()
+            .filter_map(|(tp, p)| Some((*tp, election::on_fenced(p, broker, |b| image.is_unfenced(b), policy)?)))
+            .collect();
+        self.apply(changes);
+        debug_assert!(self.image.partitions.values().all(|p| p.leader != Some(broker)), "{broker} still leads");
+    }
+
+    /// Unfences `broker`; offline partitions may get a leader again.
+    fn unfence(&mut self, broker: BrokerId) {
+        let state = self.image.brokers.get_mut(&broker).expect("unfencing a registered broker");
+        assert!(state.fenced, "unfencing {broker} twice");
+        state.fenced = false;
+        let broker_epoch = state.epoch;
+        self.bump_version();
+        self.push_event(ControllerEvent::BrokerUnfenced { broker, broker_epoch });
+        let policy = self.policy();
+        let image = &self.image;
+        let changes: Vec<(TopicPartition, Outcome)> = image
+            .partitions
+            .iter()
+            .filter_map(|(tp, p)| Some((*tp, election::on_unfenced(p, |b| image.is_unfenced(b), policy)?)))
+            .collect();
+        self.apply(changes);
+    }
+
+    fn policy(&self) -> ElectionPolicy {
+        ElectionPolicy { unclean: self.config.unclean_leader_election, unclean_always: self.config.unclean_always }
+    }
+
+    fn apply(&mut self, changes: Vec<(TopicPartition, Outcome)>) {
+        for (tp, outcome) in changes {
+            if let Some(next) = self.image.partitions[&tp].transition(outcome.leader, outcome.isr) {
+                self.commit(tp, next, outcome.clean);
+            }
+        }
+    }
+
+    /// The one place a partition's state changes: epochs checked, version
+    /// bumped, event queued.
+    fn commit(&mut self, tp: TopicPartition, next: PartitionState, clean: bool) {
+        let prev = self.image.partitions.get(&tp).expect("committing a known partition");
+        assert_eq!(next.check(), Ok(()), "{tp}");
+        assert_eq!(next.replicas, prev.replicas, "{tp}: replicas are fixed");
+        assert!(next.partition_epoch > prev.partition_epoch, "{tp}: every change bumps the partition epoch");
+        let leader_changed = next.leader != prev.leader;
+        assert!(
+            next.leader_epoch == if leader_changed { prev.leader_epoch.next() } else { prev.leader_epoch },
+            "{tp}: the leader epoch moves by one exactly when the leader changes"
+        );
+        if let Some(leader) = next.leader {
+            assert!(self.image.is_unfenced(leader) || next.leader == prev.leader, "{tp}: elected a fenced {leader}");
+        }
+        let event = if leader_changed {
+            ControllerEvent::LeaderElected {
+                tp,
+                leader: next.leader,
+                leader_epoch: next.leader_epoch,
+                partition_epoch: next.partition_epoch,
+                isr: next.isr.clone(),
+                clean,
+            }
+        } else {
+            ControllerEvent::IsrChanged { tp, isr: next.isr.clone(), partition_epoch: next.partition_epoch }
+        };
+        self.image.partitions.insert(tp, next);
+        self.bump_version();
+        self.push_event(event);
+    }
+
+    fn bump_version(&mut self) {
+        self.image.version = self.image.version.checked_add(1).expect("image version overflow");
+    }
+
+    fn push_event(&mut self, event: ControllerEvent) {
+        assert!(self.events.len() < MAX_QUEUED_EVENTS, "controller events are not being drained");
+        self.events.push_back(event);
+    }
+
+    /// Writes the image if it changed since the last write. Every change bumps
+    /// the version, so comparing versions is enough.
+    fn persist_if_changed(&mut self) {
+        if self.image.version == self.persisted_version {
+            return;
+        }
+        assert!(self.image.version > self.persisted_version, "the image version only grows");
+        let durable = Durable { image: self.image.clone(), next_broker_epoch: self.next_broker_epoch };
+        self.storage.write_all(METADATA_FILE, &persist::encode(&durable));
+        self.persisted_version = self.image.version;
+    }
+
+    /// Every structural rule over the whole image (O(partitions); tests call
+    /// it after every step, the hot path checks only what it changes).
+    #[cfg(test)]
+    pub(crate) fn check_invariants(&self) {
+        assert_eq!(self.image.check(), Ok(()));
+        assert!(self.image.brokers.values().all(|b| b.epoch < self.next_broker_epoch));
+        assert_eq!(self.image.version, self.persisted_version, "unpersisted change");
+        for b in self.image.brokers.keys() {
+            assert!(self.last_contact_ms.contains_key(b) && self.layout_brokers.contains(b));
+        }
+    }
+}
+
+fn check_config(config: &ControllerConfig) -> Result<(), String> {
+    if !(1..=MAX_SESSION_TIMEOUT_MS).contains(&config.session_timeout_ms) {
+        return Err(format!("session_timeout_ms must be in 1..={MAX_SESSION_TIMEOUT_MS}"));
+    }
+    if config.min_insync_replicas == 0 {
+        return Err("min_insync_replicas must be at least 1".into());
+    }
+    Ok(())
+}
+
+fn check_layout(layout: &ClusterLayout) -> Result<(), String> {
+    let brokers: BTreeSet<BrokerId> = layout.brokers.iter().copied().collect();
+    if brokers.len() != layout.brokers.len() || brokers.is_empty() || brokers.len() > MAX_BROKERS {
+        return Err(format!("the layout must name 1..={MAX_BROKERS} distinct brokers"));
+    }
+    let mut count = 0usize;
+    for tp in layout.partitions() {
+        count += 1;
+        if count > MAX_PARTITIONS {
+            return Err(format!("the layout has more than {MAX_PARTITIONS} partitions"));
+        }
+        let replicas = layout.replicas(tp).expect("layout lists its partitions");
+        let distinct: BTreeSet<BrokerId> = replicas.iter().copied().collect();
+        if replicas.is_empty() || distinct.len() != replicas.len() || !distinct.is_subset(&brokers) {
+            return Err(format!("{tp}: replicas {replicas:?} must be distinct brokers of the layout"));
+        }
+    }
+    Ok(())
+}
+
+/// A recovered image must describe the same partitions and replicas, and
+/// only brokers the layout names.
+fn check_matches_layout(image: &MetadataImage, layout: &ClusterLayout) -> Result<(), String> {
+    if !image.partitions.keys().copied().eq(layout.partitions()) {
+        return Err("its partitions differ from the cluster layout's".into());
+    }
+    for (tp, p) in &image.partitions {
+        if layout.replicas(*tp) != Some(p.replicas.as_slice()) {
+            return Err(format!("{tp}: replicas {:?} differ from the layout's", p.replicas));
+        }
+    }
+    match image.brokers.keys().find(|b| !layout.brokers.contains(b)) {
+        Some(b) => Err(format!("{b} is not in the cluster layout")),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,146 @@
+//! Replica observations: what the simulator records about replicas as the
+//! run goes (elections, leaderships, HW advances, HWs served to consumers)
+//! and the replicas' final state. The replica checkers judge these; they
+//! are facts read off the nodes, never verdicts asked of broker-core.
+
+use crate::checker::replicas::{
+    PartitionIndex, ReplicaEventKind, ReplicaRecord, ReplicaSnapshot, ReplicatedPartition, Replication,
+};
+use crate::history::{Partition, ProcessId, TopicName, Value};
+use broker_core::broker::{Broker, BrokerEvent, ClusterLayout};
+use broker_core::controller::ControllerEvent;
+use broker_core::types::{BrokerId, LeaderEpoch, Offset, StoredRecord, TopicPartition};
+use std::collections::BTreeMap;
+
+pub struct Recorder {
+    replication: Replication,
+    index: BTreeMap<TopicPartition, PartitionIndex>,
+}
+
+impl Recorder {
+    pub fn new(layout: &ClusterLayout, topic_names: &[TopicName], unclean_elections_enabled: bool) -> Recorder {
+        let mut partitions = Vec::new();
+        let mut index = BTreeMap::new();
+        for tp in layout.partitions() {
+            index.insert(tp, PartitionIndex(partitions.len() as u32));
+            let partition = Partition { topic: topic_names[tp.topic.0 as usize].clone(), partition: tp.partition };
+            let replicas = layout.replicas(tp).expect("listed by the layout").to_vec();
+            partitions.push(ReplicatedPartition { partition, replicas });
+        }
+        Recorder { replication: Replication::new(partitions, unclean_elections_enabled, Vec::new()), index }
+    }
+
+    fn index_of(&self, tp: TopicPartition) -> PartitionIndex {
+        self.index[&tp]
+    }
+
+    /// A controller decision that bumped a leader epoch.
+    pub fn controller_event(&mut self, time_ns: u64, event: &ControllerEvent) {
+        if let ControllerEvent::LeaderElected { tp, leader, leader_epoch, isr, clean, .. } = event {
+            let kind = ReplicaEventKind::Elected {
+                leader: *leader,
+                leader_epoch: *leader_epoch,
+                isr: isr.clone(),
+                clean: *clean,
+            };
+            let partition = self.index_of(*tp);
+            self.replication.record(time_ns, partition, kind);
+        }
+    }
+
+    /// What a broker reported doing, with the records it concerns read off its log.
+    pub fn broker_event(&mut self, time_ns: u64, broker: &Broker, event: &BrokerEvent) {
+        let id = broker.id();
+        let (tp, kind) = match *event {
+            BrokerEvent::BecameLeader { tp, leader_epoch, log_end, high_watermark } => {
+                let view = broker.replica_state(tp).expect("a replica of the broker");
+                let records = replica_records(broker.replica_records(tp, view.log_start, log_end));
+                let kind = ReplicaEventKind::BecameLeader {
+                    broker: id,
+                    leader_epoch,
+                    log_start: view.log_start.0,
+                    log_end: log_end.0,
+                    hw: high_watermark.0,
+                    records_from: view.log_start.0,
+                    records,
+                };
+                (tp, kind)
+            }
+            BrokerEvent::HighWatermark { tp, leader_epoch, from, to } => {
+                let committed = replica_records(broker.replica_records(tp, from, to));
+                (tp, ReplicaEventKind::HighWatermark { broker: id, leader_epoch, hw: to.0, committed })
+            }
+            BrokerEvent::ServedHighWatermark { tp, leader_epoch, high_watermark } => {
+                (tp, ReplicaEventKind::ServedHw { broker: id, leader_epoch, hw: high_watermark.0 })
+            }
+            BrokerEvent::Registered { .. } | BrokerEvent::BecameFollower { .. } | BrokerEvent::Truncated { .. } => {
+                return
+            }
+        };
+        let partition = self.index_of(tp);
+        self.replication.record(time_ns, partition, kind);
+    }
+
+    /// The final state of one replica.
+    pub fn snapshot(&mut self, broker: BrokerId, tp: TopicPartition, state: ReplicaState) {
+        let partition = self.index_of(tp);
+        self.replication.snapshots.push(ReplicaSnapshot {
+            broker,
+            partition,
+            is_leader: state.leading,
+            leader_epoch: state.leader_epoch.unwrap_or(LeaderEpoch::NONE),
+            log_start: state.log_start.0,
+            log_end: state.log_end.0,
+            hw: state.high_watermark.0,
+            isr: state.isr,
+            live: state.live,
+            records: replica_records(state.records),
+        });
+    }
+
+    /// Everything recorded, for the checkers.
+    pub fn finish(&mut self, acks_all_processes: Vec<ProcessId>) -> Replication {
+        let mut replication = std::mem::take(&mut self.replication);
+        replication.acks_all_processes = acks_all_processes;
+        replication
+    }
+}
+
+/// A replica's final state as the simulator read it.
+pub struct ReplicaState {
+    pub leading: bool,
+    pub leader_epoch: Option<LeaderEpoch>,
+    pub log_start: Offset,
+    pub log_end: Offset,
+    pub high_watermark: Offset,
+    pub isr: Vec<BrokerId>,
+    pub live: bool,
+    pub records: Vec<StoredRecord>,
+}
+
+impl ReplicaState {
+    /// The state of a running broker's replica of `tp`.
+    pub fn of(broker: &Broker, tp: TopicPartition, live: bool) -> Option<ReplicaState> {
+        let view = broker.replica_state(tp)?;
+        Some(ReplicaState {
+            leading: view.leading,
+            leader_epoch: view.leader_epoch,
+            log_start: view.log_start,
+            log_end: view.log_end,
+            high_watermark: view.high_watermark,
+            isr: view.isr,
+            live,
+            records: broker.replica_records(tp, view.log_start, view.log_end),
+        })
+    }
+}
+
+fn replica_records(records: Vec<StoredRecord>) -> Vec<ReplicaRecord> {
+    records
+        .into_iter()
+        .filter_map(|r| {
+            let value = Value::from_bytes(&r.value)?;
+            Some(ReplicaRecord { offset: r.offset.0, leader_epoch: r.leader_epoch, value })
+        })
+        .collect()
+}
