@@ -32,6 +32,9 @@ pub enum ErrorCode {
     NotEnoughReplicasAfterAppend,
     /// A replica fetch or AlterPartition from a broker incarnation the controller has replaced (KIP-903).
     StaleBrokerEpoch,
+    /// ListOffsets on a new leader whose high watermark has not yet reached
+    /// the start of its epoch: the end of the committed log is not known yet.
+    OffsetNotAvailable,
 }
 
 impl ErrorCode {
@@ -52,6 +55,7 @@ impl ErrorCode {
             ErrorCode::UnknownLeaderEpoch => "UNKNOWN_LEADER_EPOCH",
             ErrorCode::NotEnoughReplicasAfterAppend => "NOT_ENOUGH_REPLICAS_AFTER_APPEND",
             ErrorCode::StaleBrokerEpoch => "STALE_BROKER_EPOCH",
+            ErrorCode::OffsetNotAvailable => "OFFSET_NOT_AVAILABLE",
         }
     }
 
@@ -69,6 +73,7 @@ impl ErrorCode {
                 | ErrorCode::FencedLeaderEpoch
                 | ErrorCode::UnknownLeaderEpoch
                 | ErrorCode::NotEnoughReplicasAfterAppend
+                | ErrorCode::OffsetNotAvailable
         )
     }
 
@@ -240,6 +245,10 @@ pub struct ListOffsetsPartitionResponse {
     pub tp: TopicPartition,
     pub error: Option<ErrorCode>,
     pub offset: Offset,
+    /// The answering leader's epoch (`NONE` from a non-leader), as Kafka's
+    /// ListOffsets v4+ carries it: of two brokers that both believe they
+    /// lead, the higher epoch is the current leader.
+    pub leader_epoch: LeaderEpoch,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

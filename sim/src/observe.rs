@@ -15,6 +15,9 @@ use std::collections::BTreeMap;
 pub struct Recorder {
     replication: Replication,
     index: BTreeMap<TopicPartition, PartitionIndex>,
+    /// Set when the final snapshots are taken: what happens after them (a
+    /// late request arriving) is outside the judged run.
+    closed: bool,
 }
 
 impl Recorder {
@@ -27,7 +30,11 @@ impl Recorder {
             let replicas = layout.replicas(tp).expect("listed by the layout").to_vec();
             partitions.push(ReplicatedPartition { partition, replicas });
         }
-        Recorder { replication: Replication::new(partitions, unclean_elections_enabled, Vec::new()), index }
+        Recorder {
+            replication: Replication::new(partitions, unclean_elections_enabled, Vec::new()),
+            index,
+            closed: false,
+        }
     }
 
     fn index_of(&self, tp: TopicPartition) -> PartitionIndex {
@@ -36,6 +43,9 @@ impl Recorder {
 
     /// A controller decision that bumped a leader epoch.
     pub fn controller_event(&mut self, time_ns: u64, event: &ControllerEvent) {
+        if self.closed {
+            return;
+        }
         if let ControllerEvent::LeaderElected { tp, leader, leader_epoch, isr, clean, .. } = event {
             let kind = ReplicaEventKind::Elected {
                 leader: *leader,
@@ -50,6 +60,9 @@ impl Recorder {
 
     /// What a broker reported doing, with the records it concerns read off its log.
     pub fn broker_event(&mut self, time_ns: u64, broker: &Broker, event: &BrokerEvent) {
+        if self.closed {
+            return;
+        }
         let id = broker.id();
         let (tp, kind) = match *event {
             BrokerEvent::BecameLeader { tp, leader_epoch, log_end, high_watermark } => {
@@ -79,6 +92,11 @@ impl Recorder {
         };
         let partition = self.index_of(tp);
         self.replication.record(time_ns, partition, kind);
+    }
+
+    /// No more events: the final snapshots are being taken.
+    pub fn close(&mut self) {
+        self.closed = true;
     }
 
     /// The final state of one replica.

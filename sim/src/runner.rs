@@ -193,15 +193,22 @@ async fn supervise_phases(world: &Arc<World>, node_ids: &mut Vec<NodeId>) -> Opt
     ))
 }
 
-/// After the drain: give replication a moment to settle (followers catch
-/// up, the ISR re-expands and the controller's image reaches every broker),
-/// then take every live broker's replica snapshot for the checkers.
+/// After the drain: give replication time to settle, then take every live
+/// broker's replica snapshot for the checkers. The bound: a request a
+/// broker sent into a fault may still be outstanding, so one broker request
+/// timeout, then a replica fetch round and two heartbeats (the follower
+/// catches up, the ISR re-expands, the controller's image reaches
+/// everyone), plus slack.
 async fn settle_and_snapshot(world: &World) {
     let cluster = &world.scenario.cluster;
     let settle = Duration::from_millis(
-        2 * cluster.controller.heartbeat_interval_ms + cluster.broker.replica_fetch_wait_max_ms + SETTLE_SLACK_MS,
+        cluster.broker.request_timeout_ms
+            + 2 * cluster.controller.heartbeat_interval_ms
+            + cluster.broker.replica_fetch_wait_max_ms
+            + SETTLE_SLACK_MS,
     );
     sleep(settle).await;
+    world.replication.lock().expect("replication lock").close();
     world.request_snapshots();
     // Brokers publish at their next wake-up, at the latest their next heartbeat.
     let deadline = Instant::now() + Duration::from_millis(cluster.controller.heartbeat_interval_ms + SETTLE_SLACK_MS);

@@ -73,6 +73,9 @@ pub struct World {
     /// Set at the end of the run: brokers publish their replicas' state, once.
     snapshots_wanted: std::sync::atomic::AtomicBool,
     snapshots_taken: Mutex<std::collections::BTreeSet<BrokerId>>,
+    /// Each broker loop's waker, so a snapshot request wakes every live
+    /// broker at the same simulated instant (consistent snapshots).
+    snapshot_wakers: Mutex<std::collections::BTreeMap<BrokerId, std::task::Waker>>,
 }
 
 impl World {
@@ -123,6 +126,7 @@ impl World {
             end_ns: AtomicU64::new(0),
             snapshots_wanted: std::sync::atomic::AtomicBool::new(false),
             snapshots_taken: Mutex::default(),
+            snapshot_wakers: Mutex::default(),
             replication: Mutex::new(crate::observe::Recorder::new(
                 &layout,
                 &topic_names,
@@ -258,9 +262,25 @@ impl World {
         self.drain_finished.load(Ordering::Relaxed)
     }
 
-    /// Asks every live broker for its replicas' final state.
+    /// Asks every live broker for its replicas' final state, waking them all
+    /// now so that they answer at this same simulated instant.
     pub fn request_snapshots(&self) {
         self.snapshots_wanted.store(true, Ordering::Relaxed);
+        let wakers = std::mem::take(&mut *self.snapshot_wakers.lock().expect("lock"));
+        for waker in wakers.into_values() {
+            waker.wake();
+        }
+    }
+
+    /// A broker loop about to wait: wake it when snapshots are requested.
+    pub fn on_snapshot_request(&self, broker: BrokerId, waker: &std::task::Waker) {
+        let mut wakers = self.snapshot_wakers.lock().expect("lock");
+        match wakers.get_mut(&broker) {
+            Some(known) if known.will_wake(waker) => {}
+            _ => {
+                wakers.insert(broker, waker.clone());
+            }
+        }
     }
 
     /// Whether `broker` should publish its snapshot now.

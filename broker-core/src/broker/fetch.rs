@@ -188,7 +188,9 @@ impl Broker {
         // Consumers read committed records only; followers everything.
         let upper = if replica.is_some() { end } else { hw };
         let leader_epoch = l.leader_epoch();
-        let report_hw = replica.is_none() && r.last_served_hw != Some(hw);
+        // A new leader's HW may lag until it commits in its own epoch; it is
+        // reported as served (consumer-visible) only from then on.
+        let report_hw = replica.is_none() && l.high_watermark_known() && r.last_served_hw != Some(hw);
         let budget = (p.partition_max_bytes as usize).min(*remaining);
         let result = if budget == 0 { Ok(Vec::new()) } else { r.log.read(p.fetch_offset, upper, budget as u32) };
         if report_hw {

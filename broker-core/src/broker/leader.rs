@@ -144,6 +144,19 @@ impl LeaderState {
         self.high_watermark
     }
 
+    /// The leader's log end when it became leader: its epoch's first offset.
+    pub fn epoch_start_offset(&self) -> Offset {
+        self.epoch_start_offset
+    }
+
+    /// Whether the HW has reached the epoch's start: until then a new
+    /// leader's HW may lag what the previous leader had committed, so it is
+    /// not shown to consumers as the end of the log (Kafka answers
+    /// ListOffsets with OFFSET_NOT_AVAILABLE meanwhile).
+    pub fn high_watermark_known(&self) -> bool {
+        self.high_watermark >= self.epoch_start_offset
+    }
+
     /// The controller's ISR (not counting a pending proposal).
     pub fn isr(&self) -> &[BrokerId] {
         &self.isr

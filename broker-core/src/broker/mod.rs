@@ -469,16 +469,19 @@ impl Broker {
     }
 
     fn list_offset(&self, tp: TopicPartition, spec: OffsetSpec) -> ListOffsetsPartitionResponse {
-        match self.led(tp) {
-            Ok(r) => {
-                // read_uncommitted consumers see up to the high watermark.
-                let offset = match spec {
-                    OffsetSpec::Earliest => r.log.log_start_offset(),
-                    OffsetSpec::Latest => r.high_watermark,
-                };
-                ListOffsetsPartitionResponse { tp, error: None, offset }
+        let answer = |error, offset, leader_epoch| ListOffsetsPartitionResponse { tp, error, offset, leader_epoch };
+        let r = match self.led(tp) {
+            Ok(r) => r,
+            Err(error) => return answer(Some(error), Offset(-1), LeaderEpoch::NONE),
+        };
+        let Role::Leader(l) = &r.role else { unreachable!("led") };
+        // read_uncommitted consumers see up to the high watermark.
+        match spec {
+            OffsetSpec::Earliest => answer(None, r.log.log_start_offset(), l.leader_epoch()),
+            OffsetSpec::Latest if !l.high_watermark_known() => {
+                answer(Some(ErrorCode::OffsetNotAvailable), Offset(-1), l.leader_epoch())
             }
-            Err(error) => ListOffsetsPartitionResponse { tp, error: Some(error), offset: Offset(-1) },
+            OffsetSpec::Latest => answer(None, r.high_watermark, l.leader_epoch()),
         }
     }
 

@@ -165,13 +165,19 @@ impl FakeCluster {
                                 tp,
                                 error: Some(ErrorCode::NotLeaderOrFollower),
                                 offset: Offset(-1),
+                                leader_epoch: crate::types::LeaderEpoch::NONE,
                             };
                         }
                         let offset = match spec {
                             OffsetSpec::Earliest => self.start(tp),
                             OffsetSpec::Latest => self.end(tp),
                         };
-                        ListOffsetsPartitionResponse { tp, error: None, offset: Offset(offset) }
+                        ListOffsetsPartitionResponse {
+                            tp,
+                            error: None,
+                            offset: Offset(offset),
+                            leader_epoch: crate::types::LeaderEpoch(0),
+                        }
                     })
                     .collect();
                 Some(Response::ListOffsets { partitions })

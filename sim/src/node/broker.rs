@@ -28,6 +28,7 @@ pub fn broker_config(world: &World) -> BrokerConfig {
         fetch_purgatory_limit: spec.fetch_purgatory_limit as usize,
         replica_lag_time_max_ms: spec.replica_lag_time_max_ms,
         replica_fetch_wait_max_ms: spec.replica_fetch_wait_max_ms,
+        request_timeout_ms: spec.request_timeout_ms,
         heartbeat_interval_ms: world.scenario.cluster.controller.heartbeat_interval_ms,
         ..BrokerConfig::default()
     }
@@ -37,6 +38,8 @@ pub fn broker_config(world: &World) -> BrokerConfig {
 enum Net {
     Served(BrokerNetEvent),
     Own(ClientNetEvent),
+    /// The supervisor wants this broker's final replica state.
+    Snapshot,
 }
 
 pub async fn run(world: Arc<World>, id: BrokerId) {
@@ -60,12 +63,17 @@ pub async fn run(world: Arc<World>, id: BrokerId) {
     let mut timer = Timer::default();
     loop {
         carry_out(&world, node, &mut broker, &mut server, &mut client);
-        publish_snapshot_if_asked(&world, &broker);
         timer.set(broker.next_timeout_ms().map(|ms| world.clocks.instant_for(node, ms)));
         let wake = next_wake(
-            |cx| match server.poll_event(cx) {
-                Poll::Ready(e) => Poll::Ready(Net::Served(e)),
-                Poll::Pending => client.poll_event(cx).map(Net::Own),
+            |cx| {
+                if world.snapshot_wanted(id) {
+                    return Poll::Ready(Net::Snapshot);
+                }
+                world.on_snapshot_request(id, cx.waker());
+                match server.poll_event(cx) {
+                    Poll::Ready(e) => Poll::Ready(Net::Served(e)),
+                    Poll::Pending => client.poll_event(cx).map(Net::Own),
+                }
             },
             &mut timer,
         )
@@ -80,6 +88,7 @@ pub async fn run(world: Arc<World>, id: BrokerId) {
                 broker.handle_response(now_ms, peer, correlation_id, response)
             }
             Wake::Net(Net::Own(ClientNetEvent::Disconnected { peer })) => broker.handle_disconnect(now_ms, peer),
+            Wake::Net(Net::Snapshot) => publish_snapshot(&world, &broker),
             Wake::Timer => broker.handle_timeout(now_ms),
         }
     }
@@ -105,10 +114,7 @@ fn carry_out(world: &World, node: usize, broker: &mut Broker, server: &mut Broke
 
 /// At the end of the run the supervisor asks every live broker for the
 /// state of its replicas (the checkers' final snapshot).
-fn publish_snapshot_if_asked(world: &World, broker: &Broker) {
-    if !world.snapshot_wanted(broker.id()) {
-        return;
-    }
+fn publish_snapshot(world: &World, broker: &Broker) {
     let mut recorder = world.replication.lock().expect("replication lock");
     for tp in broker.partitions() {
         if let Some(state) = ReplicaState::of(broker, tp, true) {

@@ -11,7 +11,7 @@ use crate::net::ClientNetEvent;
 use crate::timer::Timer;
 use crate::world::World;
 use broker_core::client::consumer::{AutoOffsetReset, ConsumerConfig};
-use broker_core::protocol::{OffsetSpec, Request, Response};
+use broker_core::protocol::{ListOffsetsPartitionResponse, OffsetSpec, Request, Response};
 use broker_core::types::{BrokerId, Offset, TopicPartition};
 use madsim::time::{Duration, Instant};
 use std::collections::BTreeMap;
@@ -61,41 +61,62 @@ pub async fn run(world: Arc<World>) {
 }
 
 /// Asks each partition's replicas for its end offset (the high watermark:
-/// what is committed) until every partition's leader has answered. Every
-/// replica is asked because leaders move; only the leader answers without error.
+/// what is committed) until a round in which every replica answered gives
+/// the partition's end. Every replica is asked because leaders move, and a
+/// deposed leader that has not heard the news yet still answers: of the
+/// answers, the one with the highest leader epoch speaks for the partition,
+/// and only if it is not an error (a new leader answers OFFSET_NOT_AVAILABLE
+/// until its high watermark has caught up).
 async fn end_offsets(driver: &mut ConsumerDriver, partitions: &[TopicPartition]) -> BTreeMap<TopicPartition, Offset> {
     let world = driver.world.clone();
     let mut ends = BTreeMap::new();
     let mut correlation = 1u64 << 40; // apart from the consumer's own correlation ids
     let mut timer = Timer::default();
     while ends.len() < partitions.len() {
-        let mut by_leader: BTreeMap<BrokerId, Vec<(TopicPartition, OffsetSpec)>> = BTreeMap::new();
+        let mut by_broker: BTreeMap<BrokerId, Vec<(TopicPartition, OffsetSpec)>> = BTreeMap::new();
+        // Per partition: replicas still to answer, and the best answer so far.
+        let mut round: BTreeMap<TopicPartition, (usize, Option<ListOffsetsPartitionResponse>)> = BTreeMap::new();
         for tp in partitions.iter().filter(|tp| !ends.contains_key(*tp)) {
-            for replica in world.layout.replicas(*tp).expect("a partition of the layout") {
-                by_leader.entry(*replica).or_default().push((*tp, OffsetSpec::Latest));
+            let replicas = world.layout.replicas(*tp).expect("a partition of the layout");
+            for replica in replicas {
+                by_broker.entry(*replica).or_default().push((*tp, OffsetSpec::Latest));
             }
+            round.insert(*tp, (replicas.len(), None));
         }
-        for (broker, partitions) in by_leader {
+        for (broker, partitions) in by_broker {
             correlation += 1;
             driver.net.send(broker, correlation, Request::ListOffsets { partitions });
         }
-        let retry_at = Instant::now() + LIST_OFFSETS_RETRY;
-        timer.set(Some(retry_at));
-        loop {
+        timer.set(Some(Instant::now() + LIST_OFFSETS_RETRY));
+        let mut timed_out = false;
+        while round.values().any(|(waiting, _)| *waiting > 0) {
             match next_wake(|cx| driver.net.poll_event(cx), &mut timer).await {
                 Wake::Net(ClientNetEvent::Response {
                     response: Response::ListOffsets { partitions: answers }, ..
                 }) => {
-                    for answer in answers.into_iter().filter(|a| a.error.is_none()) {
-                        ends.insert(answer.tp, answer.offset);
+                    for answer in answers {
+                        let Some((waiting, best)) = round.get_mut(&answer.tp) else { continue };
+                        *waiting = waiting.saturating_sub(1);
+                        if best.as_ref().is_none_or(|b| answer.leader_epoch > b.leader_epoch) {
+                            *best = Some(answer);
+                        }
                     }
                 }
                 Wake::Net(_) => {}
-                Wake::Timer => break,
+                Wake::Timer => {
+                    timed_out = true;
+                    break;
+                }
             }
-            if ends.len() >= partitions.len() {
-                break;
+        }
+        for (tp, (waiting, best)) in round {
+            if let (0, Some(ListOffsetsPartitionResponse { error: None, offset, .. })) = (waiting, best) {
+                ends.insert(tp, offset);
             }
+        }
+        if ends.len() < partitions.len() && !timed_out {
+            // Wait out the round before asking again.
+            while !matches!(next_wake(|cx| driver.net.poll_event(cx), &mut timer).await, Wake::Timer) {}
         }
     }
     ends

@@ -118,6 +118,7 @@ pub const LOG_RETENTION_CHECK_INTERVAL_MS: IntLimit =
 pub const FETCH_PURGATORY_LIMIT: IntLimit = int("cluster.broker.fetch_purgatory_limit", 1, 1_000_000, D(10_000));
 pub const REPLICA_LAG_TIME_MAX_MS: IntLimit = int("cluster.broker.replica_lag_time_max_ms", 10, HOUR_MS, D(30_000));
 pub const REPLICA_FETCH_WAIT_MAX_MS: IntLimit = int("cluster.broker.replica_fetch_wait_max_ms", 0, 60_000, D(500));
+pub const BROKER_REQUEST_TIMEOUT_MS: IntLimit = int("cluster.broker.request_timeout_ms", 100, 600_000, D(30_000));
 
 // [cluster.controller]; defaults are KRaft's broker.session.timeout.ms and broker.heartbeat.interval.ms.
 pub const SESSION_TIMEOUT_MS: IntLimit = int("cluster.controller.session_timeout_ms", 10, HOUR_MS, D(9_000));
@@ -192,6 +193,7 @@ pub const LIMITS: &[Limit] = &[
     Limit::Int(FETCH_PURGATORY_LIMIT),
     Limit::Int(REPLICA_LAG_TIME_MAX_MS),
     Limit::Int(REPLICA_FETCH_WAIT_MAX_MS),
+    Limit::Int(BROKER_REQUEST_TIMEOUT_MS),
     Limit::Int(SESSION_TIMEOUT_MS),
     Limit::Int(HEARTBEAT_INTERVAL_MS),
     Limit::Pair(NETWORK_LATENCY_MS),

@@ -68,6 +68,7 @@ pub(super) struct RawBroker {
     pub fetch_purgatory_limit: Option<S<Int>>,
     pub replica_lag_time_max_ms: Option<S<Int>>,
     pub replica_fetch_wait_max_ms: Option<S<Int>>,
+    pub request_timeout_ms: Option<S<Int>>,
 }
 
 #[derive(Deserialize)]

@@ -80,6 +80,9 @@ pub struct BrokerSpec {
     pub replica_lag_time_max_ms: u64,
     /// How long a follower's fetch may wait at the leader for new data.
     pub replica_fetch_wait_max_ms: u64,
+    /// How long a broker waits for answers to its own requests (replica
+    /// fetches, controller requests) before giving up and retrying.
+    pub request_timeout_ms: u64,
 }
 
 impl Default for BrokerSpec {
@@ -93,6 +96,7 @@ impl Default for BrokerSpec {
             fetch_purgatory_limit: limits::FETCH_PURGATORY_LIMIT.default_value() as u32,
             replica_lag_time_max_ms: limits::REPLICA_LAG_TIME_MAX_MS.default_value() as u64,
             replica_fetch_wait_max_ms: limits::REPLICA_FETCH_WAIT_MAX_MS.default_value() as u64,
+            request_timeout_ms: limits::BROKER_REQUEST_TIMEOUT_MS.default_value() as u64,
         }
     }
 }

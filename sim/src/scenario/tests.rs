@@ -209,6 +209,7 @@ fn full_scenario_reads_every_key() {
                 fetch_purgatory_limit: 100,
                 replica_lag_time_max_ms: 5000,
                 replica_fetch_wait_max_ms: 250,
+                request_timeout_ms: 30_000,
             },
         },
         network: NetworkSpec { latency_ms: (2, 20), loss: 0.01 },
@@ -372,6 +373,7 @@ fn minimal_scenario_gets_the_documented_defaults() {
             fetch_purgatory_limit: 10_000,
             replica_lag_time_max_ms: 30_000,
             replica_fetch_wait_max_ms: 500,
+            request_timeout_ms: 30_000,
         }
     );
     assert_eq!(s.network, NetworkSpec { latency_ms: (1, 10), loss: 0.0 });

@@ -252,6 +252,7 @@ impl Cx<'_> {
             replica_lag_time_max_ms: self.int_or(&b.replica_lag_time_max_ms, limits::REPLICA_LAG_TIME_MAX_MS)? as u64,
             replica_fetch_wait_max_ms: self.int_or(&b.replica_fetch_wait_max_ms, limits::REPLICA_FETCH_WAIT_MAX_MS)?
                 as u64,
+            request_timeout_ms: self.int_or(&b.request_timeout_ms, limits::BROKER_REQUEST_TIMEOUT_MS)? as u64,
         })
     }
 
