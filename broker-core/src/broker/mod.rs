@@ -94,6 +94,10 @@ pub enum BrokerOutput {
     /// Send a request of the broker's own; the answer comes back through
     /// [`Broker::handle_response`] with the same correlation id.
     Send { to: Peer, correlation_id: CorrelationId, request: Request },
+    /// Drop the connection to `to`: a request on it timed out, and what
+    /// follows it on the same connection would wait behind it (Kafka's
+    /// NetworkClient disconnects on a request timeout too).
+    CloseConnection { to: Peer },
 }
 
 /// What a replica did, for observers. Reported in order; the simulator turns
@@ -348,11 +352,17 @@ impl Broker {
             self.complete_fetch(fetch);
         }
         self.expire_produces(now_ms);
-        let expired: Vec<CorrelationId> =
-            self.own.iter().filter(|(_, (_, _, deadline))| *deadline <= now_ms).map(|(c, _)| *c).collect();
-        for c in expired {
-            let (_, outstanding, _) = self.own.remove(&c).expect("listed above");
-            self.on_lost(now_ms, outstanding);
+        let timed_out: std::collections::BTreeSet<Peer> =
+            self.own.values().filter(|(_, _, deadline)| *deadline <= now_ms).map(|(peer, _, _)| *peer).collect();
+        for peer in timed_out {
+            // Everything in flight to that peer shares the abandoned connection.
+            let lost: Vec<CorrelationId> =
+                self.own.iter().filter(|(_, (p, _, _))| *p == peer).map(|(c, _)| *c).collect();
+            for c in lost {
+                let (_, outstanding, _) = self.own.remove(&c).expect("listed above");
+                self.on_lost(now_ms, outstanding);
+            }
+            self.outputs.push_back(BrokerOutput::CloseConnection { to: peer });
         }
         self.check_isrs(now_ms);
         // Backoffs of leaders no longer followed would otherwise stay due forever.

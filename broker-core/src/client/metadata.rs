@@ -197,7 +197,10 @@ impl ClientMetadata {
     }
 
     /// Applies an answer to the attempt in flight. An answer to `topics: None`
-    /// lists every topic, so the view is replaced, not merged.
+    /// lists every topic, so the view is replaced, not merged — except that a
+    /// partition's leader never moves back to an older leader epoch (KIP-320):
+    /// a broker with stale metadata, or a deposed leader that has not heard of
+    /// its successor, may answer, and its view must not override a newer one.
     pub fn handle_response(&mut self, now_ms: u64, brokers: Vec<BrokerId>, topics: Vec<TopicMetadata>) {
         assert!(self.in_flight(), "metadata answer without a request");
         self.in_flight_to = None;
@@ -205,7 +208,7 @@ impl ClientMetadata {
         assert!(topics.len() <= MAX_KNOWN_TOPICS, "metadata lists {} topics", topics.len());
         self.brokers = brokers.into_iter().collect();
         self.topic_ids.clear();
-        self.topics.clear();
+        let known = std::mem::take(&mut self.topics);
         for topic in topics {
             if topic.error.is_some() {
                 continue;
@@ -214,9 +217,20 @@ impl ClientMetadata {
             assert!(count <= MAX_PARTITIONS_PER_TOPIC, "topic {} has {count} partitions", topic.name);
             let mut leaders = vec![None; count];
             let mut leader_epochs = vec![LeaderEpoch::NONE; count];
+            let previous = known.get(&topic.id).map(|(_, info)| info);
             for p in topic.partitions {
-                leaders[p.partition as usize] = p.leader;
-                leader_epochs[p.partition as usize] = p.leader_epoch;
+                let i = p.partition as usize;
+                let newer_known = previous.and_then(|info| Some((info.leaders.get(i)?, *info.leader_epochs.get(i)?)));
+                match newer_known {
+                    Some((leader, epoch)) if epoch > p.leader_epoch => {
+                        leaders[i] = *leader;
+                        leader_epochs[i] = epoch;
+                    }
+                    _ => {
+                        leaders[i] = p.leader;
+                        leader_epochs[i] = p.leader_epoch;
+                    }
+                }
             }
             self.topic_ids.insert(topic.name.clone(), topic.id);
             self.topics.insert(topic.id, (topic.name, TopicInfo { id: topic.id, leaders, leader_epochs }));
@@ -258,6 +272,32 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    #[test]
+    fn a_partition_leader_never_moves_back_to_an_older_epoch() {
+        let mut md = ClientMetadata::new(vec![BrokerId(0)], 0);
+        let answer = |leader: u32, epoch: i32| TopicMetadata {
+            name: "t".into(),
+            id: TopicId(0),
+            error: None,
+            partitions: vec![PartitionMetadata {
+                partition: 0,
+                leader: Some(BrokerId(leader)),
+                leader_epoch: LeaderEpoch(epoch),
+                replicas: vec![],
+                isr: vec![],
+            }],
+        };
+        let tp = TopicPartition::new(TopicId(0), 0);
+        md.start_refresh(0);
+        md.handle_response(0, vec![BrokerId(0)], vec![answer(2, 3)]);
+        md.start_refresh(1);
+        md.handle_response(1, vec![BrokerId(0)], vec![answer(1, 2)]);
+        assert_eq!((md.leader(tp), md.leader_epoch(tp)), (Some(BrokerId(2)), LeaderEpoch(3)), "stale answer ignored");
+        md.start_refresh(2);
+        md.handle_response(2, vec![BrokerId(0)], vec![answer(0, 4)]);
+        assert_eq!((md.leader(tp), md.leader_epoch(tp)), (Some(BrokerId(0)), LeaderEpoch(4)));
     }
 
     #[test]

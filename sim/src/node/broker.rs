@@ -100,6 +100,7 @@ fn carry_out(world: &World, node: usize, broker: &mut Broker, server: &mut Broke
         match output {
             BrokerOutput::Respond { conn, correlation_id, response } => server.respond(conn, correlation_id, response),
             BrokerOutput::Send { to, correlation_id, request } => client.send(to, correlation_id, request),
+            BrokerOutput::CloseConnection { to } => client.close(to),
         }
     }
     while let Some(event) = broker.poll_event() {
