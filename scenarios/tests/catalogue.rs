@@ -29,7 +29,7 @@ const PLANT_TESTS: &[(Plant, &str, Invariant, u64)] = &[
     (Plant::OffsetReuse, "broker-crash-restart.toml", Invariant::InconsistentOffsets, 5),
     (Plant::AckOnLeaderAppend, "leader-crash-acks-all.toml", Invariant::NoLostAckedWrite, 5),
     (Plant::NoEpochTruncation, "leader-crash-acks-all.toml", Invariant::HwConsistency, 5),
-    (Plant::TruncateToHw, "random-nemesis.toml", Invariant::NoLostAckedWrite, 10),
+    (Plant::TruncateToHw, "failover-follower-cut-off.toml", Invariant::NoLostAckedWrite, 5),
     (Plant::UncleanAlways, "random-nemesis.toml", Invariant::Leadership, 5),
 ];
 

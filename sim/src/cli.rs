@@ -253,6 +253,9 @@ fn print_run(r: &RunResult, file: &Path, replay: &str, checked: bool) {
     println!("scenario    {} ({})", r.scenario, file.display());
     println!("seed        {}", r.seed);
     println!("plants      {}", if plants.is_empty() { "none".to_string() } else { plants.join(", ") });
+    if let Some(mix) = &r.nemesis {
+        println!("nemesis     {mix}");
+    }
     println!("verdict     {}", if r.verdict == Verdict::Pass { "PASS" } else { "FAIL" });
     println!(
         "simulated   {:.2} s in {:.3} s wall ({:.0}x)",

@@ -211,11 +211,35 @@ impl RandomNemesis {
         let names = |pred: fn(&NodeKind) -> bool| -> Vec<String> {
             world.nodes.iter().filter(|(_, k)| pred(k)).map(|(n, _)| n.clone()).collect()
         };
+        let mut rng = stream(world.seed, Purpose::Nemesis, 0);
+        let spec = if spec.swarm { swarm(spec, &mut rng) } else { spec };
         RandomNemesis {
-            rng: stream(world.seed, Purpose::Nemesis, 0),
-            brokers: names(|k| matches!(k, NodeKind::Broker(_))),
+            rng,
+            // The controller is a server like the brokers: it crashes, pauses
+            // and is cut off too.
+            brokers: names(|k| matches!(k, NodeKind::Broker(_) | NodeKind::Controller)),
             clients: names(|k| matches!(k, NodeKind::Producer(_) | NodeKind::Consumer(_))),
             spec,
+        }
+    }
+
+    /// The fault mix this run uses (after the swarm draw), for the trace and the report.
+    pub fn describe(&self) -> String {
+        let s = &self.spec;
+        let kinds = [
+            ("crash", s.crash),
+            ("pause", s.pause),
+            ("partition", s.partition),
+            ("isolate", s.isolate),
+            ("loss", s.loss),
+            ("latency", s.latency),
+            ("skew", s.skew),
+        ];
+        let on: Vec<String> = kinds.iter().filter(|(_, p)| *p > 0.0).map(|(k, p)| format!("{k} {p:.3}")).collect();
+        if on.is_empty() {
+            "no faults".to_string()
+        } else {
+            on.join(", ")
         }
     }
 
@@ -264,4 +288,32 @@ impl RandomNemesis {
         }
         out.into_iter().map(|f| (f, Duration::from_millis(self.rng.gen_range(lo..=hi.max(lo))))).collect()
     }
+}
+
+/// Swarm testing (Groce et al.): a seed runs with a random subset of the
+/// fault kinds, each kept with probability 1/2 (at least one), at a rate
+/// scaled by a factor from 0.5 to 2 — so some seeds hammer one kind of fault
+/// and others mix, instead of every seed getting the same blend.
+fn swarm(mut spec: NemesisSpec, rng: &mut ChaCha8Rng) -> NemesisSpec {
+    let rates = [
+        &mut spec.crash,
+        &mut spec.pause,
+        &mut spec.partition,
+        &mut spec.isolate,
+        &mut spec.loss,
+        &mut spec.latency,
+        &mut spec.skew,
+    ];
+    let configured: Vec<usize> = (0..rates.len()).filter(|&i| *rates[i] > 0.0).collect();
+    let mut kept: Vec<bool> = (0..rates.len()).map(|_| rng.gen_bool(0.5)).collect();
+    if !configured.iter().any(|&i| kept[i]) {
+        if let Some(&i) = configured.choose(rng) {
+            kept[i] = true;
+        }
+    }
+    for (i, rate) in rates.into_iter().enumerate() {
+        let factor: f64 = rng.gen_range(0.5..2.0);
+        *rate = if kept[i] { (*rate * factor).min(1.0) } else { 0.0 };
+    }
+    spec
 }

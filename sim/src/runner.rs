@@ -63,6 +63,10 @@ pub struct RunResult {
     pub messages: u64,
     pub ops: u64,
     pub plants: Vec<Plant>,
+    /// The random nemesis's fault mix for this seed (per-interval
+    /// probabilities after the swarm draw), when the scenario has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nemesis: Option<String>,
     #[serde(skip)]
     pub wall_seconds: f64,
     #[serde(skip)]
@@ -244,6 +248,11 @@ fn spawn_nodes(world: &Arc<World>) -> Vec<NodeId> {
 /// Applies timed faults and the random nemesis until `chaos_end`.
 async fn run_faults(world: &Arc<World>, nemesis: &mut Nemesis, start: Instant, chaos_end: Instant) {
     let mut random = world.scenario.nemesis.clone().map(|spec| RandomNemesis::new(world, spec));
+    if let Some(r) = &random {
+        let mix = r.describe();
+        world.trace(SUPERVISOR, TraceEvent::Fault { what: format!("nemesis mix: {mix}") });
+        *world.nemesis_mix.lock().expect("nemesis lock") = Some(mix);
+    }
     let mut timed = world.scenario.faults.iter().peekable();
     let mut undos: Vec<(Instant, Undo)> = Vec::new();
     let mut next_random = random.as_ref().map(|r| start + r.interval());
@@ -327,6 +336,7 @@ fn judge(
         messages: world.messages.load(std::sync::atomic::Ordering::Relaxed),
         ops: history.ops.len() as u64,
         plants,
+        nemesis: world.nemesis_mix.lock().expect("nemesis lock").clone(),
         wall_seconds: wall.elapsed().as_secs_f64(),
         trace_lines: trace.take_lines(),
         history: options.keep_history.then_some(history),
@@ -349,6 +359,7 @@ fn crashed(scenario: &Scenario, seed: u64, detail: String, wall: std::time::Inst
         messages: 0,
         ops: 0,
         plants: scenario.plant.clone(),
+        nemesis: None,
         wall_seconds: wall.elapsed().as_secs_f64(),
         trace_lines: Vec::new(),
         history: None,

@@ -76,6 +76,8 @@ pub struct World {
     /// Each broker loop's waker, so a snapshot request wakes every live
     /// broker at the same simulated instant (consistent snapshots).
     snapshot_wakers: Mutex<std::collections::BTreeMap<BrokerId, std::task::Waker>>,
+    /// The random nemesis's fault mix for this seed, for the report.
+    pub nemesis_mix: Mutex<Option<String>>,
 }
 
 impl World {
@@ -127,6 +129,7 @@ impl World {
             snapshots_wanted: std::sync::atomic::AtomicBool::new(false),
             snapshots_taken: Mutex::default(),
             snapshot_wakers: Mutex::default(),
+            nemesis_mix: Mutex::default(),
             replication: Mutex::new(crate::observe::Recorder::new(
                 &layout,
                 &topic_names,

@@ -161,6 +161,7 @@ pub(super) struct RawNemesis {
     pub loss_rate: Option<S<Num>>,
     pub max_latency_ms: Option<S<Int>>,
     pub max_skew_ms: Option<S<Int>>,
+    pub swarm: Option<S<bool>>,
 }
 
 #[derive(Deserialize)]

@@ -377,6 +377,9 @@ pub struct NemesisSpec {
     pub max_latency_ms: u64,
     /// A skew fault draws from -max..=max.
     pub max_skew_ms: i64,
+    /// Swarm testing: each seed keeps each fault kind with probability 1/2
+    /// (at least one) and scales its rate by a factor drawn from 0.5..2.
+    pub swarm: bool,
 }
 
 impl Default for NemesisSpec {
@@ -396,6 +399,7 @@ impl Default for NemesisSpec {
             loss_rate: limits::NEMESIS_LOSS_RATE.default_value(),
             max_latency_ms: limits::NEMESIS_MAX_LATENCY_MS.default_value() as u64,
             max_skew_ms: limits::NEMESIS_MAX_SKEW_MS.default_value(),
+            swarm: false,
         }
     }
 }

@@ -157,6 +157,7 @@ skew = 1
 loss_rate = 0.3
 max_latency_ms = 100
 max_skew_ms = 250
+swarm = true
 
 [expect]
 must_hold = ["lost-write", "crash"]
@@ -297,6 +298,7 @@ fn full_scenario_reads_every_key() {
             loss_rate: 0.3,
             max_latency_ms: 100,
             max_skew_ms: 250,
+            swarm: true,
         }),
         expect: ExpectSpec {
             must_hold: vec![Invariant::LostWrite, Invariant::Crash],

@@ -612,6 +612,7 @@ impl Cx<'_> {
             loss_rate: self.float_or(&n.loss_rate, limits::NEMESIS_LOSS_RATE, limits::NEMESIS_LOSS_RATE.key)?,
             max_latency_ms: self.int_or(&n.max_latency_ms, limits::NEMESIS_MAX_LATENCY_MS)? as u64,
             max_skew_ms: self.int_or(&n.max_skew_ms, limits::NEMESIS_MAX_SKEW_MS)?,
+            swarm: n.swarm.as_ref().is_some_and(|b| *b.get_ref()),
         })
     }
 
