@@ -108,6 +108,11 @@ pub enum ConsumerOutput {
     /// An error the application must see. OFFSET_OUT_OF_RANGE under
     /// `AutoOffsetReset::None`: the partition is paused until `seek()`.
     Error { tp: TopicPartition, error: ErrorCode },
+    /// The position was out of range (the log was truncated under it, e.g.
+    /// after an unclean election, or retention passed it) and
+    /// `auto_offset_reset` moved it from `from` to `to`: reported, never
+    /// silent, so the application (and the history) sees the jump.
+    PositionReset { tp: TopicPartition, from: Offset, to: Offset },
 }
 
 /// An assigned partition, by topic name and partition number.
@@ -119,6 +124,8 @@ struct PartitionState {
     /// A ListOffsets is wanted to set the position.
     reset: Option<OffsetSpec>,
     reset_in_flight: Option<u64>,
+    /// The position that was out of range, while its reset is pending.
+    out_of_range_at: Option<Offset>,
     fetch_in_flight: Option<u64>,
     /// Fetched, not yet returned; offsets ascending, all >= position.
     buffered: VecDeque<ConsumedRecord>,
@@ -203,6 +210,7 @@ impl Consumer {
         state.buffered.clear();
         state.paused = false;
         state.reset = None;
+        state.out_of_range_at = None;
         // A reset answer in flight is ignored; a fetch answer in flight is
         // kept only if it asked for this very offset.
         state.reset_in_flight = None;
@@ -483,6 +491,7 @@ impl Consumer {
             }
             Some(ErrorCode::OffsetOutOfRange) if current => match policy.spec() {
                 Some(spec) => {
+                    state.out_of_range_at = Some(fetch_offset);
                     state.position = None;
                     state.reset = Some(spec);
                 }
@@ -520,6 +529,10 @@ impl Consumer {
                 assert!(state.buffered.is_empty(), "records buffered before the position was known");
                 state.position = Some(*offset);
                 state.reset = None;
+                if let Some(from) = state.out_of_range_at.take() {
+                    let tp = answer.map(|a| a.tp).expect("answered");
+                    self.outputs.push_back(ConsumerOutput::PositionReset { tp, from, to: *offset });
+                }
             }
             Some(ListOffsetsPartitionResponse { error: Some(error), .. }) => {
                 if error.needs_metadata_refresh() {

@@ -283,7 +283,11 @@ fn out_of_range_resets_per_policy() {
     w.advance_to(w.now);
     assert_eq!(w.list_offsets_sent().len(), 2, "reset again after OFFSET_OUT_OF_RANGE");
     assert_eq!(w.poll(), vec![(0, 0), (0, 1), (0, 2)]);
-    assert!(w.events.is_empty());
+    assert_eq!(
+        w.events,
+        vec![ConsumerOutput::PositionReset { tp, from: Offset(100), to: Offset(0) }],
+        "the jump is reported, not silent"
+    );
 
     let mut w = World::new(AutoOffsetReset::None, 1, 1);
     w.cluster.append(tp, &records(3));
@@ -453,6 +457,9 @@ mod script {
                     }
                     ConsumerOutput::CloseConnection { broker } => self.outstanding.retain(|s| s.0 != broker),
                     ConsumerOutput::Error { tp, error } => panic!("unexpected error {error} on {tp}"),
+                    ConsumerOutput::PositionReset { tp, from, to } => {
+                        panic!("unexpected reset of {tp} from {from} to {to}")
+                    }
                 }
             }
             if let Some(t) = self.c.next_timeout_ms() {

@@ -118,6 +118,14 @@ impl ConsumerDriver {
                 ConsumerOutput::Error { tp, error } => {
                     tracing::debug!(node = self.node, %tp, %error, "consumer error");
                 }
+                // The reset is an explicit move of the position in the history
+                // (a seek), so the checkers see the jump for what it is.
+                ConsumerOutput::PositionReset { tp, from, to } => {
+                    tracing::debug!(node = self.node, %tp, %from, %to, "position out of range: reset");
+                    let call = Call::Seek { partition: partition_name(&self.world, tp), offset: to.0 };
+                    let op = self.world.invoke(self.process, call);
+                    self.world.complete(op, Outcome::Ok);
+                }
             }
         }
     }
