@@ -82,10 +82,10 @@ impl Plant {
             }
             Plant::AckOnLeaderAppend => "acks=all is answered at the leader's append (caught by no-lost-acked-write)",
             Plant::IgnoreMinIsr => {
-                "the HW advances below min.insync.replicas (needs power loss to lose data: caught once the simulated disk lands)"
+                "the HW advances below min.insync.replicas (loses data only with power loss; no scenario catches it yet)"
             }
             Plant::UncleanAlways => {
-                "elections may pick a replica outside the ISR (caught by no-lost-acked-write, hw-consistency)"
+                "elections may pick a replica outside the ISR (caught by leadership; the losses by no-lost-acked-write, hw-consistency)"
             }
         }
     }
