@@ -9,7 +9,7 @@ use crate::checker::replicas::{
 use crate::history::{Partition, ProcessId, TopicName, Value};
 use broker_core::broker::{Broker, BrokerEvent, ClusterLayout};
 use broker_core::controller::ControllerEvent;
-use broker_core::types::{BrokerId, LeaderEpoch, Offset, StoredRecord, TopicPartition};
+use broker_core::types::{BrokerId, LeaderEpoch, Offset, TopicPartition};
 use std::collections::BTreeMap;
 
 pub struct Recorder {
@@ -67,7 +67,7 @@ impl Recorder {
         let (tp, kind) = match *event {
             BrokerEvent::BecameLeader { tp, leader_epoch, log_end, high_watermark } => {
                 let view = broker.replica_state(tp).expect("a replica of the broker");
-                let records = replica_records(broker.replica_records(tp, view.log_start, log_end));
+                let records = read_records(broker, tp, view.log_start, log_end);
                 let kind = ReplicaEventKind::BecameLeader {
                     broker: id,
                     leader_epoch,
@@ -80,7 +80,7 @@ impl Recorder {
                 (tp, kind)
             }
             BrokerEvent::HighWatermark { tp, leader_epoch, from, to } => {
-                let committed = replica_records(broker.replica_records(tp, from, to));
+                let committed = read_records(broker, tp, from, to);
                 (tp, ReplicaEventKind::HighWatermark { broker: id, leader_epoch, hw: to.0, committed })
             }
             BrokerEvent::ServedHighWatermark { tp, leader_epoch, high_watermark } => {
@@ -112,7 +112,7 @@ impl Recorder {
             hw: state.high_watermark.0,
             isr: state.isr,
             live: state.live,
-            records: replica_records(state.records),
+            records: state.records,
         });
     }
 
@@ -133,7 +133,7 @@ pub struct ReplicaState {
     pub high_watermark: Offset,
     pub isr: Vec<BrokerId>,
     pub live: bool,
-    pub records: Vec<StoredRecord>,
+    pub records: Vec<ReplicaRecord>,
 }
 
 impl ReplicaState {
@@ -148,17 +148,28 @@ impl ReplicaState {
             high_watermark: view.high_watermark,
             isr: view.isr,
             live,
-            records: broker.replica_records(tp, view.log_start, view.log_end),
+            records: read_records(broker, tp, view.log_start, view.log_end),
         })
     }
 }
 
-fn replica_records(records: Vec<StoredRecord>) -> Vec<ReplicaRecord> {
-    records
-        .into_iter()
-        .filter_map(|r| {
+/// Records read in windows of this many offsets, so a snapshot of a long log
+/// never holds the broker's full record objects twice.
+const READ_WINDOW: i64 = 4096;
+
+/// A replica's records in `[from, to)` as the checkers see them.
+fn read_records(broker: &Broker, tp: TopicPartition, from: Offset, to: Offset) -> Vec<ReplicaRecord> {
+    let mut out = Vec::with_capacity(usize::try_from(to.0.saturating_sub(from.0)).unwrap_or(0));
+    let mut start = from;
+    while start < to {
+        let end = Offset((start.0 + READ_WINDOW).min(to.0));
+        let window = broker.replica_records(tp, start, end);
+        let Some(last) = window.last().map(|r| r.offset) else { break };
+        out.extend(window.iter().filter_map(|r| {
             let value = Value::from_bytes(&r.value)?;
             Some(ReplicaRecord { offset: r.offset.0, leader_epoch: r.leader_epoch, value })
-        })
-        .collect()
+        }));
+        start = last.next();
+    }
+    out
 }
