@@ -9,7 +9,7 @@ use crate::checker::replicas::{
 use crate::history::{Partition, ProcessId, TopicName, Value};
 use broker_core::broker::{Broker, BrokerEvent, ClusterLayout};
 use broker_core::controller::ControllerEvent;
-use broker_core::types::{BrokerId, LeaderEpoch, Offset, TopicPartition};
+use broker_core::types::{LeaderEpoch, Offset, TopicPartition};
 use std::collections::BTreeMap;
 
 pub struct Recorder {
@@ -99,20 +99,23 @@ impl Recorder {
         self.closed = true;
     }
 
-    /// The final state of one replica.
-    pub fn snapshot(&mut self, broker: BrokerId, tp: TopicPartition, state: ReplicaState) {
+    /// The final state of a running broker's replica of `tp`.
+    pub fn snapshot(&mut self, broker: &Broker, tp: TopicPartition) {
+        let Some(view) = broker.replica_state(tp) else { return };
         let partition = self.index_of(tp);
+        let records = read_records(broker, tp, view.log_start, view.log_end);
         self.replication.snapshots.push(ReplicaSnapshot {
-            broker,
+            broker: broker.id(),
             partition,
-            is_leader: state.leading,
-            leader_epoch: state.leader_epoch.unwrap_or(LeaderEpoch::NONE),
-            log_start: state.log_start.0,
-            log_end: state.log_end.0,
-            hw: state.high_watermark.0,
-            isr: state.isr,
-            live: state.live,
-            records: state.records,
+            is_leader: view.leading,
+            leader_epoch: view.leader_epoch.unwrap_or(LeaderEpoch::NONE),
+            log_start: view.log_start.0,
+            log_end: view.log_end.0,
+            hw: view.high_watermark.0,
+            isr: view.isr,
+            // Only running brokers answer the snapshot request.
+            live: true,
+            records,
         });
     }
 
@@ -121,35 +124,6 @@ impl Recorder {
         let mut replication = std::mem::take(&mut self.replication);
         replication.acks_all_processes = acks_all_processes;
         replication
-    }
-}
-
-/// A replica's final state as the simulator read it.
-pub struct ReplicaState {
-    pub leading: bool,
-    pub leader_epoch: Option<LeaderEpoch>,
-    pub log_start: Offset,
-    pub log_end: Offset,
-    pub high_watermark: Offset,
-    pub isr: Vec<BrokerId>,
-    pub live: bool,
-    pub records: Vec<ReplicaRecord>,
-}
-
-impl ReplicaState {
-    /// The state of a running broker's replica of `tp`.
-    pub fn of(broker: &Broker, tp: TopicPartition, live: bool) -> Option<ReplicaState> {
-        let view = broker.replica_state(tp)?;
-        Some(ReplicaState {
-            leading: view.leading,
-            leader_epoch: view.leader_epoch,
-            log_start: view.log_start,
-            log_end: view.log_end,
-            high_watermark: view.high_watermark,
-            isr: view.isr,
-            live,
-            records: read_records(broker, tp, view.log_start, view.log_end),
-        })
     }
 }
 

@@ -275,15 +275,9 @@ impl World {
         }
     }
 
-    /// A broker loop about to wait: wake it when snapshots are requested.
+    /// A broker loop (one per boot): wake it when snapshots are requested.
     pub fn on_snapshot_request(&self, broker: BrokerId, waker: &std::task::Waker) {
-        let mut wakers = self.snapshot_wakers.lock().expect("lock");
-        match wakers.get_mut(&broker) {
-            Some(known) if known.will_wake(waker) => {}
-            _ => {
-                wakers.insert(broker, waker.clone());
-            }
-        }
+        self.snapshot_wakers.lock().expect("lock").insert(broker, waker.clone());
     }
 
     /// Whether `broker` should publish its snapshot now.

@@ -87,8 +87,8 @@ impl Script {
     }
 }
 
-/// Every listed violation, then every non-zero count.
-fn render(report: &CheckReport) -> String {
+/// Every listed violation, then every non-zero count (shared with the replica checkers' tests).
+pub(super) fn render(report: &CheckReport) -> String {
     let mut out = String::new();
     for violation in &report.violations {
         writeln!(out, "{}: {}", violation.invariant, violation.detail).unwrap();

@@ -4,7 +4,6 @@
 
 use super::{next_wake, Wake};
 use crate::net::{BrokerNet, BrokerNetEvent, ClientNet, ClientNetEvent};
-use crate::observe::ReplicaState;
 use crate::rng::core_seed;
 use crate::timer::Timer;
 use crate::trace::TraceEvent;
@@ -61,6 +60,9 @@ pub async fn run(world: Arc<World>, id: BrokerId) {
     )
     .unwrap_or_else(|e| panic!("{id} failed to recover its log: {e}"));
     let mut timer = Timer::default();
+    // The loop's task (and so its waker) is the same for the whole boot:
+    // hand it to the snapshot request once.
+    let mut snapshot_waker_given = false;
     loop {
         carry_out(&world, node, &mut broker, &mut server, &mut client);
         timer.set(broker.next_timeout_ms().map(|ms| world.clocks.instant_for(node, ms)));
@@ -69,7 +71,10 @@ pub async fn run(world: Arc<World>, id: BrokerId) {
                 if world.snapshot_wanted(id) {
                     return Poll::Ready(Net::Snapshot);
                 }
-                world.on_snapshot_request(id, cx.waker());
+                if !snapshot_waker_given {
+                    world.on_snapshot_request(id, cx.waker());
+                    snapshot_waker_given = true;
+                }
                 match server.poll_event(cx) {
                     Poll::Ready(e) => Poll::Ready(Net::Served(e)),
                     Poll::Pending => client.poll_event(cx).map(Net::Own),
@@ -118,9 +123,7 @@ fn carry_out(world: &World, node: usize, broker: &mut Broker, server: &mut Broke
 fn publish_snapshot(world: &World, broker: &Broker) {
     let mut recorder = world.replication.lock().expect("replication lock");
     for tp in broker.partitions() {
-        if let Some(state) = ReplicaState::of(broker, tp, true) {
-            recorder.snapshot(broker.id(), tp, state);
-        }
+        recorder.snapshot(broker, tp);
     }
     drop(recorder);
     world.snapshot_taken(broker.id());

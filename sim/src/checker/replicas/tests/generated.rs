@@ -541,25 +541,12 @@ fn observations_round_trip_through_json() {
     assert_eq!(serde_json::from_str::<ReplicaEvent>(&line).unwrap(), replication.events[0]);
 }
 
-/// About 100k records and 10k events: the checkers must stay linear.
+/// About 100k records and 10k events, clean. (Its speed is measured by the
+/// standard benchmark, not here: tests are not timed.)
 #[test]
-fn checker_speed_on_a_large_story() {
+fn a_large_clean_story_stays_clean() {
     let (history, replication, _) = story_with(11, 3, 12_000, 12, 0.001);
     let records: usize = replication.snapshots.iter().filter(|s| s.is_leader).map(|s| s.records.len()).sum();
-    let mut times = Vec::new();
-    let mut report = None;
-    for _ in 0..5 {
-        let start = std::time::Instant::now();
-        report = Some(check_replicas(&history, &replication));
-        times.push(start.elapsed());
-    }
-    times.sort();
-    assert_eq!(render(&report.expect("ran")), "");
     assert!(records > 50_000, "{records} records");
-    println!(
-        "check_replicas: {records} records, {} events, {} ops: median {:?}",
-        replication.events.len(),
-        history.ops.len(),
-        times[times.len() / 2]
-    );
+    assert_eq!(render(&check_replicas(&history, &replication)), "");
 }

@@ -164,17 +164,8 @@ impl Story {
     }
 }
 
-/// Every listed violation, then every non-zero count.
-fn render(report: &CheckReport) -> String {
-    let mut out = String::new();
-    for violation in &report.violations {
-        writeln!(out, "{}: {}", violation.invariant, violation.detail).unwrap();
-    }
-    for (invariant, count) in report.counts.iter().filter(|(_, &n)| n > 0) {
-        writeln!(out, "count {invariant} = {count}").unwrap();
-    }
-    out
-}
+/// The history checkers' test rendering: every listed violation, then every non-zero count.
+pub(super) use crate::checker::tests::render;
 
 /// Broker 1 leads in e0 and commits three records; it crashes, and the
 /// controller elects broker 2 in e1. Event times: 10ms apart; each send and
