@@ -61,10 +61,10 @@ impl FetchPurgatory {
 
 impl Broker {
     pub(super) fn fetch_or_park(&mut self, now_ms: u64, fetch: PendingFetch) {
-        if let Some(replica) = fetch.replica {
-            self.note_follower_fetch(now_ms, replica, &fetch.partitions);
-        }
-        let (partitions, bytes, has_error) = self.read_partitions(&fetch);
+        // A follower's fetch is checked once, on arrival: noting its position
+        // and then reading cannot change who leads, so the read reuses it.
+        let checked = fetch.replica.map(|replica| self.note_follower_fetch(now_ms, replica, &fetch.partitions));
+        let (partitions, bytes, has_error) = self.read_partitions(&fetch, checked.as_deref());
         let satisfied = bytes >= fetch.min_bytes as usize || has_error;
         let room = self.purgatory.parked.len() < self.purgatory.limit;
         if satisfied || !room || fetch.deadline_ms <= now_ms || fetch.min_bytes == 0 {
@@ -76,10 +76,18 @@ impl Broker {
 
     /// A follower's fetch offset is its log end: the leader updates what it
     /// knows of the follower, proposes an ISR expansion when due, and moves
-    /// the high watermark.
-    fn note_follower_fetch(&mut self, now_ms: u64, replica: ReplicaId, partitions: &[FetchPartition]) {
+    /// the high watermark. Returns each partition's refusal, if any.
+    fn note_follower_fetch(
+        &mut self,
+        now_ms: u64,
+        replica: ReplicaId,
+        partitions: &[FetchPartition],
+    ) -> Vec<Option<ErrorCode>> {
+        let mut checked = Vec::with_capacity(partitions.len());
         for p in partitions {
-            if self.replica_fetch_error(replica, p).is_some() {
+            let refused = self.replica_fetch_error(replica, p);
+            checked.push(refused);
+            if refused.is_some() {
                 continue;
             }
             let r = self.replicas.get_mut(&p.tp).expect("checked");
@@ -93,6 +101,7 @@ impl Broker {
             }
             self.update_high_watermark(p.tp);
         }
+        checked
     }
 
     /// Why a follower's fetch of `p` is refused, if it is.
@@ -120,7 +129,7 @@ impl Broker {
 
     /// Answers a fetch with whatever is readable now.
     pub(super) fn complete_fetch(&mut self, fetch: PendingFetch) {
-        let (partitions, _, _) = self.read_partitions(&fetch);
+        let (partitions, _, _) = self.read_partitions(&fetch, None);
         self.respond(fetch.conn, fetch.correlation_id, Response::Fetch { partitions });
     }
 
@@ -135,7 +144,7 @@ impl Broker {
         while i < parked.len() {
             let wants = parked[i].partitions.iter().any(|p| p.tp == tp);
             if wants {
-                let (partitions, bytes, has_error) = self.read_partitions(&parked[i]);
+                let (partitions, bytes, has_error) = self.read_partitions(&parked[i], None);
                 if bytes >= parked[i].min_bytes as usize || has_error {
                     // Order among parked fetches does not matter: each has its own connection.
                     let fetch = parked.swap_remove(i);
@@ -149,15 +158,32 @@ impl Broker {
         self.purgatory.parked = parked;
     }
 
-    /// Reads every requested partition within the request's byte budget.
+    /// Reads every requested partition within the request's byte budget;
+    /// `checked` holds each partition's refusal when already known.
     /// Returns the responses, the bytes read, and whether any partition erred.
-    fn read_partitions(&mut self, fetch: &PendingFetch) -> (Vec<FetchPartitionResponse>, usize, bool) {
+    fn read_partitions(
+        &mut self,
+        fetch: &PendingFetch,
+        checked: Option<&[Option<ErrorCode>]>,
+    ) -> (Vec<FetchPartitionResponse>, usize, bool) {
         let mut remaining = fetch.max_bytes as usize;
         let mut total = 0usize;
         let mut has_error = false;
         let mut out = Vec::with_capacity(fetch.partitions.len());
-        for p in &fetch.partitions {
-            let response = self.read_partition(p, fetch.replica, &mut remaining);
+        for (i, p) in fetch.partitions.iter().enumerate() {
+            let refused = match (checked, fetch.replica) {
+                (Some(checked), _) => checked[i],
+                (None, Some(replica)) => self.replica_fetch_error(replica, p),
+                (None, None) => match self.led(p.tp) {
+                    Ok(_) if self.plant(Plant::UnfencedFetch) => None,
+                    Ok(r) => self.check_epoch(r, p.current_leader_epoch).err(),
+                    Err(e) => Some(e),
+                },
+            };
+            let response = match refused {
+                Some(error) => fetch_error(p.tp, error, Offset(-1), Offset(-1), Offset(-1)),
+                None => self.read_partition(p, fetch.replica.is_some(), &mut remaining),
+            };
             total += response.records.iter().map(|r| r.size_bytes()).sum::<usize>();
             has_error |= response.error.is_some();
             out.push(response);
@@ -165,32 +191,17 @@ impl Broker {
         (out, total, has_error)
     }
 
-    fn read_partition(
-        &mut self,
-        p: &FetchPartition,
-        replica: Option<ReplicaId>,
-        remaining: &mut usize,
-    ) -> FetchPartitionResponse {
-        let refused = match replica {
-            Some(replica) => self.replica_fetch_error(replica, p),
-            None => match self.led(p.tp) {
-                Ok(_) if self.plant(Plant::UnfencedFetch) => None,
-                Ok(r) => self.check_epoch(r, p.current_leader_epoch).err(),
-                Err(e) => Some(e),
-            },
-        };
-        if let Some(error) = refused {
-            return fetch_error(p.tp, error, Offset(-1), Offset(-1), Offset(-1));
-        }
+    /// Reads one partition this broker leads (the fetch was checked).
+    fn read_partition(&mut self, p: &FetchPartition, replica: bool, remaining: &mut usize) -> FetchPartitionResponse {
         let r = self.replicas.get(&p.tp).expect("led");
         let Role::Leader(l) = &r.role else { unreachable!("led") };
         let (hw, start, end) = (r.high_watermark, r.log.log_start_offset(), r.log.log_end_offset());
         // Consumers read committed records only; followers everything.
-        let upper = if replica.is_some() { end } else { hw };
+        let upper = if replica { end } else { hw };
         let leader_epoch = l.leader_epoch();
         // A new leader's HW may lag until it commits in its own epoch; it is
         // reported as served (consumer-visible) only from then on.
-        let report_hw = replica.is_none() && l.high_watermark_known() && r.last_served_hw != Some(hw);
+        let report_hw = !replica && l.high_watermark_known() && r.last_served_hw != Some(hw);
         let budget = (p.partition_max_bytes as usize).min(*remaining);
         let result = if budget == 0 { Ok(Vec::new()) } else { r.log.read(p.fetch_offset, upper, budget as u32) };
         if report_hw {
@@ -199,16 +210,14 @@ impl Broker {
         }
         let result = match result {
             // Past the HW but within the log: a consumer waits, as Kafka lets it.
-            Err(LogError::OffsetOutOfRange { requested, .. }) if replica.is_none() && requested <= end => {
-                Ok(Vec::new())
-            }
+            Err(LogError::OffsetOutOfRange { requested, .. }) if !replica && requested <= end => Ok(Vec::new()),
             other => other,
         };
         match result {
             Ok(mut records) => {
                 let bytes: usize = records.iter().map(|r| r.size_bytes()).sum();
                 *remaining = remaining.saturating_sub(bytes);
-                if replica.is_none()
+                if !replica
                     && self.plants.on(Plant::FetchSkipsRecord)
                     && records.len() >= 3
                     && self.rng.gen_bool(SKIP_RECORD_PROBABILITY)
