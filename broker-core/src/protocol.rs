@@ -128,6 +128,16 @@ pub enum OffsetSpec {
     Latest,
 }
 
+/// One partition of a ListOffsets request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListOffsetsPartition {
+    pub tp: TopicPartition,
+    pub spec: OffsetSpec,
+    /// The leader epoch the sender believes current (KIP-320), checked as a
+    /// fetch's is; `LeaderEpoch::NONE` skips the check.
+    pub current_leader_epoch: LeaderEpoch,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FetchPartition {
     pub tp: TopicPartition,
@@ -146,6 +156,8 @@ pub struct ReplicaId {
 }
 
 /// One partition of an OffsetsForLeaderEpoch request: "where does `leader_epoch` end in your log?"
+/// Followers ask it to find where to truncate; consumers to validate their
+/// position after a leader change (KIP-320).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EpochQuery {
     pub tp: TopicPartition,
@@ -180,14 +192,15 @@ pub enum Request {
         max_bytes: u32,
         partitions: Vec<FetchPartition>,
     },
-    /// A follower asks where its epochs end in the leader's log (KIP-101/279).
+    /// A follower asks where its epochs end in the leader's log (KIP-101/279);
+    /// a consumer asks where the epoch of its last consumed record ends (KIP-320).
     OffsetsForLeaderEpoch {
         partitions: Vec<EpochQuery>,
     },
     /// Broker ↔ controller traffic (registration, heartbeats, AlterPartition).
     Controller(crate::controller::ControllerRequest),
     ListOffsets {
-        partitions: Vec<(TopicPartition, OffsetSpec)>,
+        partitions: Vec<ListOffsetsPartition>,
     },
     /// `None` asks for every topic.
     Metadata {

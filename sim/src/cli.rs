@@ -270,6 +270,9 @@ fn print_run(r: &RunResult, file: &Path, replay: &str, checked: bool) {
     if r.reordered_sends > 0 {
         println!("            {} sends reordered by retries (allowed with several in flight)", r.reordered_sends);
     }
+    if r.truncations_detected > 0 {
+        println!("            {} truncations detected by consumers (moved back, KIP-320)", r.truncations_detected);
+    }
     if !r.violations.is_empty() {
         println!("violations:");
         for v in &r.violations {
@@ -354,6 +357,12 @@ fn print_sweep(r: &SweepResult, file: &Path, plants: &[Plant]) {
     }
     if r.counts.is_empty() {
         println!("{:<24} {:>8}", "(no anomaly found)", 0);
+    }
+    if r.truncations_detected > 0 {
+        println!(
+            "consumers detected truncation {} times in {} seeds (moved back, KIP-320; observed, not judged)",
+            r.truncations_detected, r.seeds_with_truncations
+        );
     }
     for missing in &r.expected_missing {
         println!("expected violation never found: {missing}");

@@ -65,8 +65,26 @@ pub enum Call {
     Poll,
     /// A consumer takes these partitions (resets its positions' continuity).
     Assign { partitions: Vec<Partition> },
-    /// A consumer moves its position explicitly.
-    Seek { partition: Partition, offset: i64 },
+    /// A consumer's position moves other than by reading: to `offset`, for `cause`.
+    Seek { partition: Partition, offset: i64, cause: SeekCause },
+}
+
+/// Why a consumer's position moved (`Call::Seek`): always deliberate, so
+/// checkers judge a consumer's walk through a partition only between moves.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum SeekCause {
+    /// The application asked.
+    #[default]
+    Explicit,
+    /// The position `from` was out of range (OFFSET_OUT_OF_RANGE) and was
+    /// reset per `auto_offset_reset`.
+    OutOfRange { from: i64 },
+    /// Validation after a leader change found the log truncated below the
+    /// position `from` (KIP-320, an unclean election): the consumer moved to
+    /// where the leader's log and what it read last agree (or, when the
+    /// leader knew no epoch that old, per `auto_offset_reset`).
+    Truncation { from: i64 },
 }
 
 /// How an operation ended. `ok` definitely happened, `fail` definitely did

@@ -57,6 +57,9 @@ pub struct RunResult {
     pub counts: BTreeMap<Invariant, u64>,
     /// Sends reordered by retries with several requests in flight (Kafka allows it).
     pub reordered_sends: u64,
+    /// Times a consumer detected the log truncated under its position and
+    /// moved back (KIP-320, after unclean elections): observed, not judged.
+    pub truncations_detected: u64,
     pub trace_hash: String,
     pub sim_seconds: f64,
     pub events: u64,
@@ -330,6 +333,7 @@ fn judge(
         findings,
         counts,
         reordered_sends: report.reordered_sends,
+        truncations_detected: report.truncations_detected,
         trace_hash: format!("{:016x}", trace.hash()),
         sim_seconds: world.sim_seconds(),
         events: trace.events(),
@@ -353,6 +357,7 @@ fn crashed(scenario: &Scenario, seed: u64, detail: String, wall: std::time::Inst
         findings: Vec::new(),
         counts: BTreeMap::from([(Invariant::Crash, 1)]),
         reordered_sends: 0,
+        truncations_detected: 0,
         trace_hash: "0000000000000000".into(),
         sim_seconds: 0.0,
         events: 0,

@@ -36,6 +36,9 @@ pub struct SweepResult {
     pub sim_seconds: f64,
     pub messages: u64,
     pub reordered_sends: u64,
+    /// Consumer truncation detections over every seed, and the seeds with any.
+    pub truncations_detected: u64,
+    pub seeds_with_truncations: u64,
     /// Per invariant found: how many seeds a search starting at a random seed
     /// needs until it catches it (median and worst over every start in range).
     pub seeds_to_catch: BTreeMap<Invariant, CatchStats>,
@@ -138,6 +141,8 @@ pub fn summarise(scenario: &Scenario, from: u64, to: u64, results: &[RunResult],
         sim_seconds: results.iter().map(|r| r.sim_seconds).sum(),
         messages: results.iter().map(|r| r.messages).sum(),
         reordered_sends: results.iter().map(|r| r.reordered_sends).sum(),
+        truncations_detected: results.iter().map(|r| r.truncations_detected).sum(),
+        seeds_with_truncations: results.iter().filter(|r| r.truncations_detected > 0).count() as u64,
         seeds_to_catch,
         wall_seconds,
     }

@@ -3,7 +3,7 @@
 //! all of it; lines are formatted only when `--trace PATH` asks for them, so
 //! hashing stays cheap on the hot path.
 
-use crate::history::{Call, History, Outcome};
+use crate::history::{Call, History, Outcome, SeekCause};
 use broker_core::protocol::RequestKind;
 use rustc_hash::FxHasher;
 use serde::Serialize;
@@ -102,10 +102,21 @@ impl Trace {
                     h.write_u8(3);
                     partitions.iter().for_each(|p| h.write_u32(p.partition));
                 }
-                Call::Seek { partition, offset } => {
+                Call::Seek { partition, offset, cause } => {
                     h.write_u8(4);
                     h.write_u32(partition.partition);
                     h.write_i64(*offset);
+                    match cause {
+                        SeekCause::Explicit => h.write_u8(0),
+                        SeekCause::OutOfRange { from } => {
+                            h.write_u8(1);
+                            h.write_i64(*from);
+                        }
+                        SeekCause::Truncation { from } => {
+                            h.write_u8(2);
+                            h.write_i64(*from);
+                        }
+                    }
                 }
             }
             match &op.outcome {

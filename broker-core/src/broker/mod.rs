@@ -31,8 +31,8 @@ use crate::controller::MetadataImage;
 use crate::log::{LogConfig, LogError, PartitionLog};
 use crate::plant::{Plant, Plants};
 use crate::protocol::{
-    CorrelationId, ErrorCode, ListOffsetsPartitionResponse, OffsetSpec, PartitionMetadata, Peer, Request, Response,
-    TopicMetadata,
+    CorrelationId, ErrorCode, ListOffsetsPartition, ListOffsetsPartitionResponse, OffsetSpec, PartitionMetadata, Peer,
+    Request, Response, TopicMetadata,
 };
 use crate::storage::Storage;
 use crate::types::{BrokerEpoch, BrokerId, LeaderEpoch, Offset, StoredRecord, TopicPartition};
@@ -297,7 +297,7 @@ impl Broker {
                 self.respond(conn, correlation_id, Response::OffsetsForLeaderEpoch { partitions });
             }
             Request::ListOffsets { partitions } => {
-                let partitions = partitions.into_iter().map(|(tp, spec)| self.list_offset(tp, spec)).collect();
+                let partitions = partitions.iter().map(|p| self.list_offset(p)).collect();
                 self.respond(conn, correlation_id, Response::ListOffsets { partitions });
             }
             Request::Metadata { topics } => {
@@ -478,15 +478,18 @@ impl Broker {
         answer(None, r.log.end_offset_for_epoch(q.leader_epoch))
     }
 
-    fn list_offset(&self, tp: TopicPartition, spec: OffsetSpec) -> ListOffsetsPartitionResponse {
+    fn list_offset(&self, p: &ListOffsetsPartition) -> ListOffsetsPartitionResponse {
+        let tp = p.tp;
         let answer = |error, offset, leader_epoch| ListOffsetsPartitionResponse { tp, error, offset, leader_epoch };
-        let r = match self.led(tp) {
+        // KIP-320: fenced by the sender's leader epoch, as fetches are.
+        let r = match self.led(tp).and_then(|r| self.check_epoch(r, p.current_leader_epoch).map(|()| r)) {
             Ok(r) => r,
             Err(error) => return answer(Some(error), Offset(-1), LeaderEpoch::NONE),
         };
         let Role::Leader(l) = &r.role else { unreachable!("led") };
+        assert!(p.current_leader_epoch == LeaderEpoch::NONE || p.current_leader_epoch == l.leader_epoch());
         // read_uncommitted consumers see up to the high watermark.
-        match spec {
+        match p.spec {
             OffsetSpec::Earliest => answer(None, r.log.log_start_offset(), l.leader_epoch()),
             OffsetSpec::Latest if !l.high_watermark_known() => {
                 answer(Some(ErrorCode::OffsetNotAvailable), Offset(-1), l.leader_epoch())

@@ -1,6 +1,6 @@
 use super::*;
 use crate::controller::MetadataImage;
-use crate::protocol::{Acks, FetchPartition, ProducePartitionResponse};
+use crate::protocol::{Acks, FetchPartition, ListOffsetsPartition, ProducePartitionResponse};
 use crate::types::{Record, TopicId};
 use bytes::Bytes;
 
@@ -154,7 +154,12 @@ fn fetch_past_the_end_is_out_of_range() {
 fn list_offsets_and_metadata() {
     let mut b = start(&Disk::default(), Plants::none());
     produce(&mut b, 1_000, T0, &[1, 2]);
-    let request = Request::ListOffsets { partitions: vec![(T0, OffsetSpec::Earliest), (T0, OffsetSpec::Latest)] };
+    let request = Request::ListOffsets {
+        partitions: vec![
+            list_at(OffsetSpec::Earliest, LeaderEpoch::NONE),
+            list_at(OffsetSpec::Latest, LeaderEpoch::FIRST),
+        ],
+    };
     b.handle_request(1_000, 1, 3, request);
     match next_response(&mut b) {
         Some(BrokerOutput::Respond { response: Response::ListOffsets { partitions }, .. }) => {
@@ -171,6 +176,48 @@ fn list_offsets_and_metadata() {
             assert_eq!(topics[1].error, Some(ErrorCode::UnknownTopicOrPartition));
         }
         other => panic!("{other:?}"),
+    }
+}
+
+fn list_at(spec: OffsetSpec, current_leader_epoch: LeaderEpoch) -> ListOffsetsPartition {
+    ListOffsetsPartition { tp: T0, spec, current_leader_epoch }
+}
+
+#[test]
+fn list_offsets_is_fenced_by_leader_epoch_both_ways() {
+    let mut b = start(&Disk::default(), Plants::none());
+    produce(&mut b, 1_000, T0, &[1, 2]);
+    // Broker 0 still leads partition 0, now in epoch 2.
+    let mut image = MetadataImage::initial(&layout());
+    image.version = 2;
+    image.partitions.get_mut(&T0).expect("in the layout").leader_epoch = LeaderEpoch(2);
+    b.apply_image(1_001, image);
+    let asked = [LeaderEpoch(1), LeaderEpoch(3), LeaderEpoch(2), LeaderEpoch::NONE];
+    let request =
+        Request::ListOffsets { partitions: asked.iter().map(|&e| list_at(OffsetSpec::Earliest, e)).collect() };
+    b.handle_request(1_002, 1, 3, request);
+    let Some(BrokerOutput::Respond { response: Response::ListOffsets { partitions }, .. }) = next_response(&mut b)
+    else {
+        panic!("expected a ListOffsets answer")
+    };
+    let got: Vec<(Option<ErrorCode>, Offset)> = partitions.iter().map(|p| (p.error, p.offset)).collect();
+    assert_eq!(
+        got,
+        vec![
+            (Some(ErrorCode::FencedLeaderEpoch), Offset(-1)),
+            (Some(ErrorCode::UnknownLeaderEpoch), Offset(-1)),
+            (None, Offset(0)),
+            (None, Offset(0)),
+        ]
+    );
+    // The same rule as a fetch's.
+    for (epoch, expected) in [(1, Some(ErrorCode::FencedLeaderEpoch)), (3, Some(ErrorCode::UnknownLeaderEpoch))] {
+        let Request::Fetch { mut partitions, replica, max_wait_ms, min_bytes, max_bytes } = fetch_request(0, 0) else {
+            unreachable!()
+        };
+        partitions[0].current_leader_epoch = LeaderEpoch(epoch);
+        b.handle_request(1_003, 2, 4, Request::Fetch { replica, max_wait_ms, min_bytes, max_bytes, partitions });
+        assert_eq!(fetched(next_response(&mut b)).error, expected, "fetch in epoch {epoch}");
     }
 }
 

@@ -8,17 +8,36 @@
 //! no buffered records and no fetch in flight. `poll()` returns buffered
 //! records and advances positions over exactly those records.
 //!
+//! Positions are validated after leader changes (KIP-320, Kafka's
+//! `SubscriptionState` AWAIT_VALIDATION): a position remembers the leader
+//! epoch of the last record `poll()` returned and the leader epoch it was
+//! validated under. When the metadata names a newer leader epoch (a fetch
+//! answered FENCED_LEADER_EPOCH or UNKNOWN_LEADER_EPOCH only refreshes the
+//! metadata, as in Kafka), the partition stops fetching, drops its buffer and
+//! asks the leader OffsetsForLeaderEpoch where that record's epoch ends. An
+//! end at or past the position validates it; an end below it is truncation
+//! (an unclean election cut the log under the position): under
+//! `Earliest`/`Latest` the position moves back to that end, the first offset
+//! known to diverge (`TruncationDetected`); if the leader knows no epoch that
+//! old, the position is reset per policy (also reported as
+//! `TruncationDetected`); under `None` nothing moves and the partition pauses
+//! until `seek()` (`LogTruncation`, Kafka's LogTruncationException). A
+//! position that no record set (after assign, reset or seek) needs no
+//! validation.
+//!
 //! **Invariant: the position only moves over records `poll()` returned**, or
 //! by an explicit `seek()`, or by an offset reset (`assign`, or
-//! OFFSET_OUT_OF_RANGE under `Earliest`/`Latest`). A fetch answer is kept only
-//! if the partition's position still equals the offset the fetch asked for.
+//! OFFSET_OUT_OF_RANGE under `Earliest`/`Latest`), or by detected truncation.
+//! A fetch answer is kept only if the partition's position still equals the
+//! offset the fetch asked for and is not awaiting validation.
 
 use super::inflight::{InFlight, MIN_RETRY_BACKOFF_MS};
 use super::metadata::ClientMetadata;
 use crate::protocol::{
-    ErrorCode, FetchPartition, FetchPartitionResponse, ListOffsetsPartitionResponse, OffsetSpec, Request, Response,
+    EpochEnd, EpochQuery, ErrorCode, FetchPartition, FetchPartitionResponse, ListOffsetsPartition,
+    ListOffsetsPartitionResponse, OffsetSpec, Request, Response,
 };
-use crate::types::{BrokerId, Offset, StoredRecord, TopicPartition};
+use crate::types::{BrokerId, LeaderEpoch, Offset, StoredRecord, TopicPartition};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, VecDeque};
@@ -113,25 +132,47 @@ pub enum ConsumerOutput {
     /// `auto_offset_reset` moved it from `from` to `to`: reported, never
     /// silent, so the application (and the history) sees the jump.
     PositionReset { tp: TopicPartition, from: Offset, to: Offset },
+    /// Validation after a leader change found the log truncated below the
+    /// position (KIP-320; an unclean election): the position moved from
+    /// `from` to `to`, the end of the last leader epoch the consumer and the
+    /// leader share (back, so what the new leader holds there is read), or,
+    /// when the leader knows no epoch that old, to where `auto_offset_reset`
+    /// points. Never under `AutoOffsetReset::None` (see `LogTruncation`).
+    TruncationDetected { tp: TopicPartition, from: Offset, to: Offset },
+    /// Truncation detected under `AutoOffsetReset::None` (Kafka's
+    /// LogTruncationException): the position stays at `position` and the
+    /// partition is paused until `seek()`. `divergent` is the first offset
+    /// known to diverge, `None` when the leader knows no epoch that old.
+    LogTruncation { tp: TopicPartition, position: Offset, divergent: Option<Offset> },
 }
 
 /// An assigned partition, by topic name and partition number.
 type Key = (String, u32);
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 struct PartitionState {
     position: Option<Offset>,
     /// A ListOffsets is wanted to set the position.
     reset: Option<OffsetSpec>,
     reset_in_flight: Option<u64>,
-    /// The position that was out of range, while its reset is pending.
-    out_of_range_at: Option<Offset>,
+    /// The position a pending reset replaces, and why.
+    displaced: Option<Displaced>,
+    /// The leader epoch of the last record `poll()` returned (Kafka's offset
+    /// epoch): what validation asks about. `None` after assign, reset or seek.
+    last_epoch: Option<LeaderEpoch>,
+    /// The leader epoch the position was validated under, as the metadata
+    /// gave it; fetches and ListOffsets carry it (KIP-320).
+    leader_epoch: LeaderEpoch,
+    /// The metadata names a newer leader epoch: no fetch until an
+    /// OffsetsForLeaderEpoch answer validates the position.
+    awaiting_validation: bool,
+    validation_in_flight: Option<u64>,
     fetch_in_flight: Option<u64>,
     /// Fetched, not yet returned; offsets ascending, all >= position.
     buffered: VecDeque<ConsumedRecord>,
     /// No fetch or reset before this (after an error).
     retry_at_ms: u64,
-    /// OFFSET_OUT_OF_RANGE without a reset policy: nothing until `seek()`.
+    /// OFFSET_OUT_OF_RANGE or truncation without a reset policy: nothing until `seek()`.
     paused: bool,
     /// The partition's id under metadata version `tp_version` (version 0,
     /// the default, knows no topics, so `None` is right for it).
@@ -139,11 +180,61 @@ struct PartitionState {
     tp_version: u64,
 }
 
+impl Default for PartitionState {
+    fn default() -> Self {
+        PartitionState {
+            position: None,
+            reset: None,
+            reset_in_flight: None,
+            displaced: None,
+            last_epoch: None,
+            leader_epoch: LeaderEpoch::NONE,
+            awaiting_validation: false,
+            validation_in_flight: None,
+            fetch_in_flight: None,
+            buffered: VecDeque::new(),
+            retry_at_ms: 0,
+            paused: false,
+            tp: None,
+            tp_version: 0,
+        }
+    }
+}
+
+impl PartitionState {
+    /// Whether a fetch may be sent for this partition now (leader aside).
+    fn fetchable(&self) -> bool {
+        self.position.is_some()
+            && self.reset.is_none()
+            && !self.awaiting_validation
+            && !self.paused
+            && self.buffered.is_empty()
+            && self.fetch_in_flight.is_none()
+    }
+}
+
+/// Why a reset replaces a position: reported with the move once it is known.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Displaced {
+    /// OFFSET_OUT_OF_RANGE at this position.
+    OutOfRange(Offset),
+    /// Truncation detected at this position; the leader knew no epoch to say where.
+    Truncated(Offset),
+}
+
+/// A position under validation as asked: where it was, and under which leader epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Asked {
+    position: Offset,
+    leader_epoch: LeaderEpoch,
+}
+
 #[derive(Clone, Debug)]
 enum Pending {
     Metadata,
     Fetch { partitions: Vec<(TopicPartition, Key, Offset)> },
     ListOffsets { partitions: Vec<(TopicPartition, Key)> },
+    Validation { partitions: Vec<(TopicPartition, Key, Asked)> },
 }
 
 pub struct Consumer {
@@ -210,10 +301,15 @@ impl Consumer {
         state.buffered.clear();
         state.paused = false;
         state.reset = None;
-        state.out_of_range_at = None;
-        // A reset answer in flight is ignored; a fetch answer in flight is
-        // kept only if it asked for this very offset.
+        state.displaced = None;
+        // A sought position has no record behind it to validate (as Kafka's
+        // seek without a leader epoch).
+        state.last_epoch = None;
+        state.awaiting_validation = false;
+        // A reset or validation answer in flight is ignored; a fetch answer in
+        // flight is kept only if it asked for this very offset.
         state.reset_in_flight = None;
+        state.validation_in_flight = None;
         self.seeked = true;
     }
 
@@ -268,6 +364,12 @@ impl Consumer {
                 for (tp, key) in partitions {
                     let answer = answers.iter().find(|a| a.tp == tp);
                     self.handle_list_offsets_answer(now_ms, correlation_id, key, answer);
+                }
+            }
+            (Some(Pending::Validation { partitions }), Response::OffsetsForLeaderEpoch { partitions: answers }) => {
+                for (tp, key, asked) in partitions {
+                    let answer = answers.iter().find(|a| a.tp == tp);
+                    self.handle_validation_answer(now_ms, correlation_id, tp, key, asked, answer);
                 }
             }
             (Some(_), response) => {
@@ -328,6 +430,8 @@ impl Consumer {
         if unknown_leader {
             self.metadata.request_refresh();
         }
+        self.note_leader_epochs();
+        self.send_validations(now_ms);
         self.send_list_offsets(now_ms);
         self.send_fetches(now_ms);
         if self
@@ -350,6 +454,28 @@ impl Consumer {
                 state.tp_version = version;
             }
             debug_assert_eq!(state.tp, self.metadata.topic_partition(topic, *partition));
+        }
+    }
+
+    /// KIP-320: a partition whose leader epoch in the metadata differs from
+    /// the one its position was validated under takes the new one, and its
+    /// position, if a consumed record set it, awaits validation (Kafka's
+    /// `maybeValidatePositionForCurrentLeader`). Without a leader nothing
+    /// changes yet: the next leader's epoch is what counts.
+    fn note_leader_epochs(&mut self) {
+        for state in self.assigned.values_mut() {
+            let Some(tp) = state.tp else { continue };
+            let epoch = self.metadata.leader_epoch(tp);
+            if epoch == state.leader_epoch || epoch == LeaderEpoch::NONE || self.metadata.leader(tp).is_none() {
+                continue;
+            }
+            state.leader_epoch = epoch;
+            if state.position.is_some() && state.last_epoch.is_some() && state.reset.is_none() && !state.paused {
+                // What was fetched under the old leader is not returned until
+                // the position is known to be on the new leader's log.
+                state.awaiting_validation = true;
+                state.buffered.clear();
+            }
         }
     }
 
@@ -394,7 +520,11 @@ impl Consumer {
             let mut request_partitions = Vec::with_capacity(partitions.len());
             for (tp, key) in &partitions {
                 let state = self.assigned.get_mut(key).expect("grouped above");
-                request_partitions.push((*tp, state.reset.expect("wanted above")));
+                request_partitions.push(ListOffsetsPartition {
+                    tp: *tp,
+                    spec: state.reset.expect("wanted above"),
+                    current_leader_epoch: state.leader_epoch,
+                });
                 state.reset_in_flight = Some(correlation_id);
             }
             let request = Request::ListOffsets { partitions: request_partitions };
@@ -404,15 +534,37 @@ impl Consumer {
         }
     }
 
+    /// One OffsetsForLeaderEpoch per leader for positions awaiting validation
+    /// (none while one is in flight to it): where does the epoch of the last
+    /// consumed record end in the leader's log?
+    fn send_validations(&mut self, now_ms: u64) {
+        let groups = self.by_leader(now_ms, |s| s.awaiting_validation && s.validation_in_flight.is_none());
+        for (broker, partitions) in groups {
+            if self.in_flight.count(broker, |p| matches!(p, Pending::Validation { .. })) > 0 {
+                continue;
+            }
+            let correlation_id = self.in_flight.next_id();
+            let mut queries = Vec::with_capacity(partitions.len());
+            let mut pending = Vec::with_capacity(partitions.len());
+            for (tp, key) in partitions {
+                let state = self.assigned.get_mut(&key).expect("grouped above");
+                let position = state.position.expect("a position awaiting validation exists");
+                let last_epoch = state.last_epoch.expect("only a consumed record's epoch is validated");
+                assert_ne!(state.leader_epoch, LeaderEpoch::NONE, "{tp} validated without a leader epoch");
+                state.validation_in_flight = Some(correlation_id);
+                queries.push(EpochQuery { tp, current_leader_epoch: state.leader_epoch, leader_epoch: last_epoch });
+                pending.push((tp, key, Asked { position, leader_epoch: state.leader_epoch }));
+            }
+            let request = Request::OffsetsForLeaderEpoch { partitions: queries };
+            self.outputs.push_back(ConsumerOutput::Send { broker, correlation_id, request });
+            let deadline = now_ms + self.config.request_timeout_ms;
+            self.in_flight.insert(correlation_id, broker, deadline, Pending::Validation { partitions: pending });
+        }
+    }
+
     /// One Fetch per leader (none while one is in flight to it).
     fn send_fetches(&mut self, now_ms: u64) {
-        let groups = self.by_leader(now_ms, |s| {
-            s.position.is_some()
-                && s.reset.is_none()
-                && !s.paused
-                && s.buffered.is_empty()
-                && s.fetch_in_flight.is_none()
-        });
+        let groups = self.by_leader(now_ms, PartitionState::fetchable);
         for (broker, partitions) in groups {
             if self.in_flight.count(broker, |p| matches!(p, Pending::Fetch { .. })) > 0 {
                 continue;
@@ -429,7 +581,7 @@ impl Consumer {
                     tp,
                     fetch_offset,
                     partition_max_bytes: self.config.max_partition_fetch_bytes,
-                    current_leader_epoch: self.metadata.leader_epoch(tp),
+                    current_leader_epoch: state.leader_epoch,
                 });
                 pending.push((tp, key, fetch_offset));
             }
@@ -465,7 +617,10 @@ impl Consumer {
             return;
         }
         state.fetch_in_flight = None;
-        let current = state.position == Some(fetch_offset) && !state.paused && state.reset.is_none();
+        let current = state.position == Some(fetch_offset)
+            && !state.paused
+            && state.reset.is_none()
+            && !state.awaiting_validation;
         let Some(answer) = answer else {
             state.retry_at_ms = now_ms + backoff;
             return;
@@ -484,15 +639,16 @@ impl Consumer {
                     }
                 }
             }
-            None => {} // stale: a seek or reset moved the position meanwhile
+            None => {} // stale: a seek or reset moved the position meanwhile, or it awaits validation
             Some(error) if error.needs_metadata_refresh() => {
                 self.metadata.request_refresh();
                 state.retry_at_ms = now_ms + backoff;
             }
             Some(ErrorCode::OffsetOutOfRange) if current => match policy.spec() {
                 Some(spec) => {
-                    state.out_of_range_at = Some(fetch_offset);
+                    state.displaced = Some(Displaced::OutOfRange(fetch_offset));
                     state.position = None;
+                    state.last_epoch = None;
                     state.reset = Some(spec);
                 }
                 None => {
@@ -527,11 +683,18 @@ impl Consumer {
             Some(ListOffsetsPartitionResponse { error: None, offset, .. }) => {
                 assert!(offset.0 >= 0, "negative offset {offset} from ListOffsets");
                 assert!(state.buffered.is_empty(), "records buffered before the position was known");
+                assert!(!state.awaiting_validation && state.last_epoch.is_none(), "a reset position has no epoch");
                 state.position = Some(*offset);
                 state.reset = None;
-                if let Some(from) = state.out_of_range_at.take() {
-                    let tp = answer.map(|a| a.tp).expect("answered");
-                    self.outputs.push_back(ConsumerOutput::PositionReset { tp, from, to: *offset });
+                let tp = answer.map(|a| a.tp).expect("answered");
+                match state.displaced.take() {
+                    Some(Displaced::OutOfRange(from)) => {
+                        self.outputs.push_back(ConsumerOutput::PositionReset { tp, from, to: *offset })
+                    }
+                    Some(Displaced::Truncated(from)) => {
+                        self.outputs.push_back(ConsumerOutput::TruncationDetected { tp, from, to: *offset })
+                    }
+                    None => {}
                 }
             }
             Some(ListOffsetsPartitionResponse { error: Some(error), .. }) => {
@@ -542,6 +705,81 @@ impl Consumer {
             }
             None => state.retry_at_ms = now_ms + backoff,
         }
+    }
+
+    fn handle_validation_answer(
+        &mut self,
+        now_ms: u64,
+        correlation_id: u64,
+        tp: TopicPartition,
+        key: Key,
+        asked: Asked,
+        answer: Option<&EpochEnd>,
+    ) {
+        let backoff = self.backoff_ms();
+        let Some(state) = self.assigned.get_mut(&key) else { return };
+        if state.validation_in_flight != Some(correlation_id) {
+            return; // a seek superseded this validation
+        }
+        state.validation_in_flight = None;
+        // A newer leader epoch meanwhile: the position is validated again under it.
+        let current = state.awaiting_validation
+            && state.position == Some(asked.position)
+            && state.leader_epoch == asked.leader_epoch;
+        if !current {
+            return;
+        }
+        match answer {
+            Some(EpochEnd { error: None, end, .. }) => self.complete_validation(tp, &key, asked.position, *end),
+            Some(EpochEnd { error: Some(error), .. }) => {
+                // FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH: the metadata is
+                // behind or ahead of the leader; refresh and ask again.
+                if error.needs_metadata_refresh() {
+                    self.metadata.request_refresh();
+                }
+                state.retry_at_ms = now_ms + backoff;
+                if !error.is_retriable() {
+                    self.outputs.push_back(ConsumerOutput::Error { tp, error: *error });
+                }
+            }
+            None => state.retry_at_ms = now_ms + backoff,
+        }
+    }
+
+    /// The leader says where the epoch of the last consumed record ends
+    /// (`None`: it knows no epoch that old). Kafka's `maybeCompleteValidation`.
+    fn complete_validation(
+        &mut self,
+        tp: TopicPartition,
+        key: &Key,
+        position: Offset,
+        end: Option<(LeaderEpoch, Offset)>,
+    ) {
+        let policy = self.config.auto_offset_reset;
+        let state = self.assigned.get_mut(key).expect("validated above");
+        assert!(state.awaiting_validation && state.buffered.is_empty(), "{tp} validated while fetchable");
+        state.awaiting_validation = false;
+        let output = match (end, policy.spec()) {
+            (Some((_, end)), _) if end >= position => None,
+            (Some((epoch, end)), Some(_)) => {
+                assert!(end.0 >= 0, "negative epoch end {end} for {tp}");
+                state.position = Some(end);
+                state.last_epoch = Some(epoch);
+                Some(ConsumerOutput::TruncationDetected { tp, from: position, to: end })
+            }
+            (None, Some(spec)) => {
+                state.position = None;
+                state.last_epoch = None;
+                state.reset = Some(spec);
+                state.displaced = Some(Displaced::Truncated(position));
+                None // reported once the reset has found where to go
+            }
+            (end, None) => {
+                state.paused = true;
+                Some(ConsumerOutput::LogTruncation { tp, position, divergent: end.map(|(_, offset)| offset) })
+            }
+        };
+        self.outputs.extend(output);
     }
 
     /// Fails every request in flight to `broker` (disconnect or request timeout).
@@ -570,6 +808,16 @@ impl Consumer {
                         }
                     }
                 }
+                Pending::Validation { partitions } => {
+                    for (_, key, _) in partitions {
+                        if let Some(state) = self.assigned.get_mut(&key) {
+                            if state.validation_in_flight == Some(correlation_id) {
+                                state.validation_in_flight = None;
+                                state.retry_at_ms = retry_at_ms;
+                            }
+                        }
+                    }
+                }
             }
         }
         self.metadata.request_refresh();
@@ -592,7 +840,9 @@ fn take_buffered<'a>(
             let Some(consumed) = state.buffered.pop_front() else { break };
             let position = state.position.expect("buffered records imply a position");
             assert!(consumed.record.offset >= position, "buffered record below the position");
+            assert!(!state.awaiting_validation, "records returned while awaiting validation");
             state.position = Some(consumed.record.offset.next());
+            state.last_epoch = Some(consumed.record.leader_epoch);
             out.push(consumed);
         }
     }

@@ -24,15 +24,18 @@ struct World {
     parked: Vec<(BrokerId, u64, Request)>,
     /// Sends the consumer made, in order.
     sent: Vec<(BrokerId, Request)>,
-    /// `CloseConnection` and `Error` outputs, in order.
+    /// Every output but `Send`, in order.
     events: Vec<ConsumerOutput>,
+    /// Sends `hold` selects are kept here unanswered.
+    held: Vec<(BrokerId, u64, Request)>,
+    hold: fn(&Request) -> bool,
 }
 
 impl World {
     fn new(reset: AutoOffsetReset, brokers: u32, partitions: u32) -> World {
         let cluster = FakeCluster::new(brokers, &[(T, partitions)]);
         let c = Consumer::new(config(reset), cluster.brokers.clone(), 3);
-        World { c, cluster, now: 0, parked: vec![], sent: vec![], events: vec![] }
+        World { c, cluster, now: 0, parked: vec![], sent: vec![], events: vec![], held: vec![], hold: |_| false }
     }
 
     fn with_config(mut self, config: ConsumerConfig) -> World {
@@ -73,6 +76,10 @@ impl World {
                 return;
             }
             for (broker, id, request) in sends {
+                if (self.hold)(&request) {
+                    self.held.push((broker, id, request));
+                    continue;
+                }
                 let response = self.cluster.answer(broker, &request).expect("consumers always get answers");
                 if let Response::Fetch { partitions } = &response {
                     if partitions.iter().all(|p| p.error.is_none() && p.records.is_empty()) {
@@ -122,12 +129,49 @@ impl World {
             .collect()
     }
 
+    /// OffsetsForLeaderEpoch queries sent, as (broker, partition, current epoch, epoch asked).
+    fn validations_sent(&self) -> Vec<(BrokerId, u32, i32, i32)> {
+        let mut out = Vec::new();
+        for (b, r) in &self.sent {
+            if let Request::OffsetsForLeaderEpoch { partitions } = r {
+                let queries =
+                    partitions.iter().map(|q| (*b, q.tp.partition, q.current_leader_epoch.0, q.leader_epoch.0));
+                out.extend(queries);
+            }
+        }
+        out
+    }
+
+    /// Answers the held sends with `answer(request)`, or as the cluster
+    /// would where that is `None`, and pumps.
+    fn answer_held(&mut self, answer: impl Fn(&Request) -> Option<Response>) {
+        for (broker, id, request) in std::mem::take(&mut self.held) {
+            let response = answer(&request).or_else(|| self.cluster.answer(broker, &request)).expect("answered");
+            self.c.handle_response(self.now, broker, id, response);
+        }
+        self.pump();
+    }
+
+    /// Sends of each kind, in order: `M`etadata, `L`istOffsets, `F`etch, `V`alidation.
+    fn kinds_sent(&self) -> String {
+        self.sent
+            .iter()
+            .map(|(_, r)| match r {
+                Request::Metadata { .. } => 'M',
+                Request::ListOffsets { .. } => 'L',
+                Request::Fetch { .. } => 'F',
+                Request::OffsetsForLeaderEpoch { .. } => 'V',
+                other => panic!("a consumer sent {other:?}"),
+            })
+            .collect()
+    }
+
     fn list_offsets_sent(&self) -> Vec<Vec<(u32, OffsetSpec)>> {
         self.sent
             .iter()
             .filter_map(|(_, r)| match r {
                 Request::ListOffsets { partitions } => {
-                    Some(partitions.iter().map(|(tp, s)| (tp.partition, *s)).collect())
+                    Some(partitions.iter().map(|p| (p.tp.partition, p.spec)).collect())
                 }
                 _ => None,
             })
@@ -407,6 +451,202 @@ fn reassignment_keeps_positions_of_kept_partitions() {
     assert_eq!(w.c.position(T, 0), None);
 }
 
+// ---- KIP-320: positions validated after leader changes ----------------------
+
+/// Broker 0 leads partition 0 in epoch 0 and has written `written` records;
+/// the consumer (under `reset`) has returned them all.
+fn consumed_in_epoch_zero(reset: AutoOffsetReset, written: usize) -> World {
+    let mut w = World::new(reset, 2, 1);
+    let tp = w.tp(0);
+    w.cluster.append(tp, &records(written));
+    w.assign(&[0]);
+    if reset != AutoOffsetReset::Earliest {
+        w.c.seek(T, 0, Offset(0));
+        w.advance_to(w.now);
+        w.release(); // a long poll at the latest offset, now stale
+    }
+    let all: Vec<(u32, i64)> = (0..written as i64).map(|o| (0, o)).collect();
+    assert_eq!(w.poll(), all);
+    assert_eq!(w.parked.len(), 1, "a long poll waits at broker 0");
+    w
+}
+
+#[test]
+fn a_new_leader_epoch_validates_the_position_before_fetching_again() {
+    let mut w = consumed_in_epoch_zero(AutoOffsetReset::Earliest, 3);
+    let tp = w.tp(0);
+    w.now = 1_000;
+    w.cluster.set_leader(tp, Some(BrokerId(1))); // epoch 1, nothing lost
+    w.cluster.append(tp, &records(2));
+    w.release(); // broker 0: NOT_LEADER_OR_FOLLOWER; metadata names epoch 1
+    w.advance_to(1_100);
+    // Asked broker 1, in epoch 1, where epoch 0 (the last record's) ends.
+    assert_eq!(w.validations_sent(), vec![(BrokerId(1), 0, 1, 0)]);
+    assert!(w.kinds_sent().ends_with("FMVF"), "validated before fetching: {}", w.kinds_sent());
+    assert_eq!(w.fetches_sent().last().unwrap(), &(BrokerId(1), vec![(0, 3)]));
+    assert_eq!(w.poll(), vec![(0, 3), (0, 4)]);
+    assert!(w.events.is_empty(), "no truncation: {:?}", w.events);
+    // Records of epoch 1 now: the next change asks about epoch 1.
+    w.cluster.set_leader(tp, Some(BrokerId(0)));
+    w.release();
+    w.advance_to(1_200);
+    assert_eq!(w.validations_sent().last(), Some(&(BrokerId(0), 0, 2, 1)));
+}
+
+#[test]
+fn truncation_moves_the_position_back_to_the_divergence_under_either_reset_policy() {
+    for reset in [AutoOffsetReset::Earliest, AutoOffsetReset::Latest] {
+        let mut w = consumed_in_epoch_zero(reset, 5);
+        let tp = w.tp(0);
+        w.now = 1_000;
+        // Broker 1 is elected uncleanly with only 0..3; it writes 3..5 anew.
+        w.cluster.unclean_election(tp, BrokerId(1), 3);
+        w.cluster.append(tp, &records(2));
+        w.release();
+        w.advance_to(1_100);
+        assert_eq!(w.validations_sent(), vec![(BrokerId(1), 0, 1, 0)]);
+        assert_eq!(w.events, vec![ConsumerOutput::TruncationDetected { tp, from: Offset(5), to: Offset(3) }]);
+        assert_eq!(w.c.position(T, 0), Some(Offset(3)));
+        // The new leader's records at 3 and 4 are read, not skipped.
+        assert_eq!(w.poll(), vec![(0, 3), (0, 4)], "under {reset:?}");
+        assert_eq!(w.c.position(T, 0), Some(Offset(5)));
+    }
+}
+
+#[test]
+fn a_leader_that_knows_no_epoch_that_old_resets_per_policy() {
+    let mut w = consumed_in_epoch_zero(AutoOffsetReset::Earliest, 4);
+    let tp = w.tp(0);
+    w.now = 1_000;
+    // Broker 1 had nothing; everything it holds is from epoch 1.
+    w.cluster.unclean_election(tp, BrokerId(1), 0);
+    w.cluster.append(tp, &records(2));
+    w.release();
+    w.advance_to(1_200);
+    assert_eq!(w.list_offsets_sent().last(), Some(&vec![(0, OffsetSpec::Earliest)]));
+    assert_eq!(w.events, vec![ConsumerOutput::TruncationDetected { tp, from: Offset(4), to: Offset(0) }]);
+    assert_eq!(w.poll(), vec![(0, 0), (0, 1)]);
+}
+
+#[test]
+fn truncation_without_a_reset_policy_pauses_until_seek() {
+    let mut w = consumed_in_epoch_zero(AutoOffsetReset::None, 5);
+    let tp = w.tp(0);
+    w.now = 1_000;
+    w.cluster.unclean_election(tp, BrokerId(1), 3);
+    w.cluster.append(tp, &records(2));
+    w.release();
+    w.advance_to(1_100);
+    let truncation = ConsumerOutput::LogTruncation { tp, position: Offset(5), divergent: Some(Offset(3)) };
+    assert_eq!(w.events, vec![truncation]);
+    assert_eq!(w.c.position(T, 0), Some(Offset(5)), "nothing moves without a policy");
+    let fetches = w.fetches_sent().len();
+    w.advance_to(20_000);
+    assert_eq!((w.poll(), w.fetches_sent().len()), (vec![], fetches), "paused until seek");
+    w.c.seek(T, 0, Offset(3));
+    w.advance_to(w.now);
+    assert_eq!(w.poll(), vec![(0, 3), (0, 4)]);
+}
+
+#[test]
+fn no_fetch_while_awaiting_validation_and_fenced_or_unknown_answers_retry() {
+    let mut w = consumed_in_epoch_zero(AutoOffsetReset::Earliest, 2);
+    let tp = w.tp(0);
+    w.hold = |r| matches!(r, Request::OffsetsForLeaderEpoch { .. });
+    w.now = 1_000;
+    // Same leader, new epoch: the fetch in flight is answered FENCED_LEADER_EPOCH.
+    w.cluster.bump_epoch(tp);
+    w.cluster.append(tp, &records(1));
+    w.release();
+    w.advance_to(1_100);
+    assert_eq!(w.held.len(), 1, "validation sent after the metadata named epoch 1");
+    let fetches = w.fetches_sent().len();
+    w.advance_to(10_000);
+    assert_eq!((w.poll(), w.fetches_sent().len()), (vec![], fetches), "no fetch while awaiting validation");
+    // The leader answers FENCED, then UNKNOWN: refresh the metadata, ask again.
+    for error in [ErrorCode::FencedLeaderEpoch, ErrorCode::UnknownLeaderEpoch] {
+        let metadata_requests = w.kinds_sent().matches('M').count();
+        w.answer_held(|_| {
+            Some(Response::OffsetsForLeaderEpoch { partitions: vec![EpochEnd { tp, error: Some(error), end: None }] })
+        });
+        assert!(w.held.is_empty(), "retried only after the backoff");
+        w.advance_to(w.now + 100);
+        assert_eq!(w.kinds_sent().matches('M').count(), metadata_requests + 1, "metadata refreshed after {error}");
+        assert_eq!(w.held.len(), 1, "validation retried after {error}");
+    }
+    assert_eq!(w.fetches_sent().len(), fetches);
+    w.hold = |_| false;
+    w.answer_held(|_| None);
+    assert_eq!(w.poll(), vec![(0, 2)]);
+    assert!(w.events.is_empty(), "{:?}", w.events);
+}
+
+#[test]
+fn list_offsets_carries_the_leader_epoch_and_retries_when_fenced_or_unknown() {
+    let mut w = World::new(AutoOffsetReset::Latest, 1, 1);
+    let tp = w.tp(0);
+    w.cluster.bump_epoch(tp);
+    w.cluster.append(tp, &records(3));
+    w.hold = |r| matches!(r, Request::ListOffsets { .. });
+    w.assign(&[0]);
+    let Request::ListOffsets { partitions } = &w.held[0].2 else { panic!() };
+    assert_eq!(partitions[0].current_leader_epoch, LeaderEpoch(1), "the epoch the metadata named");
+    for error in [ErrorCode::FencedLeaderEpoch, ErrorCode::UnknownLeaderEpoch] {
+        let metadata_requests = w.kinds_sent().matches('M').count();
+        let refused = ListOffsetsPartitionResponse {
+            tp,
+            error: Some(error),
+            offset: Offset(-1),
+            leader_epoch: LeaderEpoch::NONE,
+        };
+        w.answer_held(|_| Some(Response::ListOffsets { partitions: vec![refused.clone()] }));
+        assert_eq!(w.c.position(T, 0), None);
+        w.advance_to(w.now + 100);
+        assert_eq!(w.kinds_sent().matches('M').count(), metadata_requests + 1, "metadata refreshed after {error}");
+        assert_eq!(w.held.len(), 1, "ListOffsets retried after {error}");
+    }
+    w.hold = |_| false;
+    w.answer_held(|_| None);
+    assert_eq!(w.c.position(T, 0), Some(Offset(3)));
+}
+
+#[test]
+fn a_position_no_record_set_needs_no_validation() {
+    let mut w = World::new(AutoOffsetReset::Latest, 2, 1);
+    let tp = w.tp(0);
+    w.cluster.append(tp, &records(3));
+    w.assign(&[0]);
+    assert_eq!(w.c.position(T, 0), Some(Offset(3)));
+    w.now = 1_000;
+    w.cluster.set_leader(tp, Some(BrokerId(1)));
+    w.cluster.append(tp, &records(1));
+    w.release();
+    w.advance_to(1_100);
+    assert!(w.validations_sent().is_empty());
+    assert_eq!(w.poll(), vec![(0, 3)]);
+}
+
+#[test]
+fn records_buffered_under_the_old_epoch_are_dropped_and_refetched() {
+    let config =
+        ConsumerConfig { max_poll_records: 2, metadata_max_age_ms: 1_000, ..config(AutoOffsetReset::Earliest) };
+    let mut w = World::new(AutoOffsetReset::Earliest, 1, 1).with_config(config);
+    let tp = w.tp(0);
+    w.cluster.append(tp, &records(5));
+    w.assign(&[0]);
+    assert_eq!(w.poll(), vec![(0, 0), (0, 1)]);
+    assert!(w.c.has_buffered());
+    w.cluster.bump_epoch(tp);
+    w.advance_to(1_500); // the periodic refresh names epoch 1
+    assert_eq!(w.validations_sent(), vec![(BrokerId(0), 0, 1, 0)]);
+    let mut rest = Vec::new();
+    for _ in 0..3 {
+        rest.extend(w.poll());
+    }
+    assert_eq!(rest, vec![(0, 2), (0, 3), (0, 4)], "each record once, in order");
+    assert!(w.fetches_sent().contains(&(BrokerId(0), vec![(0, 2)])), "refetched from the position");
+}
+
 mod script {
     //! Under random losses, disconnects, leader moves and appends, the
     //! consumer returns every record of every partition exactly once, in order.
@@ -459,6 +699,13 @@ mod script {
                     ConsumerOutput::Error { tp, error } => panic!("unexpected error {error} on {tp}"),
                     ConsumerOutput::PositionReset { tp, from, to } => {
                         panic!("unexpected reset of {tp} from {from} to {to}")
+                    }
+                    // The fake's logs only grow: every validation must pass.
+                    ConsumerOutput::TruncationDetected { tp, from, to } => {
+                        panic!("false truncation of {tp} from {from} to {to}")
+                    }
+                    ConsumerOutput::LogTruncation { tp, position, .. } => {
+                        panic!("false truncation of {tp} at {position}")
                     }
                 }
             }

@@ -1,8 +1,9 @@
 //! A tiny fake cluster for the client tests: in-memory logs, one leader per
-//! partition, answers computed at once. Tests decide what gets lost.
+//! partition with its leader epoch (bumped at every leader change, checked
+//! as KIP-320 says), answers computed at once. Tests decide what gets lost.
 
 use crate::protocol::{
-    Acks, ErrorCode, FetchPartitionResponse, ListOffsetsPartitionResponse, OffsetSpec, PartitionMetadata,
+    Acks, EpochEnd, ErrorCode, FetchPartitionResponse, ListOffsetsPartitionResponse, OffsetSpec, PartitionMetadata,
     ProducePartitionResponse, Request, Response, TopicMetadata,
 };
 use crate::types::{BrokerId, LeaderEpoch, Offset, Record, StoredRecord, TopicId, TopicPartition};
@@ -15,6 +16,8 @@ pub(crate) struct FakeCluster {
     pub logs: BTreeMap<TopicPartition, Vec<StoredRecord>>,
     /// First offset still in the log (retention moved it).
     pub log_start: BTreeMap<TopicPartition, i64>,
+    /// Current leader epoch per partition; `LeaderEpoch::FIRST` if absent.
+    pub epochs: BTreeMap<TopicPartition, LeaderEpoch>,
 }
 
 impl FakeCluster {
@@ -25,7 +28,7 @@ impl FakeCluster {
             .iter()
             .map(|&(name, n)| (name.to_string(), (0..n).map(|p| Some(brokers[p as usize % brokers.len()])).collect()))
             .collect();
-        FakeCluster { brokers, topics, logs: BTreeMap::new(), log_start: BTreeMap::new() }
+        FakeCluster { brokers, topics, logs: BTreeMap::new(), log_start: BTreeMap::new(), epochs: BTreeMap::new() }
     }
 
     pub fn tp(&self, name: &str, partition: u32) -> TopicPartition {
@@ -37,8 +40,32 @@ impl FakeCluster {
         self.topics[tp.topic.0 as usize].1[tp.partition as usize]
     }
 
+    /// Moves the leadership; a change of leader bumps the leader epoch.
     pub fn set_leader(&mut self, tp: TopicPartition, leader: Option<BrokerId>) {
-        self.topics[tp.topic.0 as usize].1[tp.partition as usize] = leader;
+        let slot = &mut self.topics[tp.topic.0 as usize].1[tp.partition as usize];
+        if *slot != leader {
+            *slot = leader;
+            self.bump_epoch(tp);
+        }
+    }
+
+    pub fn epoch(&self, tp: TopicPartition) -> LeaderEpoch {
+        self.epochs.get(&tp).copied().unwrap_or(LeaderEpoch::FIRST)
+    }
+
+    /// A new leader epoch (an election), whoever leads.
+    pub fn bump_epoch(&mut self, tp: TopicPartition) {
+        let next = self.epoch(tp).next();
+        self.epochs.insert(tp, next);
+    }
+
+    /// An unclean election: `leader` takes over in a new epoch with a log
+    /// that ends at `end` (what the old leader had from there is gone).
+    pub fn unclean_election(&mut self, tp: TopicPartition, leader: BrokerId, end: i64) {
+        assert!(end >= self.start(tp) && end <= self.end(tp));
+        self.logs.entry(tp).or_default().retain(|r| r.offset.0 < end);
+        self.topics[tp.topic.0 as usize].1[tp.partition as usize] = Some(leader);
+        self.bump_epoch(tp);
     }
 
     pub fn log(&self, tp: TopicPartition) -> &[StoredRecord] {
@@ -56,12 +83,13 @@ impl FakeCluster {
     /// Appends a batch; returns its base offset.
     pub fn append(&mut self, tp: TopicPartition, records: &[Record]) -> Offset {
         let base = self.end(tp);
+        let leader_epoch = self.epoch(tp);
         let log = self.logs.entry(tp).or_default();
         for (i, r) in records.iter().enumerate() {
             log.push(StoredRecord {
                 offset: Offset(base + i as i64),
                 timestamp_ms: r.timestamp_ms,
-                leader_epoch: LeaderEpoch::FIRST,
+                leader_epoch,
                 key: r.key.clone(),
                 value: r.value.clone(),
             });
@@ -93,7 +121,7 @@ impl FakeCluster {
                         .map(|(p, &leader)| PartitionMetadata {
                             partition: p as u32,
                             leader,
-                            leader_epoch: crate::types::LeaderEpoch(0),
+                            leader_epoch: self.epoch(TopicPartition::new(TopicId(id as u16), p as u32)),
                             replicas: leader.into_iter().collect(),
                             isr: leader.into_iter().collect(),
                         })
@@ -103,11 +131,45 @@ impl FakeCluster {
         }
     }
 
+    /// Why `broker` refuses a request for `tp` naming `current` as the leader
+    /// epoch: not the leader, or KIP-320's fence.
+    fn refusal(&self, broker: BrokerId, tp: TopicPartition, current: LeaderEpoch) -> Option<ErrorCode> {
+        let epoch = self.epoch(tp);
+        if self.leader(tp) != Some(broker) {
+            Some(ErrorCode::NotLeaderOrFollower)
+        } else if current == LeaderEpoch::NONE || current == epoch {
+            None
+        } else if current < epoch {
+            Some(ErrorCode::FencedLeaderEpoch)
+        } else {
+            Some(ErrorCode::UnknownLeaderEpoch)
+        }
+    }
+
+    /// OffsetsForLeaderEpoch over the epochs of the records in the log (as
+    /// ksim's epoch cache: an epoch is known once it wrote a record).
+    fn epoch_end(&self, tp: TopicPartition, requested: LeaderEpoch) -> Option<(LeaderEpoch, Offset)> {
+        let log = self.log(tp);
+        let floor = log.iter().rev().find(|r| r.leader_epoch <= requested)?.leader_epoch;
+        let end = log.iter().find(|r| r.leader_epoch > floor).map_or(self.end(tp), |r| r.offset.0);
+        Some((floor, Offset(end)))
+    }
+
     /// The answer `broker` gives right away; `None` for acks=0 produces.
     pub fn answer(&mut self, broker: BrokerId, request: &Request) -> Option<Response> {
         match request {
             // Clients never send these.
-            Request::OffsetsForLeaderEpoch { .. } | Request::Controller(_) => None,
+            Request::Controller(_) => None,
+            Request::OffsetsForLeaderEpoch { partitions } => {
+                let partitions = partitions
+                    .iter()
+                    .map(|q| match self.refusal(broker, q.tp, q.current_leader_epoch) {
+                        Some(error) => EpochEnd { tp: q.tp, error: Some(error), end: None },
+                        None => EpochEnd { tp: q.tp, error: None, end: self.epoch_end(q.tp, q.leader_epoch) },
+                    })
+                    .collect();
+                Some(Response::OffsetsForLeaderEpoch { partitions })
+            }
             Request::Metadata { .. } => Some(self.metadata()),
             Request::Produce { acks, batches, .. } => {
                 let mut partitions = Vec::new();
@@ -135,8 +197,8 @@ impl FakeCluster {
                             log_end_offset: Offset(end),
                             records: vec![],
                         };
-                        if self.leader(tp) != Some(broker) {
-                            answer.error = Some(ErrorCode::NotLeaderOrFollower);
+                        if let Some(error) = self.refusal(broker, tp, fp.current_leader_epoch) {
+                            answer.error = Some(error);
                         } else if fp.fetch_offset.0 < start || fp.fetch_offset.0 > end {
                             answer.error = Some(ErrorCode::OffsetOutOfRange);
                         } else {
@@ -159,16 +221,17 @@ impl FakeCluster {
             Request::ListOffsets { partitions } => {
                 let partitions = partitions
                     .iter()
-                    .map(|&(tp, spec)| {
-                        if self.leader(tp) != Some(broker) {
+                    .map(|p| {
+                        let tp = p.tp;
+                        if let Some(error) = self.refusal(broker, tp, p.current_leader_epoch) {
                             return ListOffsetsPartitionResponse {
                                 tp,
-                                error: Some(ErrorCode::NotLeaderOrFollower),
+                                error: Some(error),
                                 offset: Offset(-1),
-                                leader_epoch: crate::types::LeaderEpoch::NONE,
+                                leader_epoch: LeaderEpoch::NONE,
                             };
                         }
-                        let offset = match spec {
+                        let offset = match p.spec {
                             OffsetSpec::Earliest => self.start(tp),
                             OffsetSpec::Latest => self.end(tp),
                         };
@@ -176,7 +239,7 @@ impl FakeCluster {
                             tp,
                             error: None,
                             offset: Offset(offset),
-                            leader_epoch: crate::types::LeaderEpoch(0),
+                            leader_epoch: self.epoch(tp),
                         }
                     })
                     .collect();

@@ -14,7 +14,7 @@
 
 use super::partition_log::{PartitionLog, Tally};
 use super::polls::{Cursors, Step};
-use crate::history::{Call, History, Op, Outcome, Partition, ProcessId, Value};
+use crate::history::{Call, History, Op, Outcome, Partition, ProcessId, SeekCause, Value};
 use std::collections::BTreeMap;
 
 /// An operation's id in `History::ops`.
@@ -54,6 +54,8 @@ pub struct LogView<'h> {
     ordered: Vec<PartitionId>,
     acks: Vec<Ack>,
     poll_steps: Vec<Step>,
+    /// Seeks made because a consumer detected truncation under its position.
+    truncation_seeks: u64,
 }
 
 impl<'h> LogView<'h> {
@@ -65,6 +67,7 @@ impl<'h> LogView<'h> {
         let mut cursors = Cursors::new();
         // At most one per op; pages never written cost nothing.
         let mut acks = Vec::with_capacity(history.ops.len());
+        let mut truncation_seeks = 0;
         for (index, op) in history.ops.iter().enumerate() {
             if index % READ_AHEAD == 0 {
                 let ahead = &history.ops[index..(index + READ_AHEAD).min(history.ops.len())];
@@ -99,7 +102,10 @@ impl<'h> LogView<'h> {
                         cursors.reset(op.process, partitions.intern(partition, &mut tallies));
                     }
                 }
-                (Call::Seek { partition, .. }, _) => {
+                // Whatever its cause (a reset, detected truncation), a seek is
+                // a deliberate move: the walk restarts there.
+                (Call::Seek { partition, cause, .. }, _) => {
+                    truncation_seeks += u64::from(matches!(cause, SeekCause::Truncation { .. }));
                     cursors.reset(op.process, partitions.intern(partition, &mut tallies))
                 }
                 _ => {}
@@ -110,7 +116,7 @@ impl<'h> LogView<'h> {
         let ids: BTreeMap<&'h Partition, PartitionId> = names.iter().copied().zip((0..).map(PartitionId)).collect();
         // The map is keyed by name, so its ids come out in name order.
         let ordered = ids.values().copied().collect();
-        LogView { names, logs, ids, ordered, acks, poll_steps: cursors.into_steps() }
+        LogView { names, logs, ids, ordered, acks, poll_steps: cursors.into_steps(), truncation_seeks }
     }
 
     /// How many partitions the history names (ids are `0..count`): in
@@ -149,6 +155,11 @@ impl<'h> LogView<'h> {
     /// Every ok send, in op order.
     pub fn acks(&self) -> &[Ack] {
         &self.acks
+    }
+
+    /// How many seeks consumers made on detecting truncation under their position.
+    pub fn truncation_seeks(&self) -> u64 {
+        self.truncation_seeks
     }
 
     /// Each consumer's steps through each partition that do not move on by

@@ -133,6 +133,11 @@ pub struct CheckReport {
     /// Later-invoked sends landing below earlier ones that were still in
     /// flight, from a producer that does not promise order: legal in Kafka.
     pub reordered_sends: u64,
+    /// Consumers that detected the log truncated under their position
+    /// (KIP-320 validation after an unclean election) and moved back: an
+    /// observation, not a violation.
+    #[serde(default)]
+    pub truncations_detected: u64,
 }
 
 impl CheckReport {
@@ -150,5 +155,5 @@ pub fn check_history(history: &crate::history::History) -> CheckReport {
     polls::check(history, &view, &mut findings);
     let reordered_sends = sends::check(history, &view, &mut findings);
     let (violations, counts) = findings.into_parts();
-    CheckReport { violations, counts, reordered_sends }
+    CheckReport { violations, counts, reordered_sends, truncations_detected: view.truncation_seeks() }
 }

@@ -4,7 +4,7 @@
 //! time and must fire the matching invariant.
 
 use super::{check_history, CheckReport, Invariant, MAX_EVIDENCE};
-use crate::history::{Call, History, Outcome, Partition, Polled, ProcessId, Value};
+use crate::history::{Call, History, Outcome, Partition, Polled, ProcessId, SeekCause, Value};
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -78,7 +78,11 @@ impl Script {
     }
 
     fn seek(&mut self, process: ProcessId, partition: u32, offset: i64) {
-        let op = self.invoke(process, Call::Seek { partition: part(partition), offset });
+        self.seek_for(process, partition, offset, SeekCause::Explicit);
+    }
+
+    fn seek_for(&mut self, process: ProcessId, partition: u32, offset: i64, cause: SeekCause) {
+        let op = self.invoke(process, Call::Seek { partition: part(partition), offset, cause });
         self.complete(op, Outcome::Ok);
     }
 
@@ -98,6 +102,9 @@ pub(super) fn render(report: &CheckReport) -> String {
     }
     if report.reordered_sends > 0 {
         writeln!(out, "reordered sends = {}", report.reordered_sends).unwrap();
+    }
+    if report.truncations_detected > 0 {
+        writeln!(out, "truncations detected = {}", report.truncations_detected).unwrap();
     }
     out
 }
@@ -282,6 +289,27 @@ fn seek_or_assign_of_the_partition_resets_continuity() {
         s.poll(9, 0, &[(0, v(1, 0)), (1, v(1, 1)), (2, v(1, 2))]);
         assert_eq!(s.check(), "", "after {reset}");
     }
+}
+
+#[test]
+fn a_move_back_on_detected_truncation_is_counted_not_judged_a_nonmonotonic_poll() {
+    // The consumer read 0..3, then learned the log was cut at 1 (an unclean
+    // election) and read the new leader's 1 and 2: the offsets now hold other
+    // values, which inconsistent-offsets reports; the walk itself is fine.
+    let mut s = three_acked();
+    s.poll(9, 0, &[(0, v(1, 0)), (1, v(1, 1)), (2, v(1, 2))]);
+    s.seek_for(9, 0, 1, SeekCause::Truncation { from: 3 });
+    s.poll(9, 0, &[(1, v(2, 0)), (2, v(2, 1))]);
+    let report = s.check();
+    assert!(!report.contains("nonmonotonic-poll") && !report.contains("poll-skip"), "{report}");
+    assert!(report.contains("count inconsistent-offsets = 2\n"), "{report}");
+    assert!(report.ends_with("truncations detected = 1\n"), "{report}");
+    // Resets after OFFSET_OUT_OF_RANGE also break the walk, but are not truncations.
+    let mut s = three_acked();
+    s.poll(9, 0, &[(0, v(1, 0)), (1, v(1, 1)), (2, v(1, 2))]);
+    s.seek_for(9, 0, 0, SeekCause::OutOfRange { from: 3 });
+    s.poll(9, 0, &[(0, v(1, 0))]);
+    assert_eq!(s.check(), "");
 }
 
 #[test]

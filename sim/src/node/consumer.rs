@@ -4,7 +4,7 @@
 
 use super::{earliest, partition_name};
 use super::{next_wake, Wake};
-use crate::history::{Call, Outcome, Partition, Polled, Value};
+use crate::history::{Call, Outcome, Partition, Polled, SeekCause, Value};
 use crate::net::{ClientNet, ClientNetEvent};
 use crate::rng::core_seed;
 use crate::scenario::{ConsumerSpec, ResetSpec};
@@ -13,6 +13,7 @@ use crate::trace::TraceEvent;
 use crate::world::{Phase, World};
 use broker_core::client::consumer::{AutoOffsetReset, ConsumedRecord, Consumer, ConsumerConfig, ConsumerOutput};
 use broker_core::protocol::Peer;
+use broker_core::types::{Offset, TopicPartition};
 use madsim::time::{Duration, Instant};
 use std::sync::Arc;
 
@@ -41,6 +42,9 @@ pub struct ConsumerDriver {
     pub net: ClientNet,
     pub consumer: Consumer,
     timer: Timer,
+    /// The position of some partition moved (a recorded seek) since the
+    /// current poll op was invoked.
+    moved: bool,
 }
 
 impl ConsumerDriver {
@@ -48,7 +52,7 @@ impl ConsumerDriver {
         world.trace(node, TraceEvent::Boot);
         let net = ClientNet::bind(world.clone(), node).await;
         let consumer = Consumer::new(config, world.all_brokers(), core_seed(world.seed, node as u64));
-        ConsumerDriver { world, node, process, net, consumer, timer: Timer::default() }
+        ConsumerDriver { world, node, process, net, consumer, timer: Timer::default(), moved: false }
     }
 
     pub fn now_ms(&self) -> u64 {
@@ -72,7 +76,8 @@ impl ConsumerDriver {
     /// One poll operation: returns as soon as records are available, or
     /// empty-handed at `deadline` (or when `stop` says so).
     pub async fn poll_op(&mut self, deadline: Instant, stop: impl Fn(&World) -> bool) -> usize {
-        let op = self.world.invoke(self.process, Call::Poll);
+        let mut op = self.world.invoke(self.process, Call::Poll);
+        self.moved = false;
         let records = loop {
             let now = self.now_ms();
             let records = self.consumer.poll(now);
@@ -81,6 +86,15 @@ impl ConsumerDriver {
                 break records;
             }
             self.wait(Some(deadline)).await;
+            if std::mem::take(&mut self.moved) {
+                // A position moved while this poll waited (its seek is an op
+                // invoked after this one): the poll ends empty, and what is
+                // read from the new position belongs to a poll invoked after
+                // the move, so that the history's op order is the order things
+                // happened in.
+                self.world.complete(op, Outcome::PollOk { records: Vec::new() });
+                op = self.world.invoke(self.process, Call::Poll);
+            }
         };
         let n = records.len();
         let records = records.into_iter().map(|r| polled(&self.world, r)).collect();
@@ -118,16 +132,31 @@ impl ConsumerDriver {
                 ConsumerOutput::Error { tp, error } => {
                     tracing::debug!(node = self.node, %tp, %error, "consumer error");
                 }
-                // The reset is an explicit move of the position in the history
-                // (a seek), so the checkers see the jump for what it is.
+                // A reset or a detected truncation is an explicit move of the
+                // position in the history (a seek, with its cause), so the
+                // checkers see the jump for what it is.
                 ConsumerOutput::PositionReset { tp, from, to } => {
                     tracing::debug!(node = self.node, %tp, %from, %to, "position out of range: reset");
-                    let call = Call::Seek { partition: partition_name(&self.world, tp), offset: to.0 };
-                    let op = self.world.invoke(self.process, call);
-                    self.world.complete(op, Outcome::Ok);
+                    self.record_move(tp, to, SeekCause::OutOfRange { from: from.0 });
+                }
+                ConsumerOutput::TruncationDetected { tp, from, to } => {
+                    tracing::debug!(node = self.node, %tp, %from, %to, "log truncated under the position: moved");
+                    self.record_move(tp, to, SeekCause::Truncation { from: from.0 });
+                }
+                // auto_offset_reset = none: nothing moves; the partition waits
+                // for a seek that no workload consumer makes.
+                ConsumerOutput::LogTruncation { tp, position, divergent } => {
+                    tracing::debug!(node = self.node, %tp, %position, ?divergent, "log truncated under the position");
                 }
             }
         }
+    }
+
+    fn record_move(&mut self, tp: TopicPartition, to: Offset, cause: SeekCause) {
+        let call = Call::Seek { partition: partition_name(&self.world, tp), offset: to.0, cause };
+        let op = self.world.invoke(self.process, call);
+        self.world.complete(op, Outcome::Ok);
+        self.moved = true;
     }
 }
 

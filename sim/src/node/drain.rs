@@ -11,8 +11,8 @@ use crate::net::ClientNetEvent;
 use crate::timer::Timer;
 use crate::world::World;
 use broker_core::client::consumer::{AutoOffsetReset, ConsumerConfig};
-use broker_core::protocol::{ListOffsetsPartitionResponse, OffsetSpec, Request, Response};
-use broker_core::types::{BrokerId, Offset, TopicPartition};
+use broker_core::protocol::{ListOffsetsPartition, ListOffsetsPartitionResponse, OffsetSpec, Request, Response};
+use broker_core::types::{BrokerId, LeaderEpoch, Offset, TopicPartition};
 use madsim::time::{Duration, Instant};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -66,20 +66,25 @@ pub async fn run(world: Arc<World>) {
 /// deposed leader that has not heard the news yet still answers: of the
 /// answers, the one with the highest leader epoch speaks for the partition,
 /// and only if it is not an error (a new leader answers OFFSET_NOT_AVAILABLE
-/// until its high watermark has caught up).
+/// until its high watermark has caught up). Since it asks every replica and
+/// arbitrates by the answering leader's epoch, the drain names no leader epoch
+/// of its own (`LeaderEpoch::NONE`, as a client before KIP-320), so it is
+/// never fenced; any error leaves the partition to the next round.
 async fn end_offsets(driver: &mut ConsumerDriver, partitions: &[TopicPartition]) -> BTreeMap<TopicPartition, Offset> {
     let world = driver.world.clone();
     let mut ends = BTreeMap::new();
     let mut correlation = 1u64 << 40; // apart from the consumer's own correlation ids
     let mut timer = Timer::default();
     while ends.len() < partitions.len() {
-        let mut by_broker: BTreeMap<BrokerId, Vec<(TopicPartition, OffsetSpec)>> = BTreeMap::new();
+        let mut by_broker: BTreeMap<BrokerId, Vec<ListOffsetsPartition>> = BTreeMap::new();
         // Per partition: replicas still to answer, and the best answer so far.
         let mut round: BTreeMap<TopicPartition, (usize, Option<ListOffsetsPartitionResponse>)> = BTreeMap::new();
         for tp in partitions.iter().filter(|tp| !ends.contains_key(*tp)) {
             let replicas = world.layout.replicas(*tp).expect("a partition of the layout");
             for replica in replicas {
-                by_broker.entry(*replica).or_default().push((*tp, OffsetSpec::Latest));
+                let asked =
+                    ListOffsetsPartition { tp: *tp, spec: OffsetSpec::Latest, current_leader_epoch: LeaderEpoch::NONE };
+                by_broker.entry(*replica).or_default().push(asked);
             }
             round.insert(*tp, (replicas.len(), None));
         }

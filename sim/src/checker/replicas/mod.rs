@@ -79,7 +79,7 @@ pub fn check_replicas(history: &History, replication: &Replication) -> CheckRepo
     let unverified = acked::check(&mut ctx, &finals, &partitions);
     liveness::check(&mut ctx, &finals, &partitions, &unverified);
     let (violations, counts) = ctx.findings.into_parts();
-    CheckReport { violations, counts, reordered_sends: 0 }
+    CheckReport { violations, counts, ..CheckReport::default() }
 }
 
 /// Adds a replica report to a history report (their invariants are disjoint).
