@@ -75,10 +75,10 @@ impl Plant {
                 "followers truncate by offset only, ignoring leader epochs (caught by hw-consistency)"
             }
             Plant::UnfencedFetch => {
-                "fetches are not checked against the leader epoch (meant for hw-consistency; no scenario catches it yet)"
+                "fetches are not checked against the leader epoch (caught by hw-consistency)"
             }
             Plant::IsrJoinEarly => {
-                "a follower rejoins the ISR before reaching the leader's epoch start (meant for no-lost-acked-write; no scenario catches it yet)"
+                "a follower rejoins the ISR before reaching the leader's epoch start (caught by no-lost-acked-write, leadership, hw-consistency)"
             }
             Plant::AckOnLeaderAppend => "acks=all is answered at the leader's append (caught by no-lost-acked-write)",
             Plant::IgnoreMinIsr => {

@@ -31,6 +31,8 @@ const PLANT_TESTS: &[(Plant, &str, Invariant, u64)] = &[
     (Plant::NoEpochTruncation, "leader-crash-acks-all.toml", Invariant::HwConsistency, 5),
     (Plant::TruncateToHw, "failover-follower-cut-off.toml", Invariant::NoLostAckedWrite, 5),
     (Plant::UncleanAlways, "random-nemesis.toml", Invariant::Leadership, 5),
+    (Plant::UnfencedFetch, "stale-follower-unfenced-fetch.toml", Invariant::HwConsistency, 5),
+    (Plant::IsrJoinEarly, "lagging-hw-isr-expansion.toml", Invariant::NoLostAckedWrite, 5),
 ];
 
 fn main() {
