@@ -697,13 +697,10 @@ impl Consumer {
                     None => {}
                 }
             }
-            Some(ListOffsetsPartitionResponse { error: Some(error), .. }) => {
-                if error.needs_metadata_refresh() {
-                    self.metadata.request_refresh();
-                }
-                state.retry_at_ms = now_ms + backoff;
+            Some(ListOffsetsPartitionResponse { error, .. }) => {
+                retry_later(&mut self.metadata, state, *error, now_ms + backoff)
             }
-            None => state.retry_at_ms = now_ms + backoff,
+            None => retry_later(&mut self.metadata, state, None, now_ms + backoff),
         }
     }
 
@@ -734,15 +731,12 @@ impl Consumer {
             Some(EpochEnd { error: Some(error), .. }) => {
                 // FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH: the metadata is
                 // behind or ahead of the leader; refresh and ask again.
-                if error.needs_metadata_refresh() {
-                    self.metadata.request_refresh();
-                }
-                state.retry_at_ms = now_ms + backoff;
+                retry_later(&mut self.metadata, state, Some(*error), now_ms + backoff);
                 if !error.is_retriable() {
                     self.outputs.push_back(ConsumerOutput::Error { tp, error: *error });
                 }
             }
-            None => state.retry_at_ms = now_ms + backoff,
+            None => retry_later(&mut self.metadata, state, None, now_ms + backoff),
         }
     }
 
@@ -852,3 +846,13 @@ fn take_buffered<'a>(
 #[cfg(test)]
 #[path = "consumer_tests.rs"]
 mod tests;
+
+/// A partition's ListOffsets or validation failed (`error`) or got no answer
+/// (`None`): refresh the metadata if the error says it is stale, and ask
+/// again at `retry_at_ms`.
+fn retry_later(metadata: &mut ClientMetadata, state: &mut PartitionState, error: Option<ErrorCode>, retry_at_ms: u64) {
+    if error.is_some_and(ErrorCode::needs_metadata_refresh) {
+        metadata.request_refresh();
+    }
+    state.retry_at_ms = retry_at_ms;
+}
