@@ -85,8 +85,9 @@ impl Segment {
             let before = out.len();
             let decoded = decode_batch(&bytes, pos, out)
                 .map_err(|e| corrupt(format!("batch at position {}: {e:?}", meta.position)))?;
-            let as_written = (decoded.base_offset, decoded.last_offset, decoded.leader_epoch, decoded.size_bytes as u64)
-                == (meta.base_offset, meta.last_offset, meta.leader_epoch, meta.size_bytes);
+            let as_written =
+                (decoded.base_offset, decoded.last_offset, decoded.leader_epoch, decoded.size_bytes as u64)
+                    == (meta.base_offset, meta.last_offset, meta.leader_epoch, meta.size_bytes);
             if !as_written {
                 out.truncate(before);
                 return Err(corrupt(format!("batch at position {} is not the batch written there", meta.position)));
