@@ -16,6 +16,9 @@ pub trait Storage {
     fn write_all(&mut self, file: &str, data: &[u8]);
     /// The whole content of `file`, or `None` if it does not exist.
     fn read(&self, file: &str) -> Option<Vec<u8>>;
+    /// Bytes `[position, position + len)` of `file`, or `None` if it does not
+    /// exist or is shorter. The log serves every read through this.
+    fn read_at(&self, file: &str, position: u64, len: u64) -> Option<Vec<u8>>;
     /// Length of `file` in bytes, or `None` if it does not exist.
     fn len(&self, file: &str) -> Option<u64>;
     /// Cuts `file` to `len` bytes (no-op if shorter or absent).
@@ -66,6 +69,12 @@ impl Storage for MemStorage {
     fn read(&self, file: &str) -> Option<Vec<u8>> {
         self.files.get(file).cloned()
     }
+    fn read_at(&self, file: &str, position: u64, len: u64) -> Option<Vec<u8>> {
+        let data = self.files.get(file)?;
+        let start = usize::try_from(position).ok()?;
+        let end = start.checked_add(usize::try_from(len).ok()?)?;
+        data.get(start..end).map(<[u8]>::to_vec)
+    }
     fn len(&self, file: &str) -> Option<u64> {
         self.files.get(file).map(|f| f.len() as u64)
     }
@@ -102,6 +111,9 @@ impl Storage for SharedMemStorage {
     }
     fn read(&self, file: &str) -> Option<Vec<u8>> {
         self.0.borrow().read(file)
+    }
+    fn read_at(&self, file: &str, position: u64, len: u64) -> Option<Vec<u8>> {
+        self.0.borrow().read_at(file, position, len)
     }
     fn len(&self, file: &str) -> Option<u64> {
         self.0.borrow().len(file)

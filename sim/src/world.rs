@@ -323,6 +323,9 @@ impl Storage for SharedDisk {
     fn read(&self, file: &str) -> Option<Vec<u8>> {
         self.0.lock().expect("disk lock").read(file)
     }
+    fn read_at(&self, file: &str, position: u64, len: u64) -> Option<Vec<u8>> {
+        self.0.lock().expect("disk lock").read_at(file, position, len)
+    }
     fn len(&self, file: &str) -> Option<u64> {
         self.0.lock().expect("disk lock").len(file)
     }

@@ -203,7 +203,11 @@ impl Broker {
         // reported as served (consumer-visible) only from then on.
         let report_hw = !replica && l.high_watermark_known() && r.last_served_hw != Some(hw);
         let budget = (p.partition_max_bytes as usize).min(*remaining);
-        let result = if budget == 0 { Ok(Vec::new()) } else { r.log.read(p.fetch_offset, upper, budget as u32) };
+        let result = if budget == 0 {
+            Ok(Vec::new())
+        } else {
+            r.log.read(self.storage.as_ref(), p.fetch_offset, upper, budget as u32)
+        };
         if report_hw {
             self.replicas.get_mut(&p.tp).expect("led").last_served_hw = Some(hw);
             self.events.push_back(BrokerEvent::ServedHighWatermark { tp: p.tp, leader_epoch, high_watermark: hw });

@@ -267,7 +267,7 @@ impl Broker {
         if from >= to {
             return Vec::new();
         }
-        r.log.read(from, to, u32::MAX).unwrap_or_default()
+        r.log.read(self.storage.as_ref(), from, to, u32::MAX).unwrap_or_default()
     }
 
     /// Partitions this broker holds, in order.

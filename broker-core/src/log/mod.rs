@@ -2,8 +2,9 @@
 //! split into segments (`{dir}/{base offset:020}.log` + `.index`) written through
 //! the [`Storage`] seam in Kafka's record batch v2 format.
 //!
-//! Every record is also kept decoded in memory: reads never touch storage, and
-//! storage is read back only by [`PartitionLog::open`] (recovery). Every batch
+//! Memory holds where each batch sits (offsets, position, epoch), not the
+//! records: every read decodes the batches it needs from storage and checks
+//! their CRCs, so what a reader gets is what the disk holds. Every batch
 //! carries the leader epoch it was written in, and the log keeps a
 //! [`LeaderEpochCache`] of where each epoch starts. Files: `codec` (batch v2
 //! bytes), `varint`, `index` (sparse offset index), `segment`, `epoch_cache`,
@@ -116,6 +117,24 @@ pub struct AppendInfo {
 /// Most records a read reserves room for up front.
 const READ_PRESIZE_RECORDS: usize = 64;
 
+/// Bytes of batches one storage read asks for at most (one batch at least).
+const READ_CHUNK_BYTES: u64 = 64 * 1024;
+
+/// One past the last batch of the storage read that starts at `first`: the
+/// batches after it up to [`READ_CHUNK_BYTES`], none at or past `end`.
+fn batch_run_end(batches: &[segment::BatchMeta], first: usize, end: Offset) -> usize {
+    let mut bytes = batches[first].size_bytes;
+    let mut last = first + 1;
+    while let Some(b) = batches.get(last) {
+        if b.base_offset >= end || bytes + b.size_bytes > READ_CHUNK_BYTES {
+            break;
+        }
+        bytes += b.size_bytes;
+        last += 1;
+    }
+    last
+}
+
 #[derive(Clone)]
 pub struct PartitionLog {
     dir: String,
@@ -161,37 +180,8 @@ impl PartitionLog {
         leader_epoch: LeaderEpoch,
         records: &[Record],
     ) -> AppendInfo {
-        let base_offset = self.encode_for_append(now_ms, leader_epoch, records);
-        let active = self.segments.last_mut().expect("a log always has a segment");
-        active.records.extend(records.iter().enumerate().map(|(i, r)| StoredRecord {
-            offset: Offset(base_offset.0 + i as i64),
-            timestamp_ms: now_ms,
-            leader_epoch,
-            key: r.key.clone(),
-            value: r.value.clone(),
-        }));
-        self.finish_append(storage, now_ms, leader_epoch, base_offset)
-    }
-
-    /// [`PartitionLog::append`] taking the records by value: the log keeps
-    /// them without cloning their key and value.
-    pub fn append_owned(
-        &mut self,
-        storage: &mut dyn Storage,
-        now_ms: u64,
-        leader_epoch: LeaderEpoch,
-        records: Vec<Record>,
-    ) -> AppendInfo {
-        let base_offset = self.encode_for_append(now_ms, leader_epoch, &records);
-        let active = self.segments.last_mut().expect("a log always has a segment");
-        active.records.extend(records.into_iter().enumerate().map(|(i, r)| StoredRecord {
-            offset: Offset(base_offset.0 + i as i64),
-            timestamp_ms: now_ms,
-            leader_epoch,
-            key: r.key,
-            value: r.value,
-        }));
-        self.finish_append(storage, now_ms, leader_epoch, base_offset)
+        let (base_offset, last_offset) = self.encode_for_append(now_ms, leader_epoch, records);
+        self.finish_append(storage, now_ms, leader_epoch, base_offset, last_offset)
     }
 
     /// Appends records fetched from the leader, keeping the leader's offsets,
@@ -216,11 +206,9 @@ impl PartitionLog {
             |a: &StoredRecord, b: &StoredRecord| (a.leader_epoch, a.timestamp_ms) == (b.leader_epoch, b.timestamp_ms);
         for run in records.chunk_by(same_batch) {
             let (leader_epoch, timestamp_ms) = (run[0].leader_epoch, run[0].timestamp_ms);
-            let run_base = self.encode_for_append(timestamp_ms, leader_epoch, run);
+            let (run_base, run_last) = self.encode_for_append(timestamp_ms, leader_epoch, run);
             assert_eq!(run_base, run[0].offset, "checked dense");
-            let active = self.segments.last_mut().expect("a log always has a segment");
-            active.records.extend_from_slice(run);
-            self.finish_append(storage, timestamp_ms, leader_epoch, run_base);
+            self.finish_append(storage, timestamp_ms, leader_epoch, run_base, run_last);
         }
         let last_offset = Offset(self.log_end.0 - 1);
         assert_eq!(Some(last_offset), records.last().map(|r| r.offset));
@@ -244,13 +232,13 @@ impl PartitionLog {
     }
 
     /// Encodes `records` as the next batch into `scratch` and rolls a segment
-    /// if needed. Returns the batch's base offset (the log end).
+    /// if needed. Returns the batch's base offset (the log end) and last offset.
     fn encode_for_append<R: RecordView>(
         &mut self,
         timestamp_ms: u64,
         leader_epoch: LeaderEpoch,
         records: &[R],
-    ) -> Offset {
+    ) -> (Offset, Offset) {
         assert!(!records.is_empty(), "append of an empty batch");
         let latest = self.latest_epoch().unwrap_or(LeaderEpoch::FIRST);
         assert!(leader_epoch >= latest, "append in epoch {leader_epoch} after epoch {latest}");
@@ -262,23 +250,23 @@ impl PartitionLog {
             self.segments.push(Segment::new(&self.dir, base_offset));
         }
         assert_eq!(self.active().end_offset(), base_offset, "offsets must stay dense");
-        base_offset
+        (base_offset, last_offset)
     }
 
-    /// Writes the encoded batch whose records were just pushed to the active
-    /// segment, and starts its epoch in the cache if it is a new one.
+    /// Writes the batch encoded in `scratch` to the active segment, and starts
+    /// its epoch in the cache if it is a new one.
     fn finish_append(
         &mut self,
         storage: &mut dyn Storage,
         timestamp_ms: u64,
         leader_epoch: LeaderEpoch,
         base_offset: Offset,
+        last_offset: Offset,
     ) -> AppendInfo {
         let active = self.segments.last_mut().expect("a log always has a segment");
-        assert!(active.end_offset() > base_offset, "the batch's records are in the segment");
-        let last_offset = Offset(active.end_offset().0 - 1);
+        assert_eq!(active.end_offset(), base_offset, "the batch continues the segment");
         let interval = self.config.index_interval_bytes;
-        active.append_batch(storage, &self.scratch, leader_epoch, timestamp_ms, interval);
+        active.append_batch(storage, &self.scratch, last_offset, leader_epoch, timestamp_ms, interval);
         self.size_bytes += self.scratch.len() as u64;
         self.log_end = last_offset.next();
         assert_eq!(active.end_offset(), self.log_end);
@@ -297,7 +285,15 @@ impl PartitionLog {
 
     /// Records in `[from, max_offset)`, at most `max_bytes` of them by
     /// `StoredRecord::size_bytes`, but always at least one if any is available.
-    pub fn read(&self, from: Offset, max_offset: Offset, max_bytes: u32) -> Result<Vec<StoredRecord>, LogError> {
+    /// Decoded from storage, a run of batches per storage read; a batch that
+    /// does not read back as written is `Corrupt`.
+    pub fn read(
+        &self,
+        storage: &dyn Storage,
+        from: Offset,
+        max_offset: Offset,
+        max_bytes: u32,
+    ) -> Result<Vec<StoredRecord>, LogError> {
         let log_start = self.log_start_offset();
         if from < log_start || from > self.log_end {
             let (requested, log_end) = (from, self.log_end);
@@ -312,17 +308,30 @@ impl PartitionLog {
         let mut budget = max_bytes as usize;
         let mut next = from;
         for segment in &self.segments[self.segment_index(from)..] {
-            for record in segment.records_from(next) {
-                let size = record.size_bytes();
-                if record.offset >= end || (size > budget && !out.is_empty()) {
-                    return Ok(out);
-                }
-                budget = budget.saturating_sub(size);
-                out.push(record.clone());
+            if next >= end {
+                break;
             }
-            next = segment.end_offset();
+            let mut batch = segment.batch_holding(next);
+            while batch < segment.batches.len() && segment.batches[batch].base_offset < end {
+                let run = batch..batch_run_end(&segment.batches, batch, end);
+                batch = run.end;
+                let decoded_from = out.len();
+                segment.read_batches(storage, run, &mut out)?;
+                // Only the first batch of a read can start before `from`.
+                let before = out[decoded_from..].iter().take_while(|r| r.offset < next).count();
+                out.drain(decoded_from..decoded_from + before);
+                for i in decoded_from..out.len() {
+                    let size = out[i].size_bytes();
+                    if out[i].offset >= end || (size > budget && i > 0) {
+                        out.truncate(i);
+                        return Ok(out);
+                    }
+                    budget = budget.saturating_sub(size);
+                }
+                next = out.last().map_or(next, |r| r.offset.next());
+            }
         }
-        assert!(!out.is_empty() && next == self.log_end);
+        assert!(!out.is_empty() && next == end);
         Ok(out)
     }
 

@@ -195,14 +195,14 @@ impl Run {
                 let len = self.model.records.len() as i64;
                 let from = self.model.start + i64::from(from) % (len + 1);
                 let max_offset = from + i64::from(span) % (len + 2);
-                let got = self.log.read(Offset(from), Offset(max_offset), u32::from(max_bytes));
+                let got = self.log.read(&self.storage, Offset(from), Offset(max_offset), u32::from(max_bytes));
                 let got: Vec<i64> = got.unwrap().iter().map(|r| r.offset.0).collect();
                 assert_eq!(got, self.model.read(from, max_offset, u32::from(max_bytes)));
                 if self.model.start > 0 {
                     let below = Offset(self.model.start - 1);
-                    assert!(self.log.read(below, Offset(i64::MAX), 100).is_err());
+                    assert!(self.log.read(&self.storage, below, Offset(i64::MAX), 100).is_err());
                 }
-                assert!(self.log.read(Offset(self.model.end() + 1), Offset(i64::MAX), 100).is_err());
+                assert!(self.log.read(&self.storage, Offset(self.model.end() + 1), Offset(i64::MAX), 100).is_err());
             }
         }
         self.check();
@@ -317,7 +317,7 @@ impl Run {
     fn check(&self) {
         let (log, model) = (&self.log, &self.model);
         assert_eq!((log.log_start_offset().0, log.log_end_offset().0), (model.start, model.end()));
-        let all = log.read(log.log_start_offset(), log.log_end_offset(), u32::MAX).unwrap();
+        let all = log.read(&self.storage, log.log_start_offset(), log.log_end_offset(), u32::MAX).unwrap();
         assert_eq!(all.len(), model.records.len());
         for (record, (key, value, timestamp_ms, epoch)) in all.iter().zip(&model.records) {
             let got = (&record.key, &record.value, record.timestamp_ms, record.leader_epoch.0);

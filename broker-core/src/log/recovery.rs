@@ -127,15 +127,17 @@ fn recover_segment(
     let mut segment = Segment::new(dir, base);
     let file = Bytes::from(storage.read(&segment.log_file).unwrap_or_default());
     let mut position = 0;
+    // Records are decoded only to validate them; reads decode again from storage.
+    let mut records = Vec::new();
     while position < file.len() {
         let expected = segment.end_offset();
-        let decoded = decode_batch(&file, position, &mut segment.records);
+        records.clear();
+        let decoded = decode_batch(&file, position, &mut records);
         let Ok(batch) = decoded else { break };
         // The epoch field is outside the CRC; no append ever wrote an epoch
         // below the one before it.
         let epoch_went_back = epochs.latest_epoch().is_some_and(|latest| batch.leader_epoch < latest);
         if batch.base_offset != expected || epoch_went_back {
-            segment.records.truncate((expected.0 - base.0) as usize);
             break;
         }
         epochs.assign(batch.leader_epoch, batch.base_offset);

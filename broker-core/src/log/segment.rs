@@ -1,10 +1,12 @@
-//! One segment: a `.log` file of v2 batches plus its `.index`, mirrored in memory.
-//! The in-memory records serve reads; the files are the durable copy.
+//! One segment: a `.log` file of v2 batches plus its `.index`. Memory holds
+//! only where each batch sits; reads decode the batches from storage.
 
-use super::codec::encode_batch;
+use super::codec::{decode_batch, encode_batch};
 use super::index::{IndexEntry, OffsetIndex};
+use super::LogError;
 use crate::storage::Storage;
 use crate::types::{LeaderEpoch, Offset, StoredRecord};
+use bytes::Bytes;
 
 /// Where one batch sits in the segment file, and what recovery needs to redo it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,9 +24,8 @@ pub(super) struct Segment {
     pub base_offset: Offset,
     pub log_file: String,
     pub index_file: String,
-    /// Dense: `records[i].offset == base_offset + i`.
-    pub records: Vec<StoredRecord>,
-    /// In file order; together they cover `records` exactly.
+    /// In file order and dense: each starts where the one before ends, the
+    /// first at `base_offset`, and they tile the file from position 0.
     pub batches: Vec<BatchMeta>,
     pub index: OffsetIndex,
     pub size_bytes: u64,
@@ -39,7 +40,6 @@ impl Segment {
             base_offset,
             log_file,
             index_file,
-            records: Vec::new(),
             batches: Vec::new(),
             index: OffsetIndex::default(),
             size_bytes: 0,
@@ -49,25 +49,59 @@ impl Segment {
 
     /// One past the last offset held (the base offset when empty).
     pub fn end_offset(&self) -> Offset {
-        Offset(self.base_offset.0 + self.records.len() as i64)
+        self.batches.last().map_or(self.base_offset, |b| b.last_offset.next())
     }
 
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
+        self.batches.is_empty()
     }
 
-    /// Records from `from` (which must be inside this segment) to the end.
-    pub fn records_from(&self, from: Offset) -> &[StoredRecord] {
-        assert!(from >= self.base_offset && from <= self.end_offset());
-        &self.records[(from.0 - self.base_offset.0) as usize..]
+    /// The index of the batch holding `offset`, which must be inside this segment.
+    pub fn batch_holding(&self, offset: Offset) -> usize {
+        assert!(offset >= self.base_offset && offset < self.end_offset());
+        self.batches.partition_point(|b| b.last_offset < offset)
     }
 
-    /// Accounts for a batch whose bytes are the next `size_bytes` of the file and
-    /// whose records are already in `records`. Returns the index entry it earned.
+    /// Reads `batches[range]` from storage in one call and decodes them onto
+    /// `out`. Every batch must decode (length, magic, CRC-32C) to exactly the
+    /// offsets and epoch it was written with; anything else is `Corrupt`,
+    /// and corrupt bytes are never returned.
+    pub fn read_batches(
+        &self,
+        storage: &dyn Storage,
+        range: std::ops::Range<usize>,
+        out: &mut Vec<StoredRecord>,
+    ) -> Result<(), LogError> {
+        let metas = &self.batches[range];
+        let (Some(first), Some(last)) = (metas.first(), metas.last()) else { return Ok(()) };
+        let len = last.position + last.size_bytes - first.position;
+        let corrupt = |detail: String| LogError::Corrupt { file: self.log_file.clone(), detail };
+        let bytes = storage
+            .read_at(&self.log_file, first.position, len)
+            .ok_or_else(|| corrupt(format!("shorter than its batches (wanted {len} bytes at {})", first.position)))?;
+        let bytes = Bytes::from(bytes);
+        let mut pos = 0;
+        for meta in metas {
+            let before = out.len();
+            let decoded = decode_batch(&bytes, pos, out)
+                .map_err(|e| corrupt(format!("batch at position {}: {e:?}", meta.position)))?;
+            let as_written =
+                (decoded.base_offset, decoded.last_offset, decoded.leader_epoch, decoded.size_bytes as u64)
+                    == (meta.base_offset, meta.last_offset, meta.leader_epoch, meta.size_bytes);
+            if !as_written {
+                out.truncate(before);
+                return Err(corrupt(format!("batch at position {} is not the batch written there", meta.position)));
+            }
+            pos += decoded.size_bytes;
+        }
+        Ok(())
+    }
+
+    /// Accounts for a batch whose bytes are the next `size_bytes` of the file.
+    /// Returns the index entry it earned.
     pub fn track_batch(&mut self, meta: BatchMeta, index_interval_bytes: u64) -> Option<IndexEntry> {
-        let expected_base = self.batches.last().map_or(self.base_offset, |b| b.last_offset.next());
-        assert_eq!(meta.base_offset, expected_base, "batches must be dense");
-        assert!(meta.last_offset < self.end_offset() && meta.position == self.size_bytes);
+        assert_eq!(meta.base_offset, self.end_offset(), "batches must be dense");
+        assert!(meta.last_offset >= meta.base_offset && meta.position == self.size_bytes);
         self.batches.push(meta);
         self.size_bytes += meta.size_bytes;
         self.max_timestamp_ms = self.max_timestamp_ms.max(Some(meta.max_timestamp_ms));
@@ -83,19 +117,20 @@ impl Segment {
         Some(entry)
     }
 
-    /// Writes `encoded` (one batch covering the records past the last tracked
-    /// batch, already pushed to `records`) to storage and tracks it.
+    /// Writes `encoded` (one batch of the offsets `[end_offset(), last_offset]`)
+    /// to storage and tracks it.
     pub fn append_batch(
         &mut self,
         storage: &mut dyn Storage,
         encoded: &[u8],
+        last_offset: Offset,
         leader_epoch: LeaderEpoch,
         timestamp_ms: u64,
         index_interval_bytes: u64,
     ) {
         let meta = BatchMeta {
-            base_offset: self.batches.last().map_or(self.base_offset, |b| b.last_offset.next()),
-            last_offset: Offset(self.end_offset().0 - 1),
+            base_offset: self.end_offset(),
+            last_offset,
             position: self.size_bytes,
             size_bytes: encoded.len() as u64,
             leader_epoch,
@@ -111,7 +146,8 @@ impl Segment {
     /// segment. The batch holding `offset` is cut from the file; if it also held
     /// earlier offsets, those are re-encoded as a shorter batch (same base offset,
     /// epoch and timestamp), so the file is byte-identical to one that never held
-    /// the removed records.
+    /// the removed records. The cut batch is read back first; if it is corrupt
+    /// the whole batch goes (the log then ends at its base offset).
     pub fn truncate_to(
         &mut self,
         storage: &mut dyn Storage,
@@ -120,24 +156,26 @@ impl Segment {
         scratch: &mut Vec<u8>,
     ) {
         assert!(self.base_offset < offset && offset < self.end_offset());
-        let cut = self.batches.partition_point(|b| b.last_offset < offset);
+        let cut = self.batch_holding(offset);
         let split = self.batches[cut];
         assert!(split.base_offset <= offset && offset <= split.last_offset);
+        let mut kept = Vec::new();
+        if split.base_offset < offset && self.read_batches(storage, cut..cut + 1, &mut kept).is_ok() {
+            kept.truncate((offset.0 - split.base_offset.0) as usize);
+        }
         self.batches.truncate(cut);
-        self.records.truncate((offset.0 - self.base_offset.0) as usize);
         self.index.truncate_at_position(split.position);
         self.size_bytes = split.position;
         self.max_timestamp_ms = self.batches.iter().map(|b| b.max_timestamp_ms).max();
         storage.truncate(&self.log_file, split.position);
         storage.truncate(&self.index_file, self.index.len_bytes());
-        if split.base_offset < offset {
-            let kept = self.records_from(split.base_offset);
+        if let Some(last) = kept.last() {
             scratch.clear();
-            encode_batch(scratch, split.base_offset, split.leader_epoch, split.max_timestamp_ms, kept);
+            encode_batch(scratch, split.base_offset, split.leader_epoch, split.max_timestamp_ms, &kept);
             let (epoch, timestamp_ms) = (split.leader_epoch, split.max_timestamp_ms);
-            self.append_batch(storage, scratch, epoch, timestamp_ms, index_interval_bytes);
+            self.append_batch(storage, scratch, last.offset, epoch, timestamp_ms, index_interval_bytes);
         }
-        assert_eq!(self.end_offset(), offset);
+        assert!(self.end_offset() <= offset);
     }
 
     /// Creates the segment's files empty, so an empty log still records its base offset.

@@ -41,8 +41,8 @@ fn fill(log: &mut PartitionLog, storage: &mut MemStorage, tag: &str, batches: us
     }
 }
 
-fn read_all(log: &PartitionLog) -> Vec<StoredRecord> {
-    log.read(log.log_start_offset(), log.log_end_offset(), u32::MAX).expect("read all")
+fn read_all(log: &PartitionLog, storage: &dyn Storage) -> Vec<StoredRecord> {
+    log.read(storage, log.log_start_offset(), log.log_end_offset(), u32::MAX).expect("read all")
 }
 
 fn offsets(records: &[StoredRecord]) -> Vec<i64> {
@@ -62,21 +62,32 @@ fn epoch_pairs(log: &PartitionLog) -> Vec<(i32, i64)> {
     log.epoch_cache().entries().iter().map(|e| (e.epoch.0, e.start_offset.0)).collect()
 }
 
-/// Everything that must hold between the in-memory log and its files.
+/// Everything that must hold between the in-memory log (batch positions,
+/// index, epoch cache) and its files.
 pub(super) fn check_invariants(log: &PartitionLog, storage: &MemStorage) {
     let mut expected_files = BTreeSet::new();
     let mut next = log.log_start_offset();
+    let mut records = Vec::new();
     for (i, segment) in log.segments.iter().enumerate() {
         assert_eq!(segment.base_offset, next, "segments contiguous");
         assert!(!segment.is_empty() || log.segments.len() == 1, "only a lone segment may be empty");
-        for (j, record) in segment.records.iter().enumerate() {
+        // What the segment's file holds, decoded batch by batch as reads do.
+        let mut held = Vec::new();
+        for (b, batch) in segment.batches.iter().enumerate() {
+            let before = held.len();
+            segment.read_batches(storage, b..b + 1, &mut held).expect("every batch reads back");
+            let batch_records = &held[before..];
+            let batch_offsets: Vec<i64> = batch_records.iter().map(|r| r.offset.0).collect();
+            assert_eq!(batch_offsets, (batch.base_offset.0..=batch.last_offset.0).collect::<Vec<_>>());
+            assert!(batch_records.iter().all(|r| r.leader_epoch == batch.leader_epoch), "a batch has one epoch");
+        }
+        for (j, record) in held.iter().enumerate() {
             assert_eq!(record.offset.0, segment.base_offset.0 + j as i64, "records dense");
         }
-        for batch in &segment.batches {
-            let (first, last) = ((batch.base_offset.0 - segment.base_offset.0) as usize, batch.last_offset.0);
-            let held = &segment.records[first..=(last - segment.base_offset.0) as usize];
-            assert!(held.iter().all(|r| r.leader_epoch == batch.leader_epoch), "a batch has one epoch");
-        }
+        let mut whole = Vec::new();
+        segment.read_batches(storage, 0..segment.batches.len(), &mut whole).expect("the segment reads back");
+        assert_eq!(whole, held, "one read of all batches decodes as reads of each");
+        records.extend(held);
         let batch_bytes: u64 = segment.batches.iter().map(|b| b.size_bytes).sum();
         assert_eq!(batch_bytes, segment.size_bytes);
         let last_covered = segment.batches.last().map_or(segment.base_offset, |b| b.last_offset.next());
@@ -91,7 +102,7 @@ pub(super) fn check_invariants(log: &PartitionLog, storage: &MemStorage) {
     }
     assert_eq!(next, log.log_end_offset());
     assert_eq!(log.size_bytes(), log.segments.iter().map(|s| s.size_bytes).sum::<u64>());
-    let records: Vec<StoredRecord> = log.segments.iter().flat_map(|s| s.records.iter().cloned()).collect();
+    assert_eq!(records, read_all(log, storage), "a read of the whole log returns what the files hold");
     assert!(records.windows(2).all(|w| w[0].leader_epoch <= w[1].leader_epoch), "epochs never go back");
     assert_eq!(log.epoch_cache(), &epochs_of(&records), "the cache agrees with the records");
     let first_start = log.epoch_cache().entries().first().map(|e| e.start_offset);
@@ -106,7 +117,7 @@ fn empty_dir_opens_an_empty_log_at_zero() {
     let log = open_log(&mut storage, LogConfig::default());
     assert_eq!((log.log_start_offset(), log.log_end_offset()), (Offset(0), Offset(0)));
     assert_eq!((log.segment_count(), log.size_bytes()), (1, 0));
-    assert_eq!(log.read(Offset(0), Offset(100), 1000), Ok(vec![]));
+    assert_eq!(log.read(&storage, Offset(0), Offset(100), 1000), Ok(vec![]));
     assert_eq!(log.index_lookup(Offset(0)), None);
     check_invariants(&log, &storage);
 }
@@ -124,14 +135,14 @@ fn append_then_read_round_trips() {
         AppendInfo { base_offset: Offset(3), last_offset: Offset(3) }
     );
     assert_eq!(log.log_end_offset(), Offset(4));
-    let records = read_all(&log);
+    let records = read_all(&log, &storage);
     assert_eq!(offsets(&records), vec![0, 1, 2, 3]);
     for r in &records {
         assert_eq!(r.value, value_at("a", r.offset.0));
         assert_eq!(r.key, (r.offset.0 % 2 == 0).then(|| Bytes::from(format!("k{}", r.offset.0))));
         assert_eq!(r.timestamp_ms, if r.offset.0 < 3 { 10 } else { 20 }, "LogAppendTime");
     }
-    assert_eq!(offsets(&log.read(Offset(2), Offset(4), u32::MAX).unwrap()), vec![2, 3]);
+    assert_eq!(offsets(&log.read(&storage, Offset(2), Offset(4), u32::MAX).unwrap()), vec![2, 3]);
     assert_eq!(log.size_bytes(), storage.len(&format!("{DIR}/00000000000000000000.log")).unwrap());
     check_invariants(&log, &storage);
 }
@@ -149,13 +160,13 @@ fn read_honours_max_bytes_but_always_returns_one() {
     let mut storage = MemStorage::new();
     let mut log = open_log(&mut storage, LogConfig::default());
     append(&mut log, &mut storage, 0, "a", 10);
-    let one = read_all(&log)[0].size_bytes() as u32; // every record here is about this size
-    assert_eq!(offsets(&log.read(Offset(0), Offset(10), 3 * one).unwrap()), vec![0, 1, 2]);
-    assert_eq!(offsets(&log.read(Offset(4), Offset(10), 2 * one + 1).unwrap()), vec![4, 5]);
-    assert_eq!(offsets(&log.read(Offset(7), Offset(10), 1).unwrap()), vec![7], "at least one");
-    assert_eq!(offsets(&log.read(Offset(7), Offset(10), 0).unwrap()), vec![7], "at least one");
-    let budget: usize = read_all(&log)[..6].iter().map(|r| r.size_bytes()).sum();
-    assert_eq!(log.read(Offset(0), Offset(10), budget as u32).unwrap().len(), 6, "exact fit");
+    let one = read_all(&log, &storage)[0].size_bytes() as u32; // every record here is about this size
+    assert_eq!(offsets(&log.read(&storage, Offset(0), Offset(10), 3 * one).unwrap()), vec![0, 1, 2]);
+    assert_eq!(offsets(&log.read(&storage, Offset(4), Offset(10), 2 * one + 1).unwrap()), vec![4, 5]);
+    assert_eq!(offsets(&log.read(&storage, Offset(7), Offset(10), 1).unwrap()), vec![7], "at least one");
+    assert_eq!(offsets(&log.read(&storage, Offset(7), Offset(10), 0).unwrap()), vec![7], "at least one");
+    let budget: usize = read_all(&log, &storage)[..6].iter().map(|r| r.size_bytes()).sum();
+    assert_eq!(log.read(&storage, Offset(0), Offset(10), budget as u32).unwrap().len(), 6, "exact fit");
 }
 
 #[test]
@@ -164,11 +175,15 @@ fn read_stops_before_max_offset() {
     let mut log = open_log(&mut storage, small_config());
     fill(&mut log, &mut storage, "a", 10, 3);
     assert!(log.segment_count() > 2);
-    assert_eq!(offsets(&log.read(Offset(2), Offset(20), u32::MAX).unwrap()), (2..20).collect::<Vec<_>>());
-    assert_eq!(log.read(Offset(5), Offset(5), u32::MAX), Ok(vec![]));
-    assert_eq!(log.read(Offset(6), Offset(5), u32::MAX), Ok(vec![]));
-    assert_eq!(offsets(&log.read(Offset(28), Offset(1000), u32::MAX).unwrap()), vec![28, 29], "capped at LEO");
-    assert_eq!(log.read(Offset(30), Offset(1000), u32::MAX), Ok(vec![]), "from == LEO");
+    assert_eq!(offsets(&log.read(&storage, Offset(2), Offset(20), u32::MAX).unwrap()), (2..20).collect::<Vec<_>>());
+    assert_eq!(log.read(&storage, Offset(5), Offset(5), u32::MAX), Ok(vec![]));
+    assert_eq!(log.read(&storage, Offset(6), Offset(5), u32::MAX), Ok(vec![]));
+    assert_eq!(
+        offsets(&log.read(&storage, Offset(28), Offset(1000), u32::MAX).unwrap()),
+        vec![28, 29],
+        "capped at LEO"
+    );
+    assert_eq!(log.read(&storage, Offset(30), Offset(1000), u32::MAX), Ok(vec![]), "from == LEO");
 }
 
 #[test]
@@ -181,14 +196,17 @@ fn reads_outside_the_log_are_out_of_range() {
     let (log_start, log_end) = (log.log_start_offset(), log.log_end_offset());
     assert!(log_start > Offset(0));
     let below = Offset(log_start.0 - 1);
-    assert_eq!(log.read(below, log_end, 100), Err(LogError::OffsetOutOfRange { requested: below, log_start, log_end }));
+    assert_eq!(
+        log.read(&storage, below, log_end, 100),
+        Err(LogError::OffsetOutOfRange { requested: below, log_start, log_end })
+    );
     let above = log_end.next();
     assert_eq!(
-        log.read(above, Offset(100), 100),
+        log.read(&storage, above, Offset(100), 100),
         Err(LogError::OffsetOutOfRange { requested: above, log_start, log_end })
     );
-    assert_eq!(log.read(log_start, log_end, u32::MAX).unwrap()[0].offset, log_start);
-    let message = log.read(above, Offset(100), 100).unwrap_err().to_string();
+    assert_eq!(log.read(&storage, log_start, log_end, u32::MAX).unwrap()[0].offset, log_start);
+    let message = log.read(&storage, above, Offset(100), 100).unwrap_err().to_string();
     assert_eq!(message, format!("offset {above} is outside the log [{log_start}, {log_end}]"));
 }
 
@@ -207,7 +225,7 @@ fn segments_roll_by_size() {
     let names: Vec<String> = storage.list(&format!("{DIR}/")).into_iter().filter(|f| f.ends_with(".log")).collect();
     let bases: Vec<String> = log.segments.iter().map(|s| format!("{DIR}/{:020}.log", s.base_offset.0)).collect();
     assert_eq!(names, bases);
-    assert_eq!(offsets(&read_all(&log)), (0..60).collect::<Vec<_>>());
+    assert_eq!(offsets(&read_all(&log, &storage)), (0..60).collect::<Vec<_>>());
     check_invariants(&log, &storage);
 }
 
@@ -220,7 +238,7 @@ fn a_batch_bigger_than_a_segment_gets_a_segment_of_its_own() {
     append(&mut log, &mut storage, 0, "a", 1);
     assert_eq!(log.segment_count(), 3);
     assert!(log.segments[0].size_bytes > 100);
-    assert_eq!(offsets(&read_all(&log)), (0..21).collect::<Vec<_>>());
+    assert_eq!(offsets(&read_all(&log, &storage)), (0..21).collect::<Vec<_>>());
     check_invariants(&log, &storage);
 }
 
@@ -293,7 +311,7 @@ fn truncate_mid_segment_then_append_continues() {
     assert_eq!((log.log_end_offset(), log.segment_count()), (cut, segments));
     check_invariants(&log, &storage);
     assert_eq!(append(&mut log, &mut storage, 50, "b", 2).base_offset, cut);
-    let records = read_all(&log);
+    let records = read_all(&log, &storage);
     assert_eq!(offsets(&records), (0..cut.0 + 2).collect::<Vec<_>>());
     assert_eq!(records[cut.0 as usize - 1].value, value_at("a", cut.0 - 1));
     assert_eq!(records[cut.0 as usize].value, value_at("b", cut.0));
@@ -309,7 +327,7 @@ fn truncate_inside_a_batch_keeps_its_prefix() {
     append(&mut log, &mut storage, 5, "a", 4);
     append(&mut log, &mut storage, 6, "a", 5);
     log.truncate_to(&mut storage, Offset(6));
-    assert_eq!(offsets(&read_all(&log)), vec![0, 1, 2, 3, 4, 5]);
+    assert_eq!(offsets(&read_all(&log, &storage)), vec![0, 1, 2, 3, 4, 5]);
     check_invariants(&log, &storage);
     // The file is byte-identical to one where the batch was that short to begin with.
     let mut direct_storage = MemStorage::new();
@@ -319,8 +337,8 @@ fn truncate_inside_a_batch_keeps_its_prefix() {
     let file = format!("{DIR}/00000000000000000000.log");
     assert_eq!(storage.read(&file), direct_storage.read(&file));
     let reopened = open_log(&mut storage, LogConfig::default());
-    assert_eq!(read_all(&reopened), read_all(&log));
-    assert_eq!(read_all(&reopened)[5].timestamp_ms, 6);
+    assert_eq!(read_all(&reopened, &storage), read_all(&log, &storage));
+    assert_eq!(read_all(&reopened, &storage)[5].timestamp_ms, 6);
 }
 
 #[test]
@@ -340,7 +358,7 @@ fn truncate_across_segments_deletes_their_files() {
     assert_eq!((log.segment_count(), log.log_end_offset()), (1, second_base));
     check_invariants(&log, &storage);
     append(&mut log, &mut storage, 99, "b", 3);
-    assert_eq!(read_all(&log).last().unwrap().value, value_at("b", second_base.0 + 2));
+    assert_eq!(read_all(&log, &storage).last().unwrap().value, value_at("b", second_base.0 + 2));
     check_invariants(&log, &storage);
 }
 
@@ -383,7 +401,7 @@ fn retention_by_size_keeps_at_least_retention_bytes() {
     assert!(log.size_bytes() >= 1000 && log.size_bytes() - log.segments[0].size_bytes < 1000);
     assert_eq!(log.log_start_offset(), before[deleted].0);
     assert!(before[..deleted].iter().all(|(_, _, file)| storage.len(file).is_none()));
-    assert_eq!(read_all(&log)[0].offset, log.log_start_offset());
+    assert_eq!(read_all(&log, &storage)[0].offset, log.log_start_offset());
     assert_eq!(log.apply_retention(&mut storage, 0), 0, "idempotent");
     check_invariants(&log, &storage);
 }
@@ -419,7 +437,7 @@ fn reopen_reads_back_exactly_what_was_written() {
     log.apply_retention(&mut storage, 0);
     let files_before = storage.clone();
     let reopened = open_log(&mut storage, config.clone());
-    assert_eq!(read_all(&reopened), read_all(&log));
+    assert_eq!(read_all(&reopened, &storage), read_all(&log, &storage));
     assert_eq!(
         (reopened.log_start_offset(), reopened.log_end_offset()),
         (log.log_start_offset(), log.log_end_offset())
@@ -452,7 +470,7 @@ fn recovery_cuts_a_torn_tail_batch() {
         torn.truncate(&file, full - tear);
         let reopened = open_log(&mut torn, LogConfig::default());
         assert_eq!(reopened.log_end_offset(), Offset(9), "tear of {tear} bytes");
-        assert_eq!(read_all(&reopened), read_all(&log)[..9].to_vec());
+        assert_eq!(read_all(&reopened, &torn), read_all(&log, &storage)[..9].to_vec());
         assert_eq!(torn.len(&file), Some(last_batch.position), "file cut at the batch boundary");
         check_invariants(&reopened, &torn);
     }
@@ -465,13 +483,14 @@ fn recovery_drops_a_batch_whose_crc_fails() {
     fill(&mut log, &mut storage, "a", 4, 3);
     let file = last_log_file(&log);
     let last_batch = *log.active().batches.last().unwrap();
+    let written = read_all(&log, &storage);
     let mut bytes = storage.read(&file).unwrap();
     let flip_at = (last_batch.position + last_batch.size_bytes - 3) as usize; // inside a value
     bytes[flip_at] ^= 0x01;
     storage.write_all(&file, &bytes);
     let reopened = open_log(&mut storage, LogConfig::default());
     assert_eq!(reopened.log_end_offset(), Offset(9));
-    assert_eq!(read_all(&reopened), read_all(&log)[..9].to_vec());
+    assert_eq!(read_all(&reopened, &storage), written[..9].to_vec());
     check_invariants(&reopened, &storage);
 }
 
@@ -483,13 +502,14 @@ fn recovery_after_corruption_mid_log_drops_everything_after_it() {
     assert!(log.segment_count() >= 4);
     let victim = &log.segments[1];
     let second_batch = victim.batches[1];
+    let written = read_all(&log, &storage);
     let mut bytes = storage.read(&victim.log_file).unwrap();
     bytes[second_batch.position as usize + 30] ^= 0xff; // in the CRC-covered header
     storage.write_all(&victim.log_file, &bytes);
     let reopened = open_log(&mut storage, small_config());
     assert_eq!(reopened.segment_count(), 2);
     assert_eq!(reopened.log_end_offset(), second_batch.base_offset);
-    assert_eq!(read_all(&reopened), read_all(&log)[..second_batch.base_offset.0 as usize].to_vec());
+    assert_eq!(read_all(&reopened, &storage), written[..second_batch.base_offset.0 as usize].to_vec());
     check_invariants(&reopened, &storage);
 }
 
@@ -542,7 +562,7 @@ fn recovery_rejects_misnamed_segments_and_ignores_other_files() {
     storage.write_all(&format!("{DIR}/leader-epoch-checkpoint"), b"0\n");
     storage.write_all("t0-30/00000000000000000000.log", b"another partition");
     let reopened = open_log(&mut storage, LogConfig::default());
-    assert_eq!(read_all(&reopened), read_all(&log));
+    assert_eq!(read_all(&reopened, &storage), read_all(&log, &storage));
     storage.write_all(&format!("{DIR}/12.log"), b"");
     let err = PartitionLog::open(DIR, LogConfig::default(), &Plants::none(), &mut storage).unwrap_err();
     assert!(matches!(&err, LogError::Corrupt { file, .. } if file == "t0-3/12.log"), "{err}");
@@ -554,11 +574,12 @@ fn offset_reuse_plant_hands_out_the_last_offset_again() {
     let mut storage = MemStorage::new();
     let mut log = open_log(&mut storage, small_config());
     fill(&mut log, &mut storage, "a", 3, 2);
+    let written = read_all(&log, &storage);
     let plants = Plants::none().with(Plant::OffsetReuse);
     let mut planted = PartitionLog::open(DIR, small_config(), &plants, &mut storage).unwrap();
     assert_eq!(planted.log_end_offset(), Offset(5));
     assert_eq!(append(&mut planted, &mut storage, 9, "b", 1).base_offset, Offset(5));
-    assert_ne!(read_all(&planted)[5].value, read_all(&log)[5].value, "offset 5 now names another record");
+    assert_ne!(read_all(&planted, &storage)[5].value, written[5].value, "offset 5 now names another record");
     check_invariants(&planted, &storage);
     // Without the plant the same files reopen with every offset fresh.
     let clean = open_log(&mut storage, small_config());
@@ -581,8 +602,8 @@ fn append_in(log: &mut PartitionLog, storage: &mut MemStorage, epoch: i32, now_m
 }
 
 /// (offset, epoch) of every record.
-fn record_epochs(log: &PartitionLog) -> Vec<(i64, i32)> {
-    read_all(log).iter().map(|r| (r.offset.0, r.leader_epoch.0)).collect()
+fn record_epochs(log: &PartitionLog, storage: &dyn Storage) -> Vec<(i64, i32)> {
+    read_all(log, storage).iter().map(|r| (r.offset.0, r.leader_epoch.0)).collect()
 }
 
 /// `end_offset_for_epoch` as plain numbers; `None` = undefined.
@@ -607,7 +628,7 @@ fn epochs_are_kept_per_record_and_in_the_cache() {
     let log = kafka_example(&mut storage, small_config());
     assert!(log.segment_count() >= 2, "fixture: epochs span segments");
     let expected: Vec<(i64, i32)> = (0..30).map(|o| (o, [0, 2, 5][o as usize / 10])).collect();
-    assert_eq!(record_epochs(&log), expected);
+    assert_eq!(record_epochs(&log, &storage), expected);
     assert_eq!(epoch_pairs(&log), vec![(0, 0), (2, 10), (5, 20)]);
     assert_eq!(log.latest_epoch(), Some(LeaderEpoch(5)));
     let cases = [(-1, None), (0, Some((0, 10))), (1, Some((0, 10))), (2, Some((2, 20))), (4, Some((2, 20)))];
@@ -627,7 +648,7 @@ fn reopen_rebuilds_the_cache_the_appends_built() {
     let reopened = open_log(&mut storage, small_config());
     assert_eq!(reopened.epoch_cache(), log.epoch_cache());
     assert_eq!(epoch_pairs(&reopened), vec![(0, 0), (2, 10), (5, 20), (8, 30)]);
-    assert_eq!(read_all(&reopened), read_all(&log), "epochs included");
+    assert_eq!(read_all(&reopened, &storage), read_all(&log, &storage), "epochs included");
     check_invariants(&reopened, &storage);
 }
 
@@ -647,13 +668,13 @@ fn append_replicated_keeps_the_leaders_offsets_timestamps_and_epochs() {
     for (i, epoch) in [0, 0, 1, 1, 1, 4, 6, 6].into_iter().enumerate() {
         append_in(&mut leader, &mut leader_storage, epoch, 100 + i as u64, 1 + i % 3);
     }
-    let all = read_all(&leader);
+    let all = read_all(&leader, &leader_storage);
     // In one go: the follower's files are the leader's, byte for byte.
     let mut storage = MemStorage::new();
     let mut follower = open_log(&mut storage, config.clone());
     let info = follower.append_replicated(&mut storage, &all).unwrap();
     assert_eq!(info, AppendInfo { base_offset: Offset(0), last_offset: Offset(all.len() as i64 - 1) });
-    assert_eq!(read_all(&follower), all);
+    assert_eq!(read_all(&follower, &storage), all);
     assert_eq!(follower.epoch_cache(), leader.epoch_cache());
     assert_eq!(storage.list(""), leader_storage.list(""));
     for file in storage.list("") {
@@ -664,13 +685,14 @@ fn append_replicated_keeps_the_leaders_offsets_timestamps_and_epochs() {
     let mut storage = MemStorage::new();
     let mut follower = open_log(&mut storage, config.clone());
     while follower.log_end_offset() < leader.log_end_offset() {
-        let fetched = leader.read(follower.log_end_offset(), leader.log_end_offset(), 40).unwrap();
+        let fetched = leader.read(&leader_storage, follower.log_end_offset(), leader.log_end_offset(), 40).unwrap();
         follower.append_replicated(&mut storage, &fetched).unwrap();
         check_invariants(&follower, &storage);
     }
-    assert_eq!(read_all(&follower), all);
+    assert_eq!(read_all(&follower, &storage), all);
     assert_eq!(epoch_pairs(&follower), vec![(0, 0), (1, 3), (4, 9), (6, 12)]);
-    assert_eq!(read_all(&open_log(&mut storage, config)), all, "and after a reopen");
+    let reopened = open_log(&mut storage, config);
+    assert_eq!(read_all(&reopened, &storage), all, "and after a reopen");
 }
 
 #[test]
@@ -743,9 +765,9 @@ fn truncation_forgets_later_epochs_and_new_ones_append_after_it() {
     };
     log.append_replicated(&mut storage, &[replicated]).unwrap();
     assert_eq!(epoch_pairs(&log), vec![(0, 0), (2, 10), (7, 13), (9, 15)]);
-    let epochs: Vec<i32> = record_epochs(&log).iter().map(|&(_, epoch)| epoch).collect();
+    let epochs: Vec<i32> = record_epochs(&log, &storage).iter().map(|&(_, epoch)| epoch).collect();
     assert_eq!(epochs, [vec![0; 10], vec![2; 3], vec![7; 2], vec![9]].concat());
-    assert_eq!(read_all(&log)[12].value, value_at("e2", 12), "the kept records are untouched");
+    assert_eq!(read_all(&log, &storage)[12].value, value_at("e2", 12), "the kept records are untouched");
     assert_eq!(end_for(&log, 8), Some((7, 15)));
     check_invariants(&log, &storage);
     assert_eq!(open_log(&mut storage, small_config()).epoch_cache(), log.epoch_cache());

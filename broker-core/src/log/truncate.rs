@@ -32,10 +32,19 @@ impl PartitionLog {
             active.truncate_to(storage, offset, interval, &mut self.scratch);
             self.size_bytes += active.size_bytes;
         }
-        self.log_end = offset;
-        assert_eq!(self.active().end_offset(), offset);
-        assert!(self.log_start_offset() < self.log_end && !self.active().is_empty());
-        assert!(self.epochs.latest_epoch().is_some(), "the epoch of the records kept is kept");
+        // A cut batch that no longer reads back intact goes whole, so the log
+        // may end below `offset`; then a segment it emptied goes too.
+        if self.segments.len() > 1 && self.active().is_empty() {
+            self.segments.pop().expect("len > 1").delete_files(storage);
+        }
+        self.log_end = self.active().end_offset();
+        assert!(self.log_end <= offset);
+        if self.log_end < offset {
+            self.epochs.truncate_from_end(self.log_end);
+        }
+        assert!(self.log_start_offset() <= self.log_end);
+        let empty = self.log_start_offset() == self.log_end;
+        assert_eq!(self.epochs.latest_epoch().is_none(), empty, "the epoch of the records kept is kept");
     }
 
     /// Deletes every segment and starts an empty one at `offset`.
