@@ -82,7 +82,7 @@ impl Plant {
             }
             Plant::AckOnLeaderAppend => "acks=all is answered at the leader's append (caught by no-lost-acked-write)",
             Plant::IgnoreMinIsr => {
-                "the HW advances below min.insync.replicas (loses data only with power loss; no scenario catches it yet)"
+                "acks=all appends and the HW ignore min.insync.replicas (caught with a power loss by no-lost-acked-write, in min-isr-ignored-power-loss)"
             }
             Plant::UncleanAlways => {
                 "elections may pick a replica outside the ISR (caught by leadership; the losses by no-lost-acked-write, hw-consistency)"

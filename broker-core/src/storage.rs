@@ -1,19 +1,42 @@
 //! The storage seam: a node's files as named byte arrays.
 //!
-//! The log writes segments and indexes through this trait; the simulator
-//! implements it with a per-node disk that outlives process crashes, and the
-//! disk-fault work will add page cache, fsync and power loss behind the same
-//! calls. `MemStorage` is the plain implementation used by unit tests.
+//! The log writes segments, indexes and checkpoints through this trait. The
+//! simulator implements it with a per-node disk that has a page cache in
+//! front of durable media: a write is visible to reads at once but survives
+//! a power loss only after [`Storage::fsync`] (or the kernel's writeback).
+//! Writes can fail (a full disk); the broker treats that as Kafka treats an
+//! IOException in its only log directory: it stops. `MemStorage` is the plain
+//! implementation used by unit tests: durable at once, never full.
 
 use std::collections::BTreeMap;
+use std::fmt;
+
+/// Why a write did not complete.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StorageError {
+    /// No space left on the device (ENOSPC). Part of the data may have
+    /// reached the file before the disk filled up.
+    DiskFull { file: String },
+}
+
+impl fmt::Display for StorageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StorageError::DiskFull { file } => write!(f, "no space left on device writing {file}"),
+        }
+    }
+}
+
+impl std::error::Error for StorageError {}
 
 /// Files addressed by path (`"t0-3/00000000000000000000.log"`). All calls are
-/// synchronous: the simulated disk completes them at once.
+/// synchronous: the simulated disk completes them at once (a write lands in
+/// the page cache; `fsync` makes the file durable).
 pub trait Storage {
     /// Appends to the end of `file`, creating it if absent.
-    fn append(&mut self, file: &str, data: &[u8]);
+    fn append(&mut self, file: &str, data: &[u8]) -> Result<(), StorageError>;
     /// Overwrites `file` with `data`, creating it if absent.
-    fn write_all(&mut self, file: &str, data: &[u8]);
+    fn write_all(&mut self, file: &str, data: &[u8]) -> Result<(), StorageError>;
     /// The whole content of `file`, or `None` if it does not exist.
     fn read(&self, file: &str) -> Option<Vec<u8>>;
     /// Bytes `[position, position + len)` of `file`, or `None` if it does not
@@ -23,16 +46,44 @@ pub trait Storage {
     fn len(&self, file: &str) -> Option<u64>;
     /// Cuts `file` to `len` bytes (no-op if shorter or absent).
     fn truncate(&mut self, file: &str, len: u64);
-    /// Removes `file` (no-op if absent).
+    /// Removes `file` (no-op if absent). Durable at once.
     fn delete(&mut self, file: &str);
+    /// Moves `from` over `to` atomically, replacing `to`. Durable at once as
+    /// a name change; the bytes are as durable as `from`'s were.
+    fn rename(&mut self, from: &str, to: &str);
+    /// Makes everything written to `file` so far survive a power loss.
+    fn fsync(&mut self, file: &str);
     /// Every file whose path starts with `prefix`, sorted.
     fn list(&self, prefix: &str) -> Vec<String>;
 }
 
-/// An in-memory file store: durable at once, no faults.
+/// The names in `files` that start with `prefix`, sorted: `Storage::list`
+/// over a map of files.
+pub fn names_with_prefix<V>(files: &BTreeMap<String, V>, prefix: &str) -> Vec<String> {
+    files.range(prefix.to_string()..).take_while(|(k, _)| k.starts_with(prefix)).map(|(k, _)| k.clone()).collect()
+}
+
+/// Replaces `file` with `data` so that a power loss leaves either the old or
+/// the new content, never a mix or nothing: write a temporary file, sync it,
+/// rename it over `file` (how Kafka writes its checkpoint files).
+pub fn write_durably(storage: &mut dyn Storage, file: &str, data: &[u8]) -> Result<(), StorageError> {
+    let tmp = format!("{file}.tmp");
+    storage.write_all(&tmp, data)?;
+    storage.fsync(&tmp);
+    storage.rename(&tmp, file);
+    Ok(())
+}
+
+/// An in-memory file store: never full, no faults. Everything written is
+/// kept through a process crash; [`MemStorage::power_loss`] cuts each file
+/// back to what was last synced (a simple model for unit tests; the
+/// simulator's disk is the full one).
 #[derive(Clone, Debug, Default)]
 pub struct MemStorage {
     files: BTreeMap<String, Vec<u8>>,
+    /// Per file, the length at its last fsync (absent: never synced).
+    synced_len: BTreeMap<String, usize>,
+    fsyncs: u64,
 }
 
 impl MemStorage {
@@ -43,10 +94,26 @@ impl MemStorage {
     pub fn total_bytes(&self) -> u64 {
         self.files.values().map(|f| f.len() as u64).sum()
     }
+    /// How many fsyncs were made.
+    pub fn fsyncs(&self) -> u64 {
+        self.fsyncs
+    }
+    /// Every file falls back to its length at its last fsync; never-synced
+    /// files vanish.
+    pub fn power_loss(&mut self) {
+        let synced = &self.synced_len;
+        self.files.retain(|name, data| match synced.get(name) {
+            Some(&len) => {
+                data.truncate(len);
+                true
+            }
+            None => false,
+        });
+    }
 }
 
 impl Storage for MemStorage {
-    fn append(&mut self, file: &str, data: &[u8]) {
+    fn append(&mut self, file: &str, data: &[u8]) -> Result<(), StorageError> {
         // The hot path appends to an existing file: no path allocation then.
         match self.files.get_mut(file) {
             Some(f) => f.extend_from_slice(data),
@@ -54,8 +121,9 @@ impl Storage for MemStorage {
                 self.files.insert(file.to_string(), data.to_vec());
             }
         }
+        Ok(())
     }
-    fn write_all(&mut self, file: &str, data: &[u8]) {
+    fn write_all(&mut self, file: &str, data: &[u8]) -> Result<(), StorageError> {
         match self.files.get_mut(file) {
             Some(f) => {
                 f.clear();
@@ -65,6 +133,10 @@ impl Storage for MemStorage {
                 self.files.insert(file.to_string(), data.to_vec());
             }
         }
+        if let Some(len) = self.synced_len.get_mut(file) {
+            *len = (*len).min(data.len());
+        }
+        Ok(())
     }
     fn read(&self, file: &str) -> Option<Vec<u8>> {
         self.files.get(file).cloned()
@@ -82,16 +154,31 @@ impl Storage for MemStorage {
         if let Some(f) = self.files.get_mut(file) {
             f.truncate(len as usize);
         }
+        if let Some(synced) = self.synced_len.get_mut(file) {
+            *synced = (*synced).min(len as usize);
+        }
     }
     fn delete(&mut self, file: &str) {
         self.files.remove(file);
+        self.synced_len.remove(file);
+    }
+    fn rename(&mut self, from: &str, to: &str) {
+        if let Some(data) = self.files.remove(from) {
+            self.files.insert(to.to_string(), data);
+            match self.synced_len.remove(from) {
+                Some(len) => self.synced_len.insert(to.to_string(), len),
+                None => self.synced_len.remove(to),
+            };
+        }
+    }
+    fn fsync(&mut self, file: &str) {
+        if let Some(f) = self.files.get(file) {
+            self.synced_len.insert(file.to_string(), f.len());
+            self.fsyncs += 1;
+        }
     }
     fn list(&self, prefix: &str) -> Vec<String> {
-        self.files
-            .range(prefix.to_string()..)
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(k, _)| k.clone())
-            .collect()
+        names_with_prefix(&self.files, prefix)
     }
 }
 
@@ -103,10 +190,10 @@ pub struct SharedMemStorage(std::rc::Rc<std::cell::RefCell<MemStorage>>);
 
 #[cfg(test)]
 impl Storage for SharedMemStorage {
-    fn append(&mut self, file: &str, data: &[u8]) {
+    fn append(&mut self, file: &str, data: &[u8]) -> Result<(), StorageError> {
         self.0.borrow_mut().append(file, data)
     }
-    fn write_all(&mut self, file: &str, data: &[u8]) {
+    fn write_all(&mut self, file: &str, data: &[u8]) -> Result<(), StorageError> {
         self.0.borrow_mut().write_all(file, data)
     }
     fn read(&self, file: &str) -> Option<Vec<u8>> {
@@ -123,6 +210,12 @@ impl Storage for SharedMemStorage {
     }
     fn delete(&mut self, file: &str) {
         self.0.borrow_mut().delete(file)
+    }
+    fn rename(&mut self, from: &str, to: &str) {
+        self.0.borrow_mut().rename(from, to)
+    }
+    fn fsync(&mut self, file: &str) {
+        self.0.borrow_mut().fsync(file)
     }
     fn list(&self, prefix: &str) -> Vec<String> {
         self.0.borrow().list(prefix)

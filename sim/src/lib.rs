@@ -5,6 +5,7 @@ pub mod bench;
 pub mod checker;
 pub mod cli;
 pub mod clock;
+pub mod disk;
 pub mod history;
 pub mod nemesis;
 pub mod net;

@@ -2,6 +2,7 @@
 //! through madsim (kill, restart, pause, resume, link clogging, network
 //! config) or ksim's clocks (skew), traced, and undoable by `heal_all`.
 
+use crate::disk::{Disk, DiskFaults};
 use crate::rng::{stream, Purpose};
 use crate::scenario::{Fault, NemesisSpec};
 use crate::trace::TraceEvent;
@@ -51,6 +52,7 @@ impl Nemesis {
                 let n = self.node(node);
                 if self.crashed.insert(n) {
                     self.paused.remove(&n);
+                    self.world.take_halted(n);
                     self.handle.kill(self.node_ids[n]);
                 }
                 Undo::Fault(Fault::Restart { node: node.clone() })
@@ -58,8 +60,9 @@ impl Nemesis {
             Fault::Restart { node } => {
                 // Only a crashed node restarts; a running one is left alone (a
                 // crash and a restart are two verbs, so schedules say which).
+                // A node that halted itself is as good as crashed.
                 let n = self.node(node);
-                if self.crashed.remove(&n) {
+                if self.crashed.remove(&n) || self.world.take_halted(n) {
                     self.handle.restart(self.node_ids[n]);
                 }
                 Undo::Nothing
@@ -117,6 +120,60 @@ impl Nemesis {
                 self.world.clocks.set_skew(n, *skew_ms);
                 Undo::Fault(Fault::Skew { node: node.clone(), skew_ms: 0 })
             }
+            Fault::PowerLoss { nodes, torn } => {
+                // All at the same instant: the processes die, then the page
+                // caches go (a correlated loss when several are named).
+                let ns: Vec<usize> = nodes.iter().map(|name| self.node(name)).collect();
+                for &n in &ns {
+                    if self.crashed.insert(n) {
+                        self.paused.remove(&n);
+                        self.world.take_halted(n);
+                        self.handle.kill(self.node_ids[n]);
+                    }
+                }
+                for &n in &ns {
+                    self.disk(n).with(|d| d.power_loss(*torn));
+                }
+                match nodes.as_slice() {
+                    [one] => Undo::Fault(Fault::Restart { node: one.clone() }),
+                    _ => Undo::Faults(nodes.iter().map(|node| Fault::Restart { node: node.clone() }).collect()),
+                }
+            }
+            Fault::DiskFault { node, faults } => {
+                let faults = DiskFaults {
+                    bit_flip_read: faults.bit_flip_read,
+                    bit_flip_write: faults.bit_flip_write,
+                    lost_write: faults.lost_write,
+                    misdirected_write: faults.misdirected_write,
+                };
+                self.disk(self.node(node)).with(|d| d.set_faults(faults));
+                Undo::Fault(Fault::DiskHeal { node: node.clone() })
+            }
+            Fault::DiskFull { node } => {
+                self.disk(self.node(node)).with(Disk::fill);
+                Undo::Fault(Fault::DiskHeal { node: node.clone() })
+            }
+            Fault::DiskHeal { node } => {
+                let n = self.node(node);
+                self.heal_disk(n);
+                Undo::Nothing
+            }
+        }
+    }
+
+    fn disk(&self, node: usize) -> &crate::disk::SharedDisk {
+        self.world.disk_of(node).expect("scenario validated: only brokers and the controller have disks")
+    }
+
+    /// Ends a disk's faults and fullness; a node that halted on it boots again
+    /// (as an operator would restart Kafka after freeing space).
+    fn heal_disk(&mut self, n: usize) {
+        self.disk(n).with(|d| {
+            d.set_faults(DiskFaults::default());
+            d.unfill();
+        });
+        if self.world.take_halted(n) && !self.crashed.contains(&n) {
+            self.handle.restart(self.node_ids[n]);
         }
     }
 
@@ -138,6 +195,11 @@ impl Nemesis {
             Undo::Nothing => {}
             Undo::Fault(fault) => {
                 self.apply(&fault);
+            }
+            Undo::Faults(faults) => {
+                for fault in faults {
+                    self.apply(&fault);
+                }
             }
             Undo::Unclog(links) => {
                 self.world.trace(SUPERVISOR, TraceEvent::Fault { what: format!("unclog {} links", links.len()) });
@@ -172,6 +234,10 @@ impl Nemesis {
         for n in std::mem::take(&mut self.crashed) {
             self.handle.restart(self.node_ids[n]);
         }
+        let with_disks: Vec<usize> = self.world.all_disks().map(|(n, _)| n).collect();
+        for n in with_disks {
+            self.heal_disk(n);
+        }
         let network = &self.world.scenario.network;
         set_latency(network.latency_ms.0, network.latency_ms.1);
         let loss = network.loss;
@@ -186,6 +252,7 @@ impl Nemesis {
 pub enum Undo {
     Nothing,
     Fault(Fault),
+    Faults(Vec<Fault>),
     /// Uncut the links this fault cut.
     Unclog(Vec<(usize, usize)>),
 }
@@ -234,6 +301,8 @@ impl RandomNemesis {
             ("loss", s.loss),
             ("latency", s.latency),
             ("skew", s.skew),
+            ("power-loss", s.power_loss),
+            ("disk-fault", s.disk_fault),
         ];
         let on: Vec<String> = kinds.iter().filter(|(_, p)| *p > 0.0).map(|(k, p)| format!("{k} {p:.3}")).collect();
         if on.is_empty() {
@@ -286,6 +355,18 @@ impl RandomNemesis {
             let skew_ms = self.rng.gen_range(-s.max_skew_ms..=s.max_skew_ms);
             out.push(Fault::Skew { node, skew_ms });
         }
+        // Kinds added later come last, and `roll` draws nothing for a kind
+        // at 0, so scenarios without them keep their seeds' faults.
+        if roll(&mut self.rng, s.power_loss) {
+            // Brokers and the controller have disks; the undo restarts it.
+            let node = self.brokers.choose(&mut self.rng).expect("a broker").clone();
+            out.push(Fault::PowerLoss { nodes: vec![node], torn: self.rng.gen_bool(0.5) });
+        }
+        if roll(&mut self.rng, s.disk_fault) {
+            let node = self.brokers.choose(&mut self.rng).expect("a broker").clone();
+            let faults = crate::scenario::DiskFaultSpec { bit_flip_read: s.disk_fault_rate, ..Default::default() };
+            out.push(Fault::DiskFault { node, faults });
+        }
         out.into_iter().map(|f| (f, Duration::from_millis(self.rng.gen_range(lo..=hi.max(lo))))).collect()
     }
 }
@@ -303,15 +384,25 @@ fn swarm(mut spec: NemesisSpec, rng: &mut ChaCha8Rng) -> NemesisSpec {
         &mut spec.loss,
         &mut spec.latency,
         &mut spec.skew,
+        &mut spec.power_loss,
+        &mut spec.disk_fault,
     ];
+    // The first `ORIGINAL` kinds draw whether configured or not (as they
+    // always have); kinds added since draw only when configured, so seeds of
+    // scenarios without them draw the same mix as before.
+    const ORIGINAL: usize = 7;
+    let draws = |i: usize, rate: f64| i < ORIGINAL || rate > 0.0;
     let configured: Vec<usize> = (0..rates.len()).filter(|&i| *rates[i] > 0.0).collect();
-    let mut kept: Vec<bool> = (0..rates.len()).map(|_| rng.gen_bool(0.5)).collect();
+    let mut kept: Vec<bool> = (0..rates.len()).map(|i| draws(i, *rates[i]) && rng.gen_bool(0.5)).collect();
     if !configured.iter().any(|&i| kept[i]) {
         if let Some(&i) = configured.choose(rng) {
             kept[i] = true;
         }
     }
     for (i, rate) in rates.into_iter().enumerate() {
+        if !draws(i, *rate) {
+            continue;
+        }
         let factor: f64 = rng.gen_range(0.5..2.0);
         *rate = if kept[i] { (*rate * factor).min(1.0) } else { 0.0 };
     }

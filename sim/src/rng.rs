@@ -14,6 +14,8 @@ pub enum Purpose {
     Nemesis = 2,
     /// Seeds handed to broker-core state machines (partitioner, planted bugs).
     Core = 3,
+    /// Each simulated disk's faults and torn writes.
+    Disk = 4,
 }
 
 /// The stream for `purpose`, instance `index`, of run `seed`.

@@ -98,6 +98,7 @@ pub fn run_seed(scenario: &Arc<Scenario>, seed: u64, options: &RunOptions) -> Ru
     config.net.send_latency = Duration::from_millis(lo)..Duration::from_millis(hi.max(lo) + 1);
     config.net.packet_loss_rate = scenario.network.loss;
     let mut rt = Runtime::with_seed_and_config(seed, config);
+    rt.add_simulator::<crate::disk::DiskSim>();
     rt.set_time_limit(
         Duration::from_millis(scenario.duration_ms + scenario.drain_timeout_ms + max_delivery_ms(scenario))
             + TIME_LIMIT_SLACK,
@@ -135,6 +136,9 @@ fn max_delivery_ms(scenario: &Scenario) -> u64 {
 /// Drives the run; returns a liveness finding if the drain did not finish.
 async fn supervise(world: Arc<World>) -> Option<String> {
     let mut node_ids = spawn_nodes(&world);
+    if has_power_loss(&world.scenario) {
+        madsim::task::spawn(writeback(world.clone()));
+    }
     let finding = supervise_phases(&world, &mut node_ids).await;
     // Stop every node and let the executor drop their tasks before the
     // runtime goes: madsim leaks a task that is still pending when its runtime
@@ -227,6 +231,29 @@ async fn settle_and_snapshot(world: &World) {
 /// Slack added to the settle and snapshot waits (simulated ms).
 const SETTLE_SLACK_MS: u64 = 1_000;
 
+/// Whether a power loss can happen in this scenario (timed or random).
+fn has_power_loss(scenario: &crate::scenario::Scenario) -> bool {
+    let timed = scenario.faults.iter().any(|f| matches!(f.fault, crate::scenario::Fault::PowerLoss { .. }));
+    timed || scenario.nemesis.as_ref().is_some_and(|n| n.power_loss > 0.0)
+}
+
+/// How often the kernel's flusher looks for expired dirty data (Linux's
+/// `dirty_writeback_centisecs`).
+const WRITEBACK_INTERVAL: Duration = Duration::from_millis(5_000);
+
+/// The kernels' writeback on every disk. Only a power loss can tell what
+/// was written back, so runs without one do not tick it (their schedule,
+/// and so their traces, stay as they were).
+async fn writeback(world: Arc<World>) {
+    loop {
+        let now_ms = world.clocks.elapsed().as_millis() as u64;
+        for (_, disk) in world.all_disks() {
+            disk.with(|d| d.writeback(now_ms));
+        }
+        sleep(WRITEBACK_INTERVAL).await;
+    }
+}
+
 fn spawn_nodes(world: &Arc<World>) -> Vec<NodeId> {
     let handle = Handle::current();
     let mut ids = Vec::with_capacity(world.nodes.len());
@@ -243,6 +270,9 @@ fn spawn_nodes(world: &Arc<World>) -> Vec<NodeId> {
             // The drain node is created when the drain starts.
             crate::world::NodeKind::Drain => break,
         };
+        if let Some(disk) = world.disk_of(index) {
+            madsim::plugin::simulator::<crate::disk::DiskSim>().attach(built.id(), disk.clone());
+        }
         ids.push(built.id());
     }
     ids

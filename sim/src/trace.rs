@@ -45,6 +45,10 @@ pub enum TraceEvent {
         partition: String,
         leader_epoch: i32,
     },
+    /// A node stopped itself after a failed disk write.
+    Halted {
+        reason: String,
+    },
 }
 
 #[derive(Serialize)]

@@ -3,13 +3,13 @@
 //! an `Arc`; a run is single-threaded, so the mutexes are never contended.
 
 use crate::clock::Clocks;
+use crate::disk::{Disk, SharedDisk};
 use crate::history::{Call, History, Outcome, ProcessId};
 use crate::scenario::Scenario;
 use crate::trace::{Trace, TraceEvent};
 use broker_core::broker::{ClusterLayout, TopicRequest};
 use broker_core::plant::Plants;
 use broker_core::protocol::Peer;
-use broker_core::storage::{MemStorage, Storage};
 use broker_core::types::BrokerId;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
@@ -55,7 +55,8 @@ pub struct World {
     pub clocks: Clocks,
     pub history: Mutex<History>,
     pub trace: Mutex<Trace>,
-    /// One disk per broker; survives kill and restart.
+    /// One disk per broker; survives kill and restart (the page cache too),
+    /// not power loss.
     pub disks: Vec<SharedDisk>,
     /// The controller's disk (its metadata survives its restarts).
     pub controller_disk: SharedDisk,
@@ -78,6 +79,9 @@ pub struct World {
     snapshot_wakers: Mutex<std::collections::BTreeMap<BrokerId, std::task::Waker>>,
     /// The random nemesis's fault mix for this seed, for the report.
     pub nemesis_mix: Mutex<Option<String>>,
+    /// Nodes that stopped themselves (a failed disk write) and stay down
+    /// until a `disk-heal` or the end-of-run heal restarts them.
+    halted: Mutex<std::collections::BTreeSet<usize>>,
 }
 
 impl World {
@@ -114,8 +118,9 @@ impl World {
         let topic_names: Vec<crate::history::TopicName> =
             layout.topics.iter().map(|t| t.name.as_str().into()).collect();
         World {
-            disks: (0..scenario.cluster.brokers).map(|_| SharedDisk::default()).collect(),
-            controller_disk: SharedDisk::default(),
+            disks: (0..scenario.cluster.brokers).map(|b| new_disk(&scenario, seed, u64::from(b))).collect(),
+            controller_disk: new_disk(&scenario, seed, u64::from(scenario.cluster.brokers)),
+            halted: Mutex::default(),
             clocks: Clocks::new(nodes.len()),
             trace: Mutex::new(Trace::new(names, keep_trace_lines)),
             history: Mutex::new(History::with_capacity(expected_sends(&scenario))),
@@ -289,6 +294,27 @@ impl World {
         self.snapshots_taken.lock().expect("lock").insert(broker);
     }
 
+    /// Every disk with its node index (brokers, then the controller).
+    pub fn all_disks(&self) -> impl Iterator<Item = (usize, &SharedDisk)> {
+        let controller = (self.controller_node(), &self.controller_disk);
+        self.disks.iter().enumerate().chain(std::iter::once(controller))
+    }
+
+    /// The disk of node `node`, if it has one.
+    pub fn disk_of(&self, node: usize) -> Option<&SharedDisk> {
+        self.all_disks().find(|(n, _)| *n == node).map(|(_, d)| d)
+    }
+
+    /// Node `node` stopped itself after a failed disk write.
+    pub fn mark_halted(&self, node: usize) {
+        self.halted.lock().expect("halted lock").insert(node);
+    }
+
+    /// Whether node `node` had halted (and forgets it: it is being restarted).
+    pub fn take_halted(&self, node: usize) -> bool {
+        self.halted.lock().expect("halted lock").remove(&node)
+    }
+
     pub fn snapshots_taken(&self) -> usize {
         self.snapshots_taken.lock().expect("lock").len()
     }
@@ -308,36 +334,14 @@ impl World {
     }
 }
 
-/// A broker's disk as the simulator keeps it: shared between the node's
-/// incarnations so a restarted broker recovers what its predecessor wrote.
-#[derive(Clone, Default)]
-pub struct SharedDisk(Arc<Mutex<MemStorage>>);
-
-impl Storage for SharedDisk {
-    fn append(&mut self, file: &str, data: &[u8]) {
-        self.0.lock().expect("disk lock").append(file, data)
+/// A node's disk, drawing its faults from its own stream of the run seed.
+fn new_disk(scenario: &Scenario, seed: u64, index: u64) -> SharedDisk {
+    let mut disk = Disk::new(crate::rng::stream(seed, crate::rng::Purpose::Disk, index));
+    disk.set_writeback_expire_ms(scenario.cluster.disk.writeback_expire_ms);
+    if let Some(capacity) = scenario.cluster.disk.capacity_bytes {
+        disk.set_capacity(capacity);
     }
-    fn write_all(&mut self, file: &str, data: &[u8]) {
-        self.0.lock().expect("disk lock").write_all(file, data)
-    }
-    fn read(&self, file: &str) -> Option<Vec<u8>> {
-        self.0.lock().expect("disk lock").read(file)
-    }
-    fn read_at(&self, file: &str, position: u64, len: u64) -> Option<Vec<u8>> {
-        self.0.lock().expect("disk lock").read_at(file, position, len)
-    }
-    fn len(&self, file: &str) -> Option<u64> {
-        self.0.lock().expect("disk lock").len(file)
-    }
-    fn truncate(&mut self, file: &str, len: u64) {
-        self.0.lock().expect("disk lock").truncate(file, len)
-    }
-    fn delete(&mut self, file: &str) {
-        self.0.lock().expect("disk lock").delete(file)
-    }
-    fn list(&self, prefix: &str) -> Vec<String> {
-        self.0.lock().expect("disk lock").list(prefix)
-    }
+    SharedDisk::new(disk)
 }
 
 /// Sends the workload will make (the history's size, roughly), so the history

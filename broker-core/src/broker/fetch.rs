@@ -239,7 +239,9 @@ impl Broker {
                 }
             }
             Err(LogError::OffsetOutOfRange { .. }) => fetch_error(p.tp, ErrorCode::OffsetOutOfRange, hw, start, end),
-            Err(LogError::Corrupt { .. }) => fetch_error(p.tp, ErrorCode::KafkaStorageError, hw, start, end),
+            Err(LogError::Corrupt { .. } | LogError::Storage(_)) => {
+                fetch_error(p.tp, ErrorCode::KafkaStorageError, hw, start, end)
+            }
         }
     }
 }

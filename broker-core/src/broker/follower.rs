@@ -6,7 +6,7 @@
 
 use super::truncation::{self, FollowerEpochs, TruncationRule, TruncationStep};
 use super::{Broker, BrokerEvent, Outstanding, Role};
-use crate::log::PartitionLog;
+use crate::log::{AppendError, PartitionLog};
 use crate::plant::Plant;
 use crate::protocol::{
     EpochEnd, EpochQuery, ErrorCode, FetchPartition, FetchPartitionResponse, Peer, ReplicaId, Request,
@@ -164,7 +164,10 @@ impl Broker {
         if to >= from {
             return;
         }
-        r.log.truncate_to(self.storage.as_mut(), to);
+        if let Err(e) = r.log.truncate_to(self.storage.as_mut(), to) {
+            self.halt(format!("truncation of {tp} failed: {e}"));
+            return;
+        }
         r.high_watermark = r.high_watermark.min(r.log.log_end_offset());
         self.events.push_back(BrokerEvent::Truncated { tp, from, to });
     }
@@ -220,10 +223,17 @@ impl Broker {
                 None => {
                     if !answer.records.is_empty() {
                         let r = self.replicas.get_mut(&tp).expect("followed");
-                        if r.log.append_replicated(self.storage.as_mut(), &answer.records).is_err() {
-                            // Epochs do not line up: find the divergence again.
-                            self.set_phase(tp, Phase::NeedsTruncation);
-                            continue;
+                        match r.log.append_replicated(self.storage.as_mut(), &answer.records) {
+                            Ok(_) => {}
+                            Err(AppendError::Storage(e)) => {
+                                self.halt(format!("replica append to {tp} failed: {e}"));
+                                return;
+                            }
+                            Err(AppendError::NonContiguous { .. } | AppendError::EpochRegression { .. }) => {
+                                // Epochs do not line up: find the divergence again.
+                                self.set_phase(tp, Phase::NeedsTruncation);
+                                continue;
+                            }
                         }
                     }
                     if offset_only && self.replicas[&tp].log.log_end_offset() > answer.log_end_offset {

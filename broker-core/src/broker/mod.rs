@@ -28,7 +28,7 @@ pub use layout::{ClusterLayout, TopicLayout, TopicRequest};
 pub use leader::{IsrProposal, LeaderConfig, LeaderPlants, LeaderState};
 
 use crate::controller::MetadataImage;
-use crate::log::{LogConfig, LogError, PartitionLog};
+use crate::log::{FlushPolicy, LogConfig, LogError, PartitionLog};
 use crate::plant::{Plant, Plants};
 use crate::protocol::{
     CorrelationId, ErrorCode, ListOffsetsPartition, ListOffsetsPartitionResponse, OffsetSpec, PartitionMetadata, Peer,
@@ -98,6 +98,10 @@ pub enum BrokerOutput {
     /// follows it on the same connection would wait behind it (Kafka's
     /// NetworkClient disconnects on a request timeout too).
     CloseConnection { to: Peer },
+    /// The broker cannot go on (a write to its log directory failed) and
+    /// stops, as Kafka does when its only log directory goes offline. Its
+    /// last output: after it, every input is ignored.
+    Halt { reason: String },
 }
 
 /// What a replica did, for observers. Reported in order; the simulator turns
@@ -188,6 +192,10 @@ pub struct Broker {
     next_correlation_id: CorrelationId,
     /// Leaders whose fetcher backs off until the given time.
     fetch_backoff: BTreeMap<BrokerId, u64>,
+    /// When the interval flush policy next flushes every log.
+    next_flush_ms: Option<u64>,
+    /// Why the broker stopped, once it has.
+    halted: Option<String>,
 }
 
 impl Broker {
@@ -226,7 +234,12 @@ impl Broker {
             own: BTreeMap::new(),
             next_correlation_id: 0,
             fetch_backoff: BTreeMap::new(),
+            next_flush_ms: None,
+            halted: None,
         };
+        if let FlushPolicy::IntervalMs(interval) = broker.config.log.flush {
+            broker.next_flush_ms = Some(now_ms + interval);
+        }
         broker.drive(now_ms);
         Ok(broker)
     }
@@ -276,6 +289,9 @@ impl Broker {
     }
 
     pub fn handle_request(&mut self, now_ms: u64, conn: ConnId, correlation_id: CorrelationId, request: Request) {
+        if self.halted.is_some() {
+            return;
+        }
         match request {
             Request::Produce { acks, timeout_ms, batches } => {
                 self.produce(now_ms, conn, correlation_id, acks, timeout_ms, batches);
@@ -312,6 +328,9 @@ impl Broker {
 
     /// The answer to a request of the broker's own.
     pub fn handle_response(&mut self, now_ms: u64, from: Peer, correlation_id: CorrelationId, response: Response) {
+        if self.halted.is_some() {
+            return;
+        }
         let Some((peer, outstanding, _)) = self.own.remove(&correlation_id) else {
             return; // timed out or abandoned
         };
@@ -337,6 +356,9 @@ impl Broker {
 
     /// The connection to `peer` broke: requests in flight on it are lost.
     pub fn handle_disconnect(&mut self, now_ms: u64, peer: Peer) {
+        if self.halted.is_some() {
+            return;
+        }
         let lost: Vec<CorrelationId> = self.own.iter().filter(|(_, (p, _, _))| *p == peer).map(|(c, _)| *c).collect();
         for c in lost {
             let (_, outstanding, _) = self.own.remove(&c).expect("listed above");
@@ -348,6 +370,9 @@ impl Broker {
     /// Fires due timers: expired long polls and produces, request timeouts,
     /// heartbeats, ISR checks and retention.
     pub fn handle_timeout(&mut self, now_ms: u64) {
+        if self.halted.is_some() {
+            return;
+        }
         for fetch in self.purgatory.take_expired(now_ms) {
             self.complete_fetch(fetch);
         }
@@ -367,6 +392,12 @@ impl Broker {
         self.check_isrs(now_ms);
         // Backoffs of leaders no longer followed would otherwise stay due forever.
         self.fetch_backoff.retain(|_, until| *until > now_ms);
+        if let (Some(due), FlushPolicy::IntervalMs(interval)) = (self.next_flush_ms, self.config.log.flush) {
+            if now_ms >= due {
+                self.flush_all();
+                self.next_flush_ms = Some(now_ms + interval);
+            }
+        }
         if now_ms >= self.next_retention_ms {
             for r in self.replicas.values_mut() {
                 r.log.apply_retention(self.storage.as_mut(), now_ms);
@@ -399,15 +430,44 @@ impl Broker {
             self.next_isr_check_ms(),
             self.fetch_backoff.values().copied().min(),
             Some(self.next_retention_ms),
+            self.next_flush_ms,
         ];
+        if self.halted.is_some() {
+            return None;
+        }
         candidates.into_iter().flatten().min()
     }
 
     /// Sends whatever is due: registration, heartbeat, replica fetches and
     /// epoch queries. Called after every input.
     fn drive(&mut self, now_ms: u64) {
+        if self.halted.is_some() {
+            return;
+        }
         self.drive_control(now_ms);
         self.drive_followers(now_ms);
+    }
+
+    /// Fsyncs every log with unflushed data.
+    pub fn flush_all(&mut self) {
+        for r in self.replicas.values_mut() {
+            if r.log.has_unflushed() {
+                r.log.flush(self.storage.as_mut());
+            }
+        }
+    }
+
+    /// Whether the broker stopped after a storage error.
+    pub fn halted(&self) -> Option<&str> {
+        self.halted.as_deref()
+    }
+
+    /// Stops the broker: what it answered so far stands, nothing after.
+    fn halt(&mut self, reason: String) {
+        if self.halted.is_none() {
+            self.outputs.push_back(BrokerOutput::Halt { reason: reason.clone() });
+            self.halted = Some(reason);
+        }
     }
 
     fn respond(&mut self, conn: ConnId, correlation_id: CorrelationId, response: Response) {

@@ -112,7 +112,13 @@ impl Broker {
         let r = self.replicas.get_mut(&tp).expect("led() checked");
         let leo_before = r.log.log_end_offset();
         let count = records.len() as i64;
-        let info = r.log.append(self.storage.as_mut(), now_ms, leader_epoch, &records);
+        let info = match r.log.append(self.storage.as_mut(), now_ms, leader_epoch, &records) {
+            Ok(info) => info,
+            Err(e) => {
+                self.halt(format!("append to {tp} failed: {e}"));
+                return Err(ErrorCode::KafkaStorageError);
+            }
+        };
         assert_eq!(info.last_offset.0 - info.base_offset.0 + 1, count);
         assert!(offset_reuse || info.base_offset == leo_before, "append must start at the log end");
         self.wake_fetches(tp);

@@ -33,7 +33,7 @@ pub use image::{BrokerState, MetadataImage, PartitionState};
 pub use persist::MAX_METADATA_FILE_BYTES;
 
 use crate::broker::ClusterLayout;
-use crate::storage::Storage;
+use crate::storage::{write_durably, Storage};
 use crate::types::{BrokerEpoch, BrokerId, TopicPartition};
 use alter::AlterRequest;
 use election::{ElectionPolicy, Outcome};
@@ -67,6 +67,8 @@ pub struct Controller {
     /// The image version last written to storage.
     persisted_version: u64,
     events: VecDeque<ControllerEvent>,
+    /// Why the controller stopped (its metadata could not be written), once it has.
+    halted: Option<String>,
 }
 
 impl Controller {
@@ -90,7 +92,8 @@ impl Controller {
             }
             None => {
                 let durable = Durable { image: MetadataImage::initial(layout), next_broker_epoch: BrokerEpoch(1) };
-                storage.write_all(METADATA_FILE, &persist::encode(&durable));
+                write_durably(storage.as_mut(), METADATA_FILE, &persist::encode(&durable))
+                    .map_err(|e| format!("writing {METADATA_FILE}: {e}"))?;
                 durable
             }
         };
@@ -104,6 +107,7 @@ impl Controller {
             layout_brokers: layout.brokers.iter().copied().collect(),
             storage,
             events: VecDeque::new(),
+            halted: None,
         })
     }
 
@@ -311,15 +315,27 @@ impl Controller {
         self.events.push_back(event);
     }
 
-    /// Writes the image if it changed since the last write. Every change bumps
-    /// the version, so comparing versions is enough.
+    /// Why the controller stopped, if it has: a metadata write failed (the
+    /// disk is full), so the change it just made is not durable and it must
+    /// not act on it. The simulator drops its answer and stops the node.
+    pub fn halted(&self) -> Option<&str> {
+        self.halted.as_deref()
+    }
+
+    /// Writes the image if it changed since the last write (a synced
+    /// temporary file renamed over the old one, so a power loss leaves one of
+    /// the two whole). Every change bumps the version, so comparing versions
+    /// is enough.
     fn persist_if_changed(&mut self) {
         if self.image.version == self.persisted_version {
             return;
         }
         assert!(self.image.version > self.persisted_version, "the image version only grows");
         let durable = Durable { image: self.image.clone(), next_broker_epoch: self.next_broker_epoch };
-        self.storage.write_all(METADATA_FILE, &persist::encode(&durable));
+        if let Err(e) = write_durably(self.storage.as_mut(), METADATA_FILE, &persist::encode(&durable)) {
+            self.halted.get_or_insert_with(|| format!("writing {METADATA_FILE}: {e}"));
+            return;
+        }
         self.persisted_version = self.image.version;
     }
 

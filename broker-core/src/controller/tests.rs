@@ -499,12 +499,12 @@ fn restart_refuses_a_corrupt_file_or_another_layout() {
     let mut bad = good.clone();
     let at = bad.len() / 2;
     bad[at] ^= 0x01;
-    h.disk.write_all(METADATA_FILE, &bad);
+    h.disk.write_all(METADATA_FILE, &bad).expect("storage");
     let err = Controller::start(ControllerConfig::default(), &layout(), Box::new(h.disk.clone()), 0).err().unwrap();
     assert!(err.contains("checksum"), "{err}");
-    h.disk.write_all(METADATA_FILE, &good[..good.len() - 5]);
+    h.disk.write_all(METADATA_FILE, &good[..good.len() - 5]).expect("storage");
     assert!(Controller::start(ControllerConfig::default(), &layout(), Box::new(h.disk.clone()), 0).is_err());
-    h.disk.write_all(METADATA_FILE, &good);
+    h.disk.write_all(METADATA_FILE, &good).expect("storage");
     let other = ClusterLayout::single_replica(3, &[("t".into(), 3)]);
     let err = Controller::start(ControllerConfig::default(), &other, Box::new(h.disk.clone()), 0).err().unwrap();
     assert!(err.contains("replicas"), "{err}");

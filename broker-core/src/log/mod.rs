@@ -26,7 +26,7 @@ mod tests;
 
 pub use epoch_cache::{EpochEntry, LeaderEpochCache};
 
-use crate::storage::Storage;
+use crate::storage::{Storage, StorageError};
 use crate::types::{LeaderEpoch, Offset, Record, StoredRecord};
 use codec::{encode_batch, RecordView};
 use segment::Segment;
@@ -47,6 +47,22 @@ pub struct LogConfig {
     /// Delete whole segments whose newest record is older than `now - retention_ms`
     /// (`log.retention.ms`; `None` = forever).
     pub retention_ms: Option<u64>,
+    /// When appended data is fsynced (`log.flush.interval.messages` / `.ms`).
+    pub flush: FlushPolicy,
+}
+
+/// When a log makes its appends durable. Whatever the policy, a segment is
+/// flushed when the log rolls past it (as Kafka does).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FlushPolicy {
+    /// Never by itself: acks come from the page cache, and durability from
+    /// the kernel's writeback, rolls and controlled shutdown (Kafka's default).
+    Never,
+    /// Every append is fsynced before it returns (`log.flush.interval.messages=1`):
+    /// nothing is acknowledged that a power loss can take.
+    EveryBatch,
+    /// The broker flushes every log with unflushed data this often (`log.flush.interval.ms`).
+    IntervalMs(u64),
 }
 
 impl Default for LogConfig {
@@ -56,14 +72,30 @@ impl Default for LogConfig {
             index_interval_bytes: 4096,
             retention_bytes: None,
             retention_ms: Some(7 * 24 * 60 * 60 * 1000),
+            flush: FlushPolicy::Never,
         }
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LogError {
-    OffsetOutOfRange { requested: Offset, log_start: Offset, log_end: Offset },
-    Corrupt { file: String, detail: String },
+    OffsetOutOfRange {
+        requested: Offset,
+        log_start: Offset,
+        log_end: Offset,
+    },
+    Corrupt {
+        file: String,
+        detail: String,
+    },
+    /// A write failed (the disk is full): the broker must stop.
+    Storage(StorageError),
+}
+
+impl From<StorageError> for LogError {
+    fn from(e: StorageError) -> Self {
+        LogError::Storage(e)
+    }
 }
 
 impl fmt::Display for LogError {
@@ -73,6 +105,7 @@ impl fmt::Display for LogError {
                 write!(f, "offset {requested} is outside the log [{log_start}, {log_end}]")
             }
             LogError::Corrupt { file, detail } => write!(f, "corrupt log file {file}: {detail}"),
+            LogError::Storage(e) => write!(f, "{e}"),
         }
     }
 }
@@ -90,6 +123,14 @@ pub enum AppendError {
     /// Record `offset` has an epoch below `min_epoch`: the log's latest epoch,
     /// or the epoch of the record before it. Epochs never go back in a log.
     EpochRegression { offset: Offset, epoch: LeaderEpoch, min_epoch: LeaderEpoch },
+    /// A write failed (the disk is full): the broker must stop.
+    Storage(StorageError),
+}
+
+impl From<StorageError> for AppendError {
+    fn from(e: StorageError) -> Self {
+        AppendError::Storage(e)
+    }
 }
 
 impl fmt::Display for AppendError {
@@ -101,6 +142,7 @@ impl fmt::Display for AppendError {
             AppendError::EpochRegression { offset, epoch, min_epoch } => {
                 write!(f, "follower append of offset {offset} in epoch {epoch}, below epoch {min_epoch}")
             }
+            AppendError::Storage(e) => write!(f, "{e}"),
         }
     }
 }
@@ -148,6 +190,10 @@ pub struct PartitionLog {
     /// Where each epoch with records in the log starts: empty exactly when the
     /// log is, and always agrees with the batches' epochs.
     epochs: LeaderEpochCache,
+    /// Every offset below this is durable (Kafka's recovery point): flushed
+    /// by this incarnation. A reopened log starts at its log start, since
+    /// what recovery read may still sit in the page cache only.
+    flushed_to: Offset,
     /// Reused encode buffer: the append path allocates nothing per call.
     scratch: Vec<u8>,
 }
@@ -179,9 +225,11 @@ impl PartitionLog {
         now_ms: u64,
         leader_epoch: LeaderEpoch,
         records: &[Record],
-    ) -> AppendInfo {
+    ) -> Result<AppendInfo, LogError> {
         let (base_offset, last_offset) = self.encode_for_append(now_ms, leader_epoch, records);
-        self.finish_append(storage, now_ms, leader_epoch, base_offset, last_offset)
+        let info = self.finish_append(storage, now_ms, leader_epoch, base_offset, last_offset)?;
+        self.flush_per_policy(storage);
+        Ok(info)
     }
 
     /// Appends records fetched from the leader, keeping the leader's offsets,
@@ -208,8 +256,9 @@ impl PartitionLog {
             let (leader_epoch, timestamp_ms) = (run[0].leader_epoch, run[0].timestamp_ms);
             let (run_base, run_last) = self.encode_for_append(timestamp_ms, leader_epoch, run);
             assert_eq!(run_base, run[0].offset, "checked dense");
-            self.finish_append(storage, timestamp_ms, leader_epoch, run_base, run_last);
+            self.finish_append(storage, timestamp_ms, leader_epoch, run_base, run_last)?;
         }
+        self.flush_per_policy(storage);
         let last_offset = Offset(self.log_end.0 - 1);
         assert_eq!(Some(last_offset), records.last().map(|r| r.offset));
         Ok(AppendInfo { base_offset, last_offset })
@@ -262,17 +311,55 @@ impl PartitionLog {
         leader_epoch: LeaderEpoch,
         base_offset: Offset,
         last_offset: Offset,
-    ) -> AppendInfo {
+    ) -> Result<AppendInfo, StorageError> {
+        // Kafka flushes the segments a roll left behind.
+        if self.flushed_to < self.active().base_offset {
+            self.flush_below(storage, self.segments.len() - 1);
+        }
         let active = self.segments.last_mut().expect("a log always has a segment");
         assert_eq!(active.end_offset(), base_offset, "the batch continues the segment");
         let interval = self.config.index_interval_bytes;
-        active.append_batch(storage, &self.scratch, last_offset, leader_epoch, timestamp_ms, interval);
+        active.append_batch(storage, &self.scratch, last_offset, leader_epoch, timestamp_ms, interval)?;
         self.size_bytes += self.scratch.len() as u64;
         self.log_end = last_offset.next();
         assert_eq!(active.end_offset(), self.log_end);
         self.epochs.assign(leader_epoch, base_offset);
         assert_eq!(self.latest_epoch(), Some(leader_epoch));
-        AppendInfo { base_offset, last_offset }
+        Ok(AppendInfo { base_offset, last_offset })
+    }
+
+    /// Fsyncs every segment holding unflushed data; afterwards everything in
+    /// the log survives a power loss.
+    pub fn flush(&mut self, storage: &mut dyn Storage) {
+        if self.flushed_to < self.log_end {
+            self.flush_below(storage, self.segments.len());
+        }
+        assert_eq!(self.flushed_to, self.log_end);
+    }
+
+    /// Whether some appended data is not yet durable.
+    pub fn has_unflushed(&self) -> bool {
+        self.flushed_to < self.log_end
+    }
+
+    /// The recovery point: every offset below it is durable.
+    pub fn flushed_to(&self) -> Offset {
+        self.flushed_to
+    }
+
+    fn flush_per_policy(&mut self, storage: &mut dyn Storage) {
+        if self.config.flush == FlushPolicy::EveryBatch {
+            self.flush(storage);
+        }
+    }
+
+    /// Fsyncs `segments[..end]` from the first one holding unflushed data.
+    fn flush_below(&mut self, storage: &mut dyn Storage, end: usize) {
+        let first = if self.flushed_to <= self.log_start_offset() { 0 } else { self.segment_index(self.flushed_to) };
+        for segment in &self.segments[first..end] {
+            segment.fsync(storage);
+        }
+        self.flushed_to = self.segments.get(end).map_or(self.log_end, |s| s.base_offset);
     }
 
     fn should_roll(&self, batch_bytes: u64, last_offset: Offset) -> bool {

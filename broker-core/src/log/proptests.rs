@@ -78,6 +78,7 @@ fn config() -> impl Strategy<Value = LogConfig> {
             index_interval_bytes,
             retention_bytes,
             retention_ms,
+            flush: FlushPolicy::Never,
         },
     )
 }
@@ -181,7 +182,7 @@ impl Run {
             Op::Truncate { pick } => {
                 let span = self.model.records.len() as i64 + 3; // below start .. past LEO
                 let offset = (self.model.start - 1 + i64::from(pick) % span).max(0);
-                self.log.truncate_to(&mut self.storage, Offset(offset));
+                self.log.truncate_to(&mut self.storage, Offset(offset)).expect("truncate");
                 self.model.truncate(offset);
             }
             Op::Retention { advance_ms } => self.retention(advance_ms),
@@ -217,7 +218,7 @@ impl Run {
                 Record { key, value, timestamp_ms: 0 }
             })
             .collect();
-        let info = self.log.append(&mut self.storage, self.now_ms, LeaderEpoch(self.epoch), &records);
+        let info = self.log.append(&mut self.storage, self.now_ms, LeaderEpoch(self.epoch), &records).expect("append");
         assert_eq!(info.base_offset.0, self.model.end());
         assert_eq!(info.last_offset.0, self.model.end() + count as i64 - 1);
         self.model.batch_bases.push(info.base_offset.0);

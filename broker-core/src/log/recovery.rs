@@ -57,21 +57,23 @@ impl PartitionLog {
         }
         if segments.is_empty() {
             let segment = Segment::new(dir, Offset::ZERO);
-            segment.create_files(storage);
+            segment.create_files(storage)?;
             segments.push(segment);
         }
         for segment in &segments {
-            sync_index(segment, storage);
+            sync_index(segment, storage)?;
         }
         let log_end = segments.last().expect("not empty").end_offset();
         let size_bytes = segments.iter().map(|s| s.size_bytes).sum();
         let dir = dir.to_string();
-        let mut log = PartitionLog { dir, config, segments, log_end, size_bytes, epochs, scratch: Vec::new() };
+        let flushed_to = segments[0].base_offset;
+        let scratch = Vec::new();
+        let mut log = PartitionLog { dir, config, segments, log_end, size_bytes, epochs, flushed_to, scratch };
         assert!(log.log_start_offset() <= log.log_end);
         assert_eq!(log.epochs.entries().is_empty(), log.log_start_offset() == log.log_end);
         if plants.on(Plant::OffsetReuse) && log.log_end > log.log_start_offset() {
             let reused = Offset(log.log_end.0 - 1);
-            log.truncate_to(storage, reused);
+            log.truncate_to(storage, reused)?;
         }
         Ok(log)
     }
@@ -162,10 +164,11 @@ fn recover_segment(
 
 /// Rewrites the `.index` file if it is missing, short or differs from the index
 /// rebuilt from the segment.
-fn sync_index(segment: &Segment, storage: &mut dyn Storage) {
+fn sync_index(segment: &Segment, storage: &mut dyn Storage) -> Result<(), LogError> {
     let mut expected = Vec::with_capacity(segment.index.len_bytes() as usize);
     segment.index.encode(&mut expected);
     if storage.read(&segment.index_file).as_deref() != Some(&expected[..]) {
-        storage.write_all(&segment.index_file, &expected);
+        storage.write_all(&segment.index_file, &expected)?;
     }
+    Ok(())
 }

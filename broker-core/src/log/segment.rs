@@ -4,7 +4,7 @@
 use super::codec::{decode_batch, encode_batch};
 use super::index::{IndexEntry, OffsetIndex};
 use super::LogError;
-use crate::storage::Storage;
+use crate::storage::{Storage, StorageError};
 use crate::types::{LeaderEpoch, Offset, StoredRecord};
 use bytes::Bytes;
 
@@ -118,7 +118,8 @@ impl Segment {
     }
 
     /// Writes `encoded` (one batch of the offsets `[end_offset(), last_offset]`)
-    /// to storage and tracks it.
+    /// to storage and tracks it. On a storage error the batch may be partly
+    /// in the file and is not tracked; the broker stops (recovery cuts it).
     pub fn append_batch(
         &mut self,
         storage: &mut dyn Storage,
@@ -127,7 +128,7 @@ impl Segment {
         leader_epoch: LeaderEpoch,
         timestamp_ms: u64,
         index_interval_bytes: u64,
-    ) {
+    ) -> Result<(), StorageError> {
         let meta = BatchMeta {
             base_offset: self.end_offset(),
             last_offset,
@@ -136,10 +137,11 @@ impl Segment {
             leader_epoch,
             max_timestamp_ms: timestamp_ms,
         };
-        storage.append(&self.log_file, encoded);
+        storage.append(&self.log_file, encoded)?;
         if let Some(entry) = self.track_batch(meta, index_interval_bytes) {
-            storage.append(&self.index_file, &entry.to_bytes());
+            storage.append(&self.index_file, &entry.to_bytes())?;
         }
+        Ok(())
     }
 
     /// Keeps only offsets below `offset`, which must lie strictly inside this
@@ -154,7 +156,7 @@ impl Segment {
         offset: Offset,
         index_interval_bytes: u64,
         scratch: &mut Vec<u8>,
-    ) {
+    ) -> Result<(), StorageError> {
         assert!(self.base_offset < offset && offset < self.end_offset());
         let cut = self.batch_holding(offset);
         let split = self.batches[cut];
@@ -173,16 +175,23 @@ impl Segment {
             scratch.clear();
             encode_batch(scratch, split.base_offset, split.leader_epoch, split.max_timestamp_ms, &kept);
             let (epoch, timestamp_ms) = (split.leader_epoch, split.max_timestamp_ms);
-            self.append_batch(storage, scratch, last.offset, epoch, timestamp_ms, index_interval_bytes);
+            self.append_batch(storage, scratch, last.offset, epoch, timestamp_ms, index_interval_bytes)?;
         }
         assert!(self.end_offset() <= offset);
+        Ok(())
     }
 
     /// Creates the segment's files empty, so an empty log still records its base offset.
-    pub fn create_files(&self, storage: &mut dyn Storage) {
+    pub fn create_files(&self, storage: &mut dyn Storage) -> Result<(), StorageError> {
         assert!(self.is_empty());
-        storage.write_all(&self.log_file, &[]);
-        storage.write_all(&self.index_file, &[]);
+        storage.write_all(&self.log_file, &[])?;
+        storage.write_all(&self.index_file, &[])
+    }
+
+    /// Makes the segment's files durable.
+    pub fn fsync(&self, storage: &mut dyn Storage) {
+        storage.fsync(&self.log_file);
+        storage.fsync(&self.index_file);
     }
 
     pub fn delete_files(&self, storage: &mut dyn Storage) {

@@ -9,7 +9,13 @@ const DIR: &str = "t0-3";
 
 /// Small segments and a dense index so a few dozen records exercise rolling.
 fn small_config() -> LogConfig {
-    LogConfig { segment_bytes: 400, index_interval_bytes: 150, retention_bytes: None, retention_ms: None }
+    LogConfig {
+        segment_bytes: 400,
+        index_interval_bytes: 150,
+        retention_bytes: None,
+        retention_ms: None,
+        flush: FlushPolicy::Never,
+    }
 }
 
 fn open_log(storage: &mut MemStorage, config: LogConfig) -> PartitionLog {
@@ -31,7 +37,7 @@ fn append(log: &mut PartitionLog, storage: &mut MemStorage, now_ms: u64, tag: &s
             timestamp_ms: 999, // the producer's time; the log stamps its own
         })
         .collect();
-    log.append(storage, now_ms, LeaderEpoch(1), &records)
+    log.append(storage, now_ms, LeaderEpoch(1), &records).expect("append")
 }
 
 /// Appends `batches` batches of `per_batch` records, at times 0, 1, 2, ...
@@ -152,7 +158,7 @@ fn append_then_read_round_trips() {
 fn append_of_nothing_panics() {
     let mut storage = MemStorage::new();
     let mut log = open_log(&mut storage, LogConfig::default());
-    log.append(&mut storage, 0, LeaderEpoch::FIRST, &[]);
+    log.append(&mut storage, 0, LeaderEpoch::FIRST, &[]).expect("append");
 }
 
 #[test]
@@ -307,7 +313,7 @@ fn truncate_mid_segment_then_append_continues() {
     let segments = log.segment_count();
     assert!(log.active().batches.len() >= 2, "fixture: room for a cut in the active segment");
     let cut = log.active().batches[1].base_offset; // a batch boundary, not the segment base
-    log.truncate_to(&mut storage, cut);
+    log.truncate_to(&mut storage, cut).expect("truncate");
     assert_eq!((log.log_end_offset(), log.segment_count()), (cut, segments));
     check_invariants(&log, &storage);
     assert_eq!(append(&mut log, &mut storage, 50, "b", 2).base_offset, cut);
@@ -315,7 +321,7 @@ fn truncate_mid_segment_then_append_continues() {
     assert_eq!(offsets(&records), (0..cut.0 + 2).collect::<Vec<_>>());
     assert_eq!(records[cut.0 as usize - 1].value, value_at("a", cut.0 - 1));
     assert_eq!(records[cut.0 as usize].value, value_at("b", cut.0));
-    log.truncate_to(&mut storage, Offset(1000));
+    log.truncate_to(&mut storage, Offset(1000)).expect("truncate");
     assert_eq!(log.log_end_offset(), Offset(cut.0 + 2), "beyond LEO is a no-op");
     check_invariants(&log, &storage);
 }
@@ -326,7 +332,7 @@ fn truncate_inside_a_batch_keeps_its_prefix() {
     let mut log = open_log(&mut storage, LogConfig::default());
     append(&mut log, &mut storage, 5, "a", 4);
     append(&mut log, &mut storage, 6, "a", 5);
-    log.truncate_to(&mut storage, Offset(6));
+    log.truncate_to(&mut storage, Offset(6)).expect("truncate");
     assert_eq!(offsets(&read_all(&log, &storage)), vec![0, 1, 2, 3, 4, 5]);
     check_invariants(&log, &storage);
     // The file is byte-identical to one where the batch was that short to begin with.
@@ -349,12 +355,12 @@ fn truncate_across_segments_deletes_their_files() {
     let second_base = log.segments[1].base_offset;
     let doomed: Vec<String> = log.segments[2..].iter().map(|s| s.log_file.clone()).collect();
     let cut = Offset(second_base.0 + 2); // inside the second segment, inside a batch
-    log.truncate_to(&mut storage, cut);
+    log.truncate_to(&mut storage, cut).expect("truncate");
     assert_eq!((log.segment_count(), log.log_end_offset()), (2, cut));
     assert!(doomed.iter().all(|f| storage.len(f).is_none()));
     check_invariants(&log, &storage);
     // Exactly at a segment's base: that segment goes entirely.
-    log.truncate_to(&mut storage, second_base);
+    log.truncate_to(&mut storage, second_base).expect("truncate");
     assert_eq!((log.segment_count(), log.log_end_offset()), (1, second_base));
     check_invariants(&log, &storage);
     append(&mut log, &mut storage, 99, "b", 3);
@@ -369,7 +375,7 @@ fn truncate_at_or_below_log_start_empties_the_log_there() {
     fill(&mut log, &mut storage, "a", 10, 3);
     log.apply_retention(&mut storage, 100);
     let start = log.log_start_offset();
-    log.truncate_to(&mut storage, Offset(start.0 - 2));
+    log.truncate_to(&mut storage, Offset(start.0 - 2)).expect("truncate");
     assert_eq!((log.log_start_offset(), log.log_end_offset()), (Offset(start.0 - 2), Offset(start.0 - 2)));
     assert_eq!((log.segment_count(), log.size_bytes()), (1, 0));
     check_invariants(&log, &storage);
@@ -433,7 +439,7 @@ fn reopen_reads_back_exactly_what_was_written() {
     let config = LogConfig { retention_bytes: Some(800), ..small_config() };
     let mut log = open_log(&mut storage, config.clone());
     fill(&mut log, &mut storage, "a", 25, 3);
-    log.truncate_to(&mut storage, Offset(70));
+    log.truncate_to(&mut storage, Offset(70)).expect("truncate");
     log.apply_retention(&mut storage, 0);
     let files_before = storage.clone();
     let reopened = open_log(&mut storage, config.clone());
@@ -487,7 +493,7 @@ fn recovery_drops_a_batch_whose_crc_fails() {
     let mut bytes = storage.read(&file).unwrap();
     let flip_at = (last_batch.position + last_batch.size_bytes - 3) as usize; // inside a value
     bytes[flip_at] ^= 0x01;
-    storage.write_all(&file, &bytes);
+    storage.write_all(&file, &bytes).expect("storage");
     let reopened = open_log(&mut storage, LogConfig::default());
     assert_eq!(reopened.log_end_offset(), Offset(9));
     assert_eq!(read_all(&reopened, &storage), written[..9].to_vec());
@@ -505,7 +511,7 @@ fn recovery_after_corruption_mid_log_drops_everything_after_it() {
     let written = read_all(&log, &storage);
     let mut bytes = storage.read(&victim.log_file).unwrap();
     bytes[second_batch.position as usize + 30] ^= 0xff; // in the CRC-covered header
-    storage.write_all(&victim.log_file, &bytes);
+    storage.write_all(&victim.log_file, &bytes).expect("storage");
     let reopened = open_log(&mut storage, small_config());
     assert_eq!(reopened.segment_count(), 2);
     assert_eq!(reopened.log_end_offset(), second_batch.base_offset);
@@ -525,7 +531,7 @@ fn recovery_rebuilds_a_missing_or_short_index() {
     assert!(last.len() >= 8);
     storage.delete(&first_index);
     storage.truncate(&last_index, last.len() as u64 - 3);
-    storage.write_all(&format!("{DIR}/00000000000000099999.index"), b"orphan");
+    storage.write_all(&format!("{DIR}/00000000000000099999.index"), b"orphan").expect("storage");
     let reopened = open_log(&mut storage, config.clone());
     assert_eq!(storage.read(&first_index), Some(first));
     assert_eq!(storage.read(&last_index), Some(last));
@@ -559,11 +565,11 @@ fn recovery_rejects_misnamed_segments_and_ignores_other_files() {
     let mut storage = MemStorage::new();
     let mut log = open_log(&mut storage, LogConfig::default());
     append(&mut log, &mut storage, 0, "a", 2);
-    storage.write_all(&format!("{DIR}/leader-epoch-checkpoint"), b"0\n");
-    storage.write_all("t0-30/00000000000000000000.log", b"another partition");
+    storage.write_all(&format!("{DIR}/leader-epoch-checkpoint"), b"0\n").expect("storage");
+    storage.write_all("t0-30/00000000000000000000.log", b"another partition").expect("storage");
     let reopened = open_log(&mut storage, LogConfig::default());
     assert_eq!(read_all(&reopened, &storage), read_all(&log, &storage));
-    storage.write_all(&format!("{DIR}/12.log"), b"");
+    storage.write_all(&format!("{DIR}/12.log"), b"").expect("storage");
     let err = PartitionLog::open(DIR, LogConfig::default(), &Plants::none(), &mut storage).unwrap_err();
     assert!(matches!(&err, LogError::Corrupt { file, .. } if file == "t0-3/12.log"), "{err}");
     assert!(err.to_string().starts_with("corrupt log file t0-3/12.log: "));
@@ -598,7 +604,7 @@ fn append_in(log: &mut PartitionLog, storage: &mut MemStorage, epoch: i32, now_m
     let records: Vec<Record> = (base..base + count as i64)
         .map(|o| Record { key: None, value: value_at(&format!("e{epoch}"), o), timestamp_ms: 0 })
         .collect();
-    log.append(storage, now_ms, LeaderEpoch(epoch), &records)
+    log.append(storage, now_ms, LeaderEpoch(epoch), &records).expect("append")
 }
 
 /// (offset, epoch) of every record.
@@ -746,13 +752,13 @@ fn append_replicated_rejects_what_does_not_continue_the_log() {
 fn truncation_forgets_later_epochs_and_new_ones_append_after_it() {
     let mut storage = MemStorage::new();
     let mut log = kafka_example(&mut storage, small_config());
-    log.truncate_to(&mut storage, Offset(25));
+    log.truncate_to(&mut storage, Offset(25)).expect("truncate");
     assert_eq!(epoch_pairs(&log), vec![(0, 0), (2, 10), (5, 20)], "inside the latest epoch");
     assert_eq!(end_for(&log, 5), Some((5, 25)));
-    log.truncate_to(&mut storage, Offset(20));
+    log.truncate_to(&mut storage, Offset(20)).expect("truncate");
     assert_eq!(epoch_pairs(&log), vec![(0, 0), (2, 10)], "at an epoch's first offset");
     assert_eq!(end_for(&log, 5), Some((2, 20)));
-    log.truncate_to(&mut storage, Offset(13));
+    log.truncate_to(&mut storage, Offset(13)).expect("truncate");
     check_invariants(&log, &storage);
     // A follower's path: take the new leader's epoch 7, then epoch 9.
     append_in(&mut log, &mut storage, 7, 50, 2);
@@ -772,7 +778,7 @@ fn truncation_forgets_later_epochs_and_new_ones_append_after_it() {
     check_invariants(&log, &storage);
     assert_eq!(open_log(&mut storage, small_config()).epoch_cache(), log.epoch_cache());
     // Truncating the whole log forgets every epoch.
-    log.truncate_to(&mut storage, Offset(0));
+    log.truncate_to(&mut storage, Offset(0)).expect("truncate");
     assert_eq!((log.latest_epoch(), end_for(&log, 9)), (None, None));
     check_invariants(&log, &storage);
 }
@@ -805,7 +811,7 @@ fn recovery_cuts_a_batch_whose_epoch_goes_back() {
     // The epoch field lies outside the CRC, so only the order check catches this.
     let mut bytes = storage.read(&file).unwrap();
     bytes[last.position as usize + 12..last.position as usize + 16].copy_from_slice(&3i32.to_be_bytes());
-    storage.write_all(&file, &bytes);
+    storage.write_all(&file, &bytes).expect("storage");
     let reopened = open_log(&mut storage, LogConfig::default());
     assert_eq!(reopened.log_end_offset(), Offset(6));
     assert_eq!(epoch_pairs(&reopened), vec![(2, 0), (4, 3)]);

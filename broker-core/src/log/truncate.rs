@@ -2,7 +2,7 @@
 
 use super::segment::Segment;
 use super::PartitionLog;
-use crate::storage::Storage;
+use crate::storage::{Storage, StorageError};
 use crate::types::Offset;
 
 impl PartitionLog {
@@ -10,15 +10,16 @@ impl PartitionLog {
     /// forgets the epochs that started there or later. No-op if
     /// `offset >= log_end_offset()`. At or below the log start the whole log goes
     /// and it restarts empty at `offset` (start = end = `offset`, no epochs).
-    pub fn truncate_to(&mut self, storage: &mut dyn Storage, offset: Offset) {
+    /// A storage error (the disk filled up while re-writing a cut batch)
+    /// leaves the log to be recovered: the broker stops.
+    pub fn truncate_to(&mut self, storage: &mut dyn Storage, offset: Offset) -> Result<(), StorageError> {
         assert!(offset.0 >= 0, "truncate to negative offset {offset}");
         if offset >= self.log_end {
-            return;
+            return Ok(());
         }
         self.epochs.truncate_from_end(offset);
         if offset <= self.log_start_offset() {
-            self.reset_to(storage, offset);
-            return;
+            return self.reset_to(storage, offset);
         }
         while self.active().base_offset >= offset {
             let segment = self.segments.pop().expect("the first segment starts below offset");
@@ -29,7 +30,7 @@ impl PartitionLog {
         let active = self.segments.last_mut().expect("the first segment starts below offset");
         if offset < active.end_offset() {
             self.size_bytes -= active.size_bytes;
-            active.truncate_to(storage, offset, interval, &mut self.scratch);
+            active.truncate_to(storage, offset, interval, &mut self.scratch)?;
             self.size_bytes += active.size_bytes;
         }
         // A cut batch that no longer reads back intact goes whole, so the log
@@ -45,20 +46,24 @@ impl PartitionLog {
         assert!(self.log_start_offset() <= self.log_end);
         let empty = self.log_start_offset() == self.log_end;
         assert_eq!(self.epochs.latest_epoch().is_none(), empty, "the epoch of the records kept is kept");
+        self.flushed_to = self.flushed_to.min(self.log_end);
+        Ok(())
     }
 
     /// Deletes every segment and starts an empty one at `offset`.
-    fn reset_to(&mut self, storage: &mut dyn Storage, offset: Offset) {
+    fn reset_to(&mut self, storage: &mut dyn Storage, offset: Offset) -> Result<(), StorageError> {
         assert!(offset <= self.log_start_offset());
         for segment in self.segments.drain(..) {
             segment.delete_files(storage);
         }
         let segment = Segment::new(&self.dir, offset);
-        segment.create_files(storage);
+        segment.create_files(storage)?;
         self.segments.push(segment);
         self.log_end = offset;
         self.size_bytes = 0;
+        self.flushed_to = offset;
         assert_eq!(self.log_start_offset(), self.log_end);
         assert!(self.epochs.entries().is_empty(), "an empty log has no epochs");
+        Ok(())
     }
 }

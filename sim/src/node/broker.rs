@@ -5,11 +5,12 @@
 use super::{next_wake, Wake};
 use crate::net::{BrokerNet, BrokerNetEvent, ClientNet, ClientNetEvent};
 use crate::rng::core_seed;
+use crate::scenario::FlushSpec;
 use crate::timer::Timer;
 use crate::trace::TraceEvent;
 use crate::world::World;
 use broker_core::broker::{Broker, BrokerConfig, BrokerEvent, BrokerOutput};
-use broker_core::log::LogConfig;
+use broker_core::log::{FlushPolicy, LogConfig, LogError};
 use broker_core::types::BrokerId;
 use std::sync::Arc;
 use std::task::Poll;
@@ -22,6 +23,11 @@ pub fn broker_config(world: &World) -> BrokerConfig {
             index_interval_bytes: spec.log_index_interval_bytes,
             retention_bytes: spec.log_retention_bytes,
             retention_ms: spec.log_retention_ms,
+            flush: match spec.log_flush {
+                FlushSpec::Never => FlushPolicy::Never,
+                FlushSpec::EveryBatch => FlushPolicy::EveryBatch,
+                FlushSpec::IntervalMs(ms) => FlushPolicy::IntervalMs(ms),
+            },
         },
         retention_check_interval_ms: spec.log_retention_check_interval_ms,
         fetch_purgatory_limit: spec.fetch_purgatory_limit as usize,
@@ -49,7 +55,7 @@ pub async fn run(world: Arc<World>, id: BrokerId) {
     // Each incarnation gets a fresh seed for its planted-bug choices, derived
     // from the run seed and how many boots happened so far.
     let boot = world.next_boot(node);
-    let mut broker = Broker::start(
+    let started = Broker::start(
         id,
         broker_config(&world),
         world.layout.clone(),
@@ -57,14 +63,21 @@ pub async fn run(world: Arc<World>, id: BrokerId) {
         Box::new(world.disks[id.0 as usize].clone()),
         world.clocks.node_now_ms(node),
         core_seed(world.seed, (u64::from(id.0) << 16) | boot),
-    )
-    .unwrap_or_else(|e| panic!("{id} failed to recover its log: {e}"));
+    );
+    let mut broker = match started {
+        Ok(broker) => broker,
+        // Recovery needed space the disk does not have: Kafka fails to start.
+        Err(LogError::Storage(e)) => return super::halt(&world, node, format!("recovery failed: {e}")),
+        Err(e) => panic!("{id} failed to recover its log: {e}"),
+    };
     let mut timer = Timer::default();
     // The loop's task (and so its waker) is the same for the whole boot:
     // hand it to the snapshot request once.
     let mut snapshot_waker_given = false;
     loop {
-        carry_out(&world, node, &mut broker, &mut server, &mut client);
+        if let Some(reason) = carry_out(&world, node, &mut broker, &mut server, &mut client) {
+            return super::halt(&world, node, reason);
+        }
         timer.set(broker.next_timeout_ms().map(|ms| world.clocks.instant_for(node, ms)));
         let wake = next_wake(
             |cx| {
@@ -99,13 +112,23 @@ pub async fn run(world: Arc<World>, id: BrokerId) {
     }
 }
 
-/// Sends what the broker asked for and records what it reported.
-fn carry_out(world: &World, node: usize, broker: &mut Broker, server: &mut BrokerNet, client: &mut ClientNet) {
+/// Sends what the broker asked for and records what it reported. Returns
+/// why the broker halted, if it did (nothing after its halt is sent).
+fn carry_out(
+    world: &World,
+    node: usize,
+    broker: &mut Broker,
+    server: &mut BrokerNet,
+    client: &mut ClientNet,
+) -> Option<String> {
+    let mut halted = None;
     while let Some(output) = broker.poll_output() {
         match output {
+            _ if halted.is_some() => {}
             BrokerOutput::Respond { conn, correlation_id, response } => server.respond(conn, correlation_id, response),
             BrokerOutput::Send { to, correlation_id, request } => client.send(to, correlation_id, request),
             BrokerOutput::CloseConnection { to } => client.close(to),
+            BrokerOutput::Halt { reason } => halted = Some(reason),
         }
     }
     while let Some(event) = broker.poll_event() {
@@ -116,6 +139,7 @@ fn carry_out(world: &World, node: usize, broker: &mut Broker, server: &mut Broke
         }
         world.replication.lock().expect("replication lock").broker_event(time_ns, broker, &event);
     }
+    halted
 }
 
 /// At the end of the run the supervisor asks every live broker for the

@@ -27,13 +27,18 @@ pub async fn run(world: Arc<World>) {
     let node = world.controller_node();
     world.trace(node, TraceEvent::Boot);
     let mut net = BrokerNet::bind(world.clone(), node, world.peer_addr(broker_core::protocol::Peer::Controller)).await;
-    let mut controller = Controller::start(
+    let started = Controller::start(
         controller_config(&world),
         &world.layout,
         Box::new(world.controller_disk.clone()),
         world.clocks.node_now_ms(node),
-    )
-    .unwrap_or_else(|e| panic!("the controller failed to recover its metadata: {e}"));
+    );
+    let mut controller = match started {
+        Ok(controller) => controller,
+        // Its disk is full: it cannot write its first image.
+        Err(e) if e.contains("no space left") => return super::halt(&world, node, e),
+        Err(e) => panic!("the controller failed to recover its metadata: {e}"),
+    };
     if world.next_boot(node) == 0 {
         record_initial_leaders(&world, &controller);
     }
@@ -46,12 +51,21 @@ pub async fn run(world: Arc<World>) {
         match wake {
             Wake::Net(BrokerNetEvent::Request { conn, correlation_id, request: Request::Controller(request) }) => {
                 let response = controller.handle(now_ms, request);
+                if let Some(reason) = controller.halted() {
+                    // The change behind this answer is not on disk: never send it.
+                    return super::halt(&world, node, reason.to_string());
+                }
                 net.respond(conn, correlation_id, Response::Controller(response));
             }
             // Only brokers connect here, and only with controller requests.
             Wake::Net(BrokerNetEvent::Request { .. }) => {}
             Wake::Net(BrokerNetEvent::Closed { .. }) => {}
-            Wake::Timer => controller.handle_timeout(now_ms),
+            Wake::Timer => {
+                controller.handle_timeout(now_ms);
+                if let Some(reason) = controller.halted() {
+                    return super::halt(&world, node, reason.to_string());
+                }
+            }
         }
     }
 }

@@ -49,3 +49,12 @@ pub fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
         (a, b) => a.or(b),
     }
 }
+
+/// A node stops itself: its disk failed a write. Traced and remembered, so a
+/// `disk-heal` or the end-of-run heal restarts it; the caller returns from
+/// the node's program, dropping its connections as a dead process would.
+pub fn halt(world: &World, node: usize, reason: String) {
+    tracing::warn!(node = %world.nodes[node].0, %reason, "halted");
+    world.trace(node, crate::trace::TraceEvent::Halted { reason });
+    world.mark_halted(node);
+}

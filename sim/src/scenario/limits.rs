@@ -119,10 +119,19 @@ pub const FETCH_PURGATORY_LIMIT: IntLimit = int("cluster.broker.fetch_purgatory_
 pub const REPLICA_LAG_TIME_MAX_MS: IntLimit = int("cluster.broker.replica_lag_time_max_ms", 10, HOUR_MS, D(30_000));
 pub const REPLICA_FETCH_WAIT_MAX_MS: IntLimit = int("cluster.broker.replica_fetch_wait_max_ms", 0, 60_000, D(500));
 pub const BROKER_REQUEST_TIMEOUT_MS: IntLimit = int("cluster.broker.request_timeout_ms", 100, 600_000, D(30_000));
+pub const LOG_FLUSH_INTERVAL_MS: IntLimit = int("cluster.broker.log_flush_interval_ms", 1, HOUR_MS, D(1000));
+pub const LOG_FLUSH_OFFSET_CHECKPOINT_INTERVAL_MS: IntLimit =
+    int("cluster.broker.log_flush_offset_checkpoint_interval_ms", 100, HOUR_MS, D(60_000));
+pub const REPLICA_HIGH_WATERMARK_CHECKPOINT_INTERVAL_MS: IntLimit =
+    int("cluster.broker.replica_high_watermark_checkpoint_interval_ms", 100, HOUR_MS, D(5000));
 
 // [cluster.controller]; defaults are KRaft's broker.session.timeout.ms and broker.heartbeat.interval.ms.
 pub const SESSION_TIMEOUT_MS: IntLimit = int("cluster.controller.session_timeout_ms", 10, HOUR_MS, D(9_000));
 pub const HEARTBEAT_INTERVAL_MS: IntLimit = int("cluster.controller.heartbeat_interval_ms", 1, 600_000, D(2_000));
+
+// [cluster.disk]; writeback_expire_ms is Linux's dirty_expire_centisecs (0: never).
+pub const DISK_WRITEBACK_EXPIRE_MS: IntLimit = int("cluster.disk.writeback_expire_ms", 0, HOUR_MS, D(30_000));
+pub const DISK_CAPACITY_BYTES: IntLimit = int("cluster.disk.capacity_bytes", 1 << 20, 4 * GIB, Optional);
 
 // [network]
 pub const NETWORK_LATENCY_MS: PairLimit = pair("network.latency_ms", 0, 60_000, D((1, 10)));
@@ -167,12 +176,18 @@ pub const AT_MS: IntLimit = int("faults.at_ms", 0, HOUR_MS, Required);
 pub const FAULT_LATENCY_MS: IntLimit = int("faults.min_ms (and max_ms)", 0, 60_000, Required);
 pub const FAULT_LOSS_RATE: FloatLimit = float("faults.rate", 0.0, 0.9, Required);
 pub const SKEW_MS: IntLimit = int("faults.skew_ms", -HOUR_MS, HOUR_MS, Required);
+pub const FAULT_DISK_PROBABILITY: FloatLimit =
+    float("faults.bit_flip_read (and bit_flip_write, lost_write, misdirected_write)", 0.0, 1.0, D(0.0));
 
 // [nemesis]
 pub const NEMESIS_INTERVAL_MS: IntLimit = int("nemesis.interval_ms", 10, 600_000, D(1000));
 pub const NEMESIS_FAULT_DURATION_MS: PairLimit = pair("nemesis.fault_duration_ms", 1, HOUR_MS, D((1000, 5000)));
 pub const NEMESIS_PROBABILITY: FloatLimit =
     float("nemesis.crash (and pause, partition, isolate, loss, latency, skew)", 0.0, 1.0, D(0.0));
+// Not the common default: with log_flush = "never" a power loss may lose acknowledged data.
+pub const NEMESIS_POWER_LOSS: FloatLimit = float("nemesis.power_loss", 0.0, 1.0, D(0.0));
+pub const NEMESIS_DISK_FAULT: FloatLimit = float("nemesis.disk_fault", 0.0, 1.0, D(0.0));
+pub const NEMESIS_DISK_FAULT_RATE: FloatLimit = float("nemesis.disk_fault_rate", 0.0, 1.0, D(0.01));
 pub const NEMESIS_LOSS_RATE: FloatLimit = float("nemesis.loss_rate", 0.0, 0.9, D(0.1));
 pub const NEMESIS_MAX_LATENCY_MS: IntLimit = int("nemesis.max_latency_ms", 0, 60_000, D(200));
 pub const NEMESIS_MAX_SKEW_MS: IntLimit = int("nemesis.max_skew_ms", 0, HOUR_MS, D(1000));
@@ -194,8 +209,13 @@ pub const LIMITS: &[Limit] = &[
     Limit::Int(REPLICA_LAG_TIME_MAX_MS),
     Limit::Int(REPLICA_FETCH_WAIT_MAX_MS),
     Limit::Int(BROKER_REQUEST_TIMEOUT_MS),
+    Limit::Int(LOG_FLUSH_INTERVAL_MS),
+    Limit::Int(LOG_FLUSH_OFFSET_CHECKPOINT_INTERVAL_MS),
+    Limit::Int(REPLICA_HIGH_WATERMARK_CHECKPOINT_INTERVAL_MS),
     Limit::Int(SESSION_TIMEOUT_MS),
     Limit::Int(HEARTBEAT_INTERVAL_MS),
+    Limit::Int(DISK_WRITEBACK_EXPIRE_MS),
+    Limit::Int(DISK_CAPACITY_BYTES),
     Limit::Pair(NETWORK_LATENCY_MS),
     Limit::Float(NETWORK_LOSS),
     Limit::Int(TOPIC_NAME_CHARS),
@@ -229,9 +249,13 @@ pub const LIMITS: &[Limit] = &[
     Limit::Int(FAULT_LATENCY_MS),
     Limit::Float(FAULT_LOSS_RATE),
     Limit::Int(SKEW_MS),
+    Limit::Float(FAULT_DISK_PROBABILITY),
     Limit::Int(NEMESIS_INTERVAL_MS),
     Limit::Pair(NEMESIS_FAULT_DURATION_MS),
     Limit::Float(NEMESIS_PROBABILITY),
+    Limit::Float(NEMESIS_POWER_LOSS),
+    Limit::Float(NEMESIS_DISK_FAULT),
+    Limit::Float(NEMESIS_DISK_FAULT_RATE),
     Limit::Float(NEMESIS_LOSS_RATE),
     Limit::Int(NEMESIS_MAX_LATENCY_MS),
     Limit::Int(NEMESIS_MAX_SKEW_MS),
@@ -240,6 +264,7 @@ pub const LIMITS: &[Limit] = &[
 /// Rules that relate one value to another; checked in `validate`, listed here for the docs.
 pub const RULES: &[&str] = &[
     "`cluster.broker.log_index_interval_bytes` <= `cluster.broker.log_segment_bytes`",
+    "`cluster.broker.log_flush_interval_ms` only with `cluster.broker.log_flush = \"interval\"`",
     "`cluster.controller.heartbeat_interval_ms` < `cluster.controller.session_timeout_ms`",
     "`network.latency_ms`, `nemesis.fault_duration_ms`: first <= second",
     "`topics.name`: only `A-Z a-z 0-9 . _ -`, not `.` or `..`, unique",
@@ -251,6 +276,9 @@ pub const RULES: &[&str] = &[
     "`faults.at_ms` <= `duration_ms`",
     "`faults.min_ms` <= `faults.max_ms`",
     "`faults.node`: an existing node (`controller` included); `crash`/`restart` only a broker or the controller",
+    "`power-loss`, `disk-fault`, `disk-full`, `disk-heal`: only brokers and the controller (clients have no disk)",
+    "`power-loss`: exactly one of `node` and `nodes`; `nodes` non-empty, each node at most once",
+    "`disk-fault`: at least one of `bit_flip_read`, `bit_flip_write`, `lost_write`, `misdirected_write` above 0",
     "`faults.groups`: at least 2 non-empty groups, each node at most once",
     "`plant`, `expect.must_hold`, `expect.expected`: no name twice; `must_hold` and `expected` disjoint",
 ];

@@ -48,6 +48,14 @@ pub(super) struct RawCluster {
     pub unclean_leader_election: Option<S<bool>>,
     pub broker: Option<RawBroker>,
     pub controller: Option<RawController>,
+    pub disk: Option<RawDisk>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDisk {
+    pub writeback_expire_ms: Option<S<Int>>,
+    pub capacity_bytes: Option<S<Int>>,
 }
 
 #[derive(Deserialize)]
@@ -69,6 +77,10 @@ pub(super) struct RawBroker {
     pub replica_lag_time_max_ms: Option<S<Int>>,
     pub replica_fetch_wait_max_ms: Option<S<Int>>,
     pub request_timeout_ms: Option<S<Int>>,
+    pub log_flush: Option<S<Pick<FlushPolicy>>>,
+    pub log_flush_interval_ms: Option<S<Int>>,
+    pub log_flush_offset_checkpoint_interval_ms: Option<S<Int>>,
+    pub replica_high_watermark_checkpoint_interval_ms: Option<S<Int>>,
 }
 
 #[derive(Deserialize)]
@@ -144,6 +156,12 @@ pub(super) struct RawFault {
     pub max_ms: Option<S<Int>>,
     pub rate: Option<S<Num>>,
     pub skew_ms: Option<S<Int>>,
+    pub nodes: Option<S<Vec<S<String>>>>,
+    pub torn: Option<S<bool>>,
+    pub bit_flip_read: Option<S<Num>>,
+    pub bit_flip_write: Option<S<Num>>,
+    pub lost_write: Option<S<Num>>,
+    pub misdirected_write: Option<S<Num>>,
 }
 
 #[derive(Deserialize)]
@@ -158,6 +176,9 @@ pub(super) struct RawNemesis {
     pub loss: Option<S<Num>>,
     pub latency: Option<S<Num>>,
     pub skew: Option<S<Num>>,
+    pub power_loss: Option<S<Num>>,
+    pub disk_fault: Option<S<Num>>,
+    pub disk_fault_rate: Option<S<Num>>,
     pub loss_rate: Option<S<Num>>,
     pub max_latency_ms: Option<S<Int>>,
     pub max_skew_ms: Option<S<Int>>,
@@ -300,6 +321,33 @@ impl Choice for ResetSpec {
     }
 }
 
+/// A `log_flush` policy name, before `log_flush_interval_ms` is joined to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum FlushPolicy {
+    Never,
+    EveryBatch,
+    Interval,
+}
+
+impl FlushPolicy {
+    pub fn name(self) -> &'static str {
+        match self {
+            FlushPolicy::Never => "never",
+            FlushPolicy::EveryBatch => "every-batch",
+            FlushPolicy::Interval => "interval",
+        }
+    }
+}
+
+impl Choice for FlushPolicy {
+    const EXPECTING: &'static str = "a string: \"never\", \"every-batch\" or \"interval\"";
+    fn parse(s: &str) -> Result<Self, String> {
+        let all = [FlushPolicy::Never, FlushPolicy::EveryBatch, FlushPolicy::Interval];
+        let choices: Vec<_> = all.iter().map(|f| (f.name(), *f)).collect();
+        choose("log_flush policy", s, &choices)
+    }
+}
+
 /// A fault verb, before its keys are checked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Verb {
@@ -313,6 +361,10 @@ pub(super) enum Verb {
     Latency,
     Loss,
     Skew,
+    PowerLoss,
+    DiskFault,
+    DiskFull,
+    DiskHeal,
 }
 
 impl Verb {
@@ -327,6 +379,10 @@ impl Verb {
         Verb::Latency,
         Verb::Loss,
         Verb::Skew,
+        Verb::PowerLoss,
+        Verb::DiskFault,
+        Verb::DiskFull,
+        Verb::DiskHeal,
     ];
 
     pub fn name(self) -> &'static str {
@@ -341,13 +397,26 @@ impl Verb {
             Verb::Latency => "latency",
             Verb::Loss => "loss",
             Verb::Skew => "skew",
+            Verb::PowerLoss => "power-loss",
+            Verb::DiskFault => "disk-fault",
+            Verb::DiskFull => "disk-full",
+            Verb::DiskHeal => "disk-heal",
         }
     }
 
     /// The keys besides `at_ms` and `verb`: (required, optional).
+    /// `power-loss` needs exactly one of its optional `node` and `nodes`.
     pub fn keys(self) -> (&'static [&'static str], &'static [&'static str]) {
         match self {
-            Verb::Crash | Verb::Restart | Verb::Pause | Verb::Resume | Verb::Isolate => (&["node"], &[]),
+            Verb::Crash
+            | Verb::Restart
+            | Verb::Pause
+            | Verb::Resume
+            | Verb::Isolate
+            | Verb::DiskFull
+            | Verb::DiskHeal => (&["node"], &[]),
+            Verb::PowerLoss => (&[], &["node", "nodes", "torn"]),
+            Verb::DiskFault => (&["node"], &DISK_FAULT_KEYS),
             Verb::Partition => (&["groups"], &["one_way"]),
             Verb::Heal => (&[], &[]),
             Verb::Latency => (&["min_ms", "max_ms"], &[]),
@@ -356,6 +425,9 @@ impl Verb {
         }
     }
 }
+
+/// The probabilities `disk-fault` takes, at least one above 0.
+pub(super) const DISK_FAULT_KEYS: [&str; 4] = ["bit_flip_read", "bit_flip_write", "lost_write", "misdirected_write"];
 
 impl Choice for Verb {
     const EXPECTING: &'static str = "a fault verb (a string)";

@@ -44,6 +44,52 @@ pub struct ClusterSpec {
     pub unclean_leader_election: bool,
     pub broker: BrokerSpec,
     pub controller: ControllerSpec,
+    /// Every node's simulated disk (brokers and the controller have one).
+    pub disk: DiskSpec,
+}
+
+/// The simulated disks (`[cluster.disk]`), alike on every node that has one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DiskSpec {
+    /// Linux's dirty_expire: data not fsynced for this long is written back
+    /// by the kernel on its own (and so survives a power loss). `None`:
+    /// never written back, only fsync makes data durable.
+    pub writeback_expire_ms: Option<u64>,
+    /// Usable bytes per disk. `None`: the simulated maximum, 4 GiB.
+    pub capacity_bytes: Option<u64>,
+}
+
+impl Default for DiskSpec {
+    fn default() -> Self {
+        DiskSpec {
+            writeback_expire_ms: Some(limits::DISK_WRITEBACK_EXPIRE_MS.default_value() as u64),
+            capacity_bytes: None,
+        }
+    }
+}
+
+/// When a broker fsyncs its log (Kafka's log.flush.interval.messages and
+/// log.flush.interval.ms, reduced to the three policies that matter).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlushSpec {
+    /// Leave it to the kernel's writeback (Kafka's default: durability comes
+    /// from replication, not fsync).
+    Never,
+    /// Fsync after every appended batch, before it is acknowledged.
+    EveryBatch,
+    /// Fsync when this long has passed since the last flush.
+    IntervalMs(u64),
+}
+
+impl FlushSpec {
+    /// The policy as written in `log_flush`.
+    pub fn name(self) -> &'static str {
+        match self {
+            FlushSpec::Never => "never",
+            FlushSpec::EveryBatch => "every-batch",
+            FlushSpec::IntervalMs(_) => "interval",
+        }
+    }
 }
 
 /// The controller's broker-liveness settings; defaults are KRaft's.
@@ -83,6 +129,14 @@ pub struct BrokerSpec {
     /// How long a broker waits for answers to its own requests (replica
     /// fetches, controller requests) before giving up and retrying.
     pub request_timeout_ms: u64,
+    /// When the log is fsynced; Kafka's default is never.
+    pub log_flush: FlushSpec,
+    /// How often the recovery-point checkpoint is written
+    /// (log.flush.offset.checkpoint.interval.ms).
+    pub log_flush_offset_checkpoint_interval_ms: u64,
+    /// How often the high-watermark checkpoint is written
+    /// (replica.high.watermark.checkpoint.interval.ms).
+    pub replica_high_watermark_checkpoint_interval_ms: u64,
 }
 
 impl Default for BrokerSpec {
@@ -97,6 +151,11 @@ impl Default for BrokerSpec {
             replica_lag_time_max_ms: limits::REPLICA_LAG_TIME_MAX_MS.default_value() as u64,
             replica_fetch_wait_max_ms: limits::REPLICA_FETCH_WAIT_MAX_MS.default_value() as u64,
             request_timeout_ms: limits::BROKER_REQUEST_TIMEOUT_MS.default_value() as u64,
+            log_flush: FlushSpec::Never,
+            log_flush_offset_checkpoint_interval_ms: limits::LOG_FLUSH_OFFSET_CHECKPOINT_INTERVAL_MS.default_value()
+                as u64,
+            replica_high_watermark_checkpoint_interval_ms: limits::REPLICA_HIGH_WATERMARK_CHECKPOINT_INTERVAL_MS
+                .default_value() as u64,
         }
     }
 }
@@ -269,10 +328,13 @@ pub struct TimedFault {
     pub line: usize,
 }
 
-/// The fault verbs. Node names are `broker-N`, `producer-N`, `consumer-N`.
+/// The fault verbs. Node names are `broker-N`, `controller`, `producer-N`,
+/// `consumer-N`; the disk verbs name brokers or the controller (clients have
+/// no disk).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Fault {
-    /// Kill a broker: its unsynced writes are lost, its tasks stop.
+    /// Kill a broker's (or the controller's) process: its tasks stop; its
+    /// page cache survives, so nothing it wrote is lost (see `PowerLoss`).
     Crash {
         node: String,
     },
@@ -313,6 +375,43 @@ pub enum Fault {
         node: String,
         skew_ms: i64,
     },
+    /// These nodes lose power at the same instant (a correlated loss when
+    /// several are named): each one's page cache — everything not fsynced
+    /// and not yet written back — is lost; with `torn`, the last write to an
+    /// unsynced file may survive only in part (a torn write). The node is
+    /// down until `restart` (or the heal at the end of the chaos phase).
+    PowerLoss {
+        nodes: Vec<String>,
+        torn: bool,
+    },
+    /// From now on, each disk operation on that node fails in the given ways
+    /// with the given probabilities (until `disk-heal`).
+    DiskFault {
+        node: String,
+        faults: DiskFaultSpec,
+    },
+    /// From now on, writes that need space on that node's disk fail; the
+    /// broker stops, as Kafka does on an I/O error in its only log dir.
+    DiskFull {
+        node: String,
+    },
+    /// Ends that node's disk faults and fullness.
+    DiskHeal {
+        node: String,
+    },
+}
+
+/// Per-operation probabilities of the disk faults, each 0.0..=1.0.
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
+pub struct DiskFaultSpec {
+    /// A read returns data with one bit flipped.
+    pub bit_flip_read: f64,
+    /// A write stores data with one bit flipped.
+    pub bit_flip_write: f64,
+    /// A write is acknowledged but never stored.
+    pub lost_write: f64,
+    /// A write lands in another file.
+    pub misdirected_write: f64,
 }
 
 impl Fault {
@@ -329,11 +428,16 @@ impl Fault {
             Fault::Latency { .. } => "latency",
             Fault::Loss { .. } => "loss",
             Fault::Skew { .. } => "skew",
+            Fault::PowerLoss { .. } => "power-loss",
+            Fault::DiskFault { .. } => "disk-fault",
+            Fault::DiskFull { .. } => "disk-full",
+            Fault::DiskHeal { .. } => "disk-heal",
         }
     }
 }
 
-/// `crash broker-1`, `partition [broker-0] | [broker-1 broker-2]`, `latency 5..50ms`: for traces.
+/// `crash broker-1`, `partition [broker-0] | [broker-1 broker-2]`, `latency 5..50ms`,
+/// `power-loss broker-1 broker-2 (torn)`, `disk-fault broker-0 bit_flip_read=0.01`: for traces.
 impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let verb = self.verb();
@@ -342,7 +446,9 @@ impl fmt::Display for Fault {
             | Fault::Restart { node }
             | Fault::Pause { node }
             | Fault::Resume { node }
-            | Fault::Isolate { node } => write!(f, "{verb} {node}"),
+            | Fault::Isolate { node }
+            | Fault::DiskFull { node }
+            | Fault::DiskHeal { node } => write!(f, "{verb} {node}"),
             Fault::Partition { groups, one_way } => {
                 let groups: Vec<String> = groups.iter().map(|g| format!("[{}]", g.join(" "))).collect();
                 let one_way = if *one_way { " (one-way)" } else { "" };
@@ -352,7 +458,36 @@ impl fmt::Display for Fault {
             Fault::Latency { min_ms, max_ms } => write!(f, "{verb} {min_ms}..{max_ms}ms"),
             Fault::Loss { rate } => write!(f, "{verb} {rate}"),
             Fault::Skew { node, skew_ms } => write!(f, "{verb} {node} {skew_ms:+}ms"),
+            Fault::PowerLoss { nodes, torn } => {
+                let torn = if *torn { " (torn)" } else { "" };
+                write!(f, "{verb} {}{torn}", nodes.join(" "))
+            }
+            Fault::DiskFault { node, faults } => {
+                write!(f, "{verb} {node}")?;
+                for (key, p) in faults.named() {
+                    if p > 0.0 {
+                        write!(f, " {key}={p}")?;
+                    }
+                }
+                Ok(())
+            }
         }
+    }
+}
+
+impl DiskFaultSpec {
+    /// Each probability with its key, in file order.
+    pub fn named(&self) -> [(&'static str, f64); 4] {
+        [
+            ("bit_flip_read", self.bit_flip_read),
+            ("bit_flip_write", self.bit_flip_write),
+            ("lost_write", self.lost_write),
+            ("misdirected_write", self.misdirected_write),
+        ]
+    }
+
+    pub fn any(&self) -> bool {
+        self.named().iter().any(|(_, p)| *p > 0.0)
     }
 }
 
@@ -371,6 +506,15 @@ pub struct NemesisSpec {
     pub loss: f64,
     pub latency: f64,
     pub skew: f64,
+    /// Power loss of one random server (broker or controller), torn on a
+    /// fair coin, undone by restarting it. Default 0: with the default
+    /// `log_flush = "never"` a power loss can legitimately lose data.
+    pub power_loss: f64,
+    /// Bit flips on read on one random server's disk, at `disk_fault_rate`
+    /// per read, undone by `disk-heal`.
+    pub disk_fault: f64,
+    /// Per-operation probability a drawn disk fault uses.
+    pub disk_fault_rate: f64,
     /// Loss rate of a loss fault.
     pub loss_rate: f64,
     /// Upper end of a latency fault's range.
@@ -396,6 +540,9 @@ impl Default for NemesisSpec {
             loss: p,
             latency: p,
             skew: p,
+            power_loss: limits::NEMESIS_POWER_LOSS.default_value(),
+            disk_fault: limits::NEMESIS_DISK_FAULT.default_value(),
+            disk_fault_rate: limits::NEMESIS_DISK_FAULT_RATE.default_value(),
             loss_rate: limits::NEMESIS_LOSS_RATE.default_value(),
             max_latency_ms: limits::NEMESIS_MAX_LATENCY_MS.default_value() as u64,
             max_skew_ms: limits::NEMESIS_MAX_SKEW_MS.default_value(),

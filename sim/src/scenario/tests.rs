@@ -39,10 +39,18 @@ log_retention_check_interval_ms = 5000
 fetch_purgatory_limit = 100
 replica_lag_time_max_ms = 5000
 replica_fetch_wait_max_ms = 250
+log_flush = "interval"
+log_flush_interval_ms = 250
+log_flush_offset_checkpoint_interval_ms = 10000
+replica_high_watermark_checkpoint_interval_ms = 2000
 
 [cluster.controller]
 session_timeout_ms = 3000
 heartbeat_interval_ms = 500
+
+[cluster.disk]
+writeback_expire_ms = 0
+capacity_bytes = 67108864
 
 [network]
 latency_ms = [2, 20]
@@ -144,6 +152,36 @@ verb = "skew"
 node = "broker-0"
 skew_ms = -1500
 
+[[faults]]
+at_ms = 9500
+verb = "power-loss"
+nodes = ["broker-1", "controller"]
+torn = true
+
+[[faults]]
+at_ms = 9600
+verb = "disk-fault"
+node = "broker-2"
+bit_flip_read = 0.01
+bit_flip_write = 0.02
+lost_write = 0.03
+misdirected_write = 1
+
+[[faults]]
+at_ms = 9700
+verb = "disk-full"
+node = "controller"
+
+[[faults]]
+at_ms = 9800
+verb = "disk-heal"
+node = "broker-2"
+
+[[faults]]
+at_ms = 9900
+verb = "power-loss"
+node = "broker-0"
+
 [nemesis]
 interval_ms = 500
 fault_duration_ms = [200, 800]
@@ -154,6 +192,9 @@ isolate = 0.4
 loss = 0.5
 latency = 0.6
 skew = 1
+power_loss = 0.05
+disk_fault = 0.07
+disk_fault_rate = 0.5
 loss_rate = 0.3
 max_latency_ms = 100
 max_skew_ms = 250
@@ -211,7 +252,11 @@ fn full_scenario_reads_every_key() {
                 replica_lag_time_max_ms: 5000,
                 replica_fetch_wait_max_ms: 250,
                 request_timeout_ms: 30_000,
+                log_flush: FlushSpec::IntervalMs(250),
+                log_flush_offset_checkpoint_interval_ms: 10_000,
+                replica_high_watermark_checkpoint_interval_ms: 2000,
             },
+            disk: DiskSpec { writeback_expire_ms: None, capacity_bytes: Some(64 << 20) },
         },
         network: NetworkSpec { latency_ms: (2, 20), loss: 0.01 },
         topics: vec![
@@ -266,24 +311,49 @@ fn full_scenario_reads_every_key() {
             }],
         },
         faults: vec![
-            TimedFault { at_ms: 1000, fault: Fault::Crash { node: "broker-1".into() }, line: 80 },
-            TimedFault { at_ms: 2000, fault: Fault::Restart { node: "broker-1".into() }, line: 85 },
-            TimedFault { at_ms: 3000, fault: Fault::Pause { node: "producer-2".into() }, line: 90 },
-            TimedFault { at_ms: 4000, fault: Fault::Resume { node: "producer-2".into() }, line: 95 },
-            TimedFault { at_ms: 5000, fault: Fault::Isolate { node: "consumer-1".into() }, line: 100 },
-            TimedFault { at_ms: 6000, fault: Fault::Heal, line: 105 },
-            TimedFault { at_ms: 7000, fault: Fault::Latency { min_ms: 5, max_ms: 50 }, line: 109 },
-            TimedFault { at_ms: 8000, fault: Fault::Loss { rate: 0.2 }, line: 115 },
-            // Equal times keep file order: the partition (line 66) before the skew.
+            TimedFault { at_ms: 1000, fault: Fault::Crash { node: "broker-1".into() }, line: 88 },
+            TimedFault { at_ms: 2000, fault: Fault::Restart { node: "broker-1".into() }, line: 93 },
+            TimedFault { at_ms: 3000, fault: Fault::Pause { node: "producer-2".into() }, line: 98 },
+            TimedFault { at_ms: 4000, fault: Fault::Resume { node: "producer-2".into() }, line: 103 },
+            TimedFault { at_ms: 5000, fault: Fault::Isolate { node: "consumer-1".into() }, line: 108 },
+            TimedFault { at_ms: 6000, fault: Fault::Heal, line: 113 },
+            TimedFault { at_ms: 7000, fault: Fault::Latency { min_ms: 5, max_ms: 50 }, line: 117 },
+            TimedFault { at_ms: 8000, fault: Fault::Loss { rate: 0.2 }, line: 123 },
+            // Equal times keep file order: the partition (line 82) before the skew.
             TimedFault {
                 at_ms: 9000,
                 fault: Fault::Partition {
                     groups: vec![strings(&["broker-0"]), strings(&["broker-1", "broker-2"])],
                     one_way: true,
                 },
-                line: 74,
+                line: 82,
             },
-            TimedFault { at_ms: 9000, fault: Fault::Skew { node: "broker-0".into(), skew_ms: -1500 }, line: 120 },
+            TimedFault { at_ms: 9000, fault: Fault::Skew { node: "broker-0".into(), skew_ms: -1500 }, line: 128 },
+            TimedFault {
+                at_ms: 9500,
+                fault: Fault::PowerLoss { nodes: strings(&["broker-1", "controller"]), torn: true },
+                line: 134,
+            },
+            TimedFault {
+                at_ms: 9600,
+                fault: Fault::DiskFault {
+                    node: "broker-2".into(),
+                    faults: DiskFaultSpec {
+                        bit_flip_read: 0.01,
+                        bit_flip_write: 0.02,
+                        lost_write: 0.03,
+                        misdirected_write: 1.0,
+                    },
+                },
+                line: 140,
+            },
+            TimedFault { at_ms: 9700, fault: Fault::DiskFull { node: "controller".into() }, line: 149 },
+            TimedFault { at_ms: 9800, fault: Fault::DiskHeal { node: "broker-2".into() }, line: 154 },
+            TimedFault {
+                at_ms: 9900,
+                fault: Fault::PowerLoss { nodes: strings(&["broker-0"]), torn: false },
+                line: 159,
+            },
         ],
         nemesis: Some(NemesisSpec {
             interval_ms: 500,
@@ -295,6 +365,9 @@ fn full_scenario_reads_every_key() {
             loss: 0.5,
             latency: 0.6,
             skew: 1.0,
+            power_loss: 0.05,
+            disk_fault: 0.07,
+            disk_fault_rate: 0.5,
             loss_rate: 0.3,
             max_latency_ms: 100,
             max_skew_ms: 250,
@@ -342,7 +415,12 @@ fn full_scenario_names_its_nodes() {
             "latency 5..50ms",
             "loss 0.2",
             "partition [broker-0] | [broker-1 broker-2] (one-way)",
-            "skew broker-0 -1500ms"
+            "skew broker-0 -1500ms",
+            "power-loss broker-1 controller (torn)",
+            "disk-fault broker-2 bit_flip_read=0.01 bit_flip_write=0.02 lost_write=0.03 misdirected_write=1",
+            "disk-full controller",
+            "disk-heal broker-2",
+            "power-loss broker-0",
         ]
     );
 }
@@ -361,7 +439,8 @@ fn minimal_scenario_gets_the_documented_defaults() {
             brokers: 3,
             unclean_leader_election: false,
             broker: BrokerSpec::default(),
-            controller: ControllerSpec { session_timeout_ms: 9000, heartbeat_interval_ms: 2000 }
+            controller: ControllerSpec { session_timeout_ms: 9000, heartbeat_interval_ms: 2000 },
+            disk: DiskSpec { writeback_expire_ms: Some(30_000), capacity_bytes: None },
         }
     );
     assert_eq!(
@@ -376,8 +455,12 @@ fn minimal_scenario_gets_the_documented_defaults() {
             replica_lag_time_max_ms: 30_000,
             replica_fetch_wait_max_ms: 500,
             request_timeout_ms: 30_000,
+            log_flush: FlushSpec::Never,
+            log_flush_offset_checkpoint_interval_ms: 60_000,
+            replica_high_watermark_checkpoint_interval_ms: 5000,
         }
     );
+    assert_eq!(DiskSpec::default(), s.cluster.disk);
     assert_eq!(s.network, NetworkSpec { latency_ms: (1, 10), loss: 0.0 });
     assert_eq!(
         s.topics,
@@ -416,6 +499,9 @@ fn workload_and_nemesis_defaults() {
     let n = NemesisSpec::default();
     assert_eq!((n.interval_ms, n.fault_duration_ms, n.crash, n.skew), (1000, (1000, 5000), 0.0, 0.0));
     assert_eq!((n.loss_rate, n.max_latency_ms, n.max_skew_ms), (0.1, 200, 1000));
+    // Power loss and disk faults are off unless asked for: with log_flush =
+    // "never" a power loss may lose acknowledged writes, legitimately.
+    assert_eq!((n.power_loss, n.disk_fault, n.disk_fault_rate), (0.0, 0.0, 0.01));
     // must_hold left out: the defaults minus what is expected.
     assert!(!s.expect.must_hold.contains(&Invariant::LostWrite));
     assert!(s.expect.must_hold.contains(&Invariant::Unseen));
@@ -438,10 +524,10 @@ fn unknown_key_top_level() {
 fn unknown_key_nested() {
     check(&format!("{MIN}\n[cluster.broker]\nlog_segment_size = 1\n"), 11, 1, "unknown key `log_segment_size`");
     check(
-        &format!("{MIN}\n[[faults]]\nat_ms = 1\nverb = \"heal\"\nnodes = \"broker-0\"\n"),
+        &format!("{MIN}\n[[faults]]\nat_ms = 1\nverb = \"heal\"\nhost = \"broker-0\"\n"),
         13,
         1,
-        "unknown key `nodes`",
+        "unknown key `host`",
     );
 }
 
@@ -741,6 +827,326 @@ fn node_in_two_groups() {
     );
 }
 
+// ---- the disk ---------------------------------------------------------------
+
+/// MIN with one `[[faults]]` entry at 1 ms; `keys` start on line 12.
+fn with_fault(keys: &str) -> String {
+    format!("{MIN}\n[[faults]]\nat_ms = 1\n{keys}")
+}
+
+/// The one fault of `with_fault(keys)`.
+fn only_fault(keys: &str) -> Fault {
+    parse(&with_fault(keys)).unwrap().faults.remove(0).fault
+}
+
+#[test]
+fn flush_policies() {
+    let flush = |keys: &str| parse(&format!("{MIN}\n[cluster.broker]\n{keys}")).unwrap().cluster.broker.log_flush;
+    assert_eq!(flush(""), FlushSpec::Never);
+    assert_eq!(flush("log_flush = \"never\"\n"), FlushSpec::Never);
+    assert_eq!(flush("log_flush = \"every-batch\"\n"), FlushSpec::EveryBatch);
+    assert_eq!(flush("log_flush = \"interval\"\n"), FlushSpec::IntervalMs(1000));
+    assert_eq!(
+        flush("log_flush = \"interval\"\nlog_flush_interval_ms = 3_600_000\n"),
+        FlushSpec::IntervalMs(3_600_000)
+    );
+    let b = parse(&format!(
+        "{MIN}\n[cluster.broker]\nlog_flush_offset_checkpoint_interval_ms = 100\n\
+         replica_high_watermark_checkpoint_interval_ms = 3_600_000\n"
+    ))
+    .unwrap()
+    .cluster
+    .broker;
+    assert_eq!(
+        (b.log_flush_offset_checkpoint_interval_ms, b.replica_high_watermark_checkpoint_interval_ms),
+        (100, 3_600_000)
+    );
+}
+
+#[test]
+fn flush_interval_without_the_interval_policy() {
+    check(
+        &format!("{MIN}\n[cluster.broker]\nlog_flush = \"never\"\nlog_flush_interval_ms = 100\n"),
+        12,
+        25,
+        "log_flush_interval_ms applies only to log_flush = \"interval\", but log_flush is \"never\"",
+    );
+    check(
+        &format!("{MIN}\n[cluster.broker]\nlog_flush = \"every-batch\"\nlog_flush_interval_ms = 100\n"),
+        12,
+        25,
+        "but log_flush is \"every-batch\"",
+    );
+    check(
+        &format!("{MIN}\n[cluster.broker]\nlog_flush_interval_ms = 100\n"),
+        11,
+        25,
+        "but log_flush is left out (\"never\"); set log_flush = \"interval\"",
+    );
+}
+
+#[test]
+fn flush_policy_and_intervals_out_of_range() {
+    check(
+        &format!("{MIN}\n[cluster.broker]\nlog_flush = \"always\"\n"),
+        11,
+        13,
+        "unknown log_flush policy `always`; expected one of: never, every-batch, interval",
+    );
+    check(&format!("{MIN}\n[cluster.broker]\nlog_flush = 1\n"), 11, 13, "\"never\", \"every-batch\" or \"interval\"");
+    check(
+        &format!("{MIN}\n[cluster.broker]\nlog_flush = \"interval\"\nlog_flush_interval_ms = 0\n"),
+        12,
+        25,
+        "cluster.broker.log_flush_interval_ms must be between 1 and 3_600_000, got 0",
+    );
+    check(
+        &format!("{MIN}\n[cluster.broker]\nlog_flush_offset_checkpoint_interval_ms = 99\n"),
+        11,
+        43,
+        "cluster.broker.log_flush_offset_checkpoint_interval_ms must be between 100 and 3_600_000, got 99",
+    );
+    check(
+        &format!("{MIN}\n[cluster.broker]\nreplica_high_watermark_checkpoint_interval_ms = 3_600_001\n"),
+        11,
+        49,
+        "cluster.broker.replica_high_watermark_checkpoint_interval_ms must be between 100 and 3_600_000, got 3600001",
+    );
+}
+
+#[test]
+fn disk_table() {
+    let disk = |keys: &str| parse(&format!("{MIN}\n[cluster.disk]\n{keys}")).unwrap().cluster.disk;
+    assert_eq!(disk(""), DiskSpec { writeback_expire_ms: Some(30_000), capacity_bytes: None });
+    assert_eq!(
+        disk("writeback_expire_ms = 5000\ncapacity_bytes = 1_048_576\n"),
+        DiskSpec { writeback_expire_ms: Some(5000), capacity_bytes: Some(1 << 20) }
+    );
+    // 0 is Linux's "never": only fsync makes data durable.
+    assert_eq!(
+        disk("writeback_expire_ms = 0\ncapacity_bytes = 4_294_967_296\n"),
+        DiskSpec { writeback_expire_ms: None, capacity_bytes: Some(4 << 30) }
+    );
+}
+
+#[test]
+fn disk_table_out_of_range() {
+    check(
+        &format!("{MIN}\n[cluster.disk]\nwriteback_expire_ms = -1\n"),
+        11,
+        23,
+        "cluster.disk.writeback_expire_ms must be between 0 and 3_600_000, got -1",
+    );
+    check(
+        &format!("{MIN}\n[cluster.disk]\ncapacity_bytes = 1000\n"),
+        11,
+        18,
+        "cluster.disk.capacity_bytes must be between 1_048_576 and 4_294_967_296, got 1000",
+    );
+    check(&format!("{MIN}\n[cluster.disk]\ncapacity_bytes = 4_294_967_297\n"), 11, 18, "got 4294967297");
+    check(&format!("{MIN}\n[cluster.disk]\nfsync = true\n"), 11, 1, "unknown key `fsync`");
+}
+
+#[test]
+fn power_loss() {
+    assert_eq!(
+        only_fault("verb = \"power-loss\"\nnode = \"broker-1\"\n"),
+        Fault::PowerLoss { nodes: strings(&["broker-1"]), torn: false }
+    );
+    let correlated =
+        only_fault("verb = \"power-loss\"\nnodes = [\"broker-0\", \"broker-2\", \"controller\"]\ntorn = true\n");
+    assert_eq!(correlated, Fault::PowerLoss { nodes: strings(&["broker-0", "broker-2", "controller"]), torn: true });
+    assert_eq!(correlated.verb(), "power-loss");
+    assert_eq!(correlated.to_string(), "power-loss broker-0 broker-2 controller (torn)");
+    let controller = only_fault("verb = \"power-loss\"\nnode = \"controller\"\ntorn = false\n");
+    assert_eq!(controller.to_string(), "power-loss controller");
+}
+
+#[test]
+fn power_loss_names_its_nodes_once() {
+    check(
+        &with_fault("verb = \"power-loss\"\nnode = \"broker-0\"\nnodes = [\"broker-1\"]\n"),
+        14,
+        9,
+        "power-loss takes `node` or `nodes`, not both",
+    );
+    check(
+        &with_fault("verb = \"power-loss\"\ntorn = true\n"),
+        12,
+        8,
+        "verb \"power-loss\" needs `node` or `nodes`; power-loss takes `node` or `nodes`, optionally `torn`",
+    );
+    check(
+        &with_fault("verb = \"power-loss\"\nnodes = []\n"),
+        13,
+        9,
+        "nodes is empty; power-loss names at least one broker or the controller",
+    );
+    check(
+        &with_fault("verb = \"power-loss\"\nnodes = [\"broker-0\", \"controller\", \"broker-0\"]\n"),
+        13,
+        36,
+        "nodes lists \"broker-0\" twice",
+    );
+    check(
+        &with_fault("verb = \"power-loss\"\nnodes = [\"broker-0\", \"broker-3\"]\n"),
+        13,
+        22,
+        "fault names node \"broker-3\", but the cluster has brokers broker-0..broker-2",
+    );
+    check(
+        &with_fault("verb = \"power-loss\"\nnode = \"broker-0\"\ntorn = \"yes\"\n"),
+        14,
+        8,
+        "invalid type: string \"yes\", expected a boolean",
+    );
+    check(
+        &with_fault("verb = \"crash\"\nnode = \"broker-0\"\ntorn = true\n"),
+        14,
+        8,
+        "`torn` does not apply to verb \"crash\"; crash takes `node`",
+    );
+}
+
+#[test]
+fn disk_verbs_on_a_client() {
+    check(
+        &format!(
+            "{MIN}\n[[workload.consumers]]\ntopics = [\"orders\"]\n\n\
+             [[faults]]\nat_ms = 1\nverb = \"power-loss\"\nnodes = [\"broker-0\", \"consumer-0\"]\n"
+        ),
+        16,
+        22,
+        "power-loss applies to brokers and the controller only, but \"consumer-0\" is a consumer, which has no disk",
+    );
+    for verb in ["power-loss", "disk-full", "disk-heal"] {
+        check(
+            &with_fault(&format!("verb = \"{verb}\"\nnode = \"producer-0\"\n")),
+            13,
+            8,
+            &format!("{verb} applies to brokers and the controller only, but \"producer-0\" is a producer, which has no disk"),
+        );
+    }
+    check(
+        &with_fault("verb = \"disk-fault\"\nnode = \"consumer-0\"\nlost_write = 0.5\n"),
+        13,
+        8,
+        "\"consumer-0\" is a consumer, which has no disk",
+    );
+    check(&with_fault("verb = \"disk-full\"\nnode = \"broker-9\"\n"), 13, 8, "fault names node \"broker-9\"");
+    check(&with_fault("verb = \"disk-heal\"\nnode = \"disk-0\"\n"), 13, 8, "unknown node \"disk-0\"");
+}
+
+#[test]
+fn disk_fault_full_and_heal() {
+    let fault = only_fault("verb = \"disk-fault\"\nnode = \"controller\"\nlost_write = 0.25\n");
+    let faults = DiskFaultSpec { lost_write: 0.25, ..DiskFaultSpec::default() };
+    assert_eq!(fault, Fault::DiskFault { node: "controller".into(), faults });
+    assert_eq!((fault.verb(), fault.to_string().as_str()), ("disk-fault", "disk-fault controller lost_write=0.25"));
+    let every = only_fault(
+        "verb = \"disk-fault\"\nnode = \"broker-0\"\nbit_flip_read = 1\nbit_flip_write = 0\n\
+         lost_write = 0.5\nmisdirected_write = 0.001\n",
+    );
+    let faults = DiskFaultSpec { bit_flip_read: 1.0, bit_flip_write: 0.0, lost_write: 0.5, misdirected_write: 0.001 };
+    assert_eq!(every, Fault::DiskFault { node: "broker-0".into(), faults });
+    let full = only_fault("verb = \"disk-full\"\nnode = \"broker-2\"\n");
+    assert_eq!((full.verb(), full.to_string().as_str()), ("disk-full", "disk-full broker-2"));
+    assert_eq!(full, Fault::DiskFull { node: "broker-2".into() });
+    let heal = only_fault("verb = \"disk-heal\"\nnode = \"controller\"\n");
+    assert_eq!((heal.verb(), heal.to_string().as_str()), ("disk-heal", "disk-heal controller"));
+    assert_eq!(heal, Fault::DiskHeal { node: "controller".into() });
+}
+
+#[test]
+fn disk_fault_probabilities() {
+    check(
+        &with_fault("verb = \"disk-fault\"\nnode = \"broker-0\"\nbit_flip_read = 1.5\n"),
+        14,
+        17,
+        "bit_flip_read must be between 0.0 and 1.0, got 1.5",
+    );
+    check(
+        &with_fault("verb = \"disk-fault\"\nnode = \"broker-0\"\nmisdirected_write = -0.1\n"),
+        14,
+        21,
+        "misdirected_write must be between 0.0 and 1.0, got -0.1",
+    );
+    check(&with_fault("verb = \"disk-fault\"\nnode = \"broker-0\"\nbit_flip_write = nan\n"), 14, 18, "got NaN");
+    check(
+        &with_fault("verb = \"disk-fault\"\nnode = \"broker-0\"\nlost_write = \"often\"\n"),
+        14,
+        14,
+        "expected a number",
+    );
+    // All 0 (or none given) would change nothing: blame the first one written, else the verb.
+    check(
+        &with_fault("verb = \"disk-fault\"\nnode = \"broker-0\"\nlost_write = 0.0\nbit_flip_write = 0\n"),
+        14,
+        14,
+        "disk-fault needs at least one of `bit_flip_read`, `bit_flip_write`, `lost_write`, `misdirected_write` above 0",
+    );
+    check(&with_fault("verb = \"disk-fault\"\nnode = \"broker-0\"\n"), 12, 8, "disk-fault needs at least one of");
+}
+
+#[test]
+fn disk_verbs_and_their_keys() {
+    check(&with_fault("verb = \"disk-fault\"\nlost_write = 0.5\n"), 12, 8, "verb \"disk-fault\" needs `node`");
+    check(&with_fault("verb = \"disk-heal\"\n"), 12, 8, "verb \"disk-heal\" needs `node`; disk-heal takes `node`");
+    check(
+        &with_fault("verb = \"disk-full\"\nnode = \"broker-0\"\nlost_write = 0.5\n"),
+        14,
+        14,
+        "`lost_write` does not apply to verb \"disk-full\"; disk-full takes `node`",
+    );
+    check(
+        &with_fault("verb = \"disk-fault\"\nnodes = [\"broker-0\"]\nlost_write = 0.5\n"),
+        13,
+        9,
+        "`nodes` does not apply to verb \"disk-fault\"; disk-fault takes `node`, optionally `bit_flip_read`",
+    );
+    check(
+        &with_fault("verb = \"heal\"\nbit_flip_read = 0.5\n"),
+        13,
+        17,
+        "`bit_flip_read` does not apply to verb \"heal\"",
+    );
+    check(
+        &with_fault("verb = \"power-outage\"\n"),
+        12,
+        8,
+        "unknown fault verb `power-outage`; expected one of: crash, restart, pause, resume, isolate, partition, \
+         heal, latency, loss, skew, power-loss, disk-fault, disk-full, disk-heal",
+    );
+}
+
+#[test]
+fn nemesis_power_loss_and_disk_faults() {
+    let n = parse(&format!("{MIN}\n[nemesis]\npower_loss = 0.1\ndisk_fault = 1\ndisk_fault_rate = 0\n"))
+        .unwrap()
+        .nemesis
+        .unwrap();
+    assert_eq!((n.power_loss, n.disk_fault, n.disk_fault_rate), (0.1, 1.0, 0.0));
+    assert_eq!((n.crash, n.skew, n.loss_rate), (0.0, 0.0, 0.1));
+    check(
+        &format!("{MIN}\n[nemesis]\npower_loss = 1.5\n"),
+        11,
+        14,
+        "nemesis.power_loss must be between 0.0 and 1.0, got 1.5",
+    );
+    check(
+        &format!("{MIN}\n[nemesis]\ndisk_fault = -1\n"),
+        11,
+        14,
+        "nemesis.disk_fault must be between 0.0 and 1.0, got -1.0",
+    );
+    check(
+        &format!("{MIN}\n[nemesis]\ndisk_fault_rate = 2\n"),
+        11,
+        19,
+        "nemesis.disk_fault_rate must be between 0.0 and 1.0, got 2.0",
+    );
+}
+
 // ---- files ------------------------------------------------------------------
 
 #[test]
@@ -854,6 +1260,12 @@ const TOKENS: &[&str] = &[
     "true",
     "[nemesis]\n",
     "[expect]\n",
+    "[cluster.disk]\n",
+    "verb = \"power-loss\"",
+    "verb = \"disk-fault\"",
+    "nodes = []",
+    "\"controller\"",
+    "1.5",
 ];
 
 fn mutate(base: &str, edits: &[(usize, usize, usize)]) -> String {
@@ -878,9 +1290,7 @@ fn assert_well_formed(s: &Scenario) {
     for f in &s.faults {
         assert!(f.at_ms <= s.duration_ms);
         match &f.fault {
-            Fault::Crash { node } | Fault::Restart { node } => {
-                assert!(s.broker_names().contains(node))
-            }
+            Fault::Crash { node } | Fault::Restart { node } => assert!(has_disk(s, node)),
             Fault::Pause { node } | Fault::Resume { node } | Fault::Isolate { node } | Fault::Skew { node, .. } => {
                 assert!(nodes.contains(node))
             }
@@ -890,12 +1300,25 @@ fn assert_well_formed(s: &Scenario) {
             Fault::Latency { min_ms, max_ms } => assert!(min_ms <= max_ms),
             Fault::Loss { rate } => assert!((0.0..=0.9).contains(rate)),
             Fault::Heal => {}
+            Fault::PowerLoss { nodes, .. } => {
+                assert!(!nodes.is_empty() && nodes.iter().all(|n| has_disk(s, n)));
+                assert!(nodes.iter().enumerate().all(|(i, n)| !nodes[..i].contains(n)));
+            }
+            Fault::DiskFault { node, faults } => {
+                assert!(has_disk(s, node) && faults.any());
+                assert!(faults.named().iter().all(|(_, p)| (0.0..=1.0).contains(p)));
+            }
+            Fault::DiskFull { node } | Fault::DiskHeal { node } => assert!(has_disk(s, node)),
         }
     }
     for p in &s.workload.producers {
         assert!(s.topic(&p.topic).is_some());
     }
     assert!(s.expect.must_hold.iter().all(|i| !s.expect.expected.contains(i)));
+}
+
+fn has_disk(s: &Scenario, node: &str) -> bool {
+    node == CONTROLLER_NODE || s.broker_names().iter().any(|b| b == node)
 }
 
 fn check_no_panic(text: &str) -> Result<(), TestCaseError> {

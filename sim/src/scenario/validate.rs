@@ -12,13 +12,15 @@ use broker_core::protocol::Acks;
 use super::error::{line_column, ScenarioError};
 use super::limits::{self, format_int, FloatLimit, IntLimit, PairLimit};
 use super::raw::{
-    Int, Num, Pick, RawBroker, RawCluster, RawConsumer, RawController, RawExpect, RawFault, RawGroups, RawKeys,
-    RawNemesis, RawNetwork, RawProducer, RawScenario, RawTopic, RawWorkload, Verb, S,
+    FlushPolicy, Int, Num, Pick, RawBroker, RawCluster, RawConsumer, RawController, RawDisk, RawExpect, RawFault,
+    RawGroups, RawKeys, RawNemesis, RawNetwork, RawProducer, RawScenario, RawTopic, RawWorkload, Verb, DISK_FAULT_KEYS,
+    S,
 };
 use super::schema::CONTROLLER_NODE;
 use super::schema::{
-    AssignmentSpec, BrokerSpec, ClusterSpec, ConsumerSpec, ControllerSpec, ExpectSpec, Fault, KeyMode, NemesisSpec,
-    NetworkSpec, PartitionerSpec, ProducerSpec, ResetSpec, Scenario, TimedFault, TopicSpec, WorkloadSpec,
+    AssignmentSpec, BrokerSpec, ClusterSpec, ConsumerSpec, ControllerSpec, DiskFaultSpec, DiskSpec, ExpectSpec, Fault,
+    FlushSpec, KeyMode, NemesisSpec, NetworkSpec, PartitionerSpec, ProducerSpec, ResetSpec, Scenario, TimedFault,
+    TopicSpec, WorkloadSpec,
 };
 use crate::checker::Invariant;
 
@@ -214,8 +216,46 @@ impl Cx<'_> {
             Some(raw) => self.controller(raw)?,
             None => ControllerSpec::default(),
         };
+        let disk = match &c.disk {
+            Some(raw) => self.disk(raw)?,
+            None => DiskSpec::default(),
+        };
         let unclean_leader_election = c.unclean_leader_election.as_ref().is_some_and(|b| *b.get_ref());
-        Ok(ClusterSpec { brokers, unclean_leader_election, broker, controller })
+        Ok(ClusterSpec { brokers, unclean_leader_election, broker, controller, disk })
+    }
+
+    fn disk(&self, d: &RawDisk) -> R<DiskSpec> {
+        // 0 is Linux's "never expire": only fsync makes data durable.
+        let expire = self.int_or(&d.writeback_expire_ms, limits::DISK_WRITEBACK_EXPIRE_MS)?;
+        Ok(DiskSpec {
+            writeback_expire_ms: (expire > 0).then_some(expire as u64),
+            capacity_bytes: self.int_opt(&d.capacity_bytes, limits::DISK_CAPACITY_BYTES)?.map(|v| v as u64),
+        })
+    }
+
+    /// `log_flush` with its `log_flush_interval_ms`, which only `"interval"` takes.
+    fn flush(&self, b: &RawBroker) -> R<FlushSpec> {
+        let policy = b.log_flush.as_ref().map_or(FlushPolicy::Never, |p| p.get_ref().0);
+        if policy != FlushPolicy::Interval {
+            if let Some(interval) = &b.log_flush_interval_ms {
+                let given = match &b.log_flush {
+                    Some(_) => format!("log_flush is \"{}\"", policy.name()),
+                    None => "log_flush is left out (\"never\")".to_string(),
+                };
+                let msg = format!(
+                    "log_flush_interval_ms applies only to log_flush = \"interval\", but {given}; \
+                     set log_flush = \"interval\" or drop log_flush_interval_ms"
+                );
+                return Err(self.err(interval.span(), msg));
+            }
+        }
+        Ok(match policy {
+            FlushPolicy::Never => FlushSpec::Never,
+            FlushPolicy::EveryBatch => FlushSpec::EveryBatch,
+            FlushPolicy::Interval => {
+                FlushSpec::IntervalMs(self.int_or(&b.log_flush_interval_ms, limits::LOG_FLUSH_INTERVAL_MS)? as u64)
+            }
+        })
     }
 
     fn controller(&self, c: &RawController) -> R<ControllerSpec> {
@@ -253,6 +293,14 @@ impl Cx<'_> {
             replica_fetch_wait_max_ms: self.int_or(&b.replica_fetch_wait_max_ms, limits::REPLICA_FETCH_WAIT_MAX_MS)?
                 as u64,
             request_timeout_ms: self.int_or(&b.request_timeout_ms, limits::BROKER_REQUEST_TIMEOUT_MS)? as u64,
+            log_flush: self.flush(b)?,
+            log_flush_offset_checkpoint_interval_ms: self
+                .int_or(&b.log_flush_offset_checkpoint_interval_ms, limits::LOG_FLUSH_OFFSET_CHECKPOINT_INTERVAL_MS)?
+                as u64,
+            replica_high_watermark_checkpoint_interval_ms: self.int_or(
+                &b.replica_high_watermark_checkpoint_interval_ms,
+                limits::REPLICA_HIGH_WATERMARK_CHECKPOINT_INTERVAL_MS,
+            )? as u64,
         })
     }
 
@@ -506,6 +554,25 @@ impl Cx<'_> {
                 let skew = r.skew_ms.as_ref().ok_or_else(|| need("skew_ms"))?;
                 Fault::Skew { node, skew_ms: self.int_as(skew, limits::SKEW_MS, "skew_ms")? }
             }
+            Verb::PowerLoss => {
+                let torn = r.torn.as_ref().is_some_and(|b| *b.get_ref());
+                let nodes = match (&r.node, &r.nodes) {
+                    (Some(_), Some(nodes)) => {
+                        let msg = format!("power-loss takes `node` or `nodes`, not both; {}", takes(verb));
+                        return Err(self.err(nodes.span(), msg));
+                    }
+                    (Some(node), None) => vec![self.disk_node(node, nodes, verb)?],
+                    (None, Some(list)) => self.disk_nodes(list, nodes, verb)?,
+                    (None, None) => return Err(need("node` or `nodes")),
+                };
+                Fault::PowerLoss { nodes, torn }
+            }
+            Verb::DiskFault => {
+                let node = self.disk_node(node()?, nodes, verb)?;
+                Fault::DiskFault { node, faults: self.disk_faults(r)? }
+            }
+            Verb::DiskFull => Fault::DiskFull { node: self.disk_node(node()?, nodes, verb)? },
+            Verb::DiskHeal => Fault::DiskHeal { node: self.disk_node(node()?, nodes, verb)? },
         };
         let line = line_column(self.text, f.span().start).0;
         Ok(TimedFault { at_ms, fault, line })
@@ -521,6 +588,12 @@ impl Cx<'_> {
             ("max_ms", span_of(&r.max_ms)),
             ("rate", span_of(&r.rate)),
             ("skew_ms", span_of(&r.skew_ms)),
+            ("nodes", span_of(&r.nodes)),
+            ("torn", span_of(&r.torn)),
+            ("bit_flip_read", span_of(&r.bit_flip_read)),
+            ("bit_flip_write", span_of(&r.bit_flip_write)),
+            ("lost_write", span_of(&r.lost_write)),
+            ("misdirected_write", span_of(&r.misdirected_write)),
         ];
         let (required, optional) = verb.keys();
         for (key, span) in present {
@@ -553,6 +626,63 @@ impl Cx<'_> {
             }
             _ => self.any_node(v, nodes),
         }
+    }
+
+    /// A node with a disk: a broker or the controller.
+    fn disk_node(&self, v: &S<String>, nodes: &Nodes, verb: Verb) -> R<String> {
+        let name = v.get_ref();
+        match kind_of(name) {
+            Some(kind) if !matches!(kind, NodeKind::Broker | NodeKind::Controller) => {
+                let msg = format!(
+                    "{} applies to brokers and the controller only, but {name:?} is a {}, which has no disk; {}",
+                    verb.name(),
+                    kind.noun(),
+                    nodes.describe(NodeKind::Broker)
+                );
+                Err(self.err(v.span(), msg))
+            }
+            _ => self.any_node(v, nodes),
+        }
+    }
+
+    /// `nodes = [...]`: at least one node with a disk, each at most once.
+    fn disk_nodes(&self, list: &S<Vec<S<String>>>, nodes: &Nodes, verb: Verb) -> R<Vec<String>> {
+        if list.get_ref().is_empty() {
+            let msg = format!("nodes is empty; {} names at least one broker or the controller", verb.name());
+            return Err(self.err(list.span(), msg));
+        }
+        let mut out: Vec<String> = Vec::with_capacity(list.get_ref().len());
+        for node in list.get_ref() {
+            let name = self.disk_node(node, nodes, verb)?;
+            if out.contains(&name) {
+                return Err(self.err(node.span(), format!("nodes lists {name:?} twice")));
+            }
+            out.push(name);
+        }
+        Ok(out)
+    }
+
+    /// The four probabilities of `disk-fault`, each in range, at least one above 0.
+    fn disk_faults(&self, r: &RawFault) -> R<DiskFaultSpec> {
+        let p = |v: &Option<S<Num>>, key: &str| self.float_or(v, limits::FAULT_DISK_PROBABILITY, key);
+        let [read, write, lost, misdirected] = DISK_FAULT_KEYS;
+        let faults = DiskFaultSpec {
+            bit_flip_read: p(&r.bit_flip_read, read)?,
+            bit_flip_write: p(&r.bit_flip_write, write)?,
+            lost_write: p(&r.lost_write, lost)?,
+            misdirected_write: p(&r.misdirected_write, misdirected)?,
+        };
+        if !faults.any() {
+            let msg = format!(
+                "disk-fault needs at least one of {} above 0, or it changes nothing",
+                DISK_FAULT_KEYS.map(|k| format!("`{k}`")).join(", ")
+            );
+            // The first probability written (all 0), else the verb.
+            let given = [&r.bit_flip_read, &r.bit_flip_write, &r.lost_write, &r.misdirected_write];
+            let first = given.into_iter().filter_map(span_of).min_by_key(|span| span.start);
+            return Err(self.blame(&[first, Some(r.verb.span())], msg));
+        }
+        Ok(faults)
     }
 
     fn partition(&self, groups: &RawGroups, one_way: bool, nodes: &Nodes) -> R<Fault> {
@@ -609,6 +739,13 @@ impl Cx<'_> {
             loss: p(&n.loss, "nemesis.loss")?,
             latency: p(&n.latency, "nemesis.latency")?,
             skew: p(&n.skew, "nemesis.skew")?,
+            power_loss: self.float_or(&n.power_loss, limits::NEMESIS_POWER_LOSS, limits::NEMESIS_POWER_LOSS.key)?,
+            disk_fault: self.float_or(&n.disk_fault, limits::NEMESIS_DISK_FAULT, limits::NEMESIS_DISK_FAULT.key)?,
+            disk_fault_rate: self.float_or(
+                &n.disk_fault_rate,
+                limits::NEMESIS_DISK_FAULT_RATE,
+                limits::NEMESIS_DISK_FAULT_RATE.key,
+            )?,
             loss_rate: self.float_or(&n.loss_rate, limits::NEMESIS_LOSS_RATE, limits::NEMESIS_LOSS_RATE.key)?,
             max_latency_ms: self.int_or(&n.max_latency_ms, limits::NEMESIS_MAX_LATENCY_MS)? as u64,
             max_skew_ms: self.int_or(&n.max_skew_ms, limits::NEMESIS_MAX_SKEW_MS)?,
@@ -652,6 +789,9 @@ fn default_name(file: &str) -> String {
 
 /// "crash takes `node`", for messages about a verb's keys.
 fn takes(verb: Verb) -> String {
+    if verb == Verb::PowerLoss {
+        return "power-loss takes `node` or `nodes`, optionally `torn`".to_string();
+    }
     let (required, optional) = verb.keys();
     let mut keys: Vec<String> = required.iter().map(|k| format!("`{k}`")).collect();
     keys.extend(optional.iter().map(|k| format!("optionally `{k}`")));
