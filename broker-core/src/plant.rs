@@ -32,6 +32,9 @@ pub enum Plant {
     IgnoreMinIsr,
     /// Elections may pick any live replica even with unclean election off.
     UncleanAlways,
+    /// No unclean-shutdown detection (pre-KIP-966): the last ISR member is
+    /// re-elected after a power loss took its unflushed records.
+    LastReplicaStanding,
 }
 
 impl Plant {
@@ -45,6 +48,7 @@ impl Plant {
         Plant::AckOnLeaderAppend,
         Plant::IgnoreMinIsr,
         Plant::UncleanAlways,
+        Plant::LastReplicaStanding,
     ];
 
     pub fn name(self) -> &'static str {
@@ -58,6 +62,7 @@ impl Plant {
             Plant::AckOnLeaderAppend => "ack-on-leader-append",
             Plant::IgnoreMinIsr => "ignore-min-isr",
             Plant::UncleanAlways => "unclean-always",
+            Plant::LastReplicaStanding => "last-replica-standing",
         }
     }
 
@@ -86,6 +91,9 @@ impl Plant {
             }
             Plant::UncleanAlways => {
                 "elections may pick a replica outside the ISR (caught by leadership; the losses by no-lost-acked-write, hw-consistency)"
+            }
+            Plant::LastReplicaStanding => {
+                "the last ISR member is re-elected after an unclean restart, though an ELR member holds the committed records (caught by hw-consistency, with a power loss)"
             }
         }
     }

@@ -25,6 +25,10 @@ pub struct Nemesis {
     clogged: BTreeMap<(usize, usize), u32>,
     paused: BTreeSet<usize>,
     crashed: BTreeSet<usize>,
+    /// Down nodes whose program ended by itself (a `stop`) rather than by a
+    /// kill: madsim must still kill them (releasing their addresses and
+    /// running the plugins' reset hooks) before they boot again.
+    exited: BTreeSet<usize>,
 }
 
 impl Nemesis {
@@ -36,6 +40,7 @@ impl Nemesis {
             clogged: BTreeMap::new(),
             paused: BTreeSet::new(),
             crashed: BTreeSet::new(),
+            exited: BTreeSet::new(),
         }
     }
 
@@ -57,13 +62,33 @@ impl Nemesis {
                 }
                 Undo::Fault(Fault::Restart { node: node.clone() })
             }
+            Fault::Stop { node } => {
+                let n = self.node(node);
+                match self.world.nodes[n].1 {
+                    NodeKind::Broker(b) if !self.crashed.contains(&n) => {
+                        self.crashed.insert(n);
+                        self.exited.insert(n);
+                        if self.paused.remove(&n) {
+                            self.handle.resume(self.node_ids[n]);
+                        }
+                        self.world.request_stop(broker_core::types::BrokerId(b));
+                    }
+                    // The controller's metadata is synced at every change: a
+                    // stop is a crash.
+                    _ => return self.apply(&Fault::Crash { node: node.clone() }),
+                }
+                Undo::Fault(Fault::Restart { node: node.clone() })
+            }
             Fault::Restart { node } => {
                 // Only a crashed node restarts; a running one is left alone (a
                 // crash and a restart are two verbs, so schedules say which).
                 // A node that halted itself is as good as crashed.
                 let n = self.node(node);
-                if self.crashed.remove(&n) || self.world.take_halted(n) {
-                    self.handle.restart(self.node_ids[n]);
+                if self.crashed.remove(&n) {
+                    self.boot(n);
+                } else if self.world.take_halted(n) {
+                    self.exited.insert(n);
+                    self.boot(n);
                 }
                 Undo::Nothing
             }
@@ -173,8 +198,17 @@ impl Nemesis {
             d.unfill();
         });
         if self.world.take_halted(n) && !self.crashed.contains(&n) {
-            self.handle.restart(self.node_ids[n]);
+            self.exited.insert(n);
+            self.boot(n);
         }
+    }
+
+    /// Boots a down node again; one that exited by itself is killed first.
+    fn boot(&mut self, n: usize) {
+        if self.exited.remove(&n) {
+            self.handle.kill(self.node_ids[n]);
+        }
+        self.handle.restart(self.node_ids[n]);
     }
 
     fn clog_links(&mut self, links: Vec<(usize, usize)>) -> Undo {
@@ -232,7 +266,7 @@ impl Nemesis {
             self.handle.resume(self.node_ids[n]);
         }
         for n in std::mem::take(&mut self.crashed) {
-            self.handle.restart(self.node_ids[n]);
+            self.boot(n);
         }
         let with_disks: Vec<usize> = self.world.all_disks().map(|(n, _)| n).collect();
         for n in with_disks {

@@ -82,6 +82,8 @@ pub struct World {
     /// Nodes that stopped themselves (a failed disk write) and stay down
     /// until a `disk-heal` or the end-of-run heal restarts them.
     halted: Mutex<std::collections::BTreeSet<usize>>,
+    /// Brokers asked for a controlled shutdown (the `stop` verb).
+    stops_wanted: Mutex<std::collections::BTreeSet<BrokerId>>,
 }
 
 impl World {
@@ -121,6 +123,7 @@ impl World {
             disks: (0..scenario.cluster.brokers).map(|b| new_disk(&scenario, seed, u64::from(b))).collect(),
             controller_disk: new_disk(&scenario, seed, u64::from(scenario.cluster.brokers)),
             halted: Mutex::default(),
+            stops_wanted: Mutex::default(),
             clocks: Clocks::new(nodes.len()),
             trace: Mutex::new(Trace::new(names, keep_trace_lines)),
             history: Mutex::new(History::with_capacity(expected_sends(&scenario))),
@@ -292,6 +295,20 @@ impl World {
 
     pub fn snapshot_taken(&self, broker: BrokerId) {
         self.snapshots_taken.lock().expect("lock").insert(broker);
+    }
+
+    /// Asks `broker` for a controlled shutdown, waking its loop.
+    pub fn request_stop(&self, broker: BrokerId) {
+        self.stops_wanted.lock().expect("lock").insert(broker);
+        if let Some(waker) = self.snapshot_wakers.lock().expect("lock").get(&broker) {
+            waker.wake_by_ref();
+        }
+    }
+
+    /// Whether `broker` should shut down now (forgotten once asked: a
+    /// restarted broker runs on).
+    pub fn take_stop(&self, broker: BrokerId) -> bool {
+        self.stops_wanted.lock().expect("lock").remove(&broker)
     }
 
     /// Every disk with its node index (brokers, then the controller).

@@ -40,7 +40,10 @@ impl Broker {
             None => {
                 let pending = self.in_flight(|o| matches!(o, Outstanding::Register));
                 if !pending && now_ms >= self.control.register_after_ms {
-                    let request = Request::Controller(ControllerRequest::Register { broker: self.id });
+                    let request = Request::Controller(ControllerRequest::Register {
+                        broker: self.id,
+                        clean_shutdown: self.clean_shutdown,
+                    });
                     self.send(now_ms, Peer::Controller, Outstanding::Register, request);
                 }
             }

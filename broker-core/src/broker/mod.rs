@@ -196,7 +196,14 @@ pub struct Broker {
     next_flush_ms: Option<u64>,
     /// Why the broker stopped, once it has.
     halted: Option<String>,
+    /// The previous process shut down cleanly: it found the marker at boot.
+    clean_shutdown: bool,
 }
+
+/// Written by a controlled shutdown after everything is flushed, removed at
+/// boot: a broker that does not find it restarted from a crash or power loss
+/// (Kafka's `.kafka_cleanshutdown`).
+pub const CLEAN_SHUTDOWN_FILE: &str = ".kafka_cleanshutdown";
 
 impl Broker {
     /// Boots a broker: opens (recovers) the log of every partition it holds a
@@ -210,6 +217,9 @@ impl Broker {
         now_ms: u64,
         rng_seed: u64,
     ) -> Result<Broker, LogError> {
+        // Read before anything is written; removed once the logs are open, so
+        // that a crash from here on is unclean.
+        let clean_shutdown = storage.read(CLEAN_SHUTDOWN_FILE).is_some();
         let mut replicas = BTreeMap::new();
         for tp in layout.partitions_on(id) {
             let dir = tp.to_string();
@@ -236,7 +246,9 @@ impl Broker {
             fetch_backoff: BTreeMap::new(),
             next_flush_ms: None,
             halted: None,
+            clean_shutdown,
         };
+        broker.storage.delete(CLEAN_SHUTDOWN_FILE);
         if let FlushPolicy::IntervalMs(interval) = broker.config.log.flush {
             broker.next_flush_ms = Some(now_ms + interval);
         }
@@ -455,6 +467,27 @@ impl Broker {
                 r.log.flush(self.storage.as_mut());
             }
         }
+    }
+
+    /// Whether this process found its predecessor's clean-shutdown marker.
+    pub fn clean_shutdown(&self) -> bool {
+        self.clean_shutdown
+    }
+
+    /// A controlled shutdown: every log is flushed, then the clean-shutdown
+    /// marker is written durably, and the broker stops (as after a halt,
+    /// inputs are ignored). A failed marker write leaves the shutdown
+    /// unclean, which only costs the next boot its trust.
+    pub fn shutdown(&mut self) {
+        if self.halted.is_some() {
+            return;
+        }
+        self.flush_all();
+        let marked = crate::storage::write_durably(self.storage.as_mut(), CLEAN_SHUTDOWN_FILE, b"");
+        self.halted = Some(match marked {
+            Ok(()) => "controlled shutdown".to_string(),
+            Err(e) => format!("controlled shutdown without its marker: {e}"),
+        });
     }
 
     /// Whether the broker stopped after a storage error.

@@ -25,6 +25,10 @@ pub struct ControllerConfig {
     /// A plain switch here because the controller's planted bugs are not yet in
     /// `plant::Plant`; the simulator maps the plant onto this field.
     pub unclean_always: bool,
+    /// Planted bug `last-replica-standing`: a broker registering after an
+    /// unclean shutdown is trusted like any other (no KIP-966 detection), so
+    /// the last ISR member is re-elected after losing unflushed records.
+    pub trust_unclean_restarts: bool,
 }
 
 impl Default for ControllerConfig {
@@ -34,6 +38,7 @@ impl Default for ControllerConfig {
             unclean_leader_election: false,
             min_insync_replicas: 1,
             unclean_always: false,
+            trust_unclean_restarts: false,
         }
     }
 }
@@ -43,7 +48,9 @@ impl Default for ControllerConfig {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ControllerRequest {
     /// A broker process starts: it gets a fresh broker epoch and starts fenced.
-    Register { broker: BrokerId },
+    /// `clean_shutdown`: its previous process shut down cleanly (it found its
+    /// clean-shutdown marker), so it lost nothing it had written.
+    Register { broker: BrokerId, clean_shutdown: bool },
     /// Keeps the session alive; the first one of a registration unfences it.
     /// `known_version` is the image version the broker holds (0: none).
     Heartbeat { broker: BrokerId, broker_epoch: BrokerEpoch, known_version: u64 },

@@ -39,7 +39,16 @@ pub(super) fn elect(
             return with_leader(leader, remaining_isr);
         }
     }
-    if let Some(leader) = candidates.clone().find(|r| remaining_isr.contains(r)) {
+    // KIP-966: the last ISR member came back from an unclean shutdown and may
+    // have lost committed records; an eligible leader replica (which holds
+    // them all) leads instead, and while one may still come back, we wait.
+    if p.last_member_unclean {
+        if let Some(leader) = candidates.clone().find(|r| p.elr.contains(r)) {
+            return Outcome { leader: Some(leader), isr: vec![leader], clean: true };
+        }
+    }
+    let isr_trusted = !p.last_member_unclean || p.elr.is_empty();
+    if let Some(leader) = candidates.clone().find(|r| isr_trusted && remaining_isr.contains(r)) {
         return Outcome { leader: Some(leader), isr: remaining_isr, clean: true };
     }
     if policy.unclean {
@@ -116,6 +125,8 @@ mod tests {
             leader_epoch: LeaderEpoch(3),
             partition_epoch: 7,
             isr: b(isr),
+            elr: Vec::new(),
+            last_member_unclean: false,
         }
     }
 

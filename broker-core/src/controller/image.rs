@@ -28,6 +28,15 @@ pub struct PartitionState {
     pub partition_epoch: u32,
     /// In-sync replicas, in replica order; never empty.
     pub isr: Vec<BrokerId>,
+    /// Eligible leader replicas (KIP-966), in replica order, disjoint from
+    /// the ISR: replicas that left the ISR while it was below
+    /// min.insync.replicas. The HW cannot advance then, so each holds every
+    /// committed record and may lead when no ISR member can.
+    pub elr: Vec<BrokerId>,
+    /// The partition is offline and its last ISR member registered again
+    /// after an unclean shutdown (KIP-966): it leads again only if no ELR
+    /// member is left to wait for. Cleared by the next leader or ISR change.
+    pub last_member_unclean: bool,
 }
 
 impl PartitionState {
@@ -40,6 +49,8 @@ impl PartitionState {
             leader_epoch: LeaderEpoch::FIRST,
             partition_epoch: 0,
             isr: replicas.to_vec(),
+            elr: Vec::new(),
+            last_member_unclean: false,
         };
         debug_assert_eq!(state.check(), Ok(()));
         state
@@ -60,6 +71,12 @@ impl PartitionState {
         // Replica order also rules out duplicates and members outside AR.
         if self.in_replica_order(&self.isr) != self.isr {
             return Err(format!("ISR {:?} is not a subset of {:?} in replica order", self.isr, self.replicas));
+        }
+        if self.in_replica_order(&self.elr) != self.elr || self.elr.iter().any(|r| self.isr.contains(r)) {
+            return Err(format!(
+                "ELR {:?} is not a subset of {:?} outside the ISR {:?}",
+                self.elr, self.replicas, self.isr
+            ));
         }
         if let Some(leader) = self.leader {
             if !self.isr.contains(&leader) {
@@ -91,7 +108,9 @@ impl PartitionState {
             leader,
             leader_epoch: if leader_changed { self.leader_epoch.next() } else { self.leader_epoch },
             partition_epoch: self.partition_epoch.checked_add(1).expect("partition epoch overflow"),
+            elr: self.elr.iter().copied().filter(|r| !isr.contains(r)).collect(),
             isr,
+            last_member_unclean: false,
         };
         assert_eq!(next.check(), Ok(()), "transition of {self:?}");
         Some(next)

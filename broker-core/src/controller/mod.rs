@@ -25,6 +25,25 @@ mod persist;
 
 #[cfg(test)]
 mod proptests;
+/// KIP-966's eligible leader replicas after `prev` becomes `next`: members
+/// that left the ISR while it is below min.insync.replicas join the ELR
+/// (the HW cannot advance without them, so they hold every committed
+/// record), unless they left as an untrusted last member; members back in
+/// the ISR leave it; an ISR at or above min.insync.replicas empties it.
+fn update_elr(prev: &PartitionState, next: &mut PartitionState, min_isr: usize) {
+    if next.isr.len() >= min_isr {
+        next.elr.clear();
+        return;
+    }
+    let mut elr: Vec<BrokerId> = next.elr.iter().copied().filter(|r| !next.isr.contains(r)).collect();
+    if !prev.last_member_unclean {
+        elr.extend(prev.isr.iter().copied().filter(|r| !next.isr.contains(r)));
+    }
+    next.elr = next.in_replica_order(&elr);
+}
+
+#[cfg(test)]
+mod elr_tests;
 #[cfg(test)]
 mod tests;
 
@@ -63,6 +82,8 @@ pub struct Controller {
     last_contact_ms: BTreeMap<BrokerId, u64>,
     /// The brokers the layout names; no other may register.
     layout_brokers: BTreeSet<BrokerId>,
+    /// Each topic's min.insync.replicas from the layout, by topic id.
+    topic_min_isr: Vec<u32>,
     storage: Box<dyn Storage>,
     /// The image version last written to storage.
     persisted_version: u64,
@@ -105,6 +126,7 @@ impl Controller {
             next_broker_epoch: durable.next_broker_epoch,
             last_contact_ms,
             layout_brokers: layout.brokers.iter().copied().collect(),
+            topic_min_isr: layout.topics.iter().map(|t| t.min_insync_replicas).collect(),
             storage,
             events: VecDeque::new(),
             halted: None,
@@ -114,7 +136,9 @@ impl Controller {
     /// Answers one request; any change is on disk before this returns.
     pub fn handle(&mut self, now_ms: u64, request: ControllerRequest) -> ControllerResponse {
         let response = match request {
-            ControllerRequest::Register { broker } => ControllerResponse::Register(self.register(now_ms, broker)),
+            ControllerRequest::Register { broker, clean_shutdown } => {
+                ControllerResponse::Register(self.register(now_ms, broker, clean_shutdown))
+            }
             ControllerRequest::Heartbeat { broker, broker_epoch, known_version } => {
                 ControllerResponse::Heartbeat(self.heartbeat(now_ms, broker, broker_epoch, known_version))
             }
@@ -172,13 +196,21 @@ impl Controller {
         &self.config
     }
 
-    /// min(min.insync.replicas, replication factor), as Kafka applies it.
+    /// min.insync.replicas as Kafka applies it: the topic's setting (from the
+    /// layout) or the cluster-wide default, whichever is larger, capped at the
+    /// replication factor. It decides when ISR leavers become ELR members.
     pub fn effective_min_insync_replicas(&self, tp: TopicPartition) -> Option<u32> {
         let replicas = self.partition(tp)?.replicas.len() as u32;
-        Some(self.config.min_insync_replicas.min(replicas))
+        let topic = self.topic_min_isr.get(tp.topic.0 as usize).copied().unwrap_or(1);
+        Some(self.config.min_insync_replicas.max(topic).min(replicas))
     }
 
-    fn register(&mut self, now_ms: u64, broker: BrokerId) -> Result<BrokerEpoch, ControllerError> {
+    fn register(
+        &mut self,
+        now_ms: u64,
+        broker: BrokerId,
+        clean_shutdown: bool,
+    ) -> Result<BrokerEpoch, ControllerError> {
         if !self.layout_brokers.contains(&broker) {
             return Err(ControllerError::InvalidRequest);
         }
@@ -194,7 +226,38 @@ impl Controller {
         self.last_contact_ms.insert(broker, now_ms);
         self.bump_version();
         self.push_event(ControllerEvent::BrokerRegistered { broker, broker_epoch: epoch });
+        if !clean_shutdown && !self.config.trust_unclean_restarts {
+            self.distrust_unclean_restart(broker);
+        }
         Ok(epoch)
+    }
+
+    /// KIP-966: a broker back from an unclean shutdown may have lost what it
+    /// had not flushed. It leaves every ELR, and where it is the last member
+    /// of an offline partition's ISR it may lead again only if no ELR member
+    /// is left to wait for (see `election::elect`). Each such change bumps
+    /// the partition epoch, as every change of partition state does.
+    fn distrust_unclean_restart(&mut self, broker: BrokerId) {
+        let changes: Vec<(TopicPartition, PartitionState)> = self
+            .image
+            .partitions
+            .iter()
+            .filter_map(|(tp, p)| {
+                let in_elr = p.elr.contains(&broker);
+                let last_standing = p.leader.is_none() && p.isr == [broker] && !p.last_member_unclean;
+                if !(in_elr || last_standing) {
+                    return None;
+                }
+                let mut next = p.clone();
+                next.elr.retain(|&r| r != broker);
+                next.last_member_unclean |= last_standing;
+                next.partition_epoch = p.partition_epoch.checked_add(1).expect("partition epoch overflow");
+                Some((*tp, next))
+            })
+            .collect();
+        for (tp, next) in changes {
+            self.commit(tp, next, true);
+        }
     }
 
     fn heartbeat(
@@ -276,8 +339,10 @@ impl Controller {
 
     /// The one place a partition's state changes: epochs checked, version
     /// bumped, event queued.
-    fn commit(&mut self, tp: TopicPartition, next: PartitionState, clean: bool) {
+    fn commit(&mut self, tp: TopicPartition, mut next: PartitionState, clean: bool) {
+        let min_isr = self.effective_min_insync_replicas(tp).expect("a known partition") as usize;
         let prev = self.image.partitions.get(&tp).expect("committing a known partition");
+        update_elr(prev, &mut next, min_isr);
         assert_eq!(next.check(), Ok(()), "{tp}");
         assert_eq!(next.replicas, prev.replicas, "{tp}: replicas are fixed");
         assert!(next.partition_epoch > prev.partition_epoch, "{tp}: every change bumps the partition epoch");

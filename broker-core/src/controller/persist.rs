@@ -6,7 +6,7 @@
 //! next-broker-epoch 7
 //! version 42
 //! broker 0 epoch=3 fenced=false
-//! partition t0-1 replicas=0,1,2 leader=0 leader-epoch=3 partition-epoch=5 isr=0,1
+//! partition t0-1 replicas=0,1,2 leader=0 leader-epoch=3 partition-epoch=5 isr=0,1 elr=2 last-unclean=false
 //! crc32c 1a2b3c4d
 //! ```
 //!
@@ -22,7 +22,7 @@ use crate::types::{BrokerEpoch, BrokerId, LeaderEpoch, TopicId, TopicPartition};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-const HEADER: &str = "ksim-controller-metadata 1";
+const HEADER: &str = "ksim-controller-metadata 2";
 
 /// Largest metadata file `decode` accepts: far above what `MAX_BROKERS`
 /// brokers and `MAX_PARTITIONS` partitions of a few replicas need.
@@ -48,13 +48,15 @@ pub(super) fn encode(state: &Durable) -> Vec<u8> {
         let leader = p.leader.map_or("none".to_string(), |l| l.0.to_string());
         let _ = writeln!(
             out,
-            "partition t{}-{} replicas={} leader={leader} leader-epoch={} partition-epoch={} isr={}",
+            "partition t{}-{} replicas={} leader={leader} leader-epoch={} partition-epoch={} isr={} elr={} last-unclean={}",
             tp.topic.0,
             tp.partition,
             ids(&p.replicas),
             p.leader_epoch.0,
             p.partition_epoch,
-            ids(&p.isr)
+            ids(&p.isr),
+            ids(&p.elr),
+            p.last_member_unclean
         );
     }
     let crc = crc32c::crc32c(out.as_bytes());
@@ -131,6 +133,8 @@ fn parse_line(image: &mut MetadataImage, line: &str) -> Result<(), String> {
                 leader_epoch: LeaderEpoch(fields.number("leader-epoch")?),
                 partition_epoch: fields.number("partition-epoch")?,
                 isr: fields.ids("isr")?,
+                elr: fields.ids("elr")?,
+                last_member_unclean: fields.boolean("last-unclean")?,
             };
             fields.finish()?;
             insert_once(&mut image.partitions, tp, state, MAX_PARTITIONS)

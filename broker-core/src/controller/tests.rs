@@ -55,7 +55,7 @@ impl Harness {
 
     pub fn register(&mut self, broker: u32) -> BrokerEpoch {
         let ControllerResponse::Register(Ok(epoch)) =
-            self.handle(ControllerRequest::Register { broker: BrokerId(broker) })
+            self.handle(ControllerRequest::Register { broker: BrokerId(broker), clean_shutdown: true })
         else {
             panic!("registration of {broker} failed")
         };
@@ -175,6 +175,8 @@ fn initial_state_follows_the_layout() {
             leader_epoch: LeaderEpoch::FIRST,
             partition_epoch: 0,
             isr: b(&[1, 2, 0]),
+            elr: Vec::new(),
+            last_member_unclean: false,
         }
     );
     assert_eq!(h.ctl.next_timeout_ms(), None);
@@ -214,7 +216,7 @@ fn heartbeats_and_registrations_are_checked() {
     let old = h.register(1);
     h.register(1);
     assert_eq!(h.heartbeat_with(1, old, 0).error(), Some(ControllerError::StaleBrokerEpoch));
-    let resp = h.handle(ControllerRequest::Register { broker: BrokerId(7) });
+    let resp = h.handle(ControllerRequest::Register { broker: BrokerId(7), clean_shutdown: true });
     assert_eq!(resp, ControllerResponse::Register(Err(ControllerError::InvalidRequest)));
     assert_eq!(ControllerError::StaleBrokerEpoch.name(), "STALE_BROKER_EPOCH");
     assert_eq!(ControllerError::BrokerNotRegistered.to_string(), "BROKER_ID_NOT_REGISTERED");
@@ -524,7 +526,7 @@ fn the_file_round_trips_and_reads_as_text() {
     assert_eq!(persist::encode(&durable), bytes);
     let text = String::from_utf8(bytes).unwrap();
     assert!(
-        text.contains("\npartition t0-1 replicas=1,2,0 leader=none leader-epoch=1 partition-epoch=2 isr=1\n"),
+        text.contains("\npartition t0-1 replicas=1,2,0 leader=none leader-epoch=1 partition-epoch=2 isr=1 elr= last-unclean=false\n"),
         "{text}"
     );
     assert!(text.contains("\nbroker 1 epoch=2 fenced=true\n"), "{text}");

@@ -45,6 +45,8 @@ enum Net {
     Own(ClientNetEvent),
     /// The supervisor wants this broker's final replica state.
     Snapshot,
+    /// The nemesis asks for a controlled shutdown.
+    Stop,
 }
 
 pub async fn run(world: Arc<World>, id: BrokerId) {
@@ -84,6 +86,9 @@ pub async fn run(world: Arc<World>, id: BrokerId) {
                 if world.snapshot_wanted(id) {
                     return Poll::Ready(Net::Snapshot);
                 }
+                if world.take_stop(id) {
+                    return Poll::Ready(Net::Stop);
+                }
                 if !snapshot_waker_given {
                     world.on_snapshot_request(id, cx.waker());
                     snapshot_waker_given = true;
@@ -107,6 +112,11 @@ pub async fn run(world: Arc<World>, id: BrokerId) {
             }
             Wake::Net(Net::Own(ClientNetEvent::Disconnected { peer })) => broker.handle_disconnect(now_ms, peer),
             Wake::Net(Net::Snapshot) => publish_snapshot(&world, &broker),
+            Wake::Net(Net::Stop) => {
+                broker.shutdown();
+                world.trace(node, TraceEvent::Halted { reason: broker.halted().unwrap_or_default().to_string() });
+                return; // the connections close with the process
+            }
             Wake::Timer => broker.handle_timeout(now_ms),
         }
     }

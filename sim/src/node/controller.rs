@@ -19,6 +19,7 @@ pub fn controller_config(world: &World) -> ControllerConfig {
         session_timeout_ms: cluster.controller.session_timeout_ms,
         unclean_leader_election: cluster.unclean_leader_election,
         unclean_always: world.plants.on(Plant::UncleanAlways),
+        trust_unclean_restarts: world.plants.on(Plant::LastReplicaStanding),
         ..ControllerConfig::default()
     }
 }

@@ -352,6 +352,7 @@ impl Choice for FlushPolicy {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Verb {
     Crash,
+    Stop,
     Restart,
     Pause,
     Resume,
@@ -370,6 +371,7 @@ pub(super) enum Verb {
 impl Verb {
     pub const ALL: &'static [Verb] = &[
         Verb::Crash,
+        Verb::Stop,
         Verb::Restart,
         Verb::Pause,
         Verb::Resume,
@@ -388,6 +390,7 @@ impl Verb {
     pub fn name(self) -> &'static str {
         match self {
             Verb::Crash => "crash",
+            Verb::Stop => "stop",
             Verb::Restart => "restart",
             Verb::Pause => "pause",
             Verb::Resume => "resume",
@@ -409,6 +412,7 @@ impl Verb {
     pub fn keys(self) -> (&'static [&'static str], &'static [&'static str]) {
         match self {
             Verb::Crash
+            | Verb::Stop
             | Verb::Restart
             | Verb::Pause
             | Verb::Resume

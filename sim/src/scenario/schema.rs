@@ -338,6 +338,13 @@ pub enum Fault {
     Crash {
         node: String,
     },
+    /// A controlled shutdown: a broker flushes every log, writes its
+    /// clean-shutdown marker and exits, so its next boot registers as clean
+    /// (the controller, whose metadata is always synced, just stops).
+    /// Down until `restart`, like a crash.
+    Stop {
+        node: String,
+    },
     /// Boot a crashed broker again; it recovers from its storage.
     Restart {
         node: String,
@@ -419,6 +426,7 @@ impl Fault {
     pub fn verb(&self) -> &'static str {
         match self {
             Fault::Crash { .. } => "crash",
+            Fault::Stop { .. } => "stop",
             Fault::Restart { .. } => "restart",
             Fault::Pause { .. } => "pause",
             Fault::Resume { .. } => "resume",
@@ -443,6 +451,7 @@ impl fmt::Display for Fault {
         let verb = self.verb();
         match self {
             Fault::Crash { node }
+            | Fault::Stop { node }
             | Fault::Restart { node }
             | Fault::Pause { node }
             | Fault::Resume { node }

@@ -1290,7 +1290,7 @@ fn assert_well_formed(s: &Scenario) {
     for f in &s.faults {
         assert!(f.at_ms <= s.duration_ms);
         match &f.fault {
-            Fault::Crash { node } | Fault::Restart { node } => assert!(has_disk(s, node)),
+            Fault::Crash { node } | Fault::Stop { node } | Fault::Restart { node } => assert!(has_disk(s, node)),
             Fault::Pause { node } | Fault::Resume { node } | Fault::Isolate { node } | Fault::Skew { node, .. } => {
                 assert!(nodes.contains(node))
             }
@@ -1347,4 +1347,18 @@ proptest! {
     fn parse_never_panics_on_random_text(text in "(\\PC|\n){0,300}") {
         check_no_panic(&text)?;
     }
+}
+
+#[test]
+fn stop_is_a_controlled_shutdown_of_a_broker_or_the_controller() {
+    assert_eq!(only_fault("verb = \"stop\"\nnode = \"broker-0\"\n"), Fault::Stop { node: "broker-0".into() });
+    assert_eq!(only_fault("verb = \"stop\"\nnode = \"controller\"\n"), Fault::Stop { node: "controller".into() });
+    assert_eq!(Fault::Stop { node: "broker-1".into() }.to_string(), "stop broker-1");
+    check(
+        &with_fault("verb = \"stop\"\nnode = \"producer-0\"\n"),
+        13,
+        8,
+        "stop applies to brokers and the controller only, but \"producer-0\" is a producer",
+    );
+    check(&with_fault("verb = \"stop\"\n"), 12, 8, "verb \"stop\" needs `node`");
 }

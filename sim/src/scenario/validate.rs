@@ -524,6 +524,7 @@ impl Cx<'_> {
         let node = || r.node.as_ref().ok_or_else(|| need("node"));
         let fault = match verb {
             Verb::Crash => Fault::Crash { node: self.broker_node(node()?, nodes, verb)? },
+            Verb::Stop => Fault::Stop { node: self.broker_node(node()?, nodes, verb)? },
             Verb::Restart => Fault::Restart { node: self.broker_node(node()?, nodes, verb)? },
             Verb::Pause => Fault::Pause { node: self.any_node(node()?, nodes)? },
             Verb::Resume => Fault::Resume { node: self.any_node(node()?, nodes)? },
