@@ -189,6 +189,18 @@ impl Storage for MemStorage {
 pub struct SharedMemStorage(std::rc::Rc<std::cell::RefCell<MemStorage>>);
 
 #[cfg(test)]
+impl SharedMemStorage {
+    /// [`MemStorage::power_loss`] on the shared disk.
+    pub fn power_loss(&self) {
+        self.0.borrow_mut().power_loss()
+    }
+    /// [`MemStorage::fsyncs`] of the shared disk.
+    pub fn fsyncs(&self) -> u64 {
+        self.0.borrow().fsyncs()
+    }
+}
+
+#[cfg(test)]
 impl Storage for SharedMemStorage {
     fn append(&mut self, file: &str, data: &[u8]) -> Result<(), StorageError> {
         self.0.borrow_mut().append(file, data)

@@ -13,19 +13,44 @@ pub type ProcessId = u32;
 pub struct Value(pub u64);
 
 impl Value {
+    /// What a consumer records for bytes that do not decode as a value
+    /// (corrupt): no producer ever sends it.
+    pub const CORRUPT: Value = Value(u64::MAX);
+
     pub fn new(process: ProcessId, counter: u32) -> Value {
+        assert!(process < 1 << 16, "process {process} does not fit a value's 16 process bits");
         Value(((process as u64) << 32) | counter as u64)
     }
     pub fn process(self) -> ProcessId {
         (self.0 >> 32) as ProcessId
     }
+    /// Eight self-checking bytes: process (16 bits), counter (32), and a
+    /// 16-bit check of those six bytes (folded CRC-32C), so a flipped bit
+    /// reads as garbage rather than as another value (all but 1 in 65,536
+    /// corruptions are caught; see `no-corrupt-read`).
     pub fn to_bytes(self) -> [u8; 8] {
-        self.0.to_be_bytes()
+        let mut bytes = [0u8; 8];
+        bytes[..2].copy_from_slice(&(self.process() as u16).to_be_bytes());
+        bytes[2..6].copy_from_slice(&(self.0 as u32).to_be_bytes());
+        let check = check16(&bytes[..6]);
+        bytes[6..].copy_from_slice(&check.to_be_bytes());
+        bytes
     }
     /// `None` when the bytes are not a value the workload wrote.
     pub fn from_bytes(bytes: &[u8]) -> Option<Value> {
-        Some(Value(u64::from_be_bytes(bytes.try_into().ok()?)))
+        let bytes: [u8; 8] = bytes.try_into().ok()?;
+        if u16::from_be_bytes([bytes[6], bytes[7]]) != check16(&bytes[..6]) {
+            return None;
+        }
+        let process = u16::from_be_bytes([bytes[0], bytes[1]]);
+        let counter = u32::from_be_bytes([bytes[2], bytes[3], bytes[4], bytes[5]]);
+        Some(Value::new(ProcessId::from(process), counter))
     }
+}
+
+fn check16(bytes: &[u8]) -> u16 {
+    let crc = crc32c::crc32c(bytes);
+    (crc >> 16) as u16 ^ crc as u16
 }
 
 impl std::fmt::Display for Value {

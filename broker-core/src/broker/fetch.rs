@@ -239,7 +239,13 @@ impl Broker {
                 }
             }
             Err(LogError::OffsetOutOfRange { .. }) => fetch_error(p.tp, ErrorCode::OffsetOutOfRange, hw, start, end),
-            Err(LogError::Corrupt { .. } | LogError::Storage(_)) => {
+            Err(e @ (LogError::Corrupt { .. } | LogError::Storage(_))) => {
+                // A segment that does not read back as written is a failed
+                // disk: the log directory goes offline and, as it is the only
+                // one, the broker stops; recovery at its next boot cuts the
+                // log at the damage and it fetches the rest again. Nothing
+                // corrupt is ever served.
+                self.halt(format!("reading {}: {e}", p.tp));
                 fetch_error(p.tp, ErrorCode::KafkaStorageError, hw, start, end)
             }
         }

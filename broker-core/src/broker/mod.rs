@@ -662,4 +662,6 @@ pub struct ReplicaView {
 }
 
 #[cfg(test)]
+mod durability_tests;
+#[cfg(test)]
 mod tests;

@@ -59,6 +59,9 @@ impl Broker {
         let mut answers = Vec::with_capacity(batches.len());
         let mut waiting = Vec::new();
         for (tp, records) in batches {
+            if self.halted.is_some() {
+                return; // an append failed: the broker stopped, nothing more is answered
+            }
             match self.append_as_leader(now_ms, tp, acks, records) {
                 Ok((base_offset, leader_epoch, needed)) => {
                     let acked_at_append = acks != Acks::All || self.plant(Plant::AckOnLeaderAppend);
@@ -73,7 +76,7 @@ impl Broker {
                 }
             }
         }
-        if acks == Acks::None {
+        if acks == Acks::None || self.halted.is_some() {
             return;
         }
         if waiting.is_empty() {

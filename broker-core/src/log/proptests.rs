@@ -1,6 +1,6 @@
 //! Random appends (as leader, in rising epochs, and as follower), truncations,
-//! retention passes, reopens and torn writes against a plain model: a Vec of
-//! records from the log start offset. The epoch cache is checked against the
+//! retention passes, reopens, torn writes, flushes and power losses against a
+//! plain model: a Vec of records from the log start offset. The epoch cache is checked against the
 //! cache rebuilt from the records (`check_invariants`) and its answers against
 //! OffsetsForLeaderEpoch computed from the model's records.
 
@@ -45,6 +45,10 @@ enum Op {
     TearAndReopen {
         bytes: u64,
     },
+    /// Every file falls back to what was last fsynced, then a reopen.
+    PowerLossReopen,
+    /// An explicit flush (as the broker's interval flush or a controlled shutdown).
+    Flush,
     /// `from` and `span` pick offsets relative to the model's range.
     Read {
         from: u16,
@@ -64,6 +68,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..40u64).prop_map(|advance_ms| Op::Retention { advance_ms }),
         1 => Just(Op::Reopen),
         1 => (1..61u64).prop_map(|bytes| Op::TearAndReopen { bytes }),
+        1 => Just(Op::PowerLossReopen),
+        1 => Just(Op::Flush),
         2 => (any::<u16>(), any::<u16>(), any::<u16>())
             .prop_map(|(from, span, max_bytes)| Op::Read { from, span, max_bytes }),
     ]
@@ -72,13 +78,14 @@ fn op() -> impl Strategy<Value = Op> {
 fn config() -> impl Strategy<Value = LogConfig> {
     let retention_bytes = proptest::option::of(0..1500u64);
     let retention_ms = proptest::option::of(0..60u64);
-    (150..800u64, 0..300u64, retention_bytes, retention_ms).prop_map(
-        |(segment_bytes, index_interval_bytes, retention_bytes, retention_ms)| LogConfig {
+    let flush = prop_oneof![Just(FlushPolicy::Never), Just(FlushPolicy::EveryBatch)];
+    (150..800u64, 0..300u64, retention_bytes, retention_ms, flush).prop_map(
+        |(segment_bytes, index_interval_bytes, retention_bytes, retention_ms, flush)| LogConfig {
             segment_bytes,
             index_interval_bytes,
             retention_bytes,
             retention_ms,
-            flush: FlushPolicy::Never,
+            flush,
         },
     )
 }
@@ -90,6 +97,12 @@ struct Model {
     records: Vec<(Option<Bytes>, Bytes, u64, i32)>,
     /// Base offsets of the batches holding `records`, to know what a tear loses.
     batch_bases: Vec<i64>,
+    /// Every offset below this is durable as far as the test knows: it saw
+    /// the flushes happen (every append under `EveryBatch`, the segments left
+    /// behind by a roll, explicit flushes). MemStorage makes truncations and
+    /// deletes durable at once, so only cuts lower it. Unlike the log's own
+    /// `flushed_to`, a reopen does not reset it: the files stay synced.
+    durable: i64,
 }
 
 impl Model {
@@ -102,11 +115,12 @@ impl Model {
             return;
         }
         if offset <= self.start {
-            *self = Model { start: offset, ..Model::default() };
+            *self = Model { start: offset, durable: offset, ..Model::default() };
             return;
         }
         self.records.truncate((offset - self.start) as usize);
         self.batch_bases.retain(|&base| base < offset); // a split batch keeps its base
+        self.durable = self.durable.min(offset);
     }
 
     fn advance_start(&mut self, start: i64) {
@@ -182,8 +196,13 @@ impl Run {
             Op::Truncate { pick } => {
                 let span = self.model.records.len() as i64 + 3; // below start .. past LEO
                 let offset = (self.model.start - 1 + i64::from(pick) % span).max(0);
+                let flushed_before = self.log.flushed_to();
                 self.log.truncate_to(&mut self.storage, Offset(offset)).expect("truncate");
                 self.model.truncate(offset);
+                let end = self.log.log_end_offset();
+                // Below the log start the log restarts empty (and durable) at the offset.
+                let flushed = if offset > self.model.start { flushed_before.min(end) } else { end };
+                assert_eq!(self.log.flushed_to(), flushed, "flushed_to after truncate_to({offset})");
             }
             Op::Retention { advance_ms } => self.retention(advance_ms),
             Op::Reopen => {
@@ -192,6 +211,13 @@ impl Run {
                 assert_eq!(self.log.epoch_cache(), &before, "reopen rebuilds the same cache");
             }
             Op::TearAndReopen { bytes } => self.tear(bytes),
+            Op::PowerLossReopen => self.power_loss(),
+            Op::Flush => {
+                self.log.flush(&mut self.storage);
+                assert_eq!(self.log.flushed_to(), self.log.log_end_offset());
+                assert!(!self.log.has_unflushed());
+                self.model.durable = self.model.end();
+            }
             Op::Read { from, span, max_bytes } => {
                 let len = self.model.records.len() as i64;
                 let from = self.model.start + i64::from(from) % (len + 1);
@@ -225,6 +251,41 @@ impl Run {
         for r in records {
             self.model.records.push((r.key, r.value, self.now_ms, self.epoch));
         }
+        self.appended();
+    }
+
+    /// What an append makes durable, whatever the policy: the segments a roll
+    /// left behind; with `EveryBatch`, everything.
+    fn appended(&mut self) {
+        let rolled_below = self.log.active().base_offset;
+        assert!(self.log.flushed_to() >= rolled_below, "the segments left behind by a roll are flushed");
+        self.model.durable = self.model.durable.max(rolled_below.0);
+        if self.config.flush == FlushPolicy::EveryBatch {
+            assert_eq!(self.log.flushed_to(), self.log.log_end_offset(), "every batch is flushed");
+            assert!(!self.log.has_unflushed());
+            self.model.durable = self.model.end();
+        }
+    }
+
+    /// A power loss and a reopen. With `EveryBatch` nothing appended is lost;
+    /// with `Never` the log comes back as a prefix of the model from the same
+    /// start, no shorter than what the test or the log knew to be flushed and
+    /// cut at a batch boundary; the model becomes that prefix.
+    fn power_loss(&mut self) {
+        let claimed = self.log.flushed_to().0;
+        let durable = self.model.durable.max(claimed).max(self.model.start);
+        self.storage.power_loss();
+        self.reopen();
+        let (start, end) = (self.log.log_start_offset().0, self.log.log_end_offset().0);
+        assert_eq!(start, self.model.start, "a power loss never moves the log start");
+        assert_eq!(self.log.flushed_to().0, start, "a reopened log knows nothing flushed");
+        if self.config.flush == FlushPolicy::EveryBatch {
+            assert_eq!(end, self.model.end(), "every append was flushed");
+        }
+        assert!(durable <= end && end <= self.model.end(), "kept [{start}, {end}), durable to {durable}");
+        assert!(end == self.model.end() || self.model.batch_bases.contains(&end), "cut at a batch boundary");
+        self.model.truncate(end);
+        self.model.durable = end; // what survived a power loss is durable
     }
 
     fn append_replicated(&mut self, runs: &[(bool, bool, usize)], value_len: usize) {
@@ -252,6 +313,7 @@ impl Run {
         for r in records {
             self.model.records.push((r.key, r.value, r.timestamp_ms, r.leader_epoch.0));
         }
+        self.appended();
     }
 
     fn bad_replicated(&mut self, kind: u8) {

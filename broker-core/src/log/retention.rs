@@ -9,7 +9,11 @@ impl PartitionLog {
     /// (newest record older than `now_ms - retention_ms`), then by size: a segment
     /// goes only if the log would still hold at least `retention_bytes` without
     /// it, so retention never cuts below the configured size. The epoch cache
-    /// forgets epochs below the new log start.
+    /// forgets epochs below the new log start. When segments went, the new
+    /// first segment is flushed unless it already is: the deletes are durable
+    /// at once and the log start lives only in that segment's name, so a power
+    /// loss that took its file (the never-synced active segment, say) would
+    /// reopen the log below its start (empty at offset 0).
     pub fn apply_retention(&mut self, storage: &mut dyn Storage, now_ms: u64) -> usize {
         let start_before = self.log_start_offset();
         let mut deleted = 0;
@@ -29,6 +33,10 @@ impl PartitionLog {
         }
         assert!(self.log_start_offset() >= start_before && self.log_start_offset() <= self.log_end);
         if deleted > 0 {
+            // `flushed_to` past the log start means this incarnation synced the first segment.
+            if self.flushed_to <= self.log_start_offset() {
+                self.flush_below(storage, 1);
+            }
             self.epochs.truncate_from_start(self.log_start_offset());
             let first = self.epochs.entries().first().map(|e| e.start_offset);
             assert_eq!(first, Some(self.log_start_offset()), "a segment with records remains");

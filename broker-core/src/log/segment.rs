@@ -119,7 +119,9 @@ impl Segment {
 
     /// Writes `encoded` (one batch of the offsets `[end_offset(), last_offset]`)
     /// to storage and tracks it. On a storage error the batch may be partly
-    /// in the file and is not tracked; the broker stops (recovery cuts it).
+    /// (or, if its index entry failed, wholly) in the file and is not tracked,
+    /// so the segment still agrees with the log; the broker stops (recovery
+    /// cuts a partial batch).
     pub fn append_batch(
         &mut self,
         storage: &mut dyn Storage,
@@ -138,8 +140,16 @@ impl Segment {
             max_timestamp_ms: timestamp_ms,
         };
         storage.append(&self.log_file, encoded)?;
+        let max_timestamp_before = self.max_timestamp_ms;
         if let Some(entry) = self.track_batch(meta, index_interval_bytes) {
-            storage.append(&self.index_file, &entry.to_bytes())?;
+            if let Err(e) = storage.append(&self.index_file, &entry.to_bytes()) {
+                // Untracked again: the segment must not hold a batch the log does not.
+                self.batches.pop();
+                self.index.truncate_at_position(meta.position);
+                self.size_bytes = meta.position;
+                self.max_timestamp_ms = max_timestamp_before;
+                return Err(e);
+            }
         }
         Ok(())
     }
@@ -150,6 +160,11 @@ impl Segment {
     /// epoch and timestamp), so the file is byte-identical to one that never held
     /// the removed records. The cut batch is read back first; if it is corrupt
     /// the whole batch goes (the log then ends at its base offset).
+    ///
+    /// A re-written batch is fsynced at once: its records may have been
+    /// durable before the cut, and a truncation must not leave the records it
+    /// keeps in the page cache only (the log's recovery point may lie past
+    /// them, and a reopened log cannot tell whether it does).
     pub fn truncate_to(
         &mut self,
         storage: &mut dyn Storage,
@@ -176,6 +191,7 @@ impl Segment {
             encode_batch(scratch, split.base_offset, split.leader_epoch, split.max_timestamp_ms, &kept);
             let (epoch, timestamp_ms) = (split.leader_epoch, split.max_timestamp_ms);
             self.append_batch(storage, scratch, last.offset, epoch, timestamp_ms, index_interval_bytes)?;
+            self.fsync(storage);
         }
         assert!(self.end_offset() <= offset);
         Ok(())

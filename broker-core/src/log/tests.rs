@@ -817,3 +817,303 @@ fn recovery_cuts_a_batch_whose_epoch_goes_back() {
     assert_eq!(epoch_pairs(&reopened), vec![(2, 0), (4, 3)]);
     check_invariants(&reopened, &storage);
 }
+
+// ---- Durability: flushing, power loss, full disks ----
+
+use crate::storage::StorageError;
+
+/// `count` records continuing at `base`, values `"{tag}-{offset}"`.
+fn batch_at(base: Offset, tag: &str, count: usize) -> Vec<Record> {
+    (base.0..base.0 + count as i64).map(|o| Record { key: None, value: value_at(tag, o), timestamp_ms: 0 }).collect()
+}
+
+/// What survives if the power fails now: a copy of `storage` cut back to
+/// what was fsynced, with the log reopened (recovered) from it.
+fn after_power_loss(storage: &MemStorage, config: LogConfig) -> (PartitionLog, MemStorage) {
+    let mut cut = storage.clone();
+    cut.power_loss();
+    let log = open_log(&mut cut, config);
+    (log, cut)
+}
+
+#[test]
+fn every_batch_fsyncs_each_append_before_it_returns() {
+    let config = LogConfig { flush: FlushPolicy::EveryBatch, ..small_config() };
+    let mut storage = MemStorage::new();
+    let mut log = open_log(&mut storage, config.clone());
+    let leader_appends = 15u64;
+    for step in 0..leader_appends + 5 {
+        let fsyncs = storage.fsyncs();
+        if step < leader_appends {
+            append(&mut log, &mut storage, step, "a", 3);
+        } else {
+            // A follower's append: runs in two epochs, cut into two batches.
+            let base = log.log_end_offset().0;
+            let records: Vec<StoredRecord> = (base..base + 4)
+                .map(|o| StoredRecord {
+                    offset: Offset(o),
+                    timestamp_ms: 100 + step,
+                    leader_epoch: LeaderEpoch(if o < base + 2 { 2 + step as i32 } else { 3 + step as i32 }),
+                    key: None,
+                    value: value_at("r", o),
+                })
+                .collect();
+            log.append_replicated(&mut storage, &records).unwrap();
+        }
+        assert!(storage.fsyncs() > fsyncs, "step {step}: the append fsynced");
+        assert_eq!(log.flushed_to(), log.log_end_offset(), "step {step}");
+        assert!(!log.has_unflushed());
+        let (survivor, cut) = after_power_loss(&storage, config.clone());
+        assert_eq!(survivor.log_end_offset(), log.log_end_offset(), "step {step}: nothing appended is lost");
+        assert_eq!(read_all(&survivor, &cut), read_all(&log, &storage), "step {step}");
+        check_invariants(&survivor, &cut);
+    }
+    assert!(log.segment_count() >= 3, "fixture: the appends rolled segments");
+}
+
+#[test]
+fn never_flushes_rolled_segments_and_a_power_loss_leaves_a_valid_prefix() {
+    let config = small_config();
+    assert_eq!(config.flush, FlushPolicy::Never);
+    let mut storage = MemStorage::new();
+    let mut log = open_log(&mut storage, config.clone());
+    let mut lost_some = false;
+    for now_ms in 0..25 {
+        append(&mut log, &mut storage, now_ms, "a", 3);
+        // Every segment a roll left behind is flushed, the active one is not.
+        let rolled_below = log.active().base_offset;
+        assert_eq!(log.flushed_to(), rolled_below, "after append {now_ms}");
+        assert!(log.has_unflushed());
+        let written = read_all(&log, &storage);
+        let (mut survivor, mut cut) = after_power_loss(&storage, config.clone());
+        let kept = read_all(&survivor, &cut);
+        assert!(kept.len() as i64 >= rolled_below.0, "the rolled segments survive");
+        assert_eq!(kept[..], written[..kept.len()], "a prefix of what was written");
+        // MemStorage keeps exactly what was fsynced: the never-synced active segment is gone.
+        assert_eq!(survivor.log_end_offset(), rolled_below);
+        assert_eq!(survivor.log_start_offset(), Offset(0));
+        assert_eq!(survivor.flushed_to(), survivor.log_start_offset(), "a reopened log knows nothing flushed");
+        check_invariants(&survivor, &cut);
+        lost_some |= kept.len() < written.len();
+        // The recovered log goes on: appends continue at its end.
+        let end = survivor.log_end_offset();
+        assert_eq!(append(&mut survivor, &mut cut, 1_000, "b", 2).base_offset, end);
+        let after = read_all(&survivor, &cut);
+        assert_eq!(after[..kept.len()], kept[..]);
+        assert_eq!(offsets(&after[kept.len()..]), vec![end.0, end.0 + 1]);
+        assert_eq!(after[kept.len()].value, value_at("b", end.0));
+        check_invariants(&survivor, &cut);
+    }
+    assert!(lost_some && log.segment_count() >= 3, "fixture: rolls, and unflushed data lost");
+    // An explicit flush makes everything durable.
+    log.flush(&mut storage);
+    assert_eq!(log.flushed_to(), log.log_end_offset());
+    let (survivor, cut) = after_power_loss(&storage, config.clone());
+    assert_eq!(read_all(&survivor, &cut), read_all(&log, &storage));
+}
+
+#[test]
+fn truncation_lowers_flushed_to_to_the_new_end_and_keeps_what_it_claims() {
+    for flush in [FlushPolicy::Never, FlushPolicy::EveryBatch] {
+        let config = LogConfig { flush, ..small_config() };
+        // 36 records in batches of 3; offsets 1, 19, 22 and 34 are inside batches.
+        for cut in [40, 36, 35, 34, 30, 22, 21, 19, 18, 12, 1, 0] {
+            let mut storage = MemStorage::new();
+            let mut log = open_log(&mut storage, config.clone());
+            fill(&mut log, &mut storage, "a", 12, 3);
+            assert!(log.segment_count() >= 3, "fixture: several segments");
+            let before = log.flushed_to();
+            let expected = read_all(&log, &storage).into_iter().take(cut).collect::<Vec<_>>();
+            log.truncate_to(&mut storage, Offset(cut as i64)).expect("truncate");
+            assert_eq!(log.log_end_offset(), Offset(cut.min(36) as i64));
+            assert_eq!(log.flushed_to(), before.min(log.log_end_offset()), "{flush:?}, cut at {cut}");
+            assert_eq!(log.has_unflushed(), log.flushed_to() < log.log_end_offset());
+            check_invariants(&log, &storage);
+            // What flushed_to claims survives a power loss, the kept records included.
+            let (survivor, lost) = after_power_loss(&storage, config.clone());
+            let kept = read_all(&survivor, &lost);
+            let claimed = log.flushed_to();
+            assert!(survivor.log_end_offset() >= claimed, "{flush:?}, cut at {cut}: {:?}", offsets(&kept));
+            assert_eq!(kept[..], expected[..kept.len()]);
+            if flush == FlushPolicy::EveryBatch {
+                assert_eq!(kept, expected, "cut at {cut}: every kept record was flushed");
+            }
+            check_invariants(&survivor, &lost);
+        }
+    }
+}
+
+#[test]
+fn a_power_loss_never_moves_the_log_start_back() {
+    for flush in [FlushPolicy::Never, FlushPolicy::EveryBatch] {
+        let config = LogConfig { retention_bytes: Some(0), flush, ..small_config() };
+        let mut storage = MemStorage::new();
+        let mut log = open_log(&mut storage, config.clone());
+        fill(&mut log, &mut storage, "a", 12, 3);
+        // Retention deletes every segment but the active one.
+        assert!(log.apply_retention(&mut storage, 100) > 0);
+        let start = log.log_start_offset();
+        assert!(start > Offset(0) && log.segment_count() == 1);
+        let (survivor, cut) = after_power_loss(&storage, config.clone());
+        assert_eq!(survivor.log_start_offset(), start, "{flush:?}: after retention");
+        let written = read_all(&log, &storage);
+        assert_eq!(read_all(&survivor, &cut)[..], written[..(survivor.log_end_offset().0 - start.0) as usize]);
+        check_invariants(&survivor, &cut);
+        // A truncation below the log start restarts the log there.
+        let restart = Offset(start.0 - 2);
+        log.truncate_to(&mut storage, restart).expect("truncate");
+        assert_eq!(log.flushed_to(), restart);
+        let (survivor, cut) = after_power_loss(&storage, config.clone());
+        assert_eq!((survivor.log_start_offset(), survivor.log_end_offset()), (restart, restart), "{flush:?}");
+        check_invariants(&survivor, &cut);
+        append(&mut log, &mut storage, 200, "b", 2);
+        let (survivor, cut) = after_power_loss(&storage, config.clone());
+        assert_eq!(survivor.log_start_offset(), restart, "{flush:?}: after an append");
+        check_invariants(&survivor, &cut);
+    }
+}
+
+/// A disk that fills up: writes succeed until `room` bytes have been written,
+/// then the part that fits lands and the write fails (ENOSPC).
+struct FullDisk {
+    files: MemStorage,
+    room: u64,
+    /// The file of the first write that did not fit.
+    failed: Option<String>,
+}
+
+impl FullDisk {
+    fn new(room: u64) -> FullDisk {
+        FullDisk { files: MemStorage::new(), room, failed: None }
+    }
+
+    /// The part of `data` that fits, and whether all of it did.
+    fn fit<'a>(&mut self, file: &str, data: &'a [u8]) -> (&'a [u8], Result<(), StorageError>) {
+        let fits = data.len().min(usize::try_from(self.room).unwrap_or(usize::MAX));
+        self.room -= fits as u64;
+        if fits == data.len() {
+            return (data, Ok(()));
+        }
+        self.failed.get_or_insert_with(|| file.to_string());
+        (&data[..fits], Err(StorageError::DiskFull { file: file.to_string() }))
+    }
+}
+
+impl Storage for FullDisk {
+    fn append(&mut self, file: &str, data: &[u8]) -> Result<(), StorageError> {
+        let (fits, result) = self.fit(file, data);
+        self.files.append(file, fits).expect("memory never fills");
+        result
+    }
+    fn write_all(&mut self, file: &str, data: &[u8]) -> Result<(), StorageError> {
+        let (fits, result) = self.fit(file, data);
+        self.files.write_all(file, fits).expect("memory never fills");
+        result
+    }
+    fn read(&self, file: &str) -> Option<Vec<u8>> {
+        self.files.read(file)
+    }
+    fn read_at(&self, file: &str, position: u64, len: u64) -> Option<Vec<u8>> {
+        self.files.read_at(file, position, len)
+    }
+    fn len(&self, file: &str) -> Option<u64> {
+        self.files.len(file)
+    }
+    fn truncate(&mut self, file: &str, len: u64) {
+        self.files.truncate(file, len)
+    }
+    fn delete(&mut self, file: &str) {
+        self.files.delete(file)
+    }
+    fn rename(&mut self, from: &str, to: &str) {
+        self.files.rename(from, to)
+    }
+    fn fsync(&mut self, file: &str) {
+        self.files.fsync(file)
+    }
+    fn list(&self, prefix: &str) -> Vec<String> {
+        self.files.list(prefix)
+    }
+}
+
+#[test]
+fn a_full_disk_fails_the_append_and_recovery_keeps_exactly_what_succeeded() {
+    let config = LogConfig { flush: FlushPolicy::EveryBatch, ..small_config() };
+    let appends = 12;
+    // The bytes all the appends write, on a disk with room for them.
+    let needed = {
+        let mut storage = MemStorage::new();
+        let mut log = open_log(&mut storage, config.clone());
+        for _ in 0..appends {
+            let end = log.log_end_offset();
+            log.append(&mut storage, end.0 as u64, LeaderEpoch(1), &batch_at(end, "a", 3)).expect("append");
+        }
+        storage.total_bytes()
+    };
+    let (mut in_segment, mut in_index) = (0, 0);
+    for room in 0..needed {
+        let mut disk = FullDisk::new(room);
+        let mut log =
+            PartitionLog::open(DIR, config.clone(), &Plants::none(), &mut disk).expect("opening writes no bytes");
+        let error = loop {
+            let end = log.log_end_offset();
+            assert!(end.0 < 3 * appends as i64, "room {room}: the disk never filled");
+            match log.append(&mut disk, end.0 as u64, LeaderEpoch(1), &batch_at(end, "a", 3)) {
+                Ok(info) => assert_eq!(info.base_offset, end),
+                Err(e) => break e,
+            }
+        };
+        let failed = disk.failed.clone().expect("a write failed");
+        assert_eq!(error, LogError::Storage(StorageError::DiskFull { file: failed.clone() }), "room {room}");
+        // The failed append left the log as it was.
+        let succeeded = log.log_end_offset();
+        let written = log.read(&disk, Offset(0), succeeded, u32::MAX).expect("the appends that succeeded read back");
+        assert_eq!(offsets(&written), (0..succeeded.0).collect::<Vec<_>>());
+        assert_eq!(log.active().end_offset(), succeeded, "room {room}: the failed batch is not tracked");
+        assert_eq!(log.size_bytes(), log.segments.iter().map(|s| s.size_bytes).sum::<u64>());
+        // Reopened (the broker restarting with the disk as it is): the
+        // partial batch is cut; only a batch whose every byte reached the
+        // segment (the index entry after it failed) may be recovered whole.
+        let failed_batch: Vec<i64> = (succeeded.0..succeeded.0 + 3).collect();
+        let mut storage = disk.files;
+        let (survivor, cut) = after_power_loss(&storage, config.clone());
+        assert_eq!(read_all(&survivor, &cut), written, "room {room}: a power loss keeps exactly the fsynced appends");
+        check_invariants(&survivor, &cut);
+        let mut reopened = open_log(&mut storage, config.clone());
+        let recovered = read_all(&reopened, &storage);
+        if failed.ends_with(".index") {
+            in_index += 1;
+            assert_eq!(recovered[..written.len()], written[..]);
+            assert_eq!(offsets(&recovered[written.len()..]), failed_batch, "room {room}");
+        } else {
+            in_segment += 1;
+            assert!(failed.ends_with(".log"), "{failed}");
+            assert_eq!(recovered, written, "room {room}: the partial batch is cut");
+        }
+        check_invariants(&reopened, &storage);
+        let end = reopened.log_end_offset();
+        assert_eq!(append(&mut reopened, &mut storage, 99, "b", 1).base_offset, end, "appends go on");
+        check_invariants(&reopened, &storage);
+    }
+    assert!(in_segment > 0 && in_index > 0, "fixture: both kinds of failed write ({in_segment}, {in_index})");
+}
+
+#[test]
+fn a_full_disk_fails_a_follower_append_too() {
+    let mut leader_storage = MemStorage::new();
+    let mut leader = open_log(&mut leader_storage, small_config());
+    fill(&mut leader, &mut leader_storage, "a", 3, 3);
+    let fetched = read_all(&leader, &leader_storage);
+    let mut disk = FullDisk::new(30);
+    let mut follower = PartitionLog::open(DIR, small_config(), &Plants::none(), &mut disk).expect("open");
+    let error = follower.append_replicated(&mut disk, &fetched).unwrap_err();
+    let file = format!("{DIR}/00000000000000000000.log");
+    assert_eq!(error, AppendError::Storage(StorageError::DiskFull { file: file.clone() }));
+    assert_eq!(error.to_string(), format!("no space left on device writing {file}"));
+    assert_eq!(follower.log_end_offset(), Offset(0));
+    let mut storage = disk.files;
+    assert_eq!(storage.len(&file), Some(30), "what fitted was written");
+    let reopened = open_log(&mut storage, small_config());
+    assert_eq!(reopened.log_end_offset(), Offset(0), "and cut by recovery");
+    check_invariants(&reopened, &storage);
+}

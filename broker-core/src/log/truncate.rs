@@ -50,7 +50,10 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Deletes every segment and starts an empty one at `offset`.
+    /// Deletes every segment and starts an empty one at `offset`. The new
+    /// segment's files are fsynced: the deletes are durable at once, and the
+    /// log start lives only in the segment's name, so a power loss that took
+    /// the new files would reopen the log empty at offset 0.
     fn reset_to(&mut self, storage: &mut dyn Storage, offset: Offset) -> Result<(), StorageError> {
         assert!(offset <= self.log_start_offset());
         for segment in self.segments.drain(..) {
@@ -58,6 +61,7 @@ impl PartitionLog {
         }
         let segment = Segment::new(&self.dir, offset);
         segment.create_files(storage)?;
+        segment.fsync(storage);
         self.segments.push(segment);
         self.log_end = offset;
         self.size_bytes = 0;

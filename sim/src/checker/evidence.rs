@@ -20,6 +20,7 @@ pub(crate) const JUDGED: &[Invariant] = &[
     Invariant::NonmonotonicPoll,
     Invariant::PollSkip,
     Invariant::NonmonotonicSend,
+    Invariant::NoCorruptRead,
 ];
 
 pub(crate) struct Findings {

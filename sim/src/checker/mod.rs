@@ -38,6 +38,9 @@ pub enum Invariant {
     Leadership,
     /// Liveness: after heal and drain, replication did not converge (`replicas`).
     ReplicationLiveness,
+    /// A consumer received bytes that are not a value any producer sent
+    /// (self-checking values: a flipped bit does not read as another value).
+    NoCorruptRead,
 }
 
 impl Invariant {
@@ -55,6 +58,7 @@ impl Invariant {
         Invariant::HwConsistency,
         Invariant::Leadership,
         Invariant::ReplicationLiveness,
+        Invariant::NoCorruptRead,
     ];
 
     pub fn name(self) -> &'static str {
@@ -72,6 +76,7 @@ impl Invariant {
             Invariant::HwConsistency => "hw-consistency",
             Invariant::Leadership => "leadership",
             Invariant::ReplicationLiveness => "replication-liveness",
+            Invariant::NoCorruptRead => "no-corrupt-read",
         }
     }
 
@@ -106,6 +111,7 @@ pub struct Violation {
     pub detail: String,
 }
 
+mod corrupt;
 mod evidence;
 mod log_view;
 mod losses;
@@ -153,6 +159,7 @@ pub fn check_history(history: &crate::history::History) -> CheckReport {
     offsets::check(history, &view, &mut findings);
     losses::check(history, &view, &mut findings);
     polls::check(history, &view, &mut findings);
+    corrupt::check(history, &mut findings);
     let reordered_sends = sends::check(history, &view, &mut findings);
     let (violations, counts) = findings.into_parts();
     CheckReport { violations, counts, reordered_sends, truncations_detected: view.truncation_seeks() }

@@ -165,7 +165,7 @@ fn polled(world: &World, r: ConsumedRecord) -> Polled {
         partition: partition_name(world, r.tp),
         offset: r.record.offset.0,
         // Every record in ksim's topics is a workload value; anything else is corruption.
-        value: Value::from_bytes(&r.record.value).unwrap_or(Value(u64::MAX)),
+        value: Value::from_bytes(&r.record.value).unwrap_or(Value::CORRUPT),
     }
 }
 

@@ -36,8 +36,10 @@ pub async fn run(world: Arc<World>) {
     );
     let mut controller = match started {
         Ok(controller) => controller,
-        // Its disk is full: it cannot write its first image.
-        Err(e) if e.contains("no space left") => return super::halt(&world, node, e),
+        // Its metadata file cannot be read back whole (a disk fault) or
+        // written (a full disk): it stops, as a KRaft controller with a
+        // damaged log would. A transient read fault clears at the next boot.
+        Err(e) if e.contains(broker_core::controller::METADATA_FILE) => return super::halt(&world, node, e),
         Err(e) => panic!("the controller failed to recover its metadata: {e}"),
     };
     if world.next_boot(node) == 0 {

@@ -1114,7 +1114,7 @@ fn disk_verbs_and_their_keys() {
         &with_fault("verb = \"power-outage\"\n"),
         12,
         8,
-        "unknown fault verb `power-outage`; expected one of: crash, restart, pause, resume, isolate, partition, \
+        "unknown fault verb `power-outage`; expected one of: crash, stop, restart, pause, resume, isolate, partition, \
          heal, latency, loss, skew, power-loss, disk-fault, disk-full, disk-heal",
     );
 }
