@@ -35,6 +35,8 @@ pub enum Plant {
     /// No unclean-shutdown detection (pre-KIP-966): the last ISR member is
     /// re-elected after a power loss took its unflushed records.
     LastReplicaStanding,
+    /// Reads do not check batch CRCs, so damaged bytes reach clients.
+    SkipCrcCheck,
 }
 
 impl Plant {
@@ -49,6 +51,7 @@ impl Plant {
         Plant::IgnoreMinIsr,
         Plant::UncleanAlways,
         Plant::LastReplicaStanding,
+        Plant::SkipCrcCheck,
     ];
 
     pub fn name(self) -> &'static str {
@@ -63,6 +66,7 @@ impl Plant {
             Plant::IgnoreMinIsr => "ignore-min-isr",
             Plant::UncleanAlways => "unclean-always",
             Plant::LastReplicaStanding => "last-replica-standing",
+            Plant::SkipCrcCheck => "skip-crc-check",
         }
     }
 
@@ -92,6 +96,7 @@ impl Plant {
             Plant::UncleanAlways => {
                 "elections may pick a replica outside the ISR (caught by leadership; the losses by no-lost-acked-write, hw-consistency)"
             }
+            Plant::SkipCrcCheck => "reads skip the batch CRC check, so bit rot reaches consumers (caught by no-corrupt-read)",
             Plant::LastReplicaStanding => {
                 "the last ISR member is re-elected after an unclean restart, though an ELR member holds the committed records (caught by hw-consistency, with a power loss)"
             }

@@ -35,6 +35,7 @@ const PLANT_TESTS: &[(Plant, &str, Invariant, u64)] = &[
     (Plant::IsrJoinEarly, "lagging-hw-isr-expansion.toml", Invariant::NoLostAckedWrite, 5),
     (Plant::IgnoreMinIsr, "min-isr-ignored-power-loss.toml", Invariant::NoLostAckedWrite, 5),
     (Plant::LastReplicaStanding, "last-replica-standing.toml", Invariant::HwConsistency, 5),
+    (Plant::SkipCrcCheck, "bit-rot.toml", Invariant::NoCorruptRead, 5),
 ];
 
 fn main() {

@@ -129,6 +129,17 @@ pub(super) enum DecodeError {
 /// Decodes the batch at `pos` in `file`, pushing its records onto `out`
 /// (zero-copy slices of `file`). On error `out` is left as it was.
 pub(super) fn decode_batch(file: &Bytes, pos: usize, out: &mut Vec<StoredRecord>) -> Result<DecodedBatch, DecodeError> {
+    decode_batch_checked(file, pos, out, true)
+}
+
+/// [`decode_batch`], with the CRC-32C check skipped when `verify_crc` is
+/// false (only the planted bug `skip-crc-check` asks for that).
+pub(super) fn decode_batch_checked(
+    file: &Bytes,
+    pos: usize,
+    out: &mut Vec<StoredRecord>,
+    verify_crc: bool,
+) -> Result<DecodedBatch, DecodeError> {
     assert!(pos <= file.len());
     let rest = &file[pos..];
     if rest.len() < LOG_OVERHEAD_BYTES {
@@ -143,7 +154,7 @@ pub(super) fn decode_batch(file: &Bytes, pos: usize, out: &mut Vec<StoredRecord>
         return Err(DecodeError::Incomplete);
     }
     let batch = &rest[..size_bytes];
-    let header = check_header(batch)?;
+    let header = check_header(batch, verify_crc)?;
     let records_before = out.len();
     let result = decode_records(file, pos, &header, out);
     if result.is_err() {
@@ -169,12 +180,12 @@ struct Header {
 }
 
 /// Validates the fixed header and CRC of a complete batch.
-fn check_header(batch: &[u8]) -> Result<Header, DecodeError> {
+fn check_header(batch: &[u8], verify_crc: bool) -> Result<Header, DecodeError> {
     use DecodeError::Invalid;
     if batch[MAGIC_POS] != MAGIC_V2 {
         return Err(Invalid("magic is not 2"));
     }
-    if be_u32(batch, CRC_POS) != crc32c::crc32c(&batch[ATTRIBUTES_POS..]) {
+    if verify_crc && be_u32(batch, CRC_POS) != crc32c::crc32c(&batch[ATTRIBUTES_POS..]) {
         return Err(Invalid("CRC-32C mismatch"));
     }
     let attributes = be_i16(batch, ATTRIBUTES_POS);

@@ -194,6 +194,8 @@ pub struct PartitionLog {
     /// by this incarnation. A reopened log starts at its log start, since
     /// what recovery read may still sit in the page cache only.
     flushed_to: Offset,
+    /// Planted bug `skip-crc-check`: reads do not verify batch CRCs.
+    skip_crc_on_read: bool,
     /// Reused encode buffer: the append path allocates nothing per call.
     scratch: Vec<u8>,
 }
@@ -403,7 +405,7 @@ impl PartitionLog {
                 let run = batch..batch_run_end(&segment.batches, batch, end);
                 batch = run.end;
                 let decoded_from = out.len();
-                segment.read_batches(storage, run, &mut out)?;
+                segment.read_batches(storage, run, &mut out, !self.skip_crc_on_read)?;
                 // Only the first batch of a read can start before `from`.
                 let before = out[decoded_from..].iter().take_while(|r| r.offset < next).count();
                 out.drain(decoded_from..decoded_from + before);

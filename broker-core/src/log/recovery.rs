@@ -68,7 +68,9 @@ impl PartitionLog {
         let dir = dir.to_string();
         let flushed_to = segments[0].base_offset;
         let scratch = Vec::new();
-        let mut log = PartitionLog { dir, config, segments, log_end, size_bytes, epochs, flushed_to, scratch };
+        let skip_crc_on_read = plants.on(Plant::SkipCrcCheck);
+        let mut log =
+            PartitionLog { dir, config, segments, log_end, size_bytes, epochs, flushed_to, skip_crc_on_read, scratch };
         assert!(log.log_start_offset() <= log.log_end);
         assert_eq!(log.epochs.entries().is_empty(), log.log_start_offset() == log.log_end);
         if plants.on(Plant::OffsetReuse) && log.log_end > log.log_start_offset() {

@@ -1,7 +1,7 @@
 //! One segment: a `.log` file of v2 batches plus its `.index`. Memory holds
 //! only where each batch sits; reads decode the batches from storage.
 
-use super::codec::{decode_batch, encode_batch};
+use super::codec::{decode_batch_checked, encode_batch};
 use super::index::{IndexEntry, OffsetIndex};
 use super::LogError;
 use crate::storage::{Storage, StorageError};
@@ -71,6 +71,7 @@ impl Segment {
         storage: &dyn Storage,
         range: std::ops::Range<usize>,
         out: &mut Vec<StoredRecord>,
+        verify_crc: bool,
     ) -> Result<(), LogError> {
         let metas = &self.batches[range];
         let (Some(first), Some(last)) = (metas.first(), metas.last()) else { return Ok(()) };
@@ -83,7 +84,7 @@ impl Segment {
         let mut pos = 0;
         for meta in metas {
             let before = out.len();
-            let decoded = decode_batch(&bytes, pos, out)
+            let decoded = decode_batch_checked(&bytes, pos, out, verify_crc)
                 .map_err(|e| corrupt(format!("batch at position {}: {e:?}", meta.position)))?;
             let as_written =
                 (decoded.base_offset, decoded.last_offset, decoded.leader_epoch, decoded.size_bytes as u64)
@@ -177,7 +178,7 @@ impl Segment {
         let split = self.batches[cut];
         assert!(split.base_offset <= offset && offset <= split.last_offset);
         let mut kept = Vec::new();
-        if split.base_offset < offset && self.read_batches(storage, cut..cut + 1, &mut kept).is_ok() {
+        if split.base_offset < offset && self.read_batches(storage, cut..cut + 1, &mut kept, true).is_ok() {
             kept.truncate((offset.0 - split.base_offset.0) as usize);
         }
         self.batches.truncate(cut);

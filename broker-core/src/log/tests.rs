@@ -81,7 +81,7 @@ pub(super) fn check_invariants(log: &PartitionLog, storage: &MemStorage) {
         let mut held = Vec::new();
         for (b, batch) in segment.batches.iter().enumerate() {
             let before = held.len();
-            segment.read_batches(storage, b..b + 1, &mut held).expect("every batch reads back");
+            segment.read_batches(storage, b..b + 1, &mut held, true).expect("every batch reads back");
             let batch_records = &held[before..];
             let batch_offsets: Vec<i64> = batch_records.iter().map(|r| r.offset.0).collect();
             assert_eq!(batch_offsets, (batch.base_offset.0..=batch.last_offset.0).collect::<Vec<_>>());
@@ -91,7 +91,7 @@ pub(super) fn check_invariants(log: &PartitionLog, storage: &MemStorage) {
             assert_eq!(record.offset.0, segment.base_offset.0 + j as i64, "records dense");
         }
         let mut whole = Vec::new();
-        segment.read_batches(storage, 0..segment.batches.len(), &mut whole).expect("the segment reads back");
+        segment.read_batches(storage, 0..segment.batches.len(), &mut whole, true).expect("the segment reads back");
         assert_eq!(whole, held, "one read of all batches decodes as reads of each");
         records.extend(held);
         let batch_bytes: u64 = segment.batches.iter().map(|b| b.size_bytes).sum();

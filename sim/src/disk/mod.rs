@@ -125,6 +125,9 @@ pub struct Disk {
     stats: DiskStats,
     /// Simulated ms since the run started, as last told by the world.
     now_ms: u64,
+    /// The simulator is recording what the node's files hold (for the
+    /// checkers): read faults, which the node would suffer, do not apply.
+    observing: bool,
 }
 
 impl Disk {
@@ -138,6 +141,7 @@ impl Disk {
             rng,
             stats: DiskStats::default(),
             now_ms: 0,
+            observing: false,
         }
     }
 
@@ -296,7 +300,7 @@ impl Disk {
         let start = (position as usize).min(file.data.len());
         let end = position.saturating_add(len).min(file.data.len() as u64) as usize;
         let mut bytes = file.data[start..end].to_vec();
-        if !bytes.is_empty() && self.chance(self.faults.bit_flip_read) {
+        if !bytes.is_empty() && !self.observing && self.chance(self.faults.bit_flip_read) {
             let bit = self.rng.gen_range(0..bytes.len() * 8);
             bytes[bit / 8] ^= 1 << (bit % 8);
             self.stats.bit_flips += 1;
@@ -378,6 +382,15 @@ pub struct SharedDisk(Arc<Mutex<Disk>>);
 impl SharedDisk {
     pub fn new(disk: Disk) -> SharedDisk {
         SharedDisk(Arc::new(Mutex::new(disk)))
+    }
+
+    /// Runs `f` with read faults suspended: the simulator's own look at the
+    /// node's files for the checkers must see the media as it is.
+    pub fn observing<T>(&self, f: impl FnOnce() -> T) -> T {
+        self.with(|d| d.observing = true);
+        let result = f();
+        self.with(|d| d.observing = false);
+        result
     }
 
     /// Runs `f` on the disk (for the nemesis, writeback and reports).

@@ -147,7 +147,8 @@ fn carry_out(
             let partition = super::partition_name(world, *tp).to_string();
             world.trace(node, TraceEvent::BecameLeader { partition, leader_epoch: leader_epoch.0 });
         }
-        world.replication.lock().expect("replication lock").broker_event(time_ns, broker, &event);
+        world.disks[broker.id().0 as usize]
+            .observing(|| world.replication.lock().expect("replication lock").broker_event(time_ns, broker, &event));
     }
     halted
 }
@@ -155,10 +156,11 @@ fn carry_out(
 /// At the end of the run the supervisor asks every live broker for the
 /// state of its replicas (the checkers' final snapshot).
 fn publish_snapshot(world: &World, broker: &Broker) {
-    let mut recorder = world.replication.lock().expect("replication lock");
-    for tp in broker.partitions() {
-        recorder.snapshot(broker, tp);
-    }
-    drop(recorder);
+    world.disks[broker.id().0 as usize].observing(|| {
+        let mut recorder = world.replication.lock().expect("replication lock");
+        for tp in broker.partitions() {
+            recorder.snapshot(broker, tp);
+        }
+    });
     world.snapshot_taken(broker.id());
 }
