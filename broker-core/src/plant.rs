@@ -37,6 +37,12 @@ pub enum Plant {
     LastReplicaStanding,
     /// Reads do not check batch CRCs, so damaged bytes reach clients.
     SkipCrcCheck,
+    /// The configured flush policy is silently skipped: appends that should
+    /// be fsynced (every batch, or every interval) sit in the page cache.
+    FsyncLies,
+    /// Recovery treats a torn or corrupt tail as fatal instead of cutting it
+    /// off: the broker stops at every boot and never serves again.
+    RefuseTornTail,
 }
 
 impl Plant {
@@ -52,6 +58,8 @@ impl Plant {
         Plant::UncleanAlways,
         Plant::LastReplicaStanding,
         Plant::SkipCrcCheck,
+        Plant::FsyncLies,
+        Plant::RefuseTornTail,
     ];
 
     pub fn name(self) -> &'static str {
@@ -67,6 +75,8 @@ impl Plant {
             Plant::UncleanAlways => "unclean-always",
             Plant::LastReplicaStanding => "last-replica-standing",
             Plant::SkipCrcCheck => "skip-crc-check",
+            Plant::FsyncLies => "fsync-lies",
+            Plant::RefuseTornTail => "refuse-torn-tail",
         }
     }
 
@@ -97,6 +107,12 @@ impl Plant {
                 "elections may pick a replica outside the ISR (caught by leadership; the losses by no-lost-acked-write, hw-consistency)"
             }
             Plant::SkipCrcCheck => "reads skip the batch CRC check, so bit rot reaches consumers (caught by no-corrupt-read)",
+            Plant::FsyncLies => {
+                "the flush policy is silently skipped, so acks=all with fsync per batch loses data in a power loss (caught by no-lost-acked-write)"
+            }
+            Plant::RefuseTornTail => {
+                "recovery halts on a torn tail instead of cutting it, so the broker never serves again (caught by recovery-bounded)"
+            }
             Plant::LastReplicaStanding => {
                 "the last ISR member is re-elected after an unclean restart, though an ELR member holds the committed records (caught by hw-consistency, with a power loss)"
             }

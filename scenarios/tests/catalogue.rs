@@ -36,6 +36,8 @@ const PLANT_TESTS: &[(Plant, &str, Invariant, u64)] = &[
     (Plant::IgnoreMinIsr, "min-isr-ignored-power-loss.toml", Invariant::NoLostAckedWrite, 5),
     (Plant::LastReplicaStanding, "last-replica-standing.toml", Invariant::HwConsistency, 5),
     (Plant::SkipCrcCheck, "bit-rot.toml", Invariant::NoCorruptRead, 5),
+    (Plant::FsyncLies, "correlated-power-loss-fsync-always.toml", Invariant::NoLostAckedWrite, 5),
+    (Plant::RefuseTornTail, "torn-write-recovery.toml", Invariant::RecoveryBounded, 5),
 ];
 
 fn main() {

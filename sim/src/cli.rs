@@ -273,6 +273,9 @@ fn print_run(r: &RunResult, file: &Path, replay: &str, checked: bool) {
     if r.truncations_detected > 0 {
         println!("            {} truncations detected by consumers (moved back, KIP-320)", r.truncations_detected);
     }
+    if let Some(ms) = r.slowest_recovery_ms {
+        println!("recovery    slowest broker boot to serving: {ms} ms (simulated)");
+    }
     if !r.violations.is_empty() {
         println!("violations:");
         for v in &r.violations {
@@ -364,13 +367,18 @@ fn print_sweep(r: &SweepResult, file: &Path, plants: &[Plant]) {
             r.truncations_detected, r.seeds_with_truncations
         );
     }
+    if let Some(ms) = r.slowest_recovery_ms {
+        println!("slowest broker recovery (boot to serving): {ms} ms simulated");
+    }
     for missing in &r.expected_missing {
         println!("expected violation never found: {missing}");
     }
     if !r.failures.is_empty() {
         println!("failing seeds:");
         for f in &r.failures {
-            let names: Vec<&str> = f.violations.iter().map(|v| v.invariant.name()).collect();
+            // Each invariant once, in the order found (evidence is grouped by invariant).
+            let mut names: Vec<&str> = f.violations.iter().map(|v| v.invariant.name()).collect();
+            names.dedup();
             println!("  seed {} [{}]: {}", f.seed, names.join(", "), replay_command(file, f.seed, plants));
         }
     }

@@ -2,6 +2,7 @@
 //! through madsim (kill, restart, pause, resume, link clogging, network
 //! config) or ksim's clocks (skew), traced, and undoable by `heal_all`.
 
+use crate::checker::recovery::BootEnd;
 use crate::disk::{Disk, DiskFaults};
 use crate::rng::{stream, Purpose};
 use crate::scenario::{Fault, NemesisSpec};
@@ -58,6 +59,7 @@ impl Nemesis {
                 if self.crashed.insert(n) {
                     self.paused.remove(&n);
                     self.world.take_halted(n);
+                    self.world.node_ended(n, BootEnd::Killed);
                     self.handle.kill(self.node_ids[n]);
                 }
                 Undo::Fault(Fault::Restart { node: node.clone() })
@@ -153,6 +155,7 @@ impl Nemesis {
                     if self.crashed.insert(n) {
                         self.paused.remove(&n);
                         self.world.take_halted(n);
+                        self.world.node_ended(n, BootEnd::Killed);
                         self.handle.kill(self.node_ids[n]);
                     }
                 }

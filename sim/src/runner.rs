@@ -60,6 +60,9 @@ pub struct RunResult {
     /// Times a consumer detected the log truncated under its position and
     /// moved back (KIP-320, after unclean elections): observed, not judged.
     pub truncations_detected: u64,
+    /// The longest a broker boot took to serve again (boot to accepted
+    /// registration, simulated ms), if any broker booted and registered.
+    pub slowest_recovery_ms: Option<u64>,
     pub trace_hash: String,
     pub sim_seconds: f64,
     pub events: u64,
@@ -161,6 +164,7 @@ async fn supervise_phases(world: &Arc<World>, node_ids: &mut Vec<NodeId>) -> Opt
 
     world.set_phase(Phase::Quiesce);
     world.trace(SUPERVISOR, TraceEvent::Phase { name: "heal" });
+    world.mark_heal();
     nemesis.heal_all();
     let producers_deadline = Instant::now() + Duration::from_millis(max_delivery_ms(&world.scenario) + 1_000);
     while !world.all_producers_finished() && Instant::now() < producers_deadline {
@@ -344,6 +348,8 @@ fn judge(
         .collect();
     let replication = world.replication.lock().expect("replication lock").finish(acks_all);
     crate::checker::replicas::merge(&mut report, crate::checker::replicas::check_replicas(&history, &replication));
+    let recoveries = world.recoveries();
+    crate::checker::replicas::merge(&mut report, crate::checker::recovery::check_recoveries(&recoveries));
     let mut counts = report.counts;
     let mut all = report.violations;
     for v in liveness {
@@ -364,6 +370,7 @@ fn judge(
         counts,
         reordered_sends: report.reordered_sends,
         truncations_detected: report.truncations_detected,
+        slowest_recovery_ms: recoveries.slowest_ms(),
         trace_hash: format!("{:016x}", trace.hash()),
         sim_seconds: world.sim_seconds(),
         events: trace.events(),
@@ -388,6 +395,7 @@ fn crashed(scenario: &Scenario, seed: u64, detail: String, wall: std::time::Inst
         counts: BTreeMap::from([(Invariant::Crash, 1)]),
         reordered_sends: 0,
         truncations_detected: 0,
+        slowest_recovery_ms: None,
         trace_hash: "0000000000000000".into(),
         sim_seconds: 0.0,
         events: 0,

@@ -39,6 +39,8 @@ pub struct SweepResult {
     /// Consumer truncation detections over every seed, and the seeds with any.
     pub truncations_detected: u64,
     pub seeds_with_truncations: u64,
+    /// The slowest broker recovery (boot to serving, simulated ms) over every seed.
+    pub slowest_recovery_ms: Option<u64>,
     /// Per invariant found: how many seeds a search starting at a random seed
     /// needs until it catches it (median and worst over every start in range).
     pub seeds_to_catch: BTreeMap<Invariant, CatchStats>,
@@ -143,6 +145,7 @@ pub fn summarise(scenario: &Scenario, from: u64, to: u64, results: &[RunResult],
         reordered_sends: results.iter().map(|r| r.reordered_sends).sum(),
         truncations_detected: results.iter().map(|r| r.truncations_detected).sum(),
         seeds_with_truncations: results.iter().filter(|r| r.truncations_detected > 0).count() as u64,
+        slowest_recovery_ms: results.iter().filter_map(|r| r.slowest_recovery_ms).max(),
         seeds_to_catch,
         wall_seconds,
     }

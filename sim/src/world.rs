@@ -2,6 +2,7 @@
 //! crashes), the clocks, the history and the trace. Node tasks reach it through
 //! an `Arc`; a run is single-threaded, so the mutexes are never contended.
 
+use crate::checker::recovery::{BootEnd, BrokerBoot, Recoveries};
 use crate::clock::Clocks;
 use crate::disk::{Disk, SharedDisk};
 use crate::history::{Call, History, Outcome, ProcessId};
@@ -84,6 +85,10 @@ pub struct World {
     halted: Mutex<std::collections::BTreeSet<usize>>,
     /// Brokers asked for a controlled shutdown (the `stop` verb).
     stops_wanted: Mutex<std::collections::BTreeSet<BrokerId>>,
+    /// Every broker boot, for recovery-bounded.
+    broker_boots: Mutex<Vec<BrokerBoot>>,
+    /// When the heal began (simulated ns); `u64::MAX` before it.
+    heal_ns: AtomicU64,
 }
 
 impl World {
@@ -124,6 +129,8 @@ impl World {
             controller_disk: new_disk(&scenario, seed, u64::from(scenario.cluster.brokers)),
             halted: Mutex::default(),
             stops_wanted: Mutex::default(),
+            broker_boots: Mutex::default(),
+            heal_ns: AtomicU64::new(u64::MAX),
             clocks: Clocks::new(nodes.len()),
             trace: Mutex::new(Trace::new(names, keep_trace_lines)),
             history: Mutex::new(History::with_capacity(expected_sends(&scenario))),
@@ -245,6 +252,48 @@ impl World {
     /// How many times `node` booted before this boot.
     pub fn next_boot(&self, node: usize) -> u64 {
         self.boots[node].fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A broker's process started (before it recovers its logs).
+    pub fn broker_booted(&self, broker: BrokerId) {
+        let boot = BrokerBoot { broker: broker.0, boot_ns: self.clocks.elapsed_ns(), registered_ns: None, ended: None };
+        self.broker_boots.lock().expect("boots lock").push(boot);
+    }
+
+    /// The controller accepted a broker's registration (only a boot's first counts).
+    pub fn broker_registered(&self, broker: BrokerId) {
+        let now = self.clocks.elapsed_ns();
+        let mut boots = self.broker_boots.lock().expect("boots lock");
+        if let Some(boot) = boots.iter_mut().rev().find(|b| b.broker == broker.0) {
+            boot.registered_ns.get_or_insert(now);
+        }
+    }
+
+    /// A node's process ended; recorded for the current boot of a broker
+    /// (the first end counts: killing a halted broker changes nothing).
+    pub fn node_ended(&self, node: usize, how: BootEnd) {
+        let NodeKind::Broker(b) = self.nodes[node].1 else { return };
+        let now = self.clocks.elapsed_ns();
+        let mut boots = self.broker_boots.lock().expect("boots lock");
+        if let Some(boot) = boots.iter_mut().rev().find(|boot| boot.broker == b) {
+            boot.ended.get_or_insert((now, how));
+        }
+    }
+
+    /// The liveness phase begins: every fault is healed.
+    pub fn mark_heal(&self) {
+        self.heal_ns.store(self.clocks.elapsed_ns(), Ordering::Relaxed);
+    }
+
+    /// The broker boots for recovery-bounded (call after `mark_end`).
+    pub fn recoveries(&self) -> Recoveries {
+        let heal_ns = self.heal_ns.load(Ordering::Relaxed);
+        Recoveries {
+            boots: self.broker_boots.lock().expect("boots lock").clone(),
+            heal_ns: (heal_ns != u64::MAX).then_some(heal_ns),
+            end_ns: self.end_ns.load(Ordering::Relaxed),
+            bound_ns: self.scenario.recovery_bound_ms * 1_000_000,
+        }
     }
 
     /// Marks the end of the run: call inside the runtime.

@@ -196,6 +196,8 @@ pub struct PartitionLog {
     flushed_to: Offset,
     /// Planted bug `skip-crc-check`: reads do not verify batch CRCs.
     skip_crc_on_read: bool,
+    /// Planted bug `fsync-lies`: the flush policy is skipped.
+    fsync_lies: bool,
     /// Reused encode buffer: the append path allocates nothing per call.
     scratch: Vec<u8>,
 }
@@ -350,7 +352,7 @@ impl PartitionLog {
     }
 
     fn flush_per_policy(&mut self, storage: &mut dyn Storage) {
-        if self.config.flush == FlushPolicy::EveryBatch {
+        if self.config.flush == FlushPolicy::EveryBatch && !self.fsync_lies {
             self.flush(storage);
         }
     }

@@ -47,7 +47,8 @@ impl PartitionLog {
                 Segment::new(dir, base).delete_files(storage);
                 continue;
             }
-            let (segment, clean) = recover_segment(dir, base, &config, &mut epochs, storage);
+            let refuse_torn_tail = plants.on(Plant::RefuseTornTail);
+            let (segment, clean) = recover_segment(dir, base, &config, &mut epochs, refuse_torn_tail, storage)?;
             intact = clean;
             segments.push(segment);
         }
@@ -69,8 +70,19 @@ impl PartitionLog {
         let flushed_to = segments[0].base_offset;
         let scratch = Vec::new();
         let skip_crc_on_read = plants.on(Plant::SkipCrcCheck);
-        let mut log =
-            PartitionLog { dir, config, segments, log_end, size_bytes, epochs, flushed_to, skip_crc_on_read, scratch };
+        let fsync_lies = plants.on(Plant::FsyncLies);
+        let mut log = PartitionLog {
+            dir,
+            config,
+            segments,
+            log_end,
+            size_bytes,
+            epochs,
+            flushed_to,
+            skip_crc_on_read,
+            fsync_lies,
+            scratch,
+        };
         assert!(log.log_start_offset() <= log.log_end);
         assert_eq!(log.epochs.entries().is_empty(), log.log_start_offset() == log.log_end);
         if plants.on(Plant::OffsetReuse) && log.log_end > log.log_start_offset() {
@@ -120,14 +132,16 @@ fn parse_base_offset(stem: &str) -> Option<Offset> {
 
 /// Decodes one segment file, assigning each batch's epoch in `epochs`. Returns
 /// the segment and whether the whole file was valid; if not, the file has been
-/// truncated after the last valid batch.
+/// truncated after the last valid batch. With `refuse_torn_tail` (planted
+/// bug), an invalid tail is an error instead, and the file is left alone.
 fn recover_segment(
     dir: &str,
     base: Offset,
     config: &LogConfig,
     epochs: &mut LeaderEpochCache,
+    refuse_torn_tail: bool,
     storage: &mut dyn Storage,
-) -> (Segment, bool) {
+) -> Result<(Segment, bool), LogError> {
     let mut segment = Segment::new(dir, base);
     let file = Bytes::from(storage.read(&segment.log_file).unwrap_or_default());
     let mut position = 0;
@@ -158,10 +172,14 @@ fn recover_segment(
     }
     let clean = position == file.len();
     if !clean {
+        if refuse_torn_tail {
+            let detail = format!("invalid batch at byte {position} of {}", file.len());
+            return Err(LogError::Corrupt { file: segment.log_file.clone(), detail });
+        }
         storage.truncate(&segment.log_file, position as u64);
     }
     assert_eq!(segment.size_bytes, position as u64);
-    (segment, clean)
+    Ok((segment, clean))
 }
 
 /// Rewrites the `.index` file if it is missing, short or differs from the index

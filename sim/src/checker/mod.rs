@@ -41,6 +41,9 @@ pub enum Invariant {
     /// A consumer received bytes that are not a value any producer sent
     /// (self-checking values: a flipped bit does not read as another value).
     NoCorruptRead,
+    /// Liveness: a broker that booted did not serve again (register with
+    /// the controller) within the scenario's recovery bound (`recovery`).
+    RecoveryBounded,
 }
 
 impl Invariant {
@@ -59,6 +62,7 @@ impl Invariant {
         Invariant::Leadership,
         Invariant::ReplicationLiveness,
         Invariant::NoCorruptRead,
+        Invariant::RecoveryBounded,
     ];
 
     pub fn name(self) -> &'static str {
@@ -77,6 +81,7 @@ impl Invariant {
             Invariant::Leadership => "leadership",
             Invariant::ReplicationLiveness => "replication-liveness",
             Invariant::NoCorruptRead => "no-corrupt-read",
+            Invariant::RecoveryBounded => "recovery-bounded",
         }
     }
 
@@ -119,6 +124,7 @@ mod offsets;
 mod partition_log;
 mod per_process;
 mod polls;
+pub mod recovery;
 pub mod replicas;
 mod sends;
 #[cfg(test)]

@@ -52,6 +52,7 @@ enum Net {
 pub async fn run(world: Arc<World>, id: BrokerId) {
     let node = world.broker_node(id);
     world.trace(node, TraceEvent::Boot);
+    world.broker_booted(id);
     let mut server = BrokerNet::bind(world.clone(), node, world.broker_addr(id)).await;
     let mut client = ClientNet::bind(world.clone(), node).await;
     // Each incarnation gets a fresh seed for its planted-bug choices, derived
@@ -70,6 +71,8 @@ pub async fn run(world: Arc<World>, id: BrokerId) {
         Ok(broker) => broker,
         // Recovery needed space the disk does not have: Kafka fails to start.
         Err(LogError::Storage(e)) => return super::halt(&world, node, format!("recovery failed: {e}")),
+        // A log recovery refuses to repair: Kafka fails to start.
+        Err(e @ LogError::Corrupt { .. }) => return super::halt(&world, node, format!("recovery failed: {e}")),
         Err(e) => panic!("{id} failed to recover its log: {e}"),
     };
     let mut timer = Timer::default();
@@ -114,6 +117,7 @@ pub async fn run(world: Arc<World>, id: BrokerId) {
             Wake::Net(Net::Snapshot) => publish_snapshot(&world, &broker),
             Wake::Net(Net::Stop) => {
                 broker.shutdown();
+                world.node_ended(node, crate::checker::recovery::BootEnd::Stopped);
                 world.trace(node, TraceEvent::Halted { reason: broker.halted().unwrap_or_default().to_string() });
                 return; // the connections close with the process
             }
@@ -143,6 +147,9 @@ fn carry_out(
     }
     while let Some(event) = broker.poll_event() {
         let time_ns = world.clocks.elapsed_ns();
+        if let BrokerEvent::Registered { .. } = &event {
+            world.broker_registered(broker.id());
+        }
         if let BrokerEvent::BecameLeader { tp, leader_epoch, .. } = &event {
             let partition = super::partition_name(world, *tp).to_string();
             world.trace(node, TraceEvent::BecameLeader { partition, leader_epoch: leader_epoch.0 });

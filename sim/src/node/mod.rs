@@ -55,6 +55,7 @@ pub fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
 /// the node's program, dropping its connections as a dead process would.
 pub fn halt(world: &World, node: usize, reason: String) {
     tracing::warn!(node = %world.nodes[node].0, %reason, "halted");
+    world.node_ended(node, crate::checker::recovery::BootEnd::Halted(reason.clone()));
     world.trace(node, crate::trace::TraceEvent::Halted { reason });
     world.mark_halted(node);
 }

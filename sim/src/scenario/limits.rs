@@ -105,6 +105,7 @@ pub const NAME_CHARS: IntLimit = int("name (characters)", 1, 100, Derived);
 pub const DESCRIPTION_CHARS: IntLimit = int("description (characters)", 0, 10_000, Derived);
 pub const DURATION_MS: IntLimit = int("duration_ms", 1, HOUR_MS, Required);
 pub const DRAIN_TIMEOUT_MS: IntLimit = int("drain_timeout_ms", 1_000, 600_000, D(60_000));
+pub const RECOVERY_BOUND_MS: IntLimit = int("recovery_bound_ms", 1_000, 600_000, D(60_000));
 pub const SEEDS: IntLimit = int("seeds", 1, 100_000, D(10));
 
 // [cluster] and [cluster.broker]; defaults are Kafka's.
@@ -198,6 +199,7 @@ pub const LIMITS: &[Limit] = &[
     Limit::Int(DESCRIPTION_CHARS),
     Limit::Int(DURATION_MS),
     Limit::Int(DRAIN_TIMEOUT_MS),
+    Limit::Int(RECOVERY_BOUND_MS),
     Limit::Int(SEEDS),
     Limit::Int(BROKERS),
     Limit::Int(LOG_SEGMENT_BYTES),

@@ -28,6 +28,7 @@ pub(super) struct RawScenario {
     pub description: Option<S<String>>,
     pub duration_ms: S<Int>,
     pub drain_timeout_ms: Option<S<Int>>,
+    pub recovery_bound_ms: Option<S<Int>>,
     pub seeds: Option<S<Int>>,
     pub plant: Option<Vec<S<Pick<Plant>>>>,
     pub cluster: RawCluster,

@@ -20,6 +20,9 @@ pub struct Scenario {
     pub duration_ms: u64,
     /// After the heal, every partition must be read to its end within this.
     pub drain_timeout_ms: u64,
+    /// A booted broker must serve again (register) within this, counted
+    /// from its boot or the heal, whichever is later (recovery-bounded).
+    pub recovery_bound_ms: u64,
     /// How many seeds `cargo test` runs.
     pub seeds: u64,
     /// Planted bugs switched on.

@@ -23,6 +23,7 @@ const FULL: &str = r#"name = "full-example"
 description = "Every key, to pin the parser."
 duration_ms = 30_000
 drain_timeout_ms = 20000
+recovery_bound_ms = 30000
 seeds = 25
 plant = ["fetch-skips-record"]
 
@@ -236,6 +237,7 @@ fn full_scenario_reads_every_key() {
         file: "t.toml".into(),
         duration_ms: 30_000,
         drain_timeout_ms: 20_000,
+        recovery_bound_ms: 30_000,
         seeds: 25,
         plant: vec![Plant::FetchSkipsRecord],
         cluster: ClusterSpec {
@@ -311,14 +313,14 @@ fn full_scenario_reads_every_key() {
             }],
         },
         faults: vec![
-            TimedFault { at_ms: 1000, fault: Fault::Crash { node: "broker-1".into() }, line: 88 },
-            TimedFault { at_ms: 2000, fault: Fault::Restart { node: "broker-1".into() }, line: 93 },
-            TimedFault { at_ms: 3000, fault: Fault::Pause { node: "producer-2".into() }, line: 98 },
-            TimedFault { at_ms: 4000, fault: Fault::Resume { node: "producer-2".into() }, line: 103 },
-            TimedFault { at_ms: 5000, fault: Fault::Isolate { node: "consumer-1".into() }, line: 108 },
-            TimedFault { at_ms: 6000, fault: Fault::Heal, line: 113 },
-            TimedFault { at_ms: 7000, fault: Fault::Latency { min_ms: 5, max_ms: 50 }, line: 117 },
-            TimedFault { at_ms: 8000, fault: Fault::Loss { rate: 0.2 }, line: 123 },
+            TimedFault { at_ms: 1000, fault: Fault::Crash { node: "broker-1".into() }, line: 89 },
+            TimedFault { at_ms: 2000, fault: Fault::Restart { node: "broker-1".into() }, line: 94 },
+            TimedFault { at_ms: 3000, fault: Fault::Pause { node: "producer-2".into() }, line: 99 },
+            TimedFault { at_ms: 4000, fault: Fault::Resume { node: "producer-2".into() }, line: 104 },
+            TimedFault { at_ms: 5000, fault: Fault::Isolate { node: "consumer-1".into() }, line: 109 },
+            TimedFault { at_ms: 6000, fault: Fault::Heal, line: 114 },
+            TimedFault { at_ms: 7000, fault: Fault::Latency { min_ms: 5, max_ms: 50 }, line: 118 },
+            TimedFault { at_ms: 8000, fault: Fault::Loss { rate: 0.2 }, line: 124 },
             // Equal times keep file order: the partition (line 82) before the skew.
             TimedFault {
                 at_ms: 9000,
@@ -326,13 +328,13 @@ fn full_scenario_reads_every_key() {
                     groups: vec![strings(&["broker-0"]), strings(&["broker-1", "broker-2"])],
                     one_way: true,
                 },
-                line: 82,
+                line: 83,
             },
-            TimedFault { at_ms: 9000, fault: Fault::Skew { node: "broker-0".into(), skew_ms: -1500 }, line: 128 },
+            TimedFault { at_ms: 9000, fault: Fault::Skew { node: "broker-0".into(), skew_ms: -1500 }, line: 129 },
             TimedFault {
                 at_ms: 9500,
                 fault: Fault::PowerLoss { nodes: strings(&["broker-1", "controller"]), torn: true },
-                line: 134,
+                line: 135,
             },
             TimedFault {
                 at_ms: 9600,
@@ -345,14 +347,14 @@ fn full_scenario_reads_every_key() {
                         misdirected_write: 1.0,
                     },
                 },
-                line: 140,
+                line: 141,
             },
-            TimedFault { at_ms: 9700, fault: Fault::DiskFull { node: "controller".into() }, line: 149 },
-            TimedFault { at_ms: 9800, fault: Fault::DiskHeal { node: "broker-2".into() }, line: 154 },
+            TimedFault { at_ms: 9700, fault: Fault::DiskFull { node: "controller".into() }, line: 150 },
+            TimedFault { at_ms: 9800, fault: Fault::DiskHeal { node: "broker-2".into() }, line: 155 },
             TimedFault {
                 at_ms: 9900,
                 fault: Fault::PowerLoss { nodes: strings(&["broker-0"]), torn: false },
-                line: 159,
+                line: 160,
             },
         ],
         nemesis: Some(NemesisSpec {

@@ -48,6 +48,7 @@ impl Cx<'_> {
         };
         let duration_ms = self.int(&raw.duration_ms, limits::DURATION_MS)? as u64;
         let drain_timeout_ms = self.int_or(&raw.drain_timeout_ms, limits::DRAIN_TIMEOUT_MS)? as u64;
+        let recovery_bound_ms = self.int_or(&raw.recovery_bound_ms, limits::RECOVERY_BOUND_MS)? as u64;
         let seeds = self.int_or(&raw.seeds, limits::SEEDS)? as u64;
         let plant = self.unique(raw.plant.as_deref().unwrap_or_default(), "plant")?;
         let cluster = self.cluster(&raw.cluster)?;
@@ -74,6 +75,7 @@ impl Cx<'_> {
             file: self.file.to_string(),
             duration_ms,
             drain_timeout_ms,
+            recovery_bound_ms,
             seeds,
             plant,
             cluster,
