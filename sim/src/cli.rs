@@ -276,6 +276,16 @@ fn print_run(r: &RunResult, file: &Path, replay: &str, checked: bool) {
     if let Some(ms) = r.slowest_recovery_ms {
         println!("recovery    slowest broker boot to serving: {ms} ms (simulated)");
     }
+    let d = &r.disk;
+    println!(
+        "disk        {} B written, {} fsyncs, {} power losses ({} B lost), {} faulted I/Os, {:.3} s busy",
+        d.bytes_written,
+        d.fsyncs,
+        d.power_losses,
+        d.bytes_lost_to_power_loss,
+        d.bit_flips + d.lost_writes + d.misdirected_writes + d.full_writes,
+        d.io_ns as f64 / 1e9
+    );
     if !r.violations.is_empty() {
         println!("violations:");
         for v in &r.violations {

@@ -16,6 +16,8 @@ pub enum Purpose {
     Core = 3,
     /// Each simulated disk's faults and torn writes.
     Disk = 4,
+    /// Each simulated disk's service times.
+    DiskLatency = 5,
 }
 
 /// The stream for `purpose`, instance `index`, of run `seed`.

@@ -407,6 +407,7 @@ fn new_disk(scenario: &Scenario, seed: u64, index: u64) -> SharedDisk {
     if let Some(capacity) = scenario.cluster.disk.capacity_bytes {
         disk.set_capacity(capacity);
     }
+    disk.set_latency(scenario.cluster.disk.latency, crate::rng::stream(seed, crate::rng::Purpose::DiskLatency, index));
     SharedDisk::new(disk)
 }
 

@@ -7,7 +7,8 @@
 //! not made durable by `fsync` or by the kernel's writeback, optionally
 //! keeping a torn prefix of the unsynced tail. Faults drawn from the disk's
 //! own seeded stream: bit flips on read or write, lost and misdirected
-//! writes, and a full disk. Directory operations (create, delete, rename)
+//! writes, and a full disk. Optional service times (`latency`): the node
+//! pays them in simulated time. Directory operations (create, delete, rename)
 //! are durable at once, as on a journaling filesystem; a new file's bytes
 //! are not until synced.
 //!
@@ -15,7 +16,12 @@
 //! creates it with the node and calls its reset hook on every kill, which
 //! counts the crash and keeps the cache.
 
+mod latency;
+
+pub use latency::{LatencySpec, ServiceTime, MAX_OP_NS};
+
 use broker_core::storage::{Storage, StorageError};
+use latency::{DiskLatency, Op};
 use madsim::plugin::Simulator;
 use madsim::task::NodeId;
 use rand::Rng;
@@ -109,6 +115,27 @@ pub struct DiskStats {
     pub misdirected_writes: u64,
     /// Writes refused (in part or whole) because the disk was full.
     pub full_writes: u64,
+    /// Simulated time the disk's operations took (0 without a latency model).
+    pub io_ns: u64,
+}
+
+impl std::ops::Add for DiskStats {
+    type Output = DiskStats;
+    fn add(self, o: DiskStats) -> DiskStats {
+        DiskStats {
+            bytes_written: self.bytes_written + o.bytes_written,
+            fsyncs: self.fsyncs + o.fsyncs,
+            writebacks: self.writebacks + o.writebacks,
+            process_crashes: self.process_crashes + o.process_crashes,
+            power_losses: self.power_losses + o.power_losses,
+            bytes_lost_to_power_loss: self.bytes_lost_to_power_loss + o.bytes_lost_to_power_loss,
+            bit_flips: self.bit_flips + o.bit_flips,
+            lost_writes: self.lost_writes + o.lost_writes,
+            misdirected_writes: self.misdirected_writes + o.misdirected_writes,
+            full_writes: self.full_writes + o.full_writes,
+            io_ns: self.io_ns + o.io_ns,
+        }
+    }
 }
 
 /// One node's disk.
@@ -128,6 +155,8 @@ pub struct Disk {
     /// The simulator is recording what the node's files hold (for the
     /// checkers): read faults, which the node would suffer, do not apply.
     observing: bool,
+    /// Service times, when the scenario gives the disk any.
+    latency: Option<DiskLatency>,
 }
 
 impl Disk {
@@ -142,11 +171,30 @@ impl Disk {
             stats: DiskStats::default(),
             now_ms: 0,
             observing: false,
+            latency: None,
         }
     }
 
     pub fn stats(&self) -> DiskStats {
-        self.stats
+        DiskStats { io_ns: self.latency.as_ref().map_or(0, DiskLatency::total_ns), ..self.stats }
+    }
+
+    /// Gives the disk service times, drawn from `rng` (its own stream, so
+    /// a latency model does not move the fault draws).
+    pub fn set_latency(&mut self, spec: LatencySpec, rng: ChaCha8Rng) {
+        self.latency = spec.any().then(|| DiskLatency::new(spec, rng));
+    }
+
+    /// The simulated time the node's operations took since it last asked:
+    /// the node sleeps it before acting on their results.
+    pub fn take_busy_ns(&mut self) -> u64 {
+        self.latency.as_mut().map_or(0, DiskLatency::take_busy_ns)
+    }
+
+    fn charge(&mut self, op: Op, bytes: u64) {
+        if let (Some(latency), false) = (self.latency.as_mut(), self.observing) {
+            latency.charge(op, bytes);
+        }
     }
 
     pub fn used_bytes(&self) -> u64 {
@@ -250,6 +298,7 @@ impl Disk {
         } else {
             (data, false)
         };
+        self.charge(Op::Write, data.len() as u64);
         let mut bytes = data.to_vec();
         let mut target = position;
         if !bytes.is_empty() {
@@ -300,6 +349,7 @@ impl Disk {
         let start = (position as usize).min(file.data.len());
         let end = position.saturating_add(len).min(file.data.len() as u64) as usize;
         let mut bytes = file.data[start..end].to_vec();
+        self.charge(Op::Read, bytes.len() as u64);
         if !bytes.is_empty() && !self.observing && self.chance(self.faults.bit_flip_read) {
             let bit = self.rng.gen_range(0..bytes.len() * 8);
             bytes[bit / 8] ^= 1 << (bit % 8);
@@ -366,6 +416,7 @@ impl Disk {
         if let Some(f) = self.files.get_mut(file) {
             f.sync();
             self.stats.fsyncs += 1;
+            self.charge(Op::Fsync, 0);
         }
     }
 

@@ -161,3 +161,48 @@ fn same_seed_same_faults() {
     assert_eq!(run(9), run(9));
     assert_ne!(run(9), run(10));
 }
+
+fn slow_disk() -> Disk {
+    let mut d = disk();
+    let fixed = |us| Some(ServiceTime { median_us: us, p99_us: us });
+    let spec =
+        LatencySpec { read: fixed(100), write: fixed(10), fsync: fixed(2_000), bandwidth_bytes_per_ms: Some(1_000) };
+    d.set_latency(spec, stream(1, Purpose::DiskLatency, 0));
+    d
+}
+
+#[test]
+fn operations_cost_their_service_time_and_the_node_pays_it_once() {
+    let mut d = slow_disk();
+    d.append("a.log", &[7; 500]).unwrap(); // 10 us + 500 B at 1000 B/ms
+    d.fsync("a.log"); // 2 ms
+    d.read("a.log").unwrap(); // 100 us + 500 us
+    assert_eq!(d.take_busy_ns(), 10_000 + 500_000 + 2_000_000 + 100_000 + 500_000);
+    assert_eq!(d.take_busy_ns(), 0);
+    assert_eq!(d.stats().io_ns, 3_110_000);
+    // Directory operations are free.
+    d.rename("a.log", "b.log");
+    d.truncate("b.log", 10);
+    d.delete("b.log");
+    assert_eq!(d.take_busy_ns(), 0);
+}
+
+#[test]
+fn the_simulators_own_reads_cost_the_node_nothing() {
+    let shared = SharedDisk::new(slow_disk());
+    shared.with(|d| d.append("a.log", b"x").unwrap());
+    shared.with(|d| d.take_busy_ns());
+    shared.observing(|| shared.clone().read("a.log"));
+    assert_eq!(shared.with(|d| d.take_busy_ns()), 0);
+}
+
+#[test]
+fn a_latency_model_does_not_move_the_fault_draws() {
+    let faults = DiskFaults { bit_flip_read: 0.5, ..DiskFaults::default() };
+    let reads = |mut d: Disk| {
+        d.append("a.log", &[0; 64]).unwrap();
+        d.set_faults(faults);
+        (0..32).map(|_| d.read("a.log").unwrap()).collect::<Vec<_>>()
+    };
+    assert_eq!(reads(disk()), reads(slow_disk()));
+}

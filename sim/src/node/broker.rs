@@ -79,7 +79,9 @@ pub async fn run(world: Arc<World>, id: BrokerId) {
     // The loop's task (and so its waker) is the same for the whole boot:
     // hand it to the snapshot request once.
     let mut snapshot_waker_given = false;
+    let disk = world.disks[id.0 as usize].clone();
     loop {
+        super::pay_disk_time(&disk).await;
         if let Some(reason) = carry_out(&world, node, &mut broker, &mut server, &mut client) {
             return super::halt(&world, node, reason);
         }

@@ -46,6 +46,7 @@ pub async fn run(world: Arc<World>) {
         record_initial_leaders(&world, &controller);
     }
     let mut timer = Timer::default();
+    super::pay_disk_time(&world.controller_disk).await;
     loop {
         record_events(&world, node, &mut controller);
         timer.set(controller.next_timeout_ms().map(|ms| world.clocks.instant_for(node, ms)));
@@ -58,6 +59,7 @@ pub async fn run(world: Arc<World>) {
                     // The change behind this answer is not on disk: never send it.
                     return super::halt(&world, node, reason.to_string());
                 }
+                super::pay_disk_time(&world.controller_disk).await;
                 net.respond(conn, correlation_id, Response::Controller(response));
             }
             // Only brokers connect here, and only with controller requests.
@@ -68,6 +70,7 @@ pub async fn run(world: Arc<World>) {
                 if let Some(reason) = controller.halted() {
                     return super::halt(&world, node, reason.to_string());
                 }
+                super::pay_disk_time(&world.controller_disk).await;
             }
         }
     }

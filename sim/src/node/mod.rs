@@ -50,6 +50,16 @@ pub fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     }
 }
 
+/// Sleeps the simulated time the node's disk operations took since the last
+/// call (nothing without a latency model): what those operations produced —
+/// an ack after an fsync, a registration after recovery — waits for them.
+pub async fn pay_disk_time(disk: &crate::disk::SharedDisk) {
+    let ns = disk.with(crate::disk::Disk::take_busy_ns);
+    if ns > 0 {
+        madsim::time::sleep(std::time::Duration::from_nanos(ns)).await;
+    }
+}
+
 /// A node stops itself: its disk failed a write. Traced and remembered, so a
 /// `disk-heal` or the end-of-run heal restarts it; the caller returns from
 /// the node's program, dropping its connections as a dead process would.

@@ -133,6 +133,10 @@ pub const HEARTBEAT_INTERVAL_MS: IntLimit = int("cluster.controller.heartbeat_in
 // [cluster.disk]; writeback_expire_ms is Linux's dirty_expire_centisecs (0: never).
 pub const DISK_WRITEBACK_EXPIRE_MS: IntLimit = int("cluster.disk.writeback_expire_ms", 0, HOUR_MS, D(30_000));
 pub const DISK_CAPACITY_BYTES: IntLimit = int("cluster.disk.capacity_bytes", 1 << 20, 4 * GIB, Optional);
+pub const DISK_READ_LATENCY_US: PairLimit = pair("cluster.disk.read_latency_us", 0, 10_000_000, Optional);
+pub const DISK_WRITE_LATENCY_US: PairLimit = pair("cluster.disk.write_latency_us", 0, 10_000_000, Optional);
+pub const DISK_FSYNC_LATENCY_US: PairLimit = pair("cluster.disk.fsync_latency_us", 0, 10_000_000, Optional);
+pub const DISK_BANDWIDTH_MB_PER_S: IntLimit = int("cluster.disk.bandwidth_mb_per_s", 1, 100_000, Optional);
 
 // [network]
 pub const NETWORK_LATENCY_MS: PairLimit = pair("network.latency_ms", 0, 60_000, D((1, 10)));
@@ -218,6 +222,10 @@ pub const LIMITS: &[Limit] = &[
     Limit::Int(HEARTBEAT_INTERVAL_MS),
     Limit::Int(DISK_WRITEBACK_EXPIRE_MS),
     Limit::Int(DISK_CAPACITY_BYTES),
+    Limit::Pair(DISK_READ_LATENCY_US),
+    Limit::Pair(DISK_WRITE_LATENCY_US),
+    Limit::Pair(DISK_FSYNC_LATENCY_US),
+    Limit::Int(DISK_BANDWIDTH_MB_PER_S),
     Limit::Pair(NETWORK_LATENCY_MS),
     Limit::Float(NETWORK_LOSS),
     Limit::Int(TOPIC_NAME_CHARS),

@@ -57,6 +57,10 @@ pub(super) struct RawCluster {
 pub(super) struct RawDisk {
     pub writeback_expire_ms: Option<S<Int>>,
     pub capacity_bytes: Option<S<Int>>,
+    pub read_latency_us: Option<S<Vec<S<Int>>>>,
+    pub write_latency_us: Option<S<Vec<S<Int>>>>,
+    pub fsync_latency_us: Option<S<Vec<S<Int>>>>,
+    pub bandwidth_mb_per_s: Option<S<Int>>,
 }
 
 #[derive(Deserialize)]

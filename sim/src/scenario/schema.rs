@@ -60,6 +60,9 @@ pub struct DiskSpec {
     pub writeback_expire_ms: Option<u64>,
     /// Usable bytes per disk. `None`: the simulated maximum, 4 GiB.
     pub capacity_bytes: Option<u64>,
+    /// Service times of reads, writes and fsyncs, and a bandwidth; none by
+    /// default (every operation completes at once).
+    pub latency: crate::disk::LatencySpec,
 }
 
 impl Default for DiskSpec {
@@ -67,6 +70,7 @@ impl Default for DiskSpec {
         DiskSpec {
             writeback_expire_ms: Some(limits::DISK_WRITEBACK_EXPIRE_MS.default_value() as u64),
             capacity_bytes: None,
+            latency: crate::disk::LatencySpec::default(),
         }
     }
 }

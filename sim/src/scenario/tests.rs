@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::checker::Invariant;
+use crate::disk::{LatencySpec, ServiceTime};
 use broker_core::plant::Plant;
 use broker_core::protocol::Acks;
 use proptest::prelude::*;
@@ -52,6 +53,10 @@ heartbeat_interval_ms = 500
 [cluster.disk]
 writeback_expire_ms = 0
 capacity_bytes = 67108864
+read_latency_us = [100, 2000]
+write_latency_us = [0, 0]
+fsync_latency_us = [1500, 1500]
+bandwidth_mb_per_s = 250
 
 [network]
 latency_ms = [2, 20]
@@ -258,7 +263,16 @@ fn full_scenario_reads_every_key() {
                 log_flush_offset_checkpoint_interval_ms: 10_000,
                 replica_high_watermark_checkpoint_interval_ms: 2000,
             },
-            disk: DiskSpec { writeback_expire_ms: None, capacity_bytes: Some(64 << 20) },
+            disk: DiskSpec {
+                writeback_expire_ms: None,
+                capacity_bytes: Some(64 << 20),
+                latency: LatencySpec {
+                    read: Some(ServiceTime { median_us: 100, p99_us: 2000 }),
+                    write: Some(ServiceTime { median_us: 0, p99_us: 0 }),
+                    fsync: Some(ServiceTime { median_us: 1500, p99_us: 1500 }),
+                    bandwidth_bytes_per_ms: Some(250_000),
+                },
+            },
         },
         network: NetworkSpec { latency_ms: (2, 20), loss: 0.01 },
         topics: vec![
@@ -313,14 +327,14 @@ fn full_scenario_reads_every_key() {
             }],
         },
         faults: vec![
-            TimedFault { at_ms: 1000, fault: Fault::Crash { node: "broker-1".into() }, line: 89 },
-            TimedFault { at_ms: 2000, fault: Fault::Restart { node: "broker-1".into() }, line: 94 },
-            TimedFault { at_ms: 3000, fault: Fault::Pause { node: "producer-2".into() }, line: 99 },
-            TimedFault { at_ms: 4000, fault: Fault::Resume { node: "producer-2".into() }, line: 104 },
-            TimedFault { at_ms: 5000, fault: Fault::Isolate { node: "consumer-1".into() }, line: 109 },
-            TimedFault { at_ms: 6000, fault: Fault::Heal, line: 114 },
-            TimedFault { at_ms: 7000, fault: Fault::Latency { min_ms: 5, max_ms: 50 }, line: 118 },
-            TimedFault { at_ms: 8000, fault: Fault::Loss { rate: 0.2 }, line: 124 },
+            TimedFault { at_ms: 1000, fault: Fault::Crash { node: "broker-1".into() }, line: 93 },
+            TimedFault { at_ms: 2000, fault: Fault::Restart { node: "broker-1".into() }, line: 98 },
+            TimedFault { at_ms: 3000, fault: Fault::Pause { node: "producer-2".into() }, line: 103 },
+            TimedFault { at_ms: 4000, fault: Fault::Resume { node: "producer-2".into() }, line: 108 },
+            TimedFault { at_ms: 5000, fault: Fault::Isolate { node: "consumer-1".into() }, line: 113 },
+            TimedFault { at_ms: 6000, fault: Fault::Heal, line: 118 },
+            TimedFault { at_ms: 7000, fault: Fault::Latency { min_ms: 5, max_ms: 50 }, line: 122 },
+            TimedFault { at_ms: 8000, fault: Fault::Loss { rate: 0.2 }, line: 128 },
             // Equal times keep file order: the partition (line 82) before the skew.
             TimedFault {
                 at_ms: 9000,
@@ -328,13 +342,13 @@ fn full_scenario_reads_every_key() {
                     groups: vec![strings(&["broker-0"]), strings(&["broker-1", "broker-2"])],
                     one_way: true,
                 },
-                line: 83,
+                line: 87,
             },
-            TimedFault { at_ms: 9000, fault: Fault::Skew { node: "broker-0".into(), skew_ms: -1500 }, line: 129 },
+            TimedFault { at_ms: 9000, fault: Fault::Skew { node: "broker-0".into(), skew_ms: -1500 }, line: 133 },
             TimedFault {
                 at_ms: 9500,
                 fault: Fault::PowerLoss { nodes: strings(&["broker-1", "controller"]), torn: true },
-                line: 135,
+                line: 139,
             },
             TimedFault {
                 at_ms: 9600,
@@ -347,14 +361,14 @@ fn full_scenario_reads_every_key() {
                         misdirected_write: 1.0,
                     },
                 },
-                line: 141,
+                line: 145,
             },
-            TimedFault { at_ms: 9700, fault: Fault::DiskFull { node: "controller".into() }, line: 150 },
-            TimedFault { at_ms: 9800, fault: Fault::DiskHeal { node: "broker-2".into() }, line: 155 },
+            TimedFault { at_ms: 9700, fault: Fault::DiskFull { node: "controller".into() }, line: 154 },
+            TimedFault { at_ms: 9800, fault: Fault::DiskHeal { node: "broker-2".into() }, line: 159 },
             TimedFault {
                 at_ms: 9900,
                 fault: Fault::PowerLoss { nodes: strings(&["broker-0"]), torn: false },
-                line: 160,
+                line: 164,
             },
         ],
         nemesis: Some(NemesisSpec {
@@ -442,7 +456,7 @@ fn minimal_scenario_gets_the_documented_defaults() {
             unclean_leader_election: false,
             broker: BrokerSpec::default(),
             controller: ControllerSpec { session_timeout_ms: 9000, heartbeat_interval_ms: 2000 },
-            disk: DiskSpec { writeback_expire_ms: Some(30_000), capacity_bytes: None },
+            disk: DiskSpec::default(),
         }
     );
     assert_eq!(
@@ -919,15 +933,18 @@ fn flush_policy_and_intervals_out_of_range() {
 #[test]
 fn disk_table() {
     let disk = |keys: &str| parse(&format!("{MIN}\n[cluster.disk]\n{keys}")).unwrap().cluster.disk;
-    assert_eq!(disk(""), DiskSpec { writeback_expire_ms: Some(30_000), capacity_bytes: None });
+    assert_eq!(
+        disk(""),
+        DiskSpec { writeback_expire_ms: Some(30_000), capacity_bytes: None, latency: LatencySpec::default() }
+    );
     assert_eq!(
         disk("writeback_expire_ms = 5000\ncapacity_bytes = 1_048_576\n"),
-        DiskSpec { writeback_expire_ms: Some(5000), capacity_bytes: Some(1 << 20) }
+        DiskSpec { writeback_expire_ms: Some(5000), capacity_bytes: Some(1 << 20), latency: LatencySpec::default() }
     );
     // 0 is Linux's "never": only fsync makes data durable.
     assert_eq!(
         disk("writeback_expire_ms = 0\ncapacity_bytes = 4_294_967_296\n"),
-        DiskSpec { writeback_expire_ms: None, capacity_bytes: Some(4 << 30) }
+        DiskSpec { writeback_expire_ms: None, capacity_bytes: Some(4 << 30), latency: LatencySpec::default() }
     );
 }
 
@@ -947,6 +964,30 @@ fn disk_table_out_of_range() {
     );
     check(&format!("{MIN}\n[cluster.disk]\ncapacity_bytes = 4_294_967_297\n"), 11, 18, "got 4294967297");
     check(&format!("{MIN}\n[cluster.disk]\nfsync = true\n"), 11, 1, "unknown key `fsync`");
+    check(
+        &format!("{MIN}\n[cluster.disk]\nfsync_latency_us = [2000, 100]\n"),
+        11,
+        20,
+        "cluster.disk.fsync_latency_us has its p99 100 below its median 2000; write [median, p99]",
+    );
+    check(
+        &format!("{MIN}\n[cluster.disk]\nread_latency_us = [5]\n"),
+        11,
+        19,
+        "cluster.disk.read_latency_us must be [median, p99] in microseconds, got 1 values",
+    );
+    check(
+        &format!("{MIN}\n[cluster.disk]\nwrite_latency_us = [1, 10_000_001]\n"),
+        11,
+        24,
+        "cluster.disk.write_latency_us must be between 0 and 10_000_000, got 10000001",
+    );
+    check(
+        &format!("{MIN}\n[cluster.disk]\nbandwidth_mb_per_s = 0\n"),
+        11,
+        22,
+        "cluster.disk.bandwidth_mb_per_s must be between 1 and 100_000, got 0",
+    );
 }
 
 #[test]

@@ -229,10 +229,36 @@ impl Cx<'_> {
     fn disk(&self, d: &RawDisk) -> R<DiskSpec> {
         // 0 is Linux's "never expire": only fsync makes data durable.
         let expire = self.int_or(&d.writeback_expire_ms, limits::DISK_WRITEBACK_EXPIRE_MS)?;
+        let bandwidth = self.int_opt(&d.bandwidth_mb_per_s, limits::DISK_BANDWIDTH_MB_PER_S)?;
+        let latency = crate::disk::LatencySpec {
+            read: self.service_time(&d.read_latency_us, limits::DISK_READ_LATENCY_US)?,
+            write: self.service_time(&d.write_latency_us, limits::DISK_WRITE_LATENCY_US)?,
+            fsync: self.service_time(&d.fsync_latency_us, limits::DISK_FSYNC_LATENCY_US)?,
+            // MB/s is bytes per microsecond: 1 MB/s moves 1000 bytes per ms.
+            bandwidth_bytes_per_ms: bandwidth.map(|mb| mb as u64 * 1_000),
+        };
         Ok(DiskSpec {
             writeback_expire_ms: (expire > 0).then_some(expire as u64),
             capacity_bytes: self.int_opt(&d.capacity_bytes, limits::DISK_CAPACITY_BYTES)?.map(|v| v as u64),
+            latency,
         })
+    }
+
+    /// `[median, p99]` in microseconds: each in bounds, the p99 not below the median.
+    fn service_time(&self, v: &Option<S<Vec<S<Int>>>>, limit: PairLimit) -> R<Option<crate::disk::ServiceTime>> {
+        let Some(v) = v else { return Ok(None) };
+        let key = limit.key;
+        let [median, p99] = v.get_ref().as_slice() else {
+            let n = v.get_ref().len();
+            return Err(self.err(v.span(), format!("{key} must be [median, p99] in microseconds, got {n} values")));
+        };
+        let bounds = limits::IntLimit { key, min: limit.min, max: limit.max, presence: limits::Presence::Derived };
+        let (median_us, p99_us) = (self.int(median, bounds)? as u64, self.int(p99, bounds)? as u64);
+        if p99_us < median_us {
+            let msg = format!("{key} has its p99 {p99_us} below its median {median_us}; write [median, p99]");
+            return Err(self.err(v.span(), msg));
+        }
+        Ok(Some(crate::disk::ServiceTime { median_us, p99_us }))
     }
 
     /// `log_flush` with its `log_flush_interval_ms`, which only `"interval"` takes.
