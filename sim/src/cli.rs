@@ -1,6 +1,7 @@
 //! The `ksim` command line. Exit codes: 0 pass, 1 violation (or an expected
 //! violation never found), 2 bad input or usage.
 
+use crate::checker::Invariant;
 use crate::runner::{run_seed, RunOptions, RunResult, Verdict};
 use crate::scenario::Scenario;
 use crate::sweep::{sweep, SweepResult, MAX_JOBS, MAX_SWEEP_SEEDS};
@@ -362,11 +363,20 @@ fn print_sweep(r: &SweepResult, file: &Path, plants: &[Plant]) {
         r.wall_seconds,
         r.runs as f64 / r.wall_seconds.max(1e-9)
     );
-    println!("{:<24} {:>8} {:>16}", "invariant", "seeds", "seeds-to-catch");
+    println!("{:<24} {:>8} {:>10}   seeds-to-catch", "invariant", "seeds", "anomalies");
     for (invariant, n) in &r.counts {
         let catch =
             r.seeds_to_catch.get(invariant).map_or(String::new(), |c| format!("median {} worst {}", c.median, c.worst));
-        println!("{:<24} {:>8}   {}", invariant.name(), n, catch);
+        let total = r.totals.get(invariant).copied().unwrap_or(0);
+        println!("{:<24} {:>8} {:>10}   {}", invariant.name(), n, total, catch);
+    }
+    if let Some(lost) = r.totals.get(&Invariant::NoLostAckedWrite) {
+        println!(
+            "acknowledged sends {}; no-lost-acked-write anomalies {} ({:.3} % of them)",
+            r.acked_sends,
+            lost,
+            100.0 * *lost as f64 / r.acked_sends.max(1) as f64
+        );
     }
     if r.counts.is_empty() {
         println!("{:<24} {:>8}", "(no anomaly found)", 0);

@@ -63,6 +63,8 @@ pub struct RunResult {
     /// The longest a broker boot took to serve again (boot to accepted
     /// registration, simulated ms), if any broker booted and registered.
     pub slowest_recovery_ms: Option<u64>,
+    /// Sends acknowledged to producers (the denominator of loss rates).
+    pub acked_sends: u64,
     /// What every disk (brokers' and the controller's) did, summed.
     pub disk: crate::disk::DiskStats,
     pub trace_hash: String,
@@ -373,6 +375,11 @@ fn judge(
         reordered_sends: report.reordered_sends,
         truncations_detected: report.truncations_detected,
         slowest_recovery_ms: recoveries.slowest_ms(),
+        acked_sends: history
+            .ops
+            .iter()
+            .filter(|op| matches!(op.outcome, Some(crate::history::Outcome::SendOk { .. })))
+            .count() as u64,
         disk: world.all_disks().map(|(_, d)| d.with(|d| d.stats())).fold(Default::default(), |a, b| a + b),
         trace_hash: format!("{:016x}", trace.hash()),
         sim_seconds: world.sim_seconds(),
@@ -399,6 +406,7 @@ fn crashed(scenario: &Scenario, seed: u64, detail: String, wall: std::time::Inst
         reordered_sends: 0,
         truncations_detected: 0,
         slowest_recovery_ms: None,
+        acked_sends: 0,
         disk: Default::default(),
         trace_hash: "0000000000000000".into(),
         sim_seconds: 0.0,

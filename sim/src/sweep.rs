@@ -30,6 +30,10 @@ pub struct SweepResult {
     pub verdict: Verdict,
     /// Invariant -> number of seeds in which it was found (violated or expected).
     pub counts: BTreeMap<Invariant, u64>,
+    /// Invariant -> anomalies found over every seed (e.g. acknowledged values lost).
+    pub totals: BTreeMap<Invariant, u64>,
+    /// Sends acknowledged over every seed.
+    pub acked_sends: u64,
     pub failures: Vec<SeedFailure>,
     /// Expected violations (research scenarios) that no seed found.
     pub expected_missing: Vec<Invariant>,
@@ -111,9 +115,11 @@ pub fn sweep(
 
 pub fn summarise(scenario: &Scenario, from: u64, to: u64, results: &[RunResult], wall_seconds: f64) -> SweepResult {
     let mut counts = BTreeMap::new();
+    let mut totals = BTreeMap::new();
     for r in results {
         for invariant in r.found() {
             *counts.entry(invariant).or_insert(0) += 1;
+            *totals.entry(invariant).or_insert(0) += r.counts.get(&invariant).copied().unwrap_or(0);
         }
     }
     let failures: Vec<SeedFailure> = results
@@ -138,6 +144,8 @@ pub fn summarise(scenario: &Scenario, from: u64, to: u64, results: &[RunResult],
         runs: results.len() as u64,
         verdict: if pass { Verdict::Pass } else { Verdict::Fail },
         counts,
+        totals,
+        acked_sends: results.iter().map(|r| r.acked_sends).sum(),
         failures,
         expected_missing,
         sim_seconds: results.iter().map(|r| r.sim_seconds).sum(),
