@@ -2,7 +2,7 @@
 //! time plus its own skew (a nemesis verb). broker-core only ever receives
 //! `now_ms` from here.
 
-use madsim::time::{Duration, Instant};
+use madsim::time::{Duration, Instant, TimeHandle};
 use std::sync::atomic::{AtomicI64, Ordering};
 
 /// Wall-clock epoch the simulated clocks start from (ms), so timestamps look real
@@ -10,6 +10,10 @@ use std::sync::atomic::{AtomicI64, Ordering};
 pub const EPOCH_MS: u64 = 1_700_000_000_000;
 
 pub struct Clocks {
+    /// The runtime's clock, held so a reading costs one lock rather than
+    /// the intercepted `clock_gettime` (a thread-local lookup and a handle
+    /// clone per call).
+    time: TimeHandle,
     start: Instant,
     skew_ms: Vec<AtomicI64>,
 }
@@ -17,12 +21,13 @@ pub struct Clocks {
 impl Clocks {
     /// Starts the clocks now (call inside the runtime).
     pub fn new(nodes: usize) -> Clocks {
-        Clocks { start: Instant::now(), skew_ms: (0..nodes).map(|_| AtomicI64::new(0)).collect() }
+        let time = TimeHandle::current();
+        Clocks { start: time.now_instant(), time, skew_ms: (0..nodes).map(|_| AtomicI64::new(0)).collect() }
     }
 
     /// True simulated time since the run started.
     pub fn elapsed(&self) -> Duration {
-        Instant::now().duration_since(self.start)
+        self.time.now_instant().duration_since(self.start)
     }
 
     pub fn elapsed_ns(&self) -> u64 {
