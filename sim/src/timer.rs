@@ -5,13 +5,16 @@
 //! on every message would fill the timer heap. `Timer` registers at most once
 //! per deadline.
 
-use madsim::time::{sleep_until, Instant};
+use madsim::time::{sleep_until, Instant, TimeHandle};
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 #[derive(Default)]
 pub struct Timer {
+    /// The runtime's clock, taken at the first poll (inside the runtime):
+    /// reading it costs less than the intercepted `Instant::now()`.
+    time: Option<TimeHandle>,
     deadline: Option<Instant>,
     registered: Option<Instant>,
 }
@@ -24,7 +27,7 @@ impl Timer {
     /// Ready once the deadline has passed (and then disarmed).
     pub fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let Some(deadline) = self.deadline else { return Poll::Pending };
-        let now = Instant::now();
+        let now = self.time.get_or_insert_with(TimeHandle::current).now_instant();
         if now >= deadline {
             self.deadline = None;
             self.registered = None;
