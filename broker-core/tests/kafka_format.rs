@@ -197,7 +197,7 @@ fn appended_batches() -> Vec<Appended> {
 /// Appends `appended_batches()` through a fresh `PartitionLog`.
 fn ksim_log() -> (PartitionLog, MemStorage, Vec<Appended>) {
     let mut storage = MemStorage::new();
-    let mut log = PartitionLog::open(DIR, config(4_096), &Plants::none(), &mut storage).unwrap();
+    let mut log = PartitionLog::open(DIR, config(4_096), &Plants::none(), None, &mut storage).unwrap();
     let batches = appended_batches();
     let mut next = 0;
     for batch in &batches {
@@ -398,7 +398,7 @@ fn kafka_protocol_batches_recover_and_read_in_ksim() {
     let files_before: Vec<_> =
         segment_files(&storage).into_iter().map(|(p, _)| (p.clone(), storage.read(&p))).collect();
 
-    let mut log = PartitionLog::open(DIR, config(1 << 20), &Plants::none(), &mut storage).unwrap();
+    let mut log = PartitionLog::open(DIR, config(1 << 20), &Plants::none(), None, &mut storage).unwrap();
     assert_eq!(log.segment_count(), 2);
     assert_eq!(log.log_end_offset(), Offset(expected.len() as i64));
     // Recovery kept every byte (nothing truncated) and wrote Kafka-layout indexes.
@@ -451,7 +451,7 @@ fn kafka_log_append_time_batch_reads_as_its_max_timestamp() {
     fix_crc(&mut batch);
     storage.append(&format!("{DIR}/{:020}.log", 0), &batch).unwrap();
 
-    let log = PartitionLog::open(DIR, config(1 << 20), &Plants::none(), &mut storage).unwrap();
+    let log = PartitionLog::open(DIR, config(1 << 20), &Plants::none(), None, &mut storage).unwrap();
     assert_eq!(log.log_end_offset(), Offset(2));
     let read = log.read(&storage, Offset(0), Offset(2), u32::MAX).unwrap();
     let timestamps: Vec<u64> = read.iter().map(|r| r.timestamp_ms).collect();
@@ -497,7 +497,7 @@ fn corrupt_batch_is_refused_by_both() {
                 other => panic!("ksim read a batch with byte {at} flipped: {other:?}"),
             }
 
-            let reopened = PartitionLog::open(DIR, config(4_096), &Plants::none(), &mut corrupt).unwrap();
+            let reopened = PartitionLog::open(DIR, config(4_096), &Plants::none(), None, &mut corrupt).unwrap();
             assert_eq!(reopened.log_end_offset(), base_offset, "recovery with byte {at} flipped");
             assert_eq!(corrupt.len(&path), Some(batch_pos as u64), "recovery cuts the file at the bad batch");
             assert_eq!(segment_files(&corrupt).len(), 1, "recovery drops the later segments");
@@ -517,7 +517,7 @@ fn corrupt_batch_is_refused_by_both() {
     corrupt.write_all(&last_path, &bytes).unwrap();
     let sets = RecordBatchDecoder::decode_all(&mut Bytes::from(bytes)).unwrap();
     assert_eq!(sets.last().unwrap().records[0].partition_leader_epoch, 9);
-    let reopened = PartitionLog::open(DIR, config(4_096), &Plants::none(), &mut corrupt).unwrap();
+    let reopened = PartitionLog::open(DIR, config(4_096), &Plants::none(), None, &mut corrupt).unwrap();
     assert_eq!(reopened.log_end_offset(), log.log_end_offset());
     assert_eq!(reopened.latest_epoch(), Some(LeaderEpoch(9)));
 }
@@ -572,7 +572,7 @@ fn legal_kafka_batches_ksim_does_not_support() {
         let sets = RecordBatchDecoder::decode_all(&mut Bytes::from(storage.read(&path).unwrap())).unwrap();
         assert_eq!(sets.len(), 2, "{what}");
         // ...ksim keeps only the batch before it.
-        let log = PartitionLog::open(DIR, config(1 << 20), &Plants::none(), &mut storage).unwrap();
+        let log = PartitionLog::open(DIR, config(1 << 20), &Plants::none(), None, &mut storage).unwrap();
         assert_eq!(log.log_end_offset(), Offset(1), "{what}");
         assert_eq!(storage.len(&path), Some(good.len() as u64), "{what}");
     }
@@ -581,7 +581,7 @@ fn legal_kafka_batches_ksim_does_not_support() {
     with_header.headers.insert("trace".into(), Some(Bytes::from_static(b"abc")));
     let mut storage = MemStorage::new();
     storage.append(&format!("{DIR}/{:020}.log", 0), &kafka_encode(&[with_header])).unwrap();
-    let log = PartitionLog::open(DIR, config(1 << 20), &Plants::none(), &mut storage).unwrap();
+    let log = PartitionLog::open(DIR, config(1 << 20), &Plants::none(), None, &mut storage).unwrap();
     let read = log.read(&storage, Offset(0), Offset(1), u32::MAX).unwrap();
     assert_eq!((read.len(), &read[0].value), (1, &payload(8, 30)), "headers are skipped, the record kept");
 }

@@ -245,7 +245,7 @@ impl Broker {
                 // one, the broker stops; recovery at its next boot cuts the
                 // log at the damage and it fetches the rest again. Nothing
                 // corrupt is ever served.
-                self.halt(format!("reading {}: {e}", p.tp));
+                self.halt_on_corrupt_log(format!("reading {}: {e}", p.tp));
                 fetch_error(p.tp, ErrorCode::KafkaStorageError, hw, start, end)
             }
         }

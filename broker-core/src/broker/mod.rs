@@ -13,8 +13,10 @@
 //! image, AlterPartition), `produce` (appends, acks and the acks=all
 //! purgatory), `fetch` (consumer and replica fetches, long polls),
 //! `follower` (the fetcher side: truncation and replication), `leader`
-//! (ISR and high watermark bookkeeping), `truncation` (where a follower cuts).
+//! (ISR and high watermark bookkeeping), `truncation` (where a follower cuts),
+//! `checkpoint` (the high watermark and recovery point files).
 
+mod checkpoint;
 mod control;
 mod fetch;
 mod follower;
@@ -23,12 +25,13 @@ mod leader;
 mod produce;
 pub mod truncation;
 
+pub use checkpoint::{HIGH_WATERMARK_CHECKPOINT_FILE, RECOVERY_POINT_CHECKPOINT_FILE};
 pub use fetch::FetchPurgatory;
 pub use layout::{ClusterLayout, TopicLayout, TopicRequest};
 pub use leader::{IsrProposal, LeaderConfig, LeaderPlants, LeaderState};
 
 use crate::controller::MetadataImage;
-use crate::log::{FlushPolicy, LogConfig, LogError, PartitionLog};
+use crate::log::{FlushPolicy, LogConfig, LogError, PartitionLog, RecoveryStats};
 use crate::plant::{Plant, Plants};
 use crate::protocol::{
     CorrelationId, ErrorCode, ListOffsetsPartition, ListOffsetsPartitionResponse, OffsetSpec, PartitionMetadata, Peer,
@@ -68,6 +71,12 @@ pub struct BrokerConfig {
     pub heartbeat_interval_ms: u64,
     /// How long the broker waits for an answer to a request of its own.
     pub request_timeout_ms: u64,
+    /// replica.high.watermark.checkpoint.interval.ms: how often every
+    /// replica's HW is written to `replication-offset-checkpoint`.
+    pub replica_high_watermark_checkpoint_interval_ms: u64,
+    /// log.flush.offset.checkpoint.interval.ms: how often every log's
+    /// recovery point is written to `recovery-point-offset-checkpoint`.
+    pub log_flush_offset_checkpoint_interval_ms: u64,
 }
 
 impl Default for BrokerConfig {
@@ -82,6 +91,8 @@ impl Default for BrokerConfig {
             replica_fetch_backoff_ms: 1_000,
             heartbeat_interval_ms: 2_000,
             request_timeout_ms: 30_000,
+            replica_high_watermark_checkpoint_interval_ms: 5_000,
+            log_flush_offset_checkpoint_interval_ms: 60_000,
         }
     }
 }
@@ -194,6 +205,9 @@ pub struct Broker {
     fetch_backoff: BTreeMap<BrokerId, u64>,
     /// When the interval flush policy next flushes every log.
     next_flush_ms: Option<u64>,
+    /// `replication-offset-checkpoint` and `recovery-point-offset-checkpoint`.
+    hw_checkpoint: checkpoint::OffsetCheckpoint,
+    recovery_checkpoint: checkpoint::OffsetCheckpoint,
     /// Why the broker stopped, once it has.
     halted: Option<String>,
     /// The previous process shut down cleanly: it found the marker at boot.
@@ -207,7 +221,21 @@ pub const CLEAN_SHUTDOWN_FILE: &str = ".kafka_cleanshutdown";
 
 impl Broker {
     /// Boots a broker: opens (recovers) the log of every partition it holds a
-    /// replica of, then registers with the controller.
+    /// replica of, from its checkpointed recovery point, then registers with
+    /// the controller. Each replica's HW starts at its checkpointed HW, capped
+    /// at the recovered log end (0 without a checkpoint).
+    ///
+    /// A new leader starts from that HW too (Kafka does the same), and may
+    /// serve it at once, even with an ISR below min.insync.replicas: that is
+    /// no HW advance. Every HW this broker ever held, and so checkpointed,
+    /// was a leader's, which advanced it only with min.insync.replicas
+    /// members holding everything below it (KAFKA-15583), and a follower
+    /// learns it capped at its own log end. So the records below it were
+    /// committed under min-ISR replication already; the cap keeps it within
+    /// what this log holds after a power loss. What the cap cannot see is a
+    /// power loss undoing a follower's unsynced truncation: the old divergent
+    /// suffix comes back below the HW. Kafka shares that exposure; it is the
+    /// unclean-shutdown case KIP-966 keeps from being elected.
     pub fn start(
         id: BrokerId,
         config: BrokerConfig,
@@ -220,11 +248,28 @@ impl Broker {
         // Read before anything is written; removed once the logs are open, so
         // that a crash from here on is unclean.
         let clean_shutdown = storage.read(CLEAN_SHUTDOWN_FILE).is_some();
+        let (hw_checkpoint, hws) = checkpoint::OffsetCheckpoint::load(
+            storage.as_ref(),
+            HIGH_WATERMARK_CHECKPOINT_FILE,
+            config.replica_high_watermark_checkpoint_interval_ms,
+            now_ms,
+        );
+        let (recovery_checkpoint, recovery_points) = checkpoint::OffsetCheckpoint::load(
+            storage.as_ref(),
+            RECOVERY_POINT_CHECKPOINT_FILE,
+            config.log_flush_offset_checkpoint_interval_ms,
+            now_ms,
+        );
         let mut replicas = BTreeMap::new();
         for tp in layout.partitions_on(id) {
             let dir = tp.to_string();
-            let log = PartitionLog::open(&dir, config.log.clone(), &plants, storage.as_mut())?;
-            replicas.insert(tp, Replica { log, high_watermark: Offset::ZERO, role: Role::Idle, last_served_hw: None });
+            let recovery_point = recovery_points.get(&tp).copied();
+            let mut log = PartitionLog::open(&dir, config.log.clone(), &plants, recovery_point, storage.as_mut())?;
+            if clean_shutdown {
+                log.mark_flushed_by_clean_shutdown();
+            }
+            let high_watermark = hws.get(&tp).map_or(Offset::ZERO, |&hw| hw.min(log.log_end_offset()));
+            replicas.insert(tp, Replica { log, high_watermark, role: Role::Idle, last_served_hw: None });
         }
         let purgatory = FetchPurgatory::new(config.fetch_purgatory_limit);
         let mut broker = Broker {
@@ -245,6 +290,8 @@ impl Broker {
             next_correlation_id: 0,
             fetch_backoff: BTreeMap::new(),
             next_flush_ms: None,
+            hw_checkpoint,
+            recovery_checkpoint,
             halted: None,
             clean_shutdown,
         };
@@ -298,6 +345,11 @@ impl Broker {
     /// Partitions this broker holds, in order.
     pub fn partitions(&self) -> impl Iterator<Item = TopicPartition> + '_ {
         self.replicas.keys().copied()
+    }
+
+    /// What recovering each log read at boot (bytes walked and validated).
+    pub fn recovery_stats(&self) -> impl Iterator<Item = (TopicPartition, RecoveryStats)> + '_ {
+        self.replicas.iter().map(|(tp, r)| (*tp, r.log.recovery_stats()))
     }
 
     pub fn handle_request(&mut self, now_ms: u64, conn: ConnId, correlation_id: CorrelationId, request: Request) {
@@ -413,12 +465,44 @@ impl Broker {
             }
         }
         if now_ms >= self.next_retention_ms {
-            for r in self.replicas.values_mut() {
-                r.log.apply_retention(self.storage.as_mut(), now_ms);
+            for (tp, r) in &mut self.replicas {
+                if let Err(e) = r.log.apply_retention(self.storage.as_mut(), now_ms) {
+                    let reason = format!("retention of {tp} failed: {e}");
+                    self.halt(reason);
+                    return;
+                }
             }
             self.next_retention_ms = now_ms + self.config.retention_check_interval_ms;
         }
+        if self.hw_checkpoint.due(now_ms) {
+            self.hw_checkpoint.reschedule(now_ms);
+            if let Err(e) = self.checkpoint_high_watermarks() {
+                return self.halt(e);
+            }
+        }
+        if self.recovery_checkpoint.due(now_ms) {
+            self.recovery_checkpoint.reschedule(now_ms);
+            if let Err(e) = self.checkpoint_recovery_points() {
+                return self.halt(e);
+            }
+        }
         self.drive(now_ms);
+    }
+
+    /// Writes `replication-offset-checkpoint` if some HW changed since the
+    /// last write. `Err` says why the write failed.
+    fn checkpoint_high_watermarks(&mut self) -> Result<(), String> {
+        let hws = self.replicas.iter().map(|(tp, r)| (*tp, r.high_watermark));
+        let file = self.hw_checkpoint.file;
+        self.hw_checkpoint.write(self.storage.as_mut(), hws).map_err(|e| format!("writing {file}: {e}"))
+    }
+
+    /// Writes `recovery-point-offset-checkpoint` if some log's recovery point
+    /// moved since the last write. `Err` says why the write failed.
+    fn checkpoint_recovery_points(&mut self) -> Result<(), String> {
+        let points = self.replicas.iter().map(|(tp, r)| (*tp, r.log.flushed_to()));
+        let file = self.recovery_checkpoint.file;
+        self.recovery_checkpoint.write(self.storage.as_mut(), points).map_err(|e| format!("writing {file}: {e}"))
     }
 
     /// A client connection closed: its parked fetches and produces will never be answered.
@@ -445,6 +529,8 @@ impl Broker {
             self.fetch_backoff.values().copied().min(),
             Some(self.next_retention_ms),
             self.next_flush_ms,
+            Some(self.hw_checkpoint.next_due_ms),
+            Some(self.recovery_checkpoint.next_due_ms),
         ];
         if self.halted.is_some() {
             return None;
@@ -476,15 +562,21 @@ impl Broker {
         self.clean_shutdown
     }
 
-    /// A controlled shutdown: every log is flushed, then the clean-shutdown
+    /// A controlled shutdown: every log is flushed, the recovery points (now
+    /// every log's end) and HWs are checkpointed, then the clean-shutdown
     /// marker is written durably, and the broker stops (as after a halt,
-    /// inputs are ignored). A failed marker write leaves the shutdown
-    /// unclean, which only costs the next boot its trust.
+    /// inputs are ignored). A failed checkpoint write halts the broker
+    /// without the marker; a failed marker write leaves the shutdown
+    /// unclean. Either only costs the next boot its trust.
     pub fn shutdown(&mut self) {
         if self.halted.is_some() {
             return;
         }
         self.flush_all();
+        let checkpointed = self.checkpoint_recovery_points().and_then(|()| self.checkpoint_high_watermarks());
+        if let Err(e) = checkpointed {
+            return self.halt(format!("controlled shutdown failed {e}"));
+        }
         let marked = crate::storage::write_durably(self.storage.as_mut(), CLEAN_SHUTDOWN_FILE, b"");
         self.halted = Some(match marked {
             Ok(()) => "controlled shutdown".to_string(),
@@ -495,6 +587,19 @@ impl Broker {
     /// Whether the broker stopped after a storage error.
     pub fn halted(&self) -> Option<&str> {
         self.halted.as_deref()
+    }
+
+    /// A read found a segment that does not read back as written: the log
+    /// directory has failed and the broker stops (see `halt`). The damage may
+    /// lie below a log's recovery point, where the next boot would only walk
+    /// the headers and keep it, and halt again at the next read of it, boot
+    /// after boot. So the recovery-point checkpoint goes first (a delete is
+    /// durable at once and needs no space): the next boot validates every
+    /// segment and cuts the log at the damage. Kafka has no such loop (its
+    /// brokers do not check CRCs on fetch; consumers do), hence no such step.
+    fn halt_on_corrupt_log(&mut self, reason: String) {
+        self.storage.delete(RECOVERY_POINT_CHECKPOINT_FILE);
+        self.halt(reason);
     }
 
     /// Stops the broker: what it answered so far stands, nothing after.
@@ -663,6 +768,8 @@ pub struct ReplicaView {
     pub isr: Vec<BrokerId>,
 }
 
+#[cfg(test)]
+mod checkpoint_tests;
 #[cfg(test)]
 mod durability_tests;
 #[cfg(test)]

@@ -114,6 +114,9 @@ pub(super) struct DecodedBatch {
     pub base_offset: Offset,
     pub last_offset: Offset,
     pub leader_epoch: LeaderEpoch,
+    /// The first record's timestamp; ksim's batches (LogAppendTime) carry
+    /// the max timestamp here too.
+    pub base_timestamp: i64,
     pub max_timestamp_ms: u64,
     pub size_bytes: usize,
 }
@@ -160,13 +163,28 @@ pub(super) fn decode_batch_checked(
     if result.is_err() {
         out.truncate(records_before);
     }
-    result.map(|()| DecodedBatch {
-        base_offset: header.base_offset,
-        last_offset: Offset(header.base_offset.0 + i64::from(header.count) - 1),
-        leader_epoch: header.leader_epoch,
-        max_timestamp_ms: header.max_timestamp_ms,
-        size_bytes,
-    })
+    result.map(|()| header.decoded())
+}
+
+/// The facts of the batch whose first bytes are `bytes` (at least
+/// [`BATCH_HEADER_BYTES`] of them), from its fixed header alone: no CRC
+/// check, no record decoded, so the batch's other bytes need not be read.
+/// What recovery needs of a segment below the recovery point, which it
+/// trusts (reads check the CRC later). The header is still checked for
+/// sense (length, magic, offsets, epoch, timestamp): garbage is `Invalid`,
+/// never a panic, and `size_bytes` may run past the end of the file (the
+/// caller checks).
+pub(super) fn decode_header(bytes: &[u8]) -> Result<DecodedBatch, DecodeError> {
+    if bytes.len() < BATCH_HEADER_BYTES {
+        return Err(DecodeError::Incomplete);
+    }
+    let batch_len = be_i32(bytes, 8);
+    if batch_len < (BATCH_HEADER_BYTES - LOG_OVERHEAD_BYTES) as i32 {
+        return Err(DecodeError::Invalid("batch length shorter than the v2 header"));
+    }
+    let mut header = check_header(&bytes[..BATCH_HEADER_BYTES], false)?;
+    header.size_bytes = LOG_OVERHEAD_BYTES + batch_len as usize;
+    Ok(header.decoded())
 }
 
 struct Header {
@@ -177,6 +195,19 @@ struct Header {
     max_timestamp_ms: u64,
     count: i32,
     size_bytes: usize,
+}
+
+impl Header {
+    fn decoded(&self) -> DecodedBatch {
+        DecodedBatch {
+            base_offset: self.base_offset,
+            last_offset: Offset(self.base_offset.0 + i64::from(self.count) - 1),
+            leader_epoch: self.leader_epoch,
+            base_timestamp: self.base_timestamp,
+            max_timestamp_ms: self.max_timestamp_ms,
+            size_bytes: self.size_bytes,
+        }
+    }
 }
 
 /// Validates the fixed header and CRC of a complete batch.
@@ -385,5 +416,30 @@ mod tests {
         let flipped = Bytes::from(flipped);
         assert_eq!(decode_batch(&flipped, first_len, &mut out), Err(DecodeError::Invalid("CRC-32C mismatch")));
         assert_eq!(out.len(), 4);
+    }
+
+    #[test]
+    fn header_decode_agrees_with_the_full_decode_and_skips_the_crc() {
+        let mut buf = Vec::new();
+        let records = [record(Some(b"a"), b"1"), record(None, b"22")];
+        encode_batch(&mut buf, Offset(5), LeaderEpoch(3), 77, &records);
+        let file = Bytes::from(buf.clone());
+        let full = decode_batch(&file, 0, &mut Vec::new()).unwrap();
+        assert_eq!(decode_header(&buf[..BATCH_HEADER_BYTES]), Ok(full), "the header alone is enough");
+        assert_eq!(decode_header(&buf[..BATCH_HEADER_BYTES - 1]), Err(DecodeError::Incomplete));
+        // A damaged record: the full decode refuses it, the header walk does not look.
+        let mut damaged = buf.clone();
+        damaged[BATCH_HEADER_BYTES + 3] ^= 0x01;
+        assert_eq!(decode_header(&damaged), Ok(full));
+        assert!(decode_batch(&Bytes::from(damaged), 0, &mut Vec::new()).is_err());
+        // Garbage in the header is refused, not trusted (and never a panic).
+        let mut zeros = vec![0u8; BATCH_HEADER_BYTES];
+        assert!(matches!(decode_header(&zeros), Err(DecodeError::Invalid(_))));
+        zeros[8..12].copy_from_slice(&i32::MAX.to_be_bytes());
+        zeros[MAGIC_POS] = MAGIC_V2;
+        assert!(matches!(decode_header(&zeros), Err(DecodeError::Invalid(_))));
+        let mut bad_magic = buf.clone();
+        bad_magic[MAGIC_POS] = 1;
+        assert_eq!(decode_header(&bad_magic), Err(DecodeError::Invalid("magic is not 2")));
     }
 }

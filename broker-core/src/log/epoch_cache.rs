@@ -3,10 +3,11 @@
 //! to answer and ask OffsetsForLeaderEpoch (KIP-101, KIP-279) and so find where
 //! their log diverged from the leader's.
 //!
-//! Kafka persists it as `leader-epoch-checkpoint`. Here the [`PartitionLog`]
-//! rebuilds it from the batches it scans on open (every batch carries its
-//! epoch), which is exact because an entry is only ever made by an append;
-//! the disk issue adds the checkpoint file.
+//! Kafka persists it as `leader-epoch-checkpoint`; so does the
+//! [`PartitionLog`] (`epoch_checkpoint`), whenever it changes. At open the
+//! log rebuilds it from the batch headers it reads (every batch carries its
+//! epoch), which is exact because an entry is only ever made by an append,
+//! and checks the file against it.
 //!
 //! [`PartitionLog`]: super::PartitionLog
 
@@ -73,6 +74,13 @@ impl LeaderEpochCache {
         Some((floor.epoch, end))
     }
 
+    /// The epoch a record at `offset` was written in, as far as the cache
+    /// says: the latest entry starting at or below it (`None` below them all).
+    pub fn epoch_at(&self, offset: Offset) -> Option<LeaderEpoch> {
+        let after = self.entries.partition_point(|e| e.start_offset <= offset);
+        after.checked_sub(1).map(|i| self.entries[i].epoch)
+    }
+
     /// Forgets the epochs that start at or after `end_offset`: the log was
     /// truncated there (Kafka's `truncateFromEnd`).
     pub fn truncate_from_end(&mut self, end_offset: Offset) {
@@ -117,6 +125,16 @@ mod tests {
             let got = cache.end_offset_for(LeaderEpoch(requested), Offset(log_end));
             assert_eq!(got.map(|(e, o)| (e.0, o.0)), expected, "end_offset_for({requested}) with log end {log_end}");
         }
+    }
+
+    #[test]
+    fn epoch_at_is_the_entry_covering_the_offset() {
+        let cache = cache_of(&[(1, 5), (4, 5), (6, 12)]);
+        let cases = [(0, None), (4, None), (5, Some(4)), (11, Some(4)), (12, Some(6)), (99, Some(6))];
+        for (offset, epoch) in cases {
+            assert_eq!(cache.epoch_at(Offset(offset)), epoch.map(LeaderEpoch), "epoch_at({offset})");
+        }
+        assert_eq!(LeaderEpochCache::default().epoch_at(Offset(0)), None);
     }
 
     #[test]

@@ -6,12 +6,15 @@
 //! records: every read decodes the batches it needs from storage and checks
 //! their CRCs, so what a reader gets is what the disk holds. Every batch
 //! carries the leader epoch it was written in, and the log keeps a
-//! [`LeaderEpochCache`] of where each epoch starts. Files: `codec` (batch v2
-//! bytes), `varint`, `index` (sparse offset index), `segment`, `epoch_cache`,
-//! `recovery` (open), `truncate`, `retention`.
+//! [`LeaderEpochCache`] of where each epoch starts, written to
+//! `{dir}/leader-epoch-checkpoint` whenever it changes. Files: `codec` (batch
+//! v2 bytes), `varint`, `index` (sparse offset index), `segment`,
+//! `epoch_cache`, `epoch_checkpoint` (its file), `recovery` (open, from the
+//! recovery point), `truncate`, `retention`.
 
 mod codec;
 mod epoch_cache;
+mod epoch_checkpoint;
 mod index;
 mod recovery;
 mod retention;
@@ -22,11 +25,14 @@ mod varint;
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]
+mod recovery_tests;
+#[cfg(test)]
 mod tests;
 
 pub use epoch_cache::{EpochEntry, LeaderEpochCache};
+pub use epoch_checkpoint::EpochCheckpointOutcome;
 
-use crate::storage::{Storage, StorageError};
+use crate::storage::{write_durably, Storage, StorageError};
 use crate::types::{LeaderEpoch, Offset, Record, StoredRecord};
 use codec::{encode_batch, RecordView};
 use segment::Segment;
@@ -156,6 +162,21 @@ pub struct AppendInfo {
     pub last_offset: Offset,
 }
 
+/// What opening a log read: segments below the recovery point are walked
+/// (batch headers only), the rest validated (every batch decoded and its
+/// CRC checked). A log opened from an empty directory read nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryStats {
+    pub segments_walked: u64,
+    /// Bytes of the walked segments (only their batch headers were read).
+    pub bytes_walked: u64,
+    pub segments_validated: u64,
+    /// Bytes read and checked in full, including any torn tail cut off.
+    pub bytes_validated: u64,
+    /// How `leader-epoch-checkpoint` compared with the batches.
+    pub epoch_checkpoint: EpochCheckpointOutcome,
+}
+
 /// Most records a read reserves room for up front.
 const READ_PRESIZE_RECORDS: usize = 64;
 
@@ -190,9 +211,18 @@ pub struct PartitionLog {
     /// Where each epoch with records in the log starts: empty exactly when the
     /// log is, and always agrees with the batches' epochs.
     epochs: LeaderEpochCache,
+    /// `{dir}/leader-epoch-checkpoint`.
+    epoch_checkpoint_file: String,
+    /// What that file holds (absent = empty), so it is written only when the
+    /// cache changed; `None` when unknown (garbled at open).
+    epochs_on_disk: Option<LeaderEpochCache>,
     /// Every offset below this is durable (Kafka's recovery point): flushed
     /// by this incarnation. A reopened log starts at its log start, since
-    /// what recovery read may still sit in the page cache only.
+    /// what recovery read may still sit in the page cache only — even below
+    /// the checkpointed recovery point it opened with, which may be stale: a
+    /// cut below it and the appends after it need not have been fsynced
+    /// before a process crash. Only a clean shutdown vouches for all of it
+    /// ([`PartitionLog::mark_flushed_by_clean_shutdown`]).
     flushed_to: Offset,
     /// Planted bug `skip-crc-check`: reads do not verify batch CRCs.
     skip_crc_on_read: bool,
@@ -200,6 +230,8 @@ pub struct PartitionLog {
     fsync_lies: bool,
     /// Reused encode buffer: the append path allocates nothing per call.
     scratch: Vec<u8>,
+    /// What `open` read.
+    recovery: RecoveryStats,
 }
 
 impl fmt::Debug for PartitionLog {
@@ -307,7 +339,10 @@ impl PartitionLog {
     }
 
     /// Writes the batch encoded in `scratch` to the active segment, and starts
-    /// its epoch in the cache if it is a new one.
+    /// its epoch in the cache if it is a new one. A new epoch is checkpointed
+    /// before the batch is written, as Kafka assigns it: a crash in between
+    /// leaves an entry at the log end, which `open` drops, while the other
+    /// order could leave a batch whose epoch no checkpoint names.
     fn finish_append(
         &mut self,
         storage: &mut dyn Storage,
@@ -319,6 +354,11 @@ impl PartitionLog {
         // Kafka flushes the segments a roll left behind.
         if self.flushed_to < self.active().base_offset {
             self.flush_below(storage, self.segments.len() - 1);
+        }
+        if self.latest_epoch() != Some(leader_epoch) {
+            let mut next = self.epochs.clone();
+            assert!(next.assign(leader_epoch, base_offset), "checked newer by encode_for_append");
+            self.write_epoch_checkpoint(storage, next)?;
         }
         let active = self.segments.last_mut().expect("a log always has a segment");
         assert_eq!(active.end_offset(), base_offset, "the batch continues the segment");
@@ -349,6 +389,45 @@ impl PartitionLog {
     /// The recovery point: every offset below it is durable.
     pub fn flushed_to(&self) -> Offset {
         self.flushed_to
+    }
+
+    /// The previous process shut down cleanly (it flushed every log, then
+    /// wrote the clean-shutdown marker) and nothing has been appended since
+    /// this open: everything the files hold is durable, so the recovery point
+    /// is the log end (Kafka's `LogLoader` does the same). Anything `open`
+    /// cut only shortened durable files.
+    pub fn mark_flushed_by_clean_shutdown(&mut self) {
+        self.flushed_to = self.log_end;
+    }
+
+    /// What `open` read to recover this log.
+    pub fn recovery_stats(&self) -> RecoveryStats {
+        self.recovery
+    }
+
+    /// Rewrites `leader-epoch-checkpoint` if the cache differs from what it
+    /// holds. Called after every change of the cache but an append's (which
+    /// writes before it changes the cache).
+    fn sync_epoch_checkpoint(&mut self, storage: &mut dyn Storage) -> Result<(), StorageError> {
+        if self.epochs_on_disk.as_ref() != Some(&self.epochs) {
+            self.write_epoch_checkpoint(storage, self.epochs.clone())?;
+        }
+        Ok(())
+    }
+
+    /// Writes `cache` to `leader-epoch-checkpoint` (temp file, fsync,
+    /// rename), unless the file holds it already.
+    fn write_epoch_checkpoint(
+        &mut self,
+        storage: &mut dyn Storage,
+        cache: LeaderEpochCache,
+    ) -> Result<(), StorageError> {
+        if self.epochs_on_disk.as_ref() == Some(&cache) {
+            return Ok(());
+        }
+        write_durably(storage, &self.epoch_checkpoint_file, &epoch_checkpoint::encode(&cache))?;
+        self.epochs_on_disk = Some(cache);
+        Ok(())
     }
 
     fn flush_per_policy(&mut self, storage: &mut dyn Storage) {

@@ -1,8 +1,13 @@
 //! Random appends (as leader, in rising epochs, and as follower), truncations,
 //! retention passes, reopens, torn writes, flushes and power losses against a
 //! plain model: a Vec of records from the log start offset. The epoch cache is checked against the
-//! cache rebuilt from the records (`check_invariants`) and its answers against
-//! OffsetsForLeaderEpoch computed from the model's records.
+//! cache rebuilt from the records (`check_invariants`, which also checks
+//! `leader-epoch-checkpoint` against it) and its answers against
+//! OffsetsForLeaderEpoch computed from the model's records. Reopens start
+//! from a recovery point: none, the log's `flushed_to` just before (what a
+//! checkpoint written then holds), or any offset at all (a stale or
+//! bit-flipped checkpoint): nothing here damages a batch, so what the walk
+//! trusts must come out as validation would have it.
 
 use super::tests::check_invariants;
 use super::*;
@@ -39,14 +44,19 @@ enum Op {
     Retention {
         advance_ms: u64,
     },
-    Reopen,
+    Reopen {
+        point: Point,
+    },
     /// A crash mid-append: tear fewer bytes than a batch header off the active
     /// segment (so only its last batch is damaged), then reopen.
     TearAndReopen {
         bytes: u64,
+        point: Point,
     },
     /// Every file falls back to what was last fsynced, then a reopen.
-    PowerLossReopen,
+    PowerLossReopen {
+        point: Point,
+    },
     /// An explicit flush (as the broker's interval flush or a controlled shutdown).
     Flush,
     /// `from` and `span` pick offsets relative to the model's range.
@@ -55,6 +65,21 @@ enum Op {
         span: u16,
         max_bytes: u16,
     },
+}
+
+/// The recovery point a reopen starts from.
+#[derive(Clone, Copy, Debug)]
+enum Point {
+    /// None: validate everything.
+    Validate,
+    /// The log's `flushed_to` before the reopen (and before a power loss).
+    FlushedTo,
+    /// An offset picked from around the log's range, past its end included.
+    Any(u16),
+}
+
+fn point() -> impl Strategy<Value = Point> {
+    prop_oneof![Just(Point::Validate), Just(Point::FlushedTo), any::<u16>().prop_map(Point::Any)]
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -66,9 +91,9 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..3u8).prop_map(|kind| Op::BadReplicated { kind }),
         1 => any::<u16>().prop_map(|pick| Op::Truncate { pick }),
         1 => (0..40u64).prop_map(|advance_ms| Op::Retention { advance_ms }),
-        1 => Just(Op::Reopen),
-        1 => (1..61u64).prop_map(|bytes| Op::TearAndReopen { bytes }),
-        1 => Just(Op::PowerLossReopen),
+        1 => point().prop_map(|point| Op::Reopen { point }),
+        1 => (1..61u64, point()).prop_map(|(bytes, point)| Op::TearAndReopen { bytes, point }),
+        1 => point().prop_map(|point| Op::PowerLossReopen { point }),
         1 => Just(Op::Flush),
         2 => (any::<u16>(), any::<u16>(), any::<u16>())
             .prop_map(|(from, span, max_bytes)| Op::Read { from, span, max_bytes }),
@@ -172,12 +197,25 @@ struct Run {
 impl Run {
     fn new(config: LogConfig) -> Run {
         let mut storage = MemStorage::new();
-        let log = PartitionLog::open(DIR, config.clone(), &Plants::none(), &mut storage).unwrap();
+        let log = PartitionLog::open(DIR, config.clone(), &Plants::none(), None, &mut storage).unwrap();
         Run { config, storage, log, model: Model::default(), now_ms: 0, serial: 0, epoch: 0 }
     }
 
-    fn reopen(&mut self) {
-        self.log = PartitionLog::open(DIR, self.config.clone(), &Plants::none(), &mut self.storage).unwrap();
+    /// The offset `point` names now (before the reopen it is for).
+    fn recovery_point(&self, point: Point) -> Option<Offset> {
+        match point {
+            Point::Validate => None,
+            Point::FlushedTo => Some(self.log.flushed_to()),
+            Point::Any(pick) => {
+                let span = self.model.records.len() as i64 + 3;
+                Some(Offset((self.model.start - 1 + i64::from(pick) % span).max(0)))
+            }
+        }
+    }
+
+    fn reopen(&mut self, recovery_point: Option<Offset>) {
+        let config = self.config.clone();
+        self.log = PartitionLog::open(DIR, config, &Plants::none(), recovery_point, &mut self.storage).unwrap();
     }
 
     fn value(&mut self, value_len: usize) -> Bytes {
@@ -205,13 +243,20 @@ impl Run {
                 assert_eq!(self.log.flushed_to(), flushed, "flushed_to after truncate_to({offset})");
             }
             Op::Retention { advance_ms } => self.retention(advance_ms),
-            Op::Reopen => {
+            Op::Reopen { point } => {
                 let before = self.log.epoch_cache().clone();
-                self.reopen();
+                let recovery_point = self.recovery_point(point);
+                self.reopen(recovery_point);
                 assert_eq!(self.log.epoch_cache(), &before, "reopen rebuilds the same cache");
+                // Nothing was cut: the segments ending at or below the point
+                // were walked, the rest validated, every byte one or the other.
+                let stats = self.log.recovery_stats();
+                assert_eq!(stats.bytes_walked + stats.bytes_validated, self.log.size_bytes());
+                let below = |p: Offset| self.log.segments.iter().take_while(|s| s.end_offset() <= p).count();
+                assert_eq!(stats.segments_walked as usize, recovery_point.map_or(0, below), "{recovery_point:?}");
             }
-            Op::TearAndReopen { bytes } => self.tear(bytes),
-            Op::PowerLossReopen => self.power_loss(),
+            Op::TearAndReopen { bytes, point } => self.tear(bytes, point),
+            Op::PowerLossReopen { point } => self.power_loss(point),
             Op::Flush => {
                 self.log.flush(&mut self.storage);
                 assert_eq!(self.log.flushed_to(), self.log.log_end_offset());
@@ -271,11 +316,12 @@ impl Run {
     /// with `Never` the log comes back as a prefix of the model from the same
     /// start, no shorter than what the test or the log knew to be flushed and
     /// cut at a batch boundary; the model becomes that prefix.
-    fn power_loss(&mut self) {
+    fn power_loss(&mut self, point: Point) {
         let claimed = self.log.flushed_to().0;
         let durable = self.model.durable.max(claimed).max(self.model.start);
+        let recovery_point = self.recovery_point(point);
         self.storage.power_loss();
-        self.reopen();
+        self.reopen(recovery_point);
         let (start, end) = (self.log.log_start_offset().0, self.log.log_end_offset().0);
         assert_eq!(start, self.model.start, "a power loss never moves the log start");
         assert_eq!(self.log.flushed_to().0, start, "a reopened log knows nothing flushed");
@@ -347,7 +393,7 @@ impl Run {
     fn retention(&mut self, advance_ms: u64) {
         self.now_ms += advance_ms;
         let before = self.log.segment_count();
-        let deleted = self.log.apply_retention(&mut self.storage, self.now_ms);
+        let deleted = self.log.apply_retention(&mut self.storage, self.now_ms).expect("retention");
         assert_eq!(self.log.segment_count(), before - deleted);
         self.model.advance_start(self.log.log_start_offset().0);
         // Nothing deletable is left behind.
@@ -363,7 +409,7 @@ impl Run {
         }
     }
 
-    fn tear(&mut self, bytes: u64) {
+    fn tear(&mut self, bytes: u64, point: Point) {
         let active = self.log.active();
         let Some(last_batch) = active.batches.last() else {
             return;
@@ -372,8 +418,9 @@ impl Run {
         let last_base = last_batch.base_offset.0;
         let file = active.log_file.clone();
         let len = self.storage.len(&file).unwrap();
+        let recovery_point = self.recovery_point(point);
         self.storage.truncate(&file, len - bytes);
-        self.reopen();
+        self.reopen(recovery_point);
         self.model.truncate(last_base);
     }
 

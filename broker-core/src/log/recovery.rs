@@ -1,30 +1,58 @@
-//! Opening a log: decode every segment, keep the longest valid prefix, cut the
-//! rest off in storage, rebuild any index that does not match its segment, and
-//! rebuild the leader epoch cache from the batches' epochs.
+//! Opening a log: walk the segments the recovery point vouches for, decode
+//! and validate the rest, keep the longest valid prefix, cut the rest off in
+//! storage, rebuild any index that does not match its segment, and reconcile
+//! the leader epoch cache with `leader-epoch-checkpoint`.
+//!
+//! Kafka (`LogLoader`) recovers only the segments at or past the recovery
+//! point and does not read the others at all: it loads them lazily through
+//! their indexes. ksim keeps every batch's position in memory, so it must
+//! read something of every segment; below the recovery point it reads the
+//! batch headers only (`walk_segment`: no CRC, no record decoded), and
+//! takes their epochs from `leader-epoch-checkpoint` as Kafka does, checked
+//! against the headers. Reads still check every CRC, so damage in a walked
+//! segment is found when read, never served.
 
-use super::codec::decode_batch;
+use super::codec::{decode_batch, decode_header, BATCH_HEADER_BYTES};
+use super::epoch_checkpoint::{self, OnDisk, EPOCH_CHECKPOINT_FILE};
 use super::segment::{BatchMeta, Segment};
-use super::{LeaderEpochCache, LogConfig, LogError, PartitionLog};
+use super::{LeaderEpochCache, LogConfig, LogError, PartitionLog, RecoveryStats};
 use crate::plant::{Plant, Plants};
 use crate::storage::Storage;
 use crate::types::Offset;
 use bytes::Bytes;
 use std::collections::BTreeSet;
 
+/// Bytes one read of a header walk asks for at most: the headers of small
+/// batches come many to a read (a disk reads whole pages anyway), and the
+/// records of a batch bigger than this are skipped, not read.
+const WALK_CHUNK_BYTES: u64 = 64 * 1024;
+
 impl PartitionLog {
-    /// Opens (recovers) the log under `dir`. Batches are validated in order (length,
-    /// magic, CRC-32C, dense offsets continuing the previous batch and segment, a
-    /// leader epoch not below the previous batch's); at the first bad or torn batch
-    /// the file is truncated there and every later segment deleted, so the log is
-    /// the longest valid prefix of what was written.
-    /// An empty `dir` is a new log at offset 0. Files other than `*.log`/`*.index`
-    /// are ignored; a `.log`/`.index` not named by a 20-digit offset is `Corrupt`
-    /// (reported before anything is changed).
+    /// Opens (recovers) the log under `dir`. Segments wholly below
+    /// `recovery_point` (every offset they hold is below it: the broker's
+    /// `recovery-point-offset-checkpoint` says they were fsynced) are walked
+    /// header by header: offsets dense and continuing, the headers tiling
+    /// the file, each batch in the epoch `leader-epoch-checkpoint` gives its
+    /// offset (with a garbled checkpoint nothing is walked). A walk that
+    /// fails validates the segment instead. The segment holding the recovery
+    /// point and every later one are validated batch by batch (length,
+    /// magic, CRC-32C, dense offsets continuing the previous batch and
+    /// segment, a leader epoch not below the previous batch's); at the first
+    /// bad or torn batch the file is truncated there and every later segment
+    /// deleted, so the log is the longest valid prefix of what was written.
+    /// `None` validates everything. An empty `dir` is a new log at offset 0.
+    /// Files other than `*.log`/`*.index` and the checkpoint are ignored; a
+    /// `.log`/`.index` not named by a 20-digit offset is `Corrupt` (reported
+    /// before anything is changed).
     ///
-    /// The leader epoch cache is rebuilt from the batches' epochs. Kafka reads it
-    /// from `leader-epoch-checkpoint` instead, which can also hold an epoch that
-    /// wrote nothing yet; until the disk issue adds that file, the cache knows
-    /// only epochs with records, which is exactly what appends put in it.
+    /// The leader epoch cache is rebuilt from the epochs of the batches read
+    /// (walked or validated: every header carries one), so it agrees with the
+    /// batches whatever the disk lost; below the recovery point that is what
+    /// the checkpoint says, since the walk checked it. The checkpoint is then
+    /// reconciled with the recovered log as Kafka does (entries at or past
+    /// the log end dropped, the first clamped to the log start) and compared
+    /// with it; where they disagree the batches win and the file is
+    /// rewritten. How it went is in [`RecoveryStats::epoch_checkpoint`].
     ///
     /// With `Plant::OffsetReuse`, a non-empty log drops its last record, so the
     /// next append reuses that offset.
@@ -32,65 +60,120 @@ impl PartitionLog {
         dir: &str,
         config: LogConfig,
         plants: &Plants,
+        recovery_point: Option<Offset>,
         storage: &mut dyn Storage,
     ) -> Result<PartitionLog, LogError> {
         assert!(!dir.is_empty() && !dir.ends_with('/'), "bad log dir {dir:?}");
         assert!((1..=i32::MAX as u64).contains(&config.segment_bytes), "bad segment_bytes");
-        let bases = list_segments(dir, storage)?;
-        let mut segments: Vec<Segment> = Vec::new();
-        let mut epochs = LeaderEpochCache::default();
-        let mut intact = true;
-        for base in bases {
-            let continues = segments.last().is_none_or(|prev| prev.end_offset() == base);
-            if !(intact && continues) {
-                intact = false;
-                Segment::new(dir, base).delete_files(storage);
-                continue;
-            }
-            let refuse_torn_tail = plants.on(Plant::RefuseTornTail);
-            let (segment, clean) = recover_segment(dir, base, &config, &mut epochs, refuse_torn_tail, storage)?;
-            intact = clean;
-            segments.push(segment);
+        let bases: Vec<Offset> = list_segments(dir, storage)?.into_iter().collect();
+        let epoch_checkpoint_file = format!("{dir}/{EPOCH_CHECKPOINT_FILE}");
+        // A write that crashed before its rename leaves its temporary file.
+        let stale_tmp = format!("{epoch_checkpoint_file}.tmp");
+        if storage.len(&stale_tmp).is_some() {
+            storage.delete(&stale_tmp);
         }
-        // A crash right after a roll leaves an empty segment behind a full one.
-        while segments.len() > 1 && segments.last().is_some_and(Segment::is_empty) {
-            segments.pop().expect("len > 1").delete_files(storage);
-        }
-        if segments.is_empty() {
-            let segment = Segment::new(dir, Offset::ZERO);
-            segment.create_files(storage)?;
-            segments.push(segment);
-        }
-        for segment in &segments {
-            sync_index(segment, storage)?;
-        }
+        let on_disk = OnDisk::parse(storage.read(&epoch_checkpoint_file).as_deref());
+        // A walk needs the checkpoint to vouch for the epochs it reads; a
+        // missing one vouches for empty segments only.
+        let no_epochs = LeaderEpochCache::default();
+        let witness = match &on_disk {
+            OnDisk::Missing => Some(&no_epochs),
+            on_disk => on_disk.held(),
+        };
+        let trust = recovery_point.zip(witness);
+        let refuse_torn_tail = plants.on(Plant::RefuseTornTail);
+        let (segments, epochs, mut stats) = recover_segments(dir, &bases, &config, trust, refuse_torn_tail, storage)?;
         let log_end = segments.last().expect("not empty").end_offset();
+        let log_start = segments[0].base_offset;
+        let (outcome, epochs_on_disk) = epoch_checkpoint::judge(on_disk, &epochs, log_start, log_end);
+        stats.epoch_checkpoint = outcome;
         let size_bytes = segments.iter().map(|s| s.size_bytes).sum();
-        let dir = dir.to_string();
-        let flushed_to = segments[0].base_offset;
-        let scratch = Vec::new();
-        let skip_crc_on_read = plants.on(Plant::SkipCrcCheck);
-        let fsync_lies = plants.on(Plant::FsyncLies);
         let mut log = PartitionLog {
-            dir,
+            dir: dir.to_string(),
             config,
             segments,
             log_end,
             size_bytes,
             epochs,
-            flushed_to,
-            skip_crc_on_read,
-            fsync_lies,
-            scratch,
+            epoch_checkpoint_file,
+            epochs_on_disk,
+            // Not the recovery point: see `flushed_to`.
+            flushed_to: log_start,
+            skip_crc_on_read: plants.on(Plant::SkipCrcCheck),
+            fsync_lies: plants.on(Plant::FsyncLies),
+            scratch: Vec::new(),
+            recovery: stats,
         };
         assert!(log.log_start_offset() <= log.log_end);
         assert_eq!(log.epochs.entries().is_empty(), log.log_start_offset() == log.log_end);
+        assert_eq!(log.epochs.entries().first().map(|e| e.start_offset), (log_start < log_end).then_some(log_start));
+        log.sync_epoch_checkpoint(storage)?;
         if plants.on(Plant::OffsetReuse) && log.log_end > log.log_start_offset() {
             let reused = Offset(log.log_end.0 - 1);
             log.truncate_to(storage, reused)?;
         }
         Ok(log)
     }
+}
+
+/// The segments at `bases` as recovery keeps them (never none), the epochs
+/// their batches carry, and what was read. `trust`: the recovery point and
+/// the epoch checkpoint vouching for the segments below it.
+fn recover_segments(
+    dir: &str,
+    bases: &[Offset],
+    config: &LogConfig,
+    trust: Option<(Offset, &LeaderEpochCache)>,
+    refuse_torn_tail: bool,
+    storage: &mut dyn Storage,
+) -> Result<(Vec<Segment>, LeaderEpochCache, RecoveryStats), LogError> {
+    let mut segments: Vec<Segment> = Vec::new();
+    let mut epochs = LeaderEpochCache::default();
+    let mut stats = RecoveryStats::default();
+    let mut intact = true;
+    // Trust ends at the first segment that is validated: every later one is too.
+    let mut trusted_below = trust;
+    for (i, &base) in bases.iter().enumerate() {
+        let continues = segments.last().is_none_or(|prev| prev.end_offset() == base);
+        if !(intact && continues) {
+            intact = false;
+            Segment::new(dir, base).delete_files(storage);
+            continue;
+        }
+        if let Some((point, witness)) = trusted_below {
+            // A segment with a successor ends at the successor's base.
+            let wholly_below = bases.get(i + 1).map_or(base <= point, |&next| next <= point);
+            let walk = || walk_segment(dir, base, config, witness, point, storage);
+            if let Some(segment) = wholly_below.then(walk).flatten() {
+                for batch in &segment.batches {
+                    epochs.assign(batch.leader_epoch, batch.base_offset);
+                }
+                stats.segments_walked += 1;
+                stats.bytes_walked += segment.size_bytes;
+                segments.push(segment);
+                continue;
+            }
+            trusted_below = None;
+        }
+        let (segment, clean, read) = recover_segment(dir, base, config, &mut epochs, refuse_torn_tail, storage)?;
+        stats.segments_validated += 1;
+        stats.bytes_validated += read;
+        intact = clean;
+        segments.push(segment);
+    }
+    // A crash right after a roll leaves an empty segment behind a full one.
+    while segments.len() > 1 && segments.last().is_some_and(Segment::is_empty) {
+        segments.pop().expect("len > 1").delete_files(storage);
+    }
+    if segments.is_empty() {
+        let segment = Segment::new(dir, Offset::ZERO);
+        segment.create_files(storage)?;
+        segments.push(segment);
+    }
+    for segment in &segments {
+        sync_index(segment, storage)?;
+    }
+    Ok((segments, epochs, stats))
 }
 
 /// Base offsets of the `.log` files under `dir/`, in order. Deletes `.index`
@@ -130,10 +213,66 @@ fn parse_base_offset(stem: &str) -> Option<Offset> {
     digits.then(|| stem.parse::<i64>().ok().map(Offset)).flatten()
 }
 
+/// Walks the batch headers of a segment the recovery point vouches for,
+/// decoding only the fixed header of each batch (reads of up to
+/// [`WALK_CHUNK_BYTES`], from one header on). `None` (validate it
+/// instead) unless the headers tile the file exactly, the offsets are dense
+/// from `base`, each batch's epoch is the one `witness` (the epoch
+/// checkpoint) gives its base offset, and the segment ends at or below
+/// `recovery_point`. The epoch is outside the CRC, and a header read here is
+/// not checked against one, so the checkpoint is what catches a flipped
+/// epoch (and a segment the checkpoint does not describe: a power loss that
+/// undid a truncation). ksim writes a batch's base timestamp equal to its
+/// max timestamp, which retention trusts: a max below the base is a flipped
+/// bit. Changes nothing.
+fn walk_segment(
+    dir: &str,
+    base: Offset,
+    config: &LogConfig,
+    witness: &LeaderEpochCache,
+    recovery_point: Offset,
+    storage: &dyn Storage,
+) -> Option<Segment> {
+    let mut segment = Segment::new(dir, base);
+    let len = storage.len(&segment.log_file)?;
+    let (mut chunk, mut chunk_start) = (Vec::new(), 0);
+    let mut position = 0;
+    while position < len {
+        // The header at `position`: in the chunk in hand, or read from there on.
+        if position - chunk_start + BATCH_HEADER_BYTES as u64 > chunk.len() as u64 {
+            chunk = storage.read_at(&segment.log_file, position, WALK_CHUNK_BYTES.min(len - position))?;
+            chunk_start = position;
+        }
+        let at = (position - chunk_start) as usize;
+        // Fewer bytes than a header before the end of the file: a torn tail.
+        let batch = decode_header(chunk.get(at..at + BATCH_HEADER_BYTES)?).ok()?;
+        let size_bytes = batch.size_bytes as u64;
+        let fits = position.checked_add(size_bytes).is_some_and(|end| end <= len);
+        let vouched = witness.epoch_at(batch.base_offset) == Some(batch.leader_epoch);
+        let sane_time = i64::try_from(batch.max_timestamp_ms).is_ok_and(|max| batch.base_timestamp <= max);
+        if !fits || batch.base_offset != segment.end_offset() || !vouched || !sane_time {
+            return None;
+        }
+        let meta = BatchMeta {
+            base_offset: batch.base_offset,
+            last_offset: batch.last_offset,
+            position,
+            size_bytes,
+            leader_epoch: batch.leader_epoch,
+            max_timestamp_ms: batch.max_timestamp_ms,
+        };
+        segment.track_batch(meta, config.index_interval_bytes);
+        position += size_bytes;
+    }
+    assert_eq!(segment.size_bytes, len);
+    (segment.end_offset() <= recovery_point).then_some(segment)
+}
+
 /// Decodes one segment file, assigning each batch's epoch in `epochs`. Returns
-/// the segment and whether the whole file was valid; if not, the file has been
-/// truncated after the last valid batch. With `refuse_torn_tail` (planted
-/// bug), an invalid tail is an error instead, and the file is left alone.
+/// the segment, whether the whole file was valid and how many bytes were
+/// read; if not valid, the file has been truncated after the last valid
+/// batch. With `refuse_torn_tail` (planted bug), an invalid tail is an error
+/// instead, and the file is left alone.
 fn recover_segment(
     dir: &str,
     base: Offset,
@@ -141,7 +280,7 @@ fn recover_segment(
     epochs: &mut LeaderEpochCache,
     refuse_torn_tail: bool,
     storage: &mut dyn Storage,
-) -> Result<(Segment, bool), LogError> {
+) -> Result<(Segment, bool, u64), LogError> {
     let mut segment = Segment::new(dir, base);
     let file = Bytes::from(storage.read(&segment.log_file).unwrap_or_default());
     let mut position = 0;
@@ -179,7 +318,7 @@ fn recover_segment(
         storage.truncate(&segment.log_file, position as u64);
     }
     assert_eq!(segment.size_bytes, position as u64);
-    Ok((segment, clean))
+    Ok((segment, clean, file.len() as u64))
 }
 
 /// Rewrites the `.index` file if it is missing, short or differs from the index

@@ -1,7 +1,7 @@
 //! Retention: deleting whole oldest segments by age and by total size.
 
 use super::PartitionLog;
-use crate::storage::Storage;
+use crate::storage::{Storage, StorageError};
 
 impl PartitionLog {
     /// Deletes oldest segments, never the active (last) one, advancing the log
@@ -13,8 +13,10 @@ impl PartitionLog {
     /// first segment is flushed unless it already is: the deletes are durable
     /// at once and the log start lives only in that segment's name, so a power
     /// loss that took its file (the never-synced active segment, say) would
-    /// reopen the log below its start (empty at offset 0).
-    pub fn apply_retention(&mut self, storage: &mut dyn Storage, now_ms: u64) -> usize {
+    /// reopen the log below its start (empty at offset 0). Then
+    /// `leader-epoch-checkpoint` is rewritten (Kafka's `truncateFromStart`);
+    /// a failed write (a full disk) is an error: the broker stops.
+    pub fn apply_retention(&mut self, storage: &mut dyn Storage, now_ms: u64) -> Result<usize, StorageError> {
         let start_before = self.log_start_offset();
         let mut deleted = 0;
         if let Some(retention_ms) = self.config.retention_ms {
@@ -40,8 +42,9 @@ impl PartitionLog {
             self.epochs.truncate_from_start(self.log_start_offset());
             let first = self.epochs.entries().first().map(|e| e.start_offset);
             assert_eq!(first, Some(self.log_start_offset()), "a segment with records remains");
+            self.sync_epoch_checkpoint(storage)?;
         }
-        deleted
+        Ok(deleted)
     }
 
     fn delete_oldest_segment(&mut self, storage: &mut dyn Storage) {

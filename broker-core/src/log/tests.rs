@@ -5,10 +5,10 @@ use crate::storage::{MemStorage, Storage};
 use bytes::Bytes;
 use std::collections::BTreeSet;
 
-const DIR: &str = "t0-3";
+pub(super) const DIR: &str = "t0-3";
 
 /// Small segments and a dense index so a few dozen records exercise rolling.
-fn small_config() -> LogConfig {
+pub(super) fn small_config() -> LogConfig {
     LogConfig {
         segment_bytes: 400,
         index_interval_bytes: 150,
@@ -18,8 +18,8 @@ fn small_config() -> LogConfig {
     }
 }
 
-fn open_log(storage: &mut MemStorage, config: LogConfig) -> PartitionLog {
-    PartitionLog::open(DIR, config, &Plants::none(), storage).expect("open")
+pub(super) fn open_log(storage: &mut MemStorage, config: LogConfig) -> PartitionLog {
+    PartitionLog::open(DIR, config, &Plants::none(), None, storage).expect("open")
 }
 
 /// Value `"{tag}-{offset}"`, so a record names the append that wrote it.
@@ -41,17 +41,17 @@ fn append(log: &mut PartitionLog, storage: &mut MemStorage, now_ms: u64, tag: &s
 }
 
 /// Appends `batches` batches of `per_batch` records, at times 0, 1, 2, ...
-fn fill(log: &mut PartitionLog, storage: &mut MemStorage, tag: &str, batches: usize, per_batch: usize) {
+pub(super) fn fill(log: &mut PartitionLog, storage: &mut MemStorage, tag: &str, batches: usize, per_batch: usize) {
     for now_ms in 0..batches as u64 {
         append(log, storage, now_ms, tag, per_batch);
     }
 }
 
-fn read_all(log: &PartitionLog, storage: &dyn Storage) -> Vec<StoredRecord> {
+pub(super) fn read_all(log: &PartitionLog, storage: &dyn Storage) -> Vec<StoredRecord> {
     log.read(storage, log.log_start_offset(), log.log_end_offset(), u32::MAX).expect("read all")
 }
 
-fn offsets(records: &[StoredRecord]) -> Vec<i64> {
+pub(super) fn offsets(records: &[StoredRecord]) -> Vec<i64> {
     records.iter().map(|r| r.offset.0).collect()
 }
 
@@ -64,7 +64,7 @@ pub(super) fn epochs_of(records: &[StoredRecord]) -> LeaderEpochCache {
     cache
 }
 
-fn epoch_pairs(log: &PartitionLog) -> Vec<(i32, i64)> {
+pub(super) fn epoch_pairs(log: &PartitionLog) -> Vec<(i32, i64)> {
     log.epoch_cache().entries().iter().map(|e| (e.epoch.0, e.start_offset.0)).collect()
 }
 
@@ -113,6 +113,14 @@ pub(super) fn check_invariants(log: &PartitionLog, storage: &MemStorage) {
     assert_eq!(log.epoch_cache(), &epochs_of(&records), "the cache agrees with the records");
     let first_start = log.epoch_cache().entries().first().map(|e| e.start_offset);
     assert_eq!(first_start, (!records.is_empty()).then(|| log.log_start_offset()));
+    // leader-epoch-checkpoint holds the cache (absent: no epoch yet).
+    match storage.read(&log.epoch_checkpoint_file) {
+        Some(bytes) => {
+            assert_eq!(epoch_checkpoint::decode(&bytes).as_ref(), Some(log.epoch_cache()), "the epoch checkpoint");
+            expected_files.insert(log.epoch_checkpoint_file.clone());
+        }
+        None => assert!(log.epoch_cache().entries().is_empty(), "epochs but no checkpoint"),
+    }
     let files: BTreeSet<String> = storage.list(&format!("{}/", log.dir)).into_iter().collect();
     assert_eq!(files, expected_files);
 }
@@ -198,7 +206,7 @@ fn reads_outside_the_log_are_out_of_range() {
     let config = LogConfig { retention_bytes: Some(0), ..small_config() };
     let mut log = open_log(&mut storage, config.clone());
     fill(&mut log, &mut storage, "a", 10, 3);
-    assert!(log.apply_retention(&mut storage, 100) > 0);
+    assert!(log.apply_retention(&mut storage, 100).expect("retention") > 0);
     let (log_start, log_end) = (log.log_start_offset(), log.log_end_offset());
     assert!(log_start > Offset(0));
     let below = Offset(log_start.0 - 1);
@@ -373,7 +381,7 @@ fn truncate_at_or_below_log_start_empties_the_log_there() {
     let mut storage = MemStorage::new();
     let mut log = open_log(&mut storage, LogConfig { retention_bytes: Some(0), ..small_config() });
     fill(&mut log, &mut storage, "a", 10, 3);
-    log.apply_retention(&mut storage, 100);
+    log.apply_retention(&mut storage, 100).expect("retention");
     let start = log.log_start_offset();
     log.truncate_to(&mut storage, Offset(start.0 - 2)).expect("truncate");
     assert_eq!((log.log_start_offset(), log.log_end_offset()), (Offset(start.0 - 2), Offset(start.0 - 2)));
@@ -393,7 +401,7 @@ fn retention_by_size_keeps_at_least_retention_bytes() {
     let before: Vec<(Offset, u64, String)> =
         log.segments.iter().map(|s| (s.base_offset, s.size_bytes, s.log_file.clone())).collect();
     let total = log.size_bytes();
-    let deleted = log.apply_retention(&mut storage, 0);
+    let deleted = log.apply_retention(&mut storage, 0).expect("retention");
     // Expected: the longest prefix whose removal leaves >= 1000 bytes.
     let mut expected = 0;
     let mut left = total;
@@ -408,7 +416,7 @@ fn retention_by_size_keeps_at_least_retention_bytes() {
     assert_eq!(log.log_start_offset(), before[deleted].0);
     assert!(before[..deleted].iter().all(|(_, _, file)| storage.len(file).is_none()));
     assert_eq!(read_all(&log, &storage)[0].offset, log.log_start_offset());
-    assert_eq!(log.apply_retention(&mut storage, 0), 0, "idempotent");
+    assert_eq!(log.apply_retention(&mut storage, 0).expect("retention"), 0, "idempotent");
     check_invariants(&log, &storage);
 }
 
@@ -420,13 +428,13 @@ fn retention_by_age_deletes_only_segments_wholly_older() {
         append(&mut log, &mut storage, now_ms * 10, "a", 3); // times 0, 10, .., 290
     }
     let newest: Vec<u64> = log.segments.iter().map(|s| s.max_timestamp_ms.unwrap()).collect();
-    assert_eq!(log.apply_retention(&mut storage, 100 + newest[0]), 0, "not strictly older yet");
-    let deleted = log.apply_retention(&mut storage, 101 + newest[1]);
+    assert_eq!(log.apply_retention(&mut storage, 100 + newest[0]).expect("retention"), 0, "not strictly older yet");
+    let deleted = log.apply_retention(&mut storage, 101 + newest[1]).expect("retention");
     assert_eq!(deleted, 2);
     assert_eq!(log.segments[0].max_timestamp_ms, Some(newest[2]));
     check_invariants(&log, &storage);
     // Even when everything has expired, the active segment stays.
-    log.apply_retention(&mut storage, 1_000_000);
+    log.apply_retention(&mut storage, 1_000_000).expect("retention");
     assert_eq!(log.segment_count(), 1);
     assert_eq!(log.log_start_offset(), log.active().base_offset);
     assert!(log.size_bytes() > 0);
@@ -440,7 +448,7 @@ fn reopen_reads_back_exactly_what_was_written() {
     let mut log = open_log(&mut storage, config.clone());
     fill(&mut log, &mut storage, "a", 25, 3);
     log.truncate_to(&mut storage, Offset(70)).expect("truncate");
-    log.apply_retention(&mut storage, 0);
+    log.apply_retention(&mut storage, 0).expect("retention");
     let files_before = storage.clone();
     let reopened = open_log(&mut storage, config.clone());
     assert_eq!(read_all(&reopened, &storage), read_all(&log, &storage));
@@ -570,7 +578,7 @@ fn recovery_rejects_misnamed_segments_and_ignores_other_files() {
     let reopened = open_log(&mut storage, LogConfig::default());
     assert_eq!(read_all(&reopened, &storage), read_all(&log, &storage));
     storage.write_all(&format!("{DIR}/12.log"), b"").expect("storage");
-    let err = PartitionLog::open(DIR, LogConfig::default(), &Plants::none(), &mut storage).unwrap_err();
+    let err = PartitionLog::open(DIR, LogConfig::default(), &Plants::none(), None, &mut storage).unwrap_err();
     assert!(matches!(&err, LogError::Corrupt { file, .. } if file == "t0-3/12.log"), "{err}");
     assert!(err.to_string().starts_with("corrupt log file t0-3/12.log: "));
 }
@@ -582,7 +590,7 @@ fn offset_reuse_plant_hands_out_the_last_offset_again() {
     fill(&mut log, &mut storage, "a", 3, 2);
     let written = read_all(&log, &storage);
     let plants = Plants::none().with(Plant::OffsetReuse);
-    let mut planted = PartitionLog::open(DIR, small_config(), &plants, &mut storage).unwrap();
+    let mut planted = PartitionLog::open(DIR, small_config(), &plants, None, &mut storage).unwrap();
     assert_eq!(planted.log_end_offset(), Offset(5));
     assert_eq!(append(&mut planted, &mut storage, 9, "b", 1).base_offset, Offset(5));
     assert_ne!(read_all(&planted, &storage)[5].value, written[5].value, "offset 5 now names another record");
@@ -592,14 +600,20 @@ fn offset_reuse_plant_hands_out_the_last_offset_again() {
     assert_eq!(clean.log_end_offset(), Offset(6));
     // An empty log has no offset to reuse.
     let mut empty = MemStorage::new();
-    let fresh = PartitionLog::open(DIR, small_config(), &plants, &mut empty).unwrap();
+    let fresh = PartitionLog::open(DIR, small_config(), &plants, None, &mut empty).unwrap();
     assert_eq!(fresh.log_end_offset(), Offset(0));
 }
 
 // ---- Leader epochs ----
 
 /// Appends `count` records (value `"{tag}-{offset}"`) in `epoch` at `now_ms`.
-fn append_in(log: &mut PartitionLog, storage: &mut MemStorage, epoch: i32, now_ms: u64, count: usize) -> AppendInfo {
+pub(super) fn append_in(
+    log: &mut PartitionLog,
+    storage: &mut MemStorage,
+    epoch: i32,
+    now_ms: u64,
+    count: usize,
+) -> AppendInfo {
     let base = log.log_end_offset().0;
     let records: Vec<Record> = (base..base + count as i64)
         .map(|o| Record { key: None, value: value_at(&format!("e{epoch}"), o), timestamp_ms: 0 })
@@ -608,7 +622,7 @@ fn append_in(log: &mut PartitionLog, storage: &mut MemStorage, epoch: i32, now_m
 }
 
 /// (offset, epoch) of every record.
-fn record_epochs(log: &PartitionLog, storage: &dyn Storage) -> Vec<(i64, i32)> {
+pub(super) fn record_epochs(log: &PartitionLog, storage: &dyn Storage) -> Vec<(i64, i32)> {
     read_all(log, storage).iter().map(|r| (r.offset.0, r.leader_epoch.0)).collect()
 }
 
@@ -788,7 +802,7 @@ fn retention_forgets_epochs_below_the_new_log_start() {
     let mut storage = MemStorage::new();
     let config = LogConfig { retention_bytes: Some(0), ..small_config() };
     let mut log = kafka_example(&mut storage, config.clone());
-    assert!(log.apply_retention(&mut storage, 0) > 0);
+    assert!(log.apply_retention(&mut storage, 0).expect("retention") > 0);
     let start = log.log_start_offset();
     assert!(start > Offset(10) && start < Offset(30), "fixture: the log now starts inside epoch 2 or 5");
     let expected = if start < Offset(20) { vec![(2, start.0), (5, 20)] } else { vec![(5, start.0)] };
@@ -951,7 +965,7 @@ fn a_power_loss_never_moves_the_log_start_back() {
         let mut log = open_log(&mut storage, config.clone());
         fill(&mut log, &mut storage, "a", 12, 3);
         // Retention deletes every segment but the active one.
-        assert!(log.apply_retention(&mut storage, 100) > 0);
+        assert!(log.apply_retention(&mut storage, 100).expect("retention") > 0);
         let start = log.log_start_offset();
         assert!(start > Offset(0) && log.segment_count() == 1);
         let (survivor, cut) = after_power_loss(&storage, config.clone());
@@ -1050,11 +1064,11 @@ fn a_full_disk_fails_the_append_and_recovery_keeps_exactly_what_succeeded() {
         }
         storage.total_bytes()
     };
-    let (mut in_segment, mut in_index) = (0, 0);
+    let (mut in_segment, mut in_index, mut in_checkpoint) = (0, 0, 0);
     for room in 0..needed {
         let mut disk = FullDisk::new(room);
         let mut log =
-            PartitionLog::open(DIR, config.clone(), &Plants::none(), &mut disk).expect("opening writes no bytes");
+            PartitionLog::open(DIR, config.clone(), &Plants::none(), None, &mut disk).expect("opening writes no bytes");
         let error = loop {
             let end = log.log_end_offset();
             assert!(end.0 < 3 * appends as i64, "room {room}: the disk never filled");
@@ -1081,7 +1095,12 @@ fn a_full_disk_fails_the_append_and_recovery_keeps_exactly_what_succeeded() {
         check_invariants(&survivor, &cut);
         let mut reopened = open_log(&mut storage, config.clone());
         let recovered = read_all(&reopened, &storage);
-        if failed.ends_with(".index") {
+        if failed.ends_with("leader-epoch-checkpoint.tmp") {
+            // The epoch's first append checkpoints the epoch before writing
+            // the batch: nothing of it reached the segment.
+            in_checkpoint += 1;
+            assert_eq!((succeeded, recovered.clone()), (Offset(0), written.clone()), "room {room}");
+        } else if failed.ends_with(".index") {
             in_index += 1;
             assert_eq!(recovered[..written.len()], written[..]);
             assert_eq!(offsets(&recovered[written.len()..]), failed_batch, "room {room}");
@@ -1095,7 +1114,8 @@ fn a_full_disk_fails_the_append_and_recovery_keeps_exactly_what_succeeded() {
         assert_eq!(append(&mut reopened, &mut storage, 99, "b", 1).base_offset, end, "appends go on");
         check_invariants(&reopened, &storage);
     }
-    assert!(in_segment > 0 && in_index > 0, "fixture: both kinds of failed write ({in_segment}, {in_index})");
+    let kinds = (in_segment, in_index, in_checkpoint);
+    assert!(in_segment > 0 && in_index > 0 && in_checkpoint > 0, "fixture: every kind of failed write {kinds:?}");
 }
 
 #[test]
@@ -1104,14 +1124,17 @@ fn a_full_disk_fails_a_follower_append_too() {
     let mut leader = open_log(&mut leader_storage, small_config());
     fill(&mut leader, &mut leader_storage, "a", 3, 3);
     let fetched = read_all(&leader, &leader_storage);
-    let mut disk = FullDisk::new(30);
-    let mut follower = PartitionLog::open(DIR, small_config(), &Plants::none(), &mut disk).expect("open");
+    // Room for the epoch checkpoint the first append writes, and 30 bytes more.
+    let checkpoint = epoch_checkpoint::encode(&epochs_of(&fetched[..1]));
+    let mut disk = FullDisk::new(checkpoint.len() as u64 + 30);
+    let mut follower = PartitionLog::open(DIR, small_config(), &Plants::none(), None, &mut disk).expect("open");
     let error = follower.append_replicated(&mut disk, &fetched).unwrap_err();
     let file = format!("{DIR}/00000000000000000000.log");
     assert_eq!(error, AppendError::Storage(StorageError::DiskFull { file: file.clone() }));
     assert_eq!(error.to_string(), format!("no space left on device writing {file}"));
     assert_eq!(follower.log_end_offset(), Offset(0));
     let mut storage = disk.files;
+    assert_eq!(storage.read(&follower.epoch_checkpoint_file), Some(checkpoint), "checkpointed before the batch");
     assert_eq!(storage.len(&file), Some(30), "what fitted was written");
     let reopened = open_log(&mut storage, small_config());
     assert_eq!(reopened.log_end_offset(), Offset(0), "and cut by recovery");

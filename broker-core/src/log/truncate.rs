@@ -10,8 +10,11 @@ impl PartitionLog {
     /// forgets the epochs that started there or later. No-op if
     /// `offset >= log_end_offset()`. At or below the log start the whole log goes
     /// and it restarts empty at `offset` (start = end = `offset`, no epochs).
-    /// A storage error (the disk filled up while re-writing a cut batch)
-    /// leaves the log to be recovered: the broker stops.
+    /// When epochs went, `leader-epoch-checkpoint` is rewritten after the
+    /// cut, as Kafka does (a crash in between leaves entries past the log
+    /// end, which `open` drops). A storage error (the disk filled up while
+    /// re-writing a cut batch or the checkpoint) leaves the log to be
+    /// recovered: the broker stops.
     pub fn truncate_to(&mut self, storage: &mut dyn Storage, offset: Offset) -> Result<(), StorageError> {
         assert!(offset.0 >= 0, "truncate to negative offset {offset}");
         if offset >= self.log_end {
@@ -19,7 +22,8 @@ impl PartitionLog {
         }
         self.epochs.truncate_from_end(offset);
         if offset <= self.log_start_offset() {
-            return self.reset_to(storage, offset);
+            self.reset_to(storage, offset)?;
+            return self.sync_epoch_checkpoint(storage);
         }
         while self.active().base_offset >= offset {
             let segment = self.segments.pop().expect("the first segment starts below offset");
@@ -47,7 +51,7 @@ impl PartitionLog {
         let empty = self.log_start_offset() == self.log_end;
         assert_eq!(self.epochs.latest_epoch().is_none(), empty, "the epoch of the records kept is kept");
         self.flushed_to = self.flushed_to.min(self.log_end);
-        Ok(())
+        self.sync_epoch_checkpoint(storage)
     }
 
     /// Deletes every segment and starts an empty one at `offset`. The new

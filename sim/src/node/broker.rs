@@ -35,6 +35,8 @@ pub fn broker_config(world: &World) -> BrokerConfig {
         replica_fetch_wait_max_ms: spec.replica_fetch_wait_max_ms,
         request_timeout_ms: spec.request_timeout_ms,
         heartbeat_interval_ms: world.scenario.cluster.controller.heartbeat_interval_ms,
+        replica_high_watermark_checkpoint_interval_ms: spec.replica_high_watermark_checkpoint_interval_ms,
+        log_flush_offset_checkpoint_interval_ms: spec.log_flush_offset_checkpoint_interval_ms,
         ..BrokerConfig::default()
     }
 }
