@@ -282,21 +282,35 @@ fn recover_segment(
     storage: &mut dyn Storage,
 ) -> Result<(Segment, bool, u64), LogError> {
     let mut segment = Segment::new(dir, base);
-    let file = Bytes::from(storage.read(&segment.log_file).unwrap_or_default());
+    let mut file = Bytes::from(storage.read(&segment.log_file).unwrap_or_default());
     let mut position = 0;
     // Records are decoded only to validate them; reads decode again from storage.
     let mut records = Vec::new();
+    // A bad batch is read once more before the tail is cut: a transient read
+    // error (the media intact, the bytes flipped on their way) must not cost
+    // committed records. What fails twice alike is on the media.
+    let mut reread = false;
     while position < file.len() {
         let expected = segment.end_offset();
         records.clear();
-        let decoded = decode_batch(&file, position, &mut records);
-        let Ok(batch) = decoded else { break };
-        // The epoch field is outside the CRC; no append ever wrote an epoch
-        // below the one before it.
-        let epoch_went_back = epochs.latest_epoch().is_some_and(|latest| batch.leader_epoch < latest);
-        if batch.base_offset != expected || epoch_went_back {
-            break;
-        }
+        let valid = decode_batch(&file, position, &mut records).ok().filter(|batch| {
+            // The epoch field is outside the CRC; no append ever wrote an
+            // epoch below the one before it.
+            let epoch_went_back = epochs.latest_epoch().is_some_and(|latest| batch.leader_epoch < latest);
+            batch.base_offset == expected && !epoch_went_back
+        });
+        let Some(batch) = valid else {
+            if reread {
+                break;
+            }
+            reread = true;
+            let again = Bytes::from(storage.read(&segment.log_file).unwrap_or_default());
+            if again == file {
+                break;
+            }
+            file = again;
+            continue;
+        };
         epochs.assign(batch.leader_epoch, batch.base_offset);
         let meta = BatchMeta {
             base_offset: batch.base_offset,
