@@ -67,6 +67,12 @@ impl Nemesis {
             Fault::Stop { node } => {
                 let n = self.node(node);
                 match self.world.nodes[n].1 {
+                    // It stopped itself already: it is down, and stays down
+                    // until a restart (which kills the exited process first).
+                    NodeKind::Broker(_) if !self.crashed.contains(&n) && self.world.take_halted(n) => {
+                        self.crashed.insert(n);
+                        self.exited.insert(n);
+                    }
                     NodeKind::Broker(b) if !self.crashed.contains(&n) => {
                         self.crashed.insert(n);
                         self.exited.insert(n);
@@ -209,7 +215,14 @@ impl Nemesis {
     /// Boots a down node again; one that exited by itself is killed first.
     fn boot(&mut self, n: usize) {
         if self.exited.remove(&n) {
+            // Usually ended already (stopped or halted); if a stop was
+            // still pending, the process dies here.
+            self.world.node_ended(n, BootEnd::Killed);
             self.handle.kill(self.node_ids[n]);
+        }
+        // A stop asked of the previous process is not the new one's.
+        if let NodeKind::Broker(b) = self.world.nodes[n].1 {
+            self.world.take_stop(broker_core::types::BrokerId(b));
         }
         self.handle.restart(self.node_ids[n]);
     }

@@ -184,6 +184,12 @@ pub(super) fn decode_header(bytes: &[u8]) -> Result<DecodedBatch, DecodeError> {
     }
     let mut header = check_header(&bytes[..BATCH_HEADER_BYTES], false)?;
     header.size_bytes = LOG_OVERHEAD_BYTES + batch_len as usize;
+    // Every record takes at least one byte after the header, so a count the
+    // length cannot hold is damage (and would stretch the batch's offsets
+    // past what the segment's index can address).
+    if header.count as usize > header.size_bytes - BATCH_HEADER_BYTES {
+        return Err(DecodeError::Invalid("more records than the batch length can hold"));
+    }
     Ok(header.decoded())
 }
 

@@ -18,7 +18,7 @@ use super::segment::{BatchMeta, Segment};
 use super::{LeaderEpochCache, LogConfig, LogError, PartitionLog, RecoveryStats};
 use crate::plant::{Plant, Plants};
 use crate::storage::Storage;
-use crate::types::Offset;
+use crate::types::{LeaderEpoch, Offset};
 use bytes::Bytes;
 use std::collections::BTreeSet;
 
@@ -81,8 +81,13 @@ impl PartitionLog {
             on_disk => on_disk.held(),
         };
         let trust = recovery_point.zip(witness);
+        // The checkpoint is made durable before a new epoch's first batch is
+        // written, so no valid batch carries an epoch above its latest. The
+        // epoch field is outside the CRC: this is what catches a flip there.
+        let max_epoch = on_disk.held().and_then(LeaderEpochCache::latest_epoch);
         let refuse_torn_tail = plants.on(Plant::RefuseTornTail);
-        let (segments, epochs, mut stats) = recover_segments(dir, &bases, &config, trust, refuse_torn_tail, storage)?;
+        let (segments, epochs, mut stats) =
+            recover_segments(dir, &bases, &config, trust, max_epoch, refuse_torn_tail, storage)?;
         let log_end = segments.last().expect("not empty").end_offset();
         let log_start = segments[0].base_offset;
         let (outcome, epochs_on_disk) = epoch_checkpoint::judge(on_disk, &epochs, log_start, log_end);
@@ -124,6 +129,7 @@ fn recover_segments(
     bases: &[Offset],
     config: &LogConfig,
     trust: Option<(Offset, &LeaderEpochCache)>,
+    max_epoch: Option<LeaderEpoch>,
     refuse_torn_tail: bool,
     storage: &mut dyn Storage,
 ) -> Result<(Vec<Segment>, LeaderEpochCache, RecoveryStats), LogError> {
@@ -155,7 +161,8 @@ fn recover_segments(
             }
             trusted_below = None;
         }
-        let (segment, clean, read) = recover_segment(dir, base, config, &mut epochs, refuse_torn_tail, storage)?;
+        let (segment, clean, read) =
+            recover_segment(dir, base, config, &mut epochs, max_epoch, refuse_torn_tail, storage)?;
         stats.segments_validated += 1;
         stats.bytes_validated += read;
         intact = clean;
@@ -278,39 +285,83 @@ fn recover_segment(
     base: Offset,
     config: &LogConfig,
     epochs: &mut LeaderEpochCache,
+    max_epoch: Option<LeaderEpoch>,
     refuse_torn_tail: bool,
     storage: &mut dyn Storage,
 ) -> Result<(Segment, bool, u64), LogError> {
+    let log_file = Segment::new(dir, base).log_file;
+    let mut file = Bytes::from(storage.read(&log_file).unwrap_or_default());
+    // A bad batch makes the file be read again before the tail is cut: a
+    // transient read error (the media intact, bytes flipped on their way)
+    // must not cost committed records. If the bytes differ, the segment is
+    // scanned again from its start, with the epochs as they were before it
+    // (a flip in an earlier batch's epoch, outside the CRC, shows only at a
+    // later batch). What reads back the same is on the media. A batch in an
+    // epoch the checkpoint does not hold is suspect too (the checkpoint is
+    // made durable before a new epoch's first batch), but if it reads back
+    // the same, the batches win, as everywhere in recovery.
+    let epochs_before = epochs.clone();
+    let mut rereads_left = MAX_REREADS;
+    let mut bound = max_epoch;
+    let (segment, position) = loop {
+        let (segment, position) = scan_segment(dir, base, config, &file, epochs, bound);
+        if position == file.len() {
+            break (segment, position);
+        }
+        let again = if rereads_left > 0 {
+            rereads_left -= 1;
+            Some(Bytes::from(storage.read(&log_file).unwrap_or_default()))
+        } else {
+            None
+        };
+        match again {
+            Some(again) if again != file => file = again,
+            // Stable bytes (or no reads left): judge them without the bound.
+            _ if bound.is_some() => bound = None,
+            _ => break (segment, position),
+        }
+        *epochs = epochs_before.clone();
+    };
+    let clean = position == file.len();
+    if !clean {
+        if refuse_torn_tail {
+            let detail = format!("invalid batch at byte {position} of {}", file.len());
+            return Err(LogError::Corrupt { file: log_file, detail });
+        }
+        storage.truncate(&log_file, position as u64);
+    }
+    assert_eq!(segment.size_bytes, position as u64);
+    Ok((segment, clean, file.len() as u64))
+}
+
+/// How many times recovery reads a segment again after finding a bad batch.
+pub(super) const MAX_REREADS: u32 = 3;
+
+/// Validates the batches of `file` in order, assigning their epochs; returns
+/// the segment of the valid prefix and where that prefix ends.
+fn scan_segment(
+    dir: &str,
+    base: Offset,
+    config: &LogConfig,
+    file: &Bytes,
+    epochs: &mut LeaderEpochCache,
+    max_epoch: Option<LeaderEpoch>,
+) -> (Segment, usize) {
     let mut segment = Segment::new(dir, base);
-    let mut file = Bytes::from(storage.read(&segment.log_file).unwrap_or_default());
     let mut position = 0;
     // Records are decoded only to validate them; reads decode again from storage.
     let mut records = Vec::new();
-    // A bad batch is read once more before the tail is cut: a transient read
-    // error (the media intact, the bytes flipped on their way) must not cost
-    // committed records. What fails twice alike is on the media.
-    let mut reread = false;
     while position < file.len() {
         let expected = segment.end_offset();
         records.clear();
-        let valid = decode_batch(&file, position, &mut records).ok().filter(|batch| {
-            // The epoch field is outside the CRC; no append ever wrote an
-            // epoch below the one before it.
-            let epoch_went_back = epochs.latest_epoch().is_some_and(|latest| batch.leader_epoch < latest);
-            batch.base_offset == expected && !epoch_went_back
-        });
-        let Some(batch) = valid else {
-            if reread {
-                break;
-            }
-            reread = true;
-            let again = Bytes::from(storage.read(&segment.log_file).unwrap_or_default());
-            if again == file {
-                break;
-            }
-            file = again;
-            continue;
-        };
+        let Ok(batch) = decode_batch(file, position, &mut records) else { break };
+        // The epoch field is outside the CRC; no append ever wrote an epoch
+        // below the one before it, nor one its checkpoint does not hold.
+        let epoch_went_back = epochs.latest_epoch().is_some_and(|latest| batch.leader_epoch < latest);
+        let epoch_unknown = max_epoch.is_some_and(|max| batch.leader_epoch > max);
+        if batch.base_offset != expected || epoch_went_back || epoch_unknown {
+            break;
+        }
         epochs.assign(batch.leader_epoch, batch.base_offset);
         let meta = BatchMeta {
             base_offset: batch.base_offset,
@@ -323,16 +374,7 @@ fn recover_segment(
         segment.track_batch(meta, config.index_interval_bytes);
         position += batch.size_bytes;
     }
-    let clean = position == file.len();
-    if !clean {
-        if refuse_torn_tail {
-            let detail = format!("invalid batch at byte {position} of {}", file.len());
-            return Err(LogError::Corrupt { file: segment.log_file.clone(), detail });
-        }
-        storage.truncate(&segment.log_file, position as u64);
-    }
-    assert_eq!(segment.size_bytes, position as u64);
-    Ok((segment, clean, file.len() as u64))
+    (segment, position)
 }
 
 /// Rewrites the `.index` file if it is missing, short or differs from the index

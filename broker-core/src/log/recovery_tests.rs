@@ -4,6 +4,7 @@
 
 use super::codec::BATCH_HEADER_BYTES;
 use super::epoch_checkpoint::EPOCH_CHECKPOINT_FILE;
+use super::recovery::MAX_REREADS;
 use super::tests::{append_in, check_invariants, epoch_pairs, fill, open_log, read_all, small_config, DIR};
 use super::*;
 use crate::plant::{Plant, Plants};
@@ -364,6 +365,8 @@ fn a_walk_reads_headers_not_the_records_of_big_batches() {
 struct FlakyRead {
     inner: MemStorage,
     file: String,
+    /// Byte of `file` flipped by the next `flips_left` reads (`None`: the middle).
+    at: Option<usize>,
     flips_left: std::cell::Cell<u32>,
 }
 
@@ -378,7 +381,7 @@ impl Storage for FlakyRead {
         let mut bytes = self.inner.read(file)?;
         if file == self.file && self.flips_left.get() > 0 {
             self.flips_left.set(self.flips_left.get() - 1);
-            let at = bytes.len() / 2;
+            let at = self.at.unwrap_or(bytes.len() / 2);
             bytes[at] ^= 0x10;
         }
         Some(bytes)
@@ -413,13 +416,35 @@ fn a_transient_read_error_at_open_is_read_again_not_cut() {
     fill(&mut log, &mut storage, "v", 40, 4);
     let end = log.log_end_offset();
     let file = format!("{DIR}/{:020}.log", 0);
-    // One bad read: the second read is clean and nothing is cut.
-    let mut flaky = FlakyRead { inner: storage.clone(), file: file.clone(), flips_left: 1.into() };
-    let reopened = PartitionLog::open(DIR, LogConfig::default(), &Plants::none(), None, &mut flaky).expect("open");
-    assert_eq!(reopened.log_end_offset(), end);
-    assert_eq!(flaky.inner.read(&file), storage.read(&file), "the file is untouched");
-    // Damage that reads back alike twice is on the media: cut, as before.
-    let mut flaky = FlakyRead { inner: storage.clone(), file: file.clone(), flips_left: 2.into() };
-    let reopened = PartitionLog::open(DIR, LogConfig::default(), &Plants::none(), None, &mut flaky).expect("open");
-    assert!(reopened.log_end_offset() < end, "two bad reads: the tail is cut");
+    let open = |flaky: &mut FlakyRead| {
+        PartitionLog::open(DIR, LogConfig::default(), &Plants::none(), None, flaky).expect("open")
+    };
+    // Bad reads, then a clean one within the re-reads: nothing is cut and
+    // the file is untouched. (Identical bad reads are all recovery can see
+    // of media damage, so the bound is on the reads, not the flips.)
+    for flips in 1..MAX_REREADS {
+        let mut flaky = FlakyRead { inner: storage.clone(), file: file.clone(), at: None, flips_left: flips.into() };
+        assert_eq!(open(&mut flaky).log_end_offset(), end, "{flips} bad reads");
+        assert_eq!(flaky.inner.read(&file), storage.read(&file), "the file is untouched");
+    }
+    // A flip in an early batch's epoch field (outside the CRC) shows only at
+    // the next batch; the clean re-read is scanned from the start, with the
+    // epochs as they were, so the cache is right too.
+    let early = log.segments[0].batches[3];
+    let epoch_byte = early.position as usize + 15; // the low byte of partitionLeaderEpoch
+    let mut flaky =
+        FlakyRead { inner: storage.clone(), file: file.clone(), at: Some(epoch_byte), flips_left: 1.into() };
+    let reopened = open(&mut flaky);
+    assert_eq!((reopened.log_end_offset(), reopened.epoch_cache()), (end, log.epoch_cache()));
+    // The same in the last batch, which nothing after it contradicts: the
+    // checkpoint does not hold that epoch, so it is read again.
+    let last = *log.segments[0].batches.last().expect("batches");
+    let epoch_byte = last.position as usize + 15;
+    let mut flaky =
+        FlakyRead { inner: storage.clone(), file: file.clone(), at: Some(epoch_byte), flips_left: 1.into() };
+    let reopened = open(&mut flaky);
+    assert_eq!((reopened.log_end_offset(), reopened.epoch_cache()), (end, log.epoch_cache()));
+    // Damage that reads back alike every time is on the media: cut, as before.
+    let mut flaky = FlakyRead { inner: storage.clone(), file: file.clone(), at: None, flips_left: u32::MAX.into() };
+    assert!(open(&mut flaky).log_end_offset() < end, "persistent damage: the tail is cut");
 }

@@ -239,6 +239,8 @@ impl Disk {
     /// the disk.
     pub fn process_crash(&mut self) {
         self.stats.process_crashes += 1;
+        // The dead process owes nothing: its operations died with it.
+        self.take_busy_ns();
     }
 
     /// The power went: every file falls back to its durable part. With

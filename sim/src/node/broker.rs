@@ -55,6 +55,8 @@ pub async fn run(world: Arc<World>, id: BrokerId) {
     let node = world.broker_node(id);
     world.trace(node, TraceEvent::Boot);
     world.broker_booted(id);
+    // Disk time a previous process left unpaid is not this boot's recovery.
+    world.disks[id.0 as usize].with(crate::disk::Disk::take_busy_ns);
     let mut server = BrokerNet::bind(world.clone(), node, world.broker_addr(id)).await;
     let mut client = ClientNet::bind(world.clone(), node).await;
     // Each incarnation gets a fresh seed for its planted-bug choices, derived
@@ -121,6 +123,8 @@ pub async fn run(world: Arc<World>, id: BrokerId) {
             Wake::Net(Net::Snapshot) => publish_snapshot(&world, &broker),
             Wake::Net(Net::Stop) => {
                 broker.shutdown();
+                // The flush and the checkpoints take their disk time before the process is gone.
+                super::pay_disk_time(&disk).await;
                 world.node_ended(node, crate::checker::recovery::BootEnd::Stopped);
                 world.trace(node, TraceEvent::Halted { reason: broker.halted().unwrap_or_default().to_string() });
                 return; // the connections close with the process
