@@ -57,6 +57,36 @@ pub trait Storage {
     fn list(&self, prefix: &str) -> Vec<String>;
 }
 
+/// The entries of a checkpoint file in Kafka's text format — version `0`, the
+/// entry count, then one line per entry — each split into exactly `N`
+/// whitespace-separated fields. `None` if the bytes are not such a file:
+/// longer than `max_bytes`, not UTF-8, another version, a line with another
+/// number of fields, or a count that does not match the lines. (Shared by
+/// `leader-epoch-checkpoint` and the broker's offset checkpoints.)
+pub fn checkpoint_entries<const N: usize>(bytes: &[u8], max_bytes: usize) -> Option<Vec<[&str; N]>> {
+    if bytes.len() > max_bytes {
+        return None;
+    }
+    let mut lines = std::str::from_utf8(bytes).ok()?.lines();
+    if lines.next()? != CHECKPOINT_VERSION {
+        return None;
+    }
+    let count: usize = lines.next()?.parse().ok()?;
+    let mut entries = Vec::with_capacity(count.min(1 << 16));
+    for line in lines {
+        let mut fields = line.split_whitespace();
+        let entry: [&str; N] = std::array::from_fn(|_| fields.next().unwrap_or(""));
+        if entry.iter().any(|f| f.is_empty()) || fields.next().is_some() {
+            return None;
+        }
+        entries.push(entry);
+    }
+    (entries.len() == count).then_some(entries)
+}
+
+/// The version line of the checkpoint files ksim writes (Kafka's current one).
+pub const CHECKPOINT_VERSION: &str = "0";
+
 /// The names in `files` that start with `prefix`, sorted: `Storage::list`
 /// over a map of files.
 pub fn names_with_prefix<V>(files: &BTreeMap<String, V>, prefix: &str) -> Vec<String> {

@@ -17,6 +17,7 @@
 //! `write_durably` and only when its content changed since the last write.
 //! A file that does not parse is treated as absent, never a panic.
 
+use crate::storage::CHECKPOINT_VERSION as VERSION;
 use crate::storage::{write_durably, Storage, StorageError};
 use crate::types::{Offset, TopicId, TopicPartition};
 use std::collections::BTreeMap;
@@ -24,8 +25,6 @@ use std::fmt::Write;
 
 pub const HIGH_WATERMARK_CHECKPOINT_FILE: &str = "replication-offset-checkpoint";
 pub const RECOVERY_POINT_CHECKPOINT_FILE: &str = "recovery-point-offset-checkpoint";
-
-const VERSION: &str = "0";
 
 /// Largest file `decode` reads: far more partitions than a broker holds.
 const MAX_FILE_BYTES: usize = 16 << 20;
@@ -95,23 +94,9 @@ pub(super) fn encode(entries: &[(TopicPartition, Offset)]) -> Vec<u8> {
 /// such a file (wrong version, a count that does not match the lines, a
 /// malformed line, a negative offset, a partition twice).
 pub(super) fn decode(bytes: &[u8]) -> Option<BTreeMap<TopicPartition, Offset>> {
-    if bytes.len() > MAX_FILE_BYTES {
-        return None;
-    }
-    let text = std::str::from_utf8(bytes).ok()?;
-    let mut lines = text.lines();
-    if lines.next()? != VERSION {
-        return None;
-    }
-    let count: usize = lines.next()?.parse().ok()?;
+    let entries = crate::storage::checkpoint_entries::<3>(bytes, MAX_FILE_BYTES)?;
     let mut offsets = BTreeMap::new();
-    for line in lines {
-        let mut fields = line.split_whitespace();
-        let (Some(topic), Some(partition), Some(offset), None) =
-            (fields.next(), fields.next(), fields.next(), fields.next())
-        else {
-            return None;
-        };
+    for [topic, partition, offset] in entries {
         let topic = TopicId(topic.strip_prefix('t')?.parse().ok()?);
         let tp = TopicPartition::new(topic, partition.parse().ok()?);
         let offset = Offset(offset.parse().ok().filter(|&o: &i64| o >= 0)?);
@@ -119,7 +104,7 @@ pub(super) fn decode(bytes: &[u8]) -> Option<BTreeMap<TopicPartition, Offset>> {
             return None;
         }
     }
-    (offsets.len() == count).then_some(offsets)
+    Some(offsets)
 }
 
 #[cfg(test)]

@@ -18,13 +18,12 @@
 //! (the batches rebuild the cache, every segment validated), never a panic.
 
 use super::LeaderEpochCache;
+use crate::storage::CHECKPOINT_VERSION as VERSION;
 use crate::types::{LeaderEpoch, Offset};
 use std::fmt::Write;
 
 /// The file's name inside the partition directory, as Kafka names it.
 pub(super) const EPOCH_CHECKPOINT_FILE: &str = "leader-epoch-checkpoint";
-
-const VERSION: &str = "0";
 
 /// Largest file `decode` reads: far more epochs than any ksim run makes.
 const MAX_FILE_BYTES: usize = 1 << 20;
@@ -43,31 +42,17 @@ pub(super) fn encode(cache: &LeaderEpochCache) -> Vec<u8> {
 /// file (wrong version, a count that does not match the lines, a malformed
 /// line, epochs not increasing or start offsets going back).
 pub(super) fn decode(bytes: &[u8]) -> Option<LeaderEpochCache> {
-    if bytes.len() > MAX_FILE_BYTES {
-        return None;
-    }
-    let text = std::str::from_utf8(bytes).ok()?;
-    let mut lines = text.lines();
-    if lines.next()? != VERSION {
-        return None;
-    }
-    let count: usize = lines.next()?.parse().ok()?;
+    let entries = crate::storage::checkpoint_entries::<2>(bytes, MAX_FILE_BYTES)?;
     let mut cache = LeaderEpochCache::default();
-    let mut seen = 0;
-    for line in lines {
-        let mut fields = line.split_whitespace();
-        let (Some(epoch), Some(start), None) = (fields.next(), fields.next(), fields.next()) else {
-            return None;
-        };
+    for [epoch, start] in entries {
         let epoch = LeaderEpoch(epoch.parse().ok()?);
         let start_offset = Offset(start.parse().ok()?);
         // `assign` asserts these; a file is checked, not trusted.
         if epoch < LeaderEpoch::FIRST || start_offset.0 < 0 || !cache.assign(epoch, start_offset) {
             return None;
         }
-        seen += 1;
     }
-    (seen == count).then_some(cache)
+    Some(cache)
 }
 
 /// How `leader-epoch-checkpoint` compared with the cache the recovered
