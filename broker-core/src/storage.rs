@@ -263,3 +263,114 @@ impl Storage for SharedMemStorage {
         self.0.borrow().list(prefix)
     }
 }
+
+/// A test store over another: writes can run out of room (the part that fits
+/// lands, then ENOSPC), whole-file reads of one file can come back with a bit
+/// flipped (a transient read error, the media intact), and the bytes reads of
+/// `.log` files return are counted. One wrapper for every such test.
+#[cfg(test)]
+pub struct TestDisk<S> {
+    pub inner: S,
+    /// Bytes writes may still add; `None`: unlimited. Shared, so a test can
+    /// fill the disk while a state machine owns it.
+    pub room: std::rc::Rc<std::cell::Cell<Option<u64>>>,
+    /// The file of the first write that did not fit.
+    pub first_full: Option<String>,
+    pub log_bytes_read: std::cell::Cell<u64>,
+    /// `(file, byte)`: reads of `file` flip `byte` (`None`: the middle) while `flips_left` lasts.
+    pub flip: Option<(String, Option<usize>)>,
+    pub flips_left: std::cell::Cell<u32>,
+}
+
+#[cfg(test)]
+impl<S: Storage> TestDisk<S> {
+    pub fn new(inner: S) -> TestDisk<S> {
+        TestDisk {
+            inner,
+            room: Default::default(),
+            first_full: None,
+            log_bytes_read: Default::default(),
+            flip: None,
+            flips_left: Default::default(),
+        }
+    }
+
+    /// Full once `room` more bytes are written.
+    pub fn with_room(inner: S, room: u64) -> TestDisk<S> {
+        let disk = TestDisk::new(inner);
+        disk.room.set(Some(room));
+        disk
+    }
+
+    /// The next `flips` reads of `file` flip byte `at` (`None`: the middle).
+    pub fn flaky(inner: S, file: &str, at: Option<usize>, flips: u32) -> TestDisk<S> {
+        let disk = TestDisk { flip: Some((file.to_string(), at)), ..TestDisk::new(inner) };
+        disk.flips_left.set(flips);
+        disk
+    }
+
+    /// The part of `data` that fits, and whether all of it did.
+    fn fit<'a>(&mut self, file: &str, data: &'a [u8]) -> (&'a [u8], Result<(), StorageError>) {
+        let Some(room) = self.room.get() else { return (data, Ok(())) };
+        let fits = data.len().min(usize::try_from(room).unwrap_or(usize::MAX));
+        self.room.set(Some(room - fits as u64));
+        if fits == data.len() {
+            return (data, Ok(()));
+        }
+        self.first_full.get_or_insert_with(|| file.to_string());
+        (&data[..fits], Err(StorageError::DiskFull { file: file.to_string() }))
+    }
+
+    fn count(&self, file: &str, bytes: Option<Vec<u8>>) -> Option<Vec<u8>> {
+        if file.ends_with(".log") {
+            let read = bytes.as_ref().map_or(0, |b| b.len() as u64);
+            self.log_bytes_read.set(self.log_bytes_read.get() + read);
+        }
+        bytes
+    }
+}
+
+#[cfg(test)]
+impl<S: Storage> Storage for TestDisk<S> {
+    fn append(&mut self, file: &str, data: &[u8]) -> Result<(), StorageError> {
+        let (fits, result) = self.fit(file, data);
+        self.inner.append(file, fits).expect("the inner store never fills");
+        result
+    }
+    fn write_all(&mut self, file: &str, data: &[u8]) -> Result<(), StorageError> {
+        let (fits, result) = self.fit(file, data);
+        self.inner.write_all(file, fits).expect("the inner store never fills");
+        result
+    }
+    fn read(&self, file: &str) -> Option<Vec<u8>> {
+        let mut bytes = self.inner.read(file);
+        let flipped = self.flip.as_ref().filter(|(f, _)| f == file && self.flips_left.get() > 0);
+        if let (Some((_, at)), Some(bytes)) = (flipped, bytes.as_mut().filter(|b| !b.is_empty())) {
+            self.flips_left.set(self.flips_left.get() - 1);
+            let at = at.unwrap_or(bytes.len() / 2);
+            bytes[at] ^= 0x10;
+        }
+        self.count(file, bytes)
+    }
+    fn read_at(&self, file: &str, position: u64, len: u64) -> Option<Vec<u8>> {
+        self.count(file, self.inner.read_at(file, position, len))
+    }
+    fn len(&self, file: &str) -> Option<u64> {
+        self.inner.len(file)
+    }
+    fn truncate(&mut self, file: &str, len: u64) {
+        self.inner.truncate(file, len)
+    }
+    fn delete(&mut self, file: &str) {
+        self.inner.delete(file)
+    }
+    fn rename(&mut self, from: &str, to: &str) {
+        self.inner.rename(from, to)
+    }
+    fn fsync(&mut self, file: &str) {
+        self.inner.fsync(file)
+    }
+    fn list(&self, prefix: &str) -> Vec<String> {
+        self.inner.list(prefix)
+    }
+}

@@ -3,11 +3,12 @@
 //! boot its validation, files are written only when they change, and a
 //! garbled file, a failed write or a corrupt read are handled.
 
-use super::durability_tests::{drain, produce, start, FillingDisk, T0};
+use super::durability_tests::{drain, produce, start, T0};
 use super::*;
 use crate::log::EpochCheckpointOutcome;
 use crate::protocol::FetchPartition;
 use crate::storage::SharedMemStorage;
+use crate::storage::TestDisk;
 use std::cell::Cell;
 use std::rc::Rc;
 
@@ -152,7 +153,7 @@ fn garbled_checkpoint_files_are_ignored_and_rewritten() {
 fn a_failed_checkpoint_write_halts_the_broker() {
     let disk = SharedMemStorage::default();
     let room = Rc::new(Cell::new(None));
-    let mut b = start(Box::new(FillingDisk { disk: disk.clone(), room: room.clone() }), FlushPolicy::Never, 0);
+    let mut b = start(Box::new(TestDisk { room: room.clone(), ..TestDisk::new(disk.clone()) }), FlushPolicy::Never, 0);
     assert_eq!(produce(&mut b, 0, &[1, 2]).error, None);
     room.set(Some(3));
     let outputs = tick(&mut b, 5_000);
@@ -163,7 +164,7 @@ fn a_failed_checkpoint_write_halts_the_broker() {
     // A controlled shutdown whose checkpoints cannot be written leaves no marker.
     let disk = SharedMemStorage::default();
     let room = Rc::new(Cell::new(None));
-    let mut b = start(Box::new(FillingDisk { disk: disk.clone(), room: room.clone() }), FlushPolicy::Never, 0);
+    let mut b = start(Box::new(TestDisk { room: room.clone(), ..TestDisk::new(disk.clone()) }), FlushPolicy::Never, 0);
     assert_eq!(produce(&mut b, 0, &[1, 2]).error, None);
     room.set(Some(0));
     b.shutdown();

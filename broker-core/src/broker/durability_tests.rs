@@ -5,7 +5,7 @@
 use super::*;
 use crate::controller::MetadataImage;
 use crate::protocol::{Acks, ProducePartitionResponse};
-use crate::storage::{SharedMemStorage, StorageError};
+use crate::storage::{SharedMemStorage, TestDisk};
 use crate::types::{Record, TopicId};
 use bytes::Bytes;
 use std::cell::Cell;
@@ -131,70 +131,12 @@ fn interval_flush_makes_an_append_durable_at_the_next_tick_and_not_before() {
     assert_eq!(interval_run(3_000), vec![1, 2, 3, 4]);
 }
 
-/// A disk that fills up once the test gives it `room`: a write that does not
-/// fit writes the part that does, then fails (ENOSPC).
-pub(super) struct FillingDisk {
-    pub disk: SharedMemStorage,
-    /// Bytes left; `None` = unlimited.
-    pub room: Rc<Cell<Option<u64>>>,
-}
-
-impl FillingDisk {
-    fn fit<'a>(&self, file: &str, data: &'a [u8]) -> (&'a [u8], Result<(), StorageError>) {
-        let Some(room) = self.room.get() else { return (data, Ok(())) };
-        let fits = data.len().min(usize::try_from(room).unwrap_or(usize::MAX));
-        self.room.set(Some(room - fits as u64));
-        if fits == data.len() {
-            (data, Ok(()))
-        } else {
-            (&data[..fits], Err(StorageError::DiskFull { file: file.to_string() }))
-        }
-    }
-}
-
-impl Storage for FillingDisk {
-    fn append(&mut self, file: &str, data: &[u8]) -> Result<(), StorageError> {
-        let (fits, result) = self.fit(file, data);
-        self.disk.append(file, fits).expect("memory never fills");
-        result
-    }
-    fn write_all(&mut self, file: &str, data: &[u8]) -> Result<(), StorageError> {
-        let (fits, result) = self.fit(file, data);
-        self.disk.write_all(file, fits).expect("memory never fills");
-        result
-    }
-    fn read(&self, file: &str) -> Option<Vec<u8>> {
-        self.disk.read(file)
-    }
-    fn read_at(&self, file: &str, position: u64, len: u64) -> Option<Vec<u8>> {
-        self.disk.read_at(file, position, len)
-    }
-    fn len(&self, file: &str) -> Option<u64> {
-        self.disk.len(file)
-    }
-    fn truncate(&mut self, file: &str, len: u64) {
-        self.disk.truncate(file, len)
-    }
-    fn delete(&mut self, file: &str) {
-        self.disk.delete(file)
-    }
-    fn rename(&mut self, from: &str, to: &str) {
-        self.disk.rename(from, to)
-    }
-    fn fsync(&mut self, file: &str) {
-        self.disk.fsync(file)
-    }
-    fn list(&self, prefix: &str) -> Vec<String> {
-        self.disk.list(prefix)
-    }
-}
-
 #[test]
 fn a_full_disk_halts_the_broker_without_acking_the_write() {
     for acks in [Acks::Leader, Acks::All] {
         let disk = SharedMemStorage::default();
         let room = Rc::new(Cell::new(None));
-        let storage = FillingDisk { disk: disk.clone(), room: room.clone() };
+        let storage = TestDisk { room: room.clone(), ..TestDisk::new(disk.clone()) };
         let mut b = start(Box::new(storage), FlushPolicy::EveryBatch, 1_000);
         assert_eq!(produce(&mut b, 1_000, &[1, 2]).error, None);
         // The disk fills up 10 bytes into the next batch.

@@ -8,7 +8,7 @@ use super::recovery::MAX_REREADS;
 use super::tests::{append_in, check_invariants, epoch_pairs, fill, open_log, read_all, small_config, DIR};
 use super::*;
 use crate::plant::{Plant, Plants};
-use crate::storage::{MemStorage, Storage};
+use crate::storage::{MemStorage, Storage, TestDisk};
 use EpochCheckpointOutcome::{Garbled, Matched, Overruled, Reconciled};
 
 fn open_from(storage: &mut MemStorage, recovery_point: Option<Offset>) -> PartitionLog {
@@ -291,77 +291,6 @@ fn the_epoch_checkpoint_vouches_for_the_epochs_a_walk_reads() {
     check_invariants(&reopened, &flipped);
 }
 
-/// A store that counts the bytes reads of `.log` files return and can flip
-/// a bit of `flip_file` in its next `flips_left` whole-file reads (at byte
-/// `flip_at`, or the middle): a transient read error, the media intact.
-#[derive(Default)]
-struct TestReads {
-    files: MemStorage,
-    log_bytes_read: std::cell::Cell<u64>,
-    flip_file: String,
-    flip_at: Option<usize>,
-    flips_left: std::cell::Cell<u32>,
-}
-
-impl TestReads {
-    fn counting(files: MemStorage) -> TestReads {
-        TestReads { files, ..TestReads::default() }
-    }
-
-    fn flaky(files: MemStorage, file: &str, at: Option<usize>, flips: u32) -> TestReads {
-        TestReads { files, flip_file: file.to_string(), flip_at: at, flips_left: flips.into(), ..TestReads::default() }
-    }
-
-    fn count(&self, file: &str, bytes: Option<Vec<u8>>) -> Option<Vec<u8>> {
-        if file.ends_with(".log") {
-            let read = bytes.as_ref().map_or(0, |b| b.len() as u64);
-            self.log_bytes_read.set(self.log_bytes_read.get() + read);
-        }
-        bytes
-    }
-}
-
-impl Storage for TestReads {
-    fn append(&mut self, file: &str, data: &[u8]) -> Result<(), crate::storage::StorageError> {
-        self.files.append(file, data)
-    }
-    fn write_all(&mut self, file: &str, data: &[u8]) -> Result<(), crate::storage::StorageError> {
-        self.files.write_all(file, data)
-    }
-    fn read(&self, file: &str) -> Option<Vec<u8>> {
-        let mut bytes = self.files.read(file);
-        if let Some(bytes) = bytes.as_mut().filter(|b| file == self.flip_file && !b.is_empty()) {
-            if self.flips_left.get() > 0 {
-                self.flips_left.set(self.flips_left.get() - 1);
-                let at = self.flip_at.unwrap_or(bytes.len() / 2);
-                bytes[at] ^= 0x10;
-            }
-        }
-        self.count(file, bytes)
-    }
-    fn read_at(&self, file: &str, position: u64, len: u64) -> Option<Vec<u8>> {
-        self.count(file, self.files.read_at(file, position, len))
-    }
-    fn len(&self, file: &str) -> Option<u64> {
-        self.files.len(file)
-    }
-    fn truncate(&mut self, file: &str, len: u64) {
-        self.files.truncate(file, len)
-    }
-    fn delete(&mut self, file: &str) {
-        self.files.delete(file)
-    }
-    fn rename(&mut self, from: &str, to: &str) {
-        self.files.rename(from, to)
-    }
-    fn fsync(&mut self, file: &str) {
-        self.files.fsync(file)
-    }
-    fn list(&self, prefix: &str) -> Vec<String> {
-        self.files.list(prefix)
-    }
-}
-
 #[test]
 fn a_walk_reads_headers_not_the_records_of_big_batches() {
     let config = LogConfig { segment_bytes: 1 << 24, ..small_config() };
@@ -372,7 +301,7 @@ fn a_walk_reads_headers_not_the_records_of_big_batches() {
         log.append(&mut storage, now_ms, LeaderEpoch(1), &[Record { key: None, value, timestamp_ms: 0 }]).unwrap();
     }
     let size = log.size_bytes();
-    let mut counting = TestReads::counting(storage);
+    let mut counting = TestDisk::new(storage);
     let walked = PartitionLog::open(DIR, config.clone(), &Plants::none(), Some(log.log_end_offset()), &mut counting);
     assert_eq!(walked.expect("open").recovery_stats().bytes_walked, size);
     let read = counting.log_bytes_read.replace(0);
@@ -389,33 +318,33 @@ fn a_transient_read_error_at_open_is_read_again_not_cut() {
     fill(&mut log, &mut storage, "v", 40, 4);
     let end = log.log_end_offset();
     let file = format!("{DIR}/{:020}.log", 0);
-    let open = |flaky: &mut TestReads| {
+    let open = |flaky: &mut TestDisk<MemStorage>| {
         PartitionLog::open(DIR, LogConfig::default(), &Plants::none(), None, flaky).expect("open")
     };
     // Bad reads, then a clean one within the re-reads: nothing is cut and
     // the file is untouched. (Identical bad reads are all recovery can see
     // of media damage, so the bound is on the reads, not the flips.)
     for flips in 1..MAX_REREADS {
-        let mut flaky = TestReads::flaky(storage.clone(), &file, None, flips);
+        let mut flaky = TestDisk::flaky(storage.clone(), &file, None, flips);
         assert_eq!(open(&mut flaky).log_end_offset(), end, "{flips} bad reads");
-        assert_eq!(flaky.files.read(&file), storage.read(&file), "the file is untouched");
+        assert_eq!(flaky.inner.read(&file), storage.read(&file), "the file is untouched");
     }
     // A flip in an early batch's epoch field (outside the CRC) shows only at
     // the next batch; the clean re-read is scanned from the start, with the
     // epochs as they were, so the cache is right too.
     let early = log.segments[0].batches[3];
     let epoch_byte = early.position as usize + 15; // the low byte of partitionLeaderEpoch
-    let mut flaky = TestReads::flaky(storage.clone(), &file, Some(epoch_byte), 1);
+    let mut flaky = TestDisk::flaky(storage.clone(), &file, Some(epoch_byte), 1);
     let reopened = open(&mut flaky);
     assert_eq!((reopened.log_end_offset(), reopened.epoch_cache()), (end, log.epoch_cache()));
     // The same in the last batch, which nothing after it contradicts: the
     // checkpoint does not hold that epoch, so it is read again.
     let last = *log.segments[0].batches.last().expect("batches");
     let epoch_byte = last.position as usize + 15;
-    let mut flaky = TestReads::flaky(storage.clone(), &file, Some(epoch_byte), 1);
+    let mut flaky = TestDisk::flaky(storage.clone(), &file, Some(epoch_byte), 1);
     let reopened = open(&mut flaky);
     assert_eq!((reopened.log_end_offset(), reopened.epoch_cache()), (end, log.epoch_cache()));
     // Damage that reads back alike every time is on the media: cut, as before.
-    let mut flaky = TestReads::flaky(storage.clone(), &file, None, u32::MAX);
+    let mut flaky = TestDisk::flaky(storage.clone(), &file, None, u32::MAX);
     assert!(open(&mut flaky).log_end_offset() < end, "persistent damage: the tail is cut");
 }

@@ -1,7 +1,7 @@
 use super::codec::decode_batch;
 use super::*;
 use crate::plant::{Plant, Plants};
-use crate::storage::{MemStorage, Storage};
+use crate::storage::{MemStorage, Storage, TestDisk};
 use bytes::Bytes;
 use std::collections::BTreeSet;
 
@@ -987,69 +987,6 @@ fn a_power_loss_never_moves_the_log_start_back() {
     }
 }
 
-/// A disk that fills up: writes succeed until `room` bytes have been written,
-/// then the part that fits lands and the write fails (ENOSPC).
-struct FullDisk {
-    files: MemStorage,
-    room: u64,
-    /// The file of the first write that did not fit.
-    failed: Option<String>,
-}
-
-impl FullDisk {
-    fn new(room: u64) -> FullDisk {
-        FullDisk { files: MemStorage::new(), room, failed: None }
-    }
-
-    /// The part of `data` that fits, and whether all of it did.
-    fn fit<'a>(&mut self, file: &str, data: &'a [u8]) -> (&'a [u8], Result<(), StorageError>) {
-        let fits = data.len().min(usize::try_from(self.room).unwrap_or(usize::MAX));
-        self.room -= fits as u64;
-        if fits == data.len() {
-            return (data, Ok(()));
-        }
-        self.failed.get_or_insert_with(|| file.to_string());
-        (&data[..fits], Err(StorageError::DiskFull { file: file.to_string() }))
-    }
-}
-
-impl Storage for FullDisk {
-    fn append(&mut self, file: &str, data: &[u8]) -> Result<(), StorageError> {
-        let (fits, result) = self.fit(file, data);
-        self.files.append(file, fits).expect("memory never fills");
-        result
-    }
-    fn write_all(&mut self, file: &str, data: &[u8]) -> Result<(), StorageError> {
-        let (fits, result) = self.fit(file, data);
-        self.files.write_all(file, fits).expect("memory never fills");
-        result
-    }
-    fn read(&self, file: &str) -> Option<Vec<u8>> {
-        self.files.read(file)
-    }
-    fn read_at(&self, file: &str, position: u64, len: u64) -> Option<Vec<u8>> {
-        self.files.read_at(file, position, len)
-    }
-    fn len(&self, file: &str) -> Option<u64> {
-        self.files.len(file)
-    }
-    fn truncate(&mut self, file: &str, len: u64) {
-        self.files.truncate(file, len)
-    }
-    fn delete(&mut self, file: &str) {
-        self.files.delete(file)
-    }
-    fn rename(&mut self, from: &str, to: &str) {
-        self.files.rename(from, to)
-    }
-    fn fsync(&mut self, file: &str) {
-        self.files.fsync(file)
-    }
-    fn list(&self, prefix: &str) -> Vec<String> {
-        self.files.list(prefix)
-    }
-}
-
 #[test]
 fn a_full_disk_fails_the_append_and_recovery_keeps_exactly_what_succeeded() {
     let config = LogConfig { flush: FlushPolicy::EveryBatch, ..small_config() };
@@ -1066,7 +1003,7 @@ fn a_full_disk_fails_the_append_and_recovery_keeps_exactly_what_succeeded() {
     };
     let (mut in_segment, mut in_index, mut in_checkpoint) = (0, 0, 0);
     for room in 0..needed {
-        let mut disk = FullDisk::new(room);
+        let mut disk = TestDisk::with_room(MemStorage::new(), room);
         let mut log =
             PartitionLog::open(DIR, config.clone(), &Plants::none(), None, &mut disk).expect("opening writes no bytes");
         let error = loop {
@@ -1077,7 +1014,7 @@ fn a_full_disk_fails_the_append_and_recovery_keeps_exactly_what_succeeded() {
                 Err(e) => break e,
             }
         };
-        let failed = disk.failed.clone().expect("a write failed");
+        let failed = disk.first_full.clone().expect("a write failed");
         assert_eq!(error, LogError::Storage(StorageError::DiskFull { file: failed.clone() }), "room {room}");
         // The failed append left the log as it was.
         let succeeded = log.log_end_offset();
@@ -1089,7 +1026,7 @@ fn a_full_disk_fails_the_append_and_recovery_keeps_exactly_what_succeeded() {
         // partial batch is cut; only a batch whose every byte reached the
         // segment (the index entry after it failed) may be recovered whole.
         let failed_batch: Vec<i64> = (succeeded.0..succeeded.0 + 3).collect();
-        let mut storage = disk.files;
+        let mut storage = disk.inner;
         let (survivor, cut) = after_power_loss(&storage, config.clone());
         assert_eq!(read_all(&survivor, &cut), written, "room {room}: a power loss keeps exactly the fsynced appends");
         check_invariants(&survivor, &cut);
@@ -1126,14 +1063,14 @@ fn a_full_disk_fails_a_follower_append_too() {
     let fetched = read_all(&leader, &leader_storage);
     // Room for the epoch checkpoint the first append writes, and 30 bytes more.
     let checkpoint = epoch_checkpoint::encode(&epochs_of(&fetched[..1]));
-    let mut disk = FullDisk::new(checkpoint.len() as u64 + 30);
+    let mut disk = TestDisk::with_room(MemStorage::new(), checkpoint.len() as u64 + 30);
     let mut follower = PartitionLog::open(DIR, small_config(), &Plants::none(), None, &mut disk).expect("open");
     let error = follower.append_replicated(&mut disk, &fetched).unwrap_err();
     let file = format!("{DIR}/00000000000000000000.log");
     assert_eq!(error, AppendError::Storage(StorageError::DiskFull { file: file.clone() }));
     assert_eq!(error.to_string(), format!("no space left on device writing {file}"));
     assert_eq!(follower.log_end_offset(), Offset(0));
-    let mut storage = disk.files;
+    let mut storage = disk.inner;
     assert_eq!(storage.read(&follower.epoch_checkpoint_file), Some(checkpoint), "checkpointed before the batch");
     assert_eq!(storage.len(&file), Some(30), "what fitted was written");
     let reopened = open_log(&mut storage, small_config());
