@@ -57,10 +57,7 @@ impl Nemesis {
             Fault::Crash { node } => {
                 let n = self.node(node);
                 if self.crashed.insert(n) {
-                    self.paused.remove(&n);
-                    self.world.take_halted(n);
-                    self.world.node_ended(n, BootEnd::Killed);
-                    self.handle.kill(self.node_ids[n]);
+                    self.kill(n);
                 }
                 Undo::Fault(Fault::Restart { node: node.clone() })
             }
@@ -159,10 +156,7 @@ impl Nemesis {
                 let ns: Vec<usize> = nodes.iter().map(|name| self.node(name)).collect();
                 for &n in &ns {
                     if self.crashed.insert(n) {
-                        self.paused.remove(&n);
-                        self.world.take_halted(n);
-                        self.world.node_ended(n, BootEnd::Killed);
-                        self.handle.kill(self.node_ids[n]);
+                        self.kill(n);
                     }
                 }
                 for &n in &ns {
@@ -212,13 +206,21 @@ impl Nemesis {
         }
     }
 
-    /// Boots a down node again; one that exited by itself is killed first.
+    /// Kills node `n`'s process (madsim's reset hook records the crash on its
+    /// disk: `DiskSim`), ending its current boot unless it ended already.
+    fn kill(&mut self, n: usize) {
+        self.paused.remove(&n);
+        self.world.take_halted(n);
+        self.world.node_ended(n, BootEnd::Killed);
+        self.handle.kill(self.node_ids[n]);
+    }
+
+    /// Boots a down node again; one that exited by itself is killed first
+    /// (usually its boot ended already, stopped or halted; if a stop was
+    /// still pending, the process dies here).
     fn boot(&mut self, n: usize) {
         if self.exited.remove(&n) {
-            // Usually ended already (stopped or halted); if a stop was
-            // still pending, the process dies here.
-            self.world.node_ended(n, BootEnd::Killed);
-            self.handle.kill(self.node_ids[n]);
+            self.kill(n);
         }
         // A stop asked of the previous process is not the new one's.
         if let NodeKind::Broker(b) = self.world.nodes[n].1 {

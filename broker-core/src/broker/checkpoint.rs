@@ -31,9 +31,9 @@ const MAX_FILE_BYTES: usize = 16 << 20;
 
 /// One checkpoint file: when it is next due and what it holds.
 pub(super) struct OffsetCheckpoint {
-    pub file: &'static str,
+    file: &'static str,
     interval_ms: u64,
-    pub next_due_ms: u64,
+    next_due_ms: u64,
     /// What the file holds, in partition order (its parsed content at boot):
     /// a tick whose offsets equal it writes nothing.
     written: Vec<(TopicPartition, Offset)>,
@@ -59,13 +59,28 @@ impl OffsetCheckpoint {
         now_ms >= self.next_due_ms
     }
 
-    pub fn reschedule(&mut self, now_ms: u64) {
-        self.next_due_ms = now_ms.saturating_add(self.interval_ms);
+    pub fn next_due_ms(&self) -> u64 {
+        self.next_due_ms
+    }
+
+    /// Writes `offsets` (in partition order) if the timer has come round,
+    /// `now_ms` (`None`: now, whatever the timer), and reschedules it.
+    pub fn write_if_due<I>(&mut self, now_ms: Option<u64>, storage: &mut dyn Storage, offsets: I) -> Result<(), String>
+    where
+        I: Iterator<Item = (TopicPartition, Offset)> + Clone,
+    {
+        if let Some(now_ms) = now_ms {
+            if !self.due(now_ms) {
+                return Ok(());
+            }
+            self.next_due_ms = now_ms.saturating_add(self.interval_ms);
+        }
+        self.write(storage, offsets).map_err(|e| format!("writing {}: {e}", self.file))
     }
 
     /// Writes `offsets` (in partition order) unless the file holds them
     /// already: the common tick compares a few numbers and allocates nothing.
-    pub fn write<I>(&mut self, storage: &mut dyn Storage, offsets: I) -> Result<(), StorageError>
+    fn write<I>(&mut self, storage: &mut dyn Storage, offsets: I) -> Result<(), StorageError>
     where
         I: Iterator<Item = (TopicPartition, Offset)> + Clone,
     {

@@ -474,35 +474,21 @@ impl Broker {
             }
             self.next_retention_ms = now_ms + self.config.retention_check_interval_ms;
         }
-        if self.hw_checkpoint.due(now_ms) {
-            self.hw_checkpoint.reschedule(now_ms);
-            if let Err(e) = self.checkpoint_high_watermarks() {
-                return self.halt(e);
-            }
-        }
-        if self.recovery_checkpoint.due(now_ms) {
-            self.recovery_checkpoint.reschedule(now_ms);
-            if let Err(e) = self.checkpoint_recovery_points() {
-                return self.halt(e);
-            }
+        if let Err(e) = self.write_checkpoints(Some(now_ms)) {
+            return self.halt(e);
         }
         self.drive(now_ms);
     }
 
-    /// Writes `replication-offset-checkpoint` if some HW changed since the
-    /// last write. `Err` says why the write failed.
-    fn checkpoint_high_watermarks(&mut self) -> Result<(), String> {
+    /// Writes `replication-offset-checkpoint` and
+    /// `recovery-point-offset-checkpoint`, each if its timer has come round
+    /// (`now_ms`; `None`: both now) and its content changed since its last
+    /// write. `Err` says which write failed.
+    fn write_checkpoints(&mut self, now_ms: Option<u64>) -> Result<(), String> {
         let hws = self.replicas.iter().map(|(tp, r)| (*tp, r.high_watermark));
-        let file = self.hw_checkpoint.file;
-        self.hw_checkpoint.write(self.storage.as_mut(), hws).map_err(|e| format!("writing {file}: {e}"))
-    }
-
-    /// Writes `recovery-point-offset-checkpoint` if some log's recovery point
-    /// moved since the last write. `Err` says why the write failed.
-    fn checkpoint_recovery_points(&mut self) -> Result<(), String> {
+        self.hw_checkpoint.write_if_due(now_ms, self.storage.as_mut(), hws)?;
         let points = self.replicas.iter().map(|(tp, r)| (*tp, r.log.flushed_to()));
-        let file = self.recovery_checkpoint.file;
-        self.recovery_checkpoint.write(self.storage.as_mut(), points).map_err(|e| format!("writing {file}: {e}"))
+        self.recovery_checkpoint.write_if_due(now_ms, self.storage.as_mut(), points)
     }
 
     /// A client connection closed: its parked fetches and produces will never be answered.
@@ -529,8 +515,8 @@ impl Broker {
             self.fetch_backoff.values().copied().min(),
             Some(self.next_retention_ms),
             self.next_flush_ms,
-            Some(self.hw_checkpoint.next_due_ms),
-            Some(self.recovery_checkpoint.next_due_ms),
+            Some(self.hw_checkpoint.next_due_ms()),
+            Some(self.recovery_checkpoint.next_due_ms()),
         ];
         if self.halted.is_some() {
             return None;
@@ -573,8 +559,7 @@ impl Broker {
             return;
         }
         self.flush_all();
-        let checkpointed = self.checkpoint_recovery_points().and_then(|()| self.checkpoint_high_watermarks());
-        if let Err(e) = checkpointed {
+        if let Err(e) = self.write_checkpoints(None) {
             return self.halt(format!("controlled shutdown failed {e}"));
         }
         let marked = crate::storage::write_durably(self.storage.as_mut(), CLEAN_SHUTDOWN_FILE, b"");

@@ -409,10 +409,7 @@ impl PartitionLog {
     /// holds. Called after every change of the cache but an append's (which
     /// writes before it changes the cache).
     fn sync_epoch_checkpoint(&mut self, storage: &mut dyn Storage) -> Result<(), StorageError> {
-        if self.epochs_on_disk.as_ref() != Some(&self.epochs) {
-            self.write_epoch_checkpoint(storage, self.epochs.clone())?;
-        }
-        Ok(())
+        self.write_epoch_checkpoint(storage, self.epochs.clone())
     }
 
     /// Writes `cache` to `leader-epoch-checkpoint` (temp file, fsync,

@@ -31,7 +31,12 @@ pub(crate) struct Findings {
 impl Findings {
     /// Every judged invariant starts at zero, so a report shows what was checked.
     pub(crate) fn new() -> Findings {
-        Findings { violations: Vec::new(), counts: JUDGED.iter().map(|&i| (i, 0)).collect() }
+        Findings::judging(JUDGED)
+    }
+
+    /// Findings of a checker that judges `invariants` (each counted from zero).
+    pub(crate) fn judging(invariants: &[Invariant]) -> Findings {
+        Findings { violations: Vec::new(), counts: invariants.iter().map(|&i| (i, 0)).collect() }
     }
 
     /// Counts one anomaly; formats its evidence only while under the cap.

@@ -15,7 +15,6 @@
 use super::evidence::Findings;
 use super::{CheckReport, Invariant};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 /// How one broker boot ended, if it did before the run's end.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,7 +58,7 @@ impl Recoveries {
 
 /// Judges every boot; the report counts `recovery-bounded` (zero if clean).
 pub fn check_recoveries(recoveries: &Recoveries) -> CheckReport {
-    let mut findings = Findings { violations: Vec::new(), counts: BTreeMap::from([(Invariant::RecoveryBounded, 0)]) };
+    let mut findings = Findings::judging(&[Invariant::RecoveryBounded]);
     check(recoveries, &mut findings);
     let (violations, counts) = findings.into_parts();
     CheckReport { violations, counts, ..CheckReport::default() }

@@ -55,8 +55,6 @@ pub async fn run(world: Arc<World>, id: BrokerId) {
     let node = world.broker_node(id);
     world.trace(node, TraceEvent::Boot);
     world.broker_booted(id);
-    // Disk time a previous process left unpaid is not this boot's recovery.
-    world.disks[id.0 as usize].with(crate::disk::Disk::take_busy_ns);
     let mut server = BrokerNet::bind(world.clone(), node, world.broker_addr(id)).await;
     let mut client = ClientNet::bind(world.clone(), node).await;
     // Each incarnation gets a fresh seed for its planted-bug choices, derived

@@ -46,8 +46,8 @@ pub async fn run(world: Arc<World>) {
         record_initial_leaders(&world, &controller);
     }
     let mut timer = Timer::default();
-    super::pay_disk_time(&world.controller_disk).await;
     loop {
+        super::pay_disk_time(&world.controller_disk).await;
         record_events(&world, node, &mut controller);
         timer.set(controller.next_timeout_ms().map(|ms| world.clocks.instant_for(node, ms)));
         let wake = next_wake(|cx| net.poll_event(cx), &mut timer).await;
@@ -70,7 +70,6 @@ pub async fn run(world: Arc<World>) {
                 if let Some(reason) = controller.halted() {
                     return super::halt(&world, node, reason.to_string());
                 }
-                super::pay_disk_time(&world.controller_disk).await;
             }
         }
     }

@@ -51,10 +51,7 @@ pub(crate) const JUDGED: &[Invariant] =
 
 /// Runs every replica checker over one run's observations.
 pub fn check_replicas(history: &History, replication: &Replication) -> CheckReport {
-    let mut ctx = Ctx {
-        seen: Observed { history, replication },
-        findings: Findings { violations: Vec::new(), counts: JUDGED.iter().map(|&i| (i, 0)).collect() },
-    };
+    let mut ctx = Ctx { seen: Observed { history, replication }, findings: Findings::judging(JUDGED) };
     let mut partitions: Vec<PartitionState> = served::epochs_per_partition(replication)
         .into_iter()
         .map(|epochs| PartitionState {
