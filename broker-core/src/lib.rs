@@ -10,6 +10,7 @@
 pub mod broker;
 pub mod client;
 pub mod controller;
+pub mod group;
 pub mod log;
 pub mod plant;
 pub mod protocol;

@@ -3,6 +3,8 @@
 //! Messages travel inside the simulator as objects (no serialisation); their
 //! shapes follow Kafka's requests closely enough that the names carry over.
 
+use crate::group::api::{GroupRequest, GroupResponse};
+use crate::group::GroupId;
 use crate::types::{BrokerEpoch, BrokerId, LeaderEpoch, Offset, Record, StoredRecord, TopicId, TopicPartition};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -35,6 +37,28 @@ pub enum ErrorCode {
     /// ListOffsets on a new leader whose high watermark has not yet reached
     /// the start of its epoch: the end of the committed log is not known yet.
     OffsetNotAvailable,
+    // Consumer groups.
+    /// This broker does not coordinate the group (it does not lead its
+    /// `__consumer_offsets` partition).
+    NotCoordinator,
+    /// The group's coordinator cannot serve it now (a failed write, an unloaded group).
+    CoordinatorNotAvailable,
+    /// The coordinator is still replaying the group's partition.
+    CoordinatorLoadInProgress,
+    /// The request's generation is not the group's.
+    IllegalGeneration,
+    UnknownMemberId,
+    /// The group is rebalancing: rejoin.
+    RebalanceInProgress,
+    /// KIP-394: rejoin with the member id in this answer.
+    MemberIdRequired,
+    /// Another member has taken over this static member's instance id (KIP-345).
+    FencedInstanceId,
+    /// The member supports none of the group's protocols.
+    InconsistentGroupProtocol,
+    /// The session timeout is outside the coordinator's bounds.
+    InvalidSessionTimeout,
+    GroupMaxSizeReached,
 }
 
 impl ErrorCode {
@@ -56,6 +80,17 @@ impl ErrorCode {
             ErrorCode::NotEnoughReplicasAfterAppend => "NOT_ENOUGH_REPLICAS_AFTER_APPEND",
             ErrorCode::StaleBrokerEpoch => "STALE_BROKER_EPOCH",
             ErrorCode::OffsetNotAvailable => "OFFSET_NOT_AVAILABLE",
+            ErrorCode::NotCoordinator => "NOT_COORDINATOR",
+            ErrorCode::CoordinatorNotAvailable => "COORDINATOR_NOT_AVAILABLE",
+            ErrorCode::CoordinatorLoadInProgress => "COORDINATOR_LOAD_IN_PROGRESS",
+            ErrorCode::IllegalGeneration => "ILLEGAL_GENERATION",
+            ErrorCode::UnknownMemberId => "UNKNOWN_MEMBER_ID",
+            ErrorCode::RebalanceInProgress => "REBALANCE_IN_PROGRESS",
+            ErrorCode::MemberIdRequired => "MEMBER_ID_REQUIRED",
+            ErrorCode::FencedInstanceId => "FENCED_INSTANCE_ID",
+            ErrorCode::InconsistentGroupProtocol => "INCONSISTENT_GROUP_PROTOCOL",
+            ErrorCode::InvalidSessionTimeout => "INVALID_SESSION_TIMEOUT",
+            ErrorCode::GroupMaxSizeReached => "GROUP_MAX_SIZE_REACHED",
         }
     }
 
@@ -74,6 +109,9 @@ impl ErrorCode {
                 | ErrorCode::UnknownLeaderEpoch
                 | ErrorCode::NotEnoughReplicasAfterAppend
                 | ErrorCode::OffsetNotAvailable
+                | ErrorCode::NotCoordinator
+                | ErrorCode::CoordinatorNotAvailable
+                | ErrorCode::CoordinatorLoadInProgress
         )
     }
 
@@ -206,6 +244,12 @@ pub enum Request {
     Metadata {
         topics: Option<Vec<String>>,
     },
+    /// Which broker coordinates `group` (the leader of its `__consumer_offsets` partition).
+    FindCoordinator {
+        group: GroupId,
+    },
+    /// JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch.
+    Group(GroupRequest),
 }
 
 impl Request {
@@ -218,6 +262,8 @@ impl Request {
             Request::Controller(_) => RequestKind::Controller,
             Request::ListOffsets { .. } => RequestKind::ListOffsets,
             Request::Metadata { .. } => RequestKind::Metadata,
+            Request::FindCoordinator { .. } => RequestKind::FindCoordinator,
+            Request::Group(_) => RequestKind::Group,
         }
     }
 }
@@ -231,6 +277,8 @@ pub enum RequestKind {
     Controller,
     ListOffsets,
     Metadata,
+    FindCoordinator,
+    Group,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -290,6 +338,8 @@ pub enum Response {
     Metadata { brokers: Vec<BrokerId>, topics: Vec<TopicMetadata> },
     OffsetsForLeaderEpoch { partitions: Vec<EpochEnd> },
     Controller(crate::controller::ControllerResponse),
+    FindCoordinator { error: Option<ErrorCode>, coordinator: Option<BrokerId> },
+    Group(GroupResponse),
 }
 
 impl Response {
@@ -301,6 +351,8 @@ impl Response {
             Response::Controller(_) => RequestKind::Controller,
             Response::ListOffsets { .. } => RequestKind::ListOffsets,
             Response::Metadata { .. } => RequestKind::Metadata,
+            Response::FindCoordinator { .. } => RequestKind::FindCoordinator,
+            Response::Group(_) => RequestKind::Group,
         }
     }
 }

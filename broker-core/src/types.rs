@@ -115,6 +115,11 @@ pub struct StoredRecord {
 }
 
 impl StoredRecord {
+    /// `record` as a log holding it at `offset`, written in `leader_epoch`.
+    pub fn stored(record: Record, offset: Offset, leader_epoch: LeaderEpoch) -> StoredRecord {
+        StoredRecord { offset, timestamp_ms: record.timestamp_ms, leader_epoch, key: record.key, value: record.value }
+    }
+
     pub fn size_bytes(&self) -> usize {
         RECORD_OVERHEAD_BYTES + self.key.as_ref().map_or(0, |k| k.len()) + self.value.len()
     }

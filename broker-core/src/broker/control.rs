@@ -164,6 +164,7 @@ impl Broker {
         self.events.push_back(BrokerEvent::BecameLeader { tp, leader_epoch, log_end, high_watermark: hw });
         // A single-member ISR commits everything at once.
         self.update_high_watermark(tp);
+        self.coordinate_partition(now_ms, tp);
     }
 
     fn become_follower(&mut self, tp: TopicPartition, leader: BrokerId, leader_epoch: LeaderEpoch) {
@@ -171,11 +172,13 @@ impl Broker {
         let r = self.replicas.get_mut(&tp).expect("a replica of ours");
         r.role = Role::Follower(FollowerState { leader, leader_epoch, phase: Phase::NeedsTruncation });
         self.events.push_back(BrokerEvent::BecameFollower { tp, leader, leader_epoch });
+        self.coordinate_partition(0, tp);
     }
 
     fn become_idle(&mut self, tp: TopicPartition) {
         self.fail_produces(tp, ErrorCode::NotLeaderOrFollower);
         self.replicas.get_mut(&tp).expect("a replica of ours").role = Role::Idle;
+        self.coordinate_partition(0, tp);
     }
 
     /// Periodic ISR shrink check of every led partition.

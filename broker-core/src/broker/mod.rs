@@ -20,6 +20,7 @@ mod checkpoint;
 mod control;
 mod fetch;
 mod follower;
+mod group;
 mod layout;
 mod leader;
 mod produce;
@@ -27,10 +28,12 @@ pub mod truncation;
 
 pub use checkpoint::{HIGH_WATERMARK_CHECKPOINT_FILE, RECOVERY_POINT_CHECKPOINT_FILE};
 pub use fetch::FetchPurgatory;
+pub use group::{CONSUMER_OFFSETS_TOPIC, OFFSET_COMMIT_TIMEOUT_MS};
 pub use layout::{ClusterLayout, TopicLayout, TopicRequest};
 pub use leader::{IsrProposal, LeaderConfig, LeaderPlants, LeaderState};
 
 use crate::controller::MetadataImage;
+use crate::group::coordinator::{GroupConfig, GroupCoordinator, WriteId};
 use crate::log::{FlushPolicy, LogConfig, LogError, PartitionLog, RecoveryStats};
 use crate::plant::{Plant, Plants};
 use crate::protocol::{
@@ -38,7 +41,7 @@ use crate::protocol::{
     Request, Response, TopicMetadata,
 };
 use crate::storage::Storage;
-use crate::types::{BrokerEpoch, BrokerId, LeaderEpoch, Offset, StoredRecord, TopicPartition};
+use crate::types::{BrokerEpoch, BrokerId, LeaderEpoch, Offset, StoredRecord, TopicId, TopicPartition};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, VecDeque};
@@ -77,6 +80,9 @@ pub struct BrokerConfig {
     /// log.flush.offset.checkpoint.interval.ms: how often every log's
     /// recovery point is written to `recovery-point-offset-checkpoint`.
     pub log_flush_offset_checkpoint_interval_ms: u64,
+    /// The group coordinator's settings; its partition count is the
+    /// layout's `__consumer_offsets`.
+    pub group: GroupConfig,
 }
 
 impl Default for BrokerConfig {
@@ -93,6 +99,7 @@ impl Default for BrokerConfig {
             request_timeout_ms: 30_000,
             replica_high_watermark_checkpoint_interval_ms: 5_000,
             log_flush_offset_checkpoint_interval_ms: 60_000,
+            group: GroupConfig::default(),
         }
     }
 }
@@ -212,6 +219,12 @@ pub struct Broker {
     halted: Option<String>,
     /// The previous process shut down cleanly: it found the marker at boot.
     clean_shutdown: bool,
+    /// The groups of the `__consumer_offsets` partitions this broker leads.
+    groups: GroupCoordinator<group::GroupReply>,
+    /// `__consumer_offsets`, if the layout has it.
+    offsets_topic: Option<TopicId>,
+    /// Coordinator writes whose outcome is known, not yet handed back.
+    group_writes_done: VecDeque<(WriteId, Result<(), ErrorCode>)>,
 }
 
 /// Written by a controlled shutdown after everything is flushed, removed at
@@ -272,6 +285,8 @@ impl Broker {
             replicas.insert(tp, Replica { log, high_watermark, role: Role::Idle, last_served_hw: None });
         }
         let purgatory = FetchPurgatory::new(config.fetch_purgatory_limit);
+        let offsets = Broker::offsets_topic_id(&layout);
+        let groups = group::new_coordinator(config.group.clone(), offsets.map(|(_, n)| n), rng_seed, false);
         let mut broker = Broker {
             id,
             next_retention_ms: now_ms + config.retention_check_interval_ms,
@@ -294,6 +309,9 @@ impl Broker {
             recovery_checkpoint,
             halted: None,
             clean_shutdown,
+            groups,
+            offsets_topic: offsets.map(|(id, _)| id),
+            group_writes_done: VecDeque::new(),
         };
         broker.storage.delete(CLEAN_SHUTDOWN_FILE);
         if let FlushPolicy::IntervalMs(interval) = broker.config.log.flush {
@@ -384,6 +402,11 @@ impl Broker {
                 let response = self.metadata(topics);
                 self.respond(conn, correlation_id, response);
             }
+            Request::FindCoordinator { group } => {
+                let response = self.find_coordinator(&group);
+                self.respond(conn, correlation_id, response);
+            }
+            Request::Group(request) => self.handle_group_request(now_ms, conn, correlation_id, request),
             // Controller requests go to the controller; a broker ignores them.
             Request::Controller(_) => {}
         }
@@ -477,6 +500,7 @@ impl Broker {
         if let Err(e) = self.write_checkpoints(Some(now_ms)) {
             return self.halt(e);
         }
+        self.groups.handle_timeout(now_ms);
         self.drive(now_ms);
     }
 
@@ -517,6 +541,7 @@ impl Broker {
             self.next_flush_ms,
             Some(self.hw_checkpoint.next_due_ms()),
             Some(self.recovery_checkpoint.next_due_ms()),
+            self.groups.next_deadline_ms(),
         ];
         if self.halted.is_some() {
             return None;
@@ -532,6 +557,7 @@ impl Broker {
         }
         self.drive_control(now_ms);
         self.drive_followers(now_ms);
+        self.drain_coordinator(now_ms);
     }
 
     /// Fsyncs every log with unflushed data.
@@ -757,5 +783,7 @@ pub struct ReplicaView {
 mod checkpoint_tests;
 #[cfg(test)]
 mod durability_tests;
+#[cfg(test)]
+mod group_tests;
 #[cfg(test)]
 mod tests;

@@ -11,6 +11,7 @@
 //! client: the batch is in a log and may yet be committed.
 
 use super::{Broker, BrokerEvent, ConnId, Role, MAX_BATCH_RECORDS};
+use crate::group::coordinator::WriteId;
 use crate::plant::Plant;
 use crate::protocol::{Acks, CorrelationId, ErrorCode, ProducePartitionResponse, Response};
 use crate::types::{LeaderEpoch, Offset, Record, TopicPartition};
@@ -19,11 +20,21 @@ use crate::types::{LeaderEpoch, Offset, Record, TopicPartition};
 /// are answered REQUEST_TIMED_OUT at once.
 pub const PRODUCE_PURGATORY_LIMIT: usize = 100_000;
 
+/// Who waits for an acks=all append.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Requester {
+    Client {
+        conn: ConnId,
+        correlation_id: CorrelationId,
+    },
+    /// The group coordinator's write of group metadata or offsets.
+    Coordinator(WriteId),
+}
+
 /// An acks=all request waiting for the high watermark.
 #[derive(Clone, Debug)]
 struct PendingProduce {
-    conn: ConnId,
-    correlation_id: CorrelationId,
+    requester: Requester,
     deadline_ms: u64,
     /// One answer per batch, in request order; `waiting` indexes into it.
     answers: Vec<ProducePartitionResponse>,
@@ -42,7 +53,7 @@ impl ProducePurgatory {
     }
 
     pub fn drop_connection(&mut self, conn: ConnId) {
-        self.parked.retain(|p| p.conn != conn);
+        self.parked.retain(|p| !matches!(p.requester, Requester::Client { conn: c, .. } if c == conn));
     }
 }
 
@@ -79,16 +90,72 @@ impl Broker {
         if acks == Acks::None || self.halted.is_some() {
             return;
         }
+        self.answer_or_park(now_ms, Requester::Client { conn, correlation_id }, timeout_ms, answers, waiting);
+    }
+
+    /// Answers an acks=all request whose batches are all committed (or
+    /// refused), or parks it until the HW covers them.
+    fn answer_or_park(
+        &mut self,
+        now_ms: u64,
+        requester: Requester,
+        timeout_ms: u64,
+        mut answers: Vec<ProducePartitionResponse>,
+        waiting: Vec<(usize, TopicPartition, LeaderEpoch, Offset)>,
+    ) {
         if waiting.is_empty() {
-            self.respond(conn, correlation_id, Response::Produce { partitions: answers });
+            self.answer(requester, answers);
         } else if self.produce_purgatory.parked.len() >= PRODUCE_PURGATORY_LIMIT {
             for (i, ..) in waiting {
                 answers[i].error = Some(ErrorCode::RequestTimedOut);
             }
-            self.respond(conn, correlation_id, Response::Produce { partitions: answers });
+            self.answer(requester, answers);
         } else {
             let deadline_ms = now_ms.saturating_add(timeout_ms);
-            self.produce_purgatory.parked.push(PendingProduce { conn, correlation_id, deadline_ms, answers, waiting });
+            self.produce_purgatory.parked.push(PendingProduce { requester, deadline_ms, answers, waiting });
+        }
+    }
+
+    /// Appends the group coordinator's records to `tp` (a partition of
+    /// `__consumer_offsets`) with acks=all; the outcome reaches the
+    /// coordinator through [`Broker::answer`] once the HW covers them.
+    pub(super) fn append_for_coordinator(
+        &mut self,
+        now_ms: u64,
+        write: WriteId,
+        tp: TopicPartition,
+        records: Vec<Record>,
+        timeout_ms: u64,
+    ) {
+        let mut waiting = Vec::new();
+        let answer = match self.append_as_leader(now_ms, tp, Acks::All, records) {
+            Ok((base_offset, leader_epoch, needed)) => {
+                if self.halted.is_some() {
+                    return;
+                }
+                if self.replicas[&tp].high_watermark < needed && !self.plant(Plant::AckOnLeaderAppend) {
+                    waiting.push((0, tp, leader_epoch, needed));
+                }
+                ProducePartitionResponse { tp, error: None, base_offset }
+            }
+            Err(error) => ProducePartitionResponse { tp, error: Some(error), base_offset: Offset(-1) },
+        };
+        self.answer_or_park(now_ms, Requester::Coordinator(write), timeout_ms, vec![answer], waiting);
+    }
+
+    /// A finished acks=all request: the client's answer, or the coordinator's write outcome.
+    fn answer(&mut self, requester: Requester, answers: Vec<ProducePartitionResponse>) {
+        match requester {
+            Requester::Client { conn, correlation_id } => {
+                self.respond(conn, correlation_id, Response::Produce { partitions: answers })
+            }
+            Requester::Coordinator(write) => {
+                let result = match answers.iter().find_map(|a| a.error) {
+                    None => Ok(()),
+                    Some(error) => Err(error),
+                };
+                self.group_writes_done.push_back((write, result));
+            }
         }
     }
 
@@ -214,7 +281,7 @@ impl Broker {
         // Answered in arrival order, as Kafka answers a connection's requests.
         while let Some(p) = removed.pop() {
             debug_assert!(p.waiting.is_empty());
-            self.respond(p.conn, p.correlation_id, Response::Produce { partitions: p.answers });
+            self.answer(p.requester, p.answers);
         }
     }
 }

@@ -158,8 +158,8 @@ impl FakeCluster {
     /// The answer `broker` gives right away; `None` for acks=0 produces.
     pub fn answer(&mut self, broker: BrokerId, request: &Request) -> Option<Response> {
         match request {
-            // Clients never send these.
-            Request::Controller(_) => None,
+            // Clients never send these; group clients have a testkit of their own.
+            Request::Controller(_) | Request::FindCoordinator { .. } | Request::Group(_) => None,
             Request::OffsetsForLeaderEpoch { partitions } => {
                 let partitions = partitions
                     .iter()
