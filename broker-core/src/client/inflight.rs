@@ -34,6 +34,13 @@ impl<T> InFlight<T> {
     }
 
     /// A fresh correlation id (also for requests that expect no response).
+    /// Numbers requests from `first` on (a client sharing its connections
+    /// with another numbers from its own base).
+    pub(crate) fn skip_to(&mut self, first: u64) {
+        assert!(self.requests.is_empty() && first >= self.next_correlation_id);
+        self.next_correlation_id = first;
+    }
+
     pub(crate) fn next_id(&mut self) -> u64 {
         let id = self.next_correlation_id;
         self.next_correlation_id += 1;

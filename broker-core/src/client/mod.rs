@@ -21,6 +21,9 @@
 
 pub mod consumer;
 mod inflight;
+pub mod membership;
+#[cfg(test)]
+mod membership_tests;
 pub mod metadata;
 pub mod partitioner;
 pub mod producer;
