@@ -92,6 +92,21 @@ pub enum Call {
     Assign { partitions: Vec<Partition> },
     /// A consumer's position moves other than by reading: to `offset`, for `cause`.
     Seek { partition: Partition, offset: i64, cause: SeekCause },
+    /// A group member completed a rebalance: it is `member` in `generation`
+    /// of `group` and owns `partitions` (everything it owns now). A fact,
+    /// recorded as a zero-length operation when the member learns it.
+    Joined { group: TopicName, generation: i32, member: TopicName, partitions: Vec<Partition> },
+    /// A group member stopped owning `partitions`: revoked (it committed
+    /// what it processed first, as the mode says) or `lost` (it learned it
+    /// was fenced or left; nothing may be committed for them).
+    Revoked { group: TopicName, partitions: Vec<Partition>, lost: bool },
+    /// A group member commits next offsets to consume, under the generation
+    /// and member id it holds (`None`: outside any generation).
+    Commit { group: TopicName, generation: i32, member: Option<TopicName>, offsets: Vec<(Partition, i64)> },
+    /// A group member processes records it polled: invoked when processing
+    /// starts, completed when it is done (a crash in between leaves it
+    /// unfinished: not processed).
+    Process { records: Vec<Polled> },
 }
 
 /// Why a consumer's position moved (`Call::Seek`): always deliberate, so
@@ -110,6 +125,8 @@ pub enum SeekCause {
     /// where the leader's log and what it read last agree (or, when the
     /// leader knew no epoch that old, per `auto_offset_reset`).
     Truncation { from: i64 },
+    /// A group member took the partition and resumed at the group's committed offset.
+    Committed,
 }
 
 /// How an operation ended. `ok` definitely happened, `fail` definitely did
@@ -118,11 +135,26 @@ pub enum SeekCause {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum Outcome {
-    SendOk { partition: Partition, offset: i64 },
-    SendFail { error: String },
-    SendInfo { reason: String },
-    PollOk { records: Vec<Polled> },
-    PollFail { error: String },
+    SendOk {
+        partition: Partition,
+        offset: i64,
+    },
+    SendFail {
+        error: String,
+    },
+    SendInfo {
+        reason: String,
+    },
+    PollOk {
+        records: Vec<Polled>,
+    },
+    PollFail {
+        error: String,
+    },
+    /// A commit refused or not known to have landed (the error says which).
+    CommitFail {
+        error: String,
+    },
     Ok,
 }
 

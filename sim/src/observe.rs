@@ -7,7 +7,7 @@ use crate::checker::replicas::{
     PartitionIndex, ReplicaEventKind, ReplicaRecord, ReplicaSnapshot, ReplicatedPartition, Replication,
 };
 use crate::history::{Partition, ProcessId, TopicName, Value};
-use broker_core::broker::{Broker, BrokerEvent, ClusterLayout};
+use broker_core::broker::{Broker, BrokerEvent, ClusterLayout, CONSUMER_OFFSETS_TOPIC};
 use broker_core::controller::ControllerEvent;
 use broker_core::types::{LeaderEpoch, Offset, TopicPartition};
 use std::collections::BTreeMap;
@@ -24,7 +24,10 @@ impl Recorder {
     pub fn new(layout: &ClusterLayout, topic_names: &[TopicName], unclean_elections_enabled: bool) -> Recorder {
         let mut partitions = Vec::new();
         let mut index = BTreeMap::new();
-        for tp in layout.partitions() {
+        // `__consumer_offsets` holds group records, not workload values: the
+        // replica checkers judge the workload's topics.
+        let internal = layout.topic_by_name(CONSUMER_OFFSETS_TOPIC).map(|t| t.id);
+        for tp in layout.partitions().filter(|tp| Some(tp.topic) != internal) {
             index.insert(tp, PartitionIndex(partitions.len() as u32));
             let partition = Partition { topic: topic_names[tp.topic.0 as usize].clone(), partition: tp.partition };
             let replicas = layout.replicas(tp).expect("listed by the layout").to_vec();
@@ -37,8 +40,9 @@ impl Recorder {
         }
     }
 
-    fn index_of(&self, tp: TopicPartition) -> PartitionIndex {
-        self.index[&tp]
+    /// `None` for a partition the checkers do not judge (`__consumer_offsets`).
+    fn index_of(&self, tp: TopicPartition) -> Option<PartitionIndex> {
+        self.index.get(&tp).copied()
     }
 
     /// A controller decision that bumped a leader epoch.
@@ -53,8 +57,9 @@ impl Recorder {
                 isr: isr.clone(),
                 clean: *clean,
             };
-            let partition = self.index_of(*tp);
-            self.replication.record(time_ns, partition, kind);
+            if let Some(partition) = self.index_of(*tp) {
+                self.replication.record(time_ns, partition, kind);
+            }
         }
     }
 
@@ -64,6 +69,15 @@ impl Recorder {
             return;
         }
         let id = broker.id();
+        let judged = match *event {
+            BrokerEvent::BecameLeader { tp, .. }
+            | BrokerEvent::HighWatermark { tp, .. }
+            | BrokerEvent::ServedHighWatermark { tp, .. } => self.index_of(tp).is_some(),
+            _ => false,
+        };
+        if !judged {
+            return;
+        }
         let (tp, kind) = match *event {
             BrokerEvent::BecameLeader { tp, leader_epoch, log_end, high_watermark } => {
                 let view = broker.replica_state(tp).expect("a replica of the broker");
@@ -90,7 +104,7 @@ impl Recorder {
                 return
             }
         };
-        let partition = self.index_of(tp);
+        let partition = self.index_of(tp).expect("judged");
         self.replication.record(time_ns, partition, kind);
     }
 
@@ -102,7 +116,7 @@ impl Recorder {
     /// The final state of a running broker's replica of `tp`.
     pub fn snapshot(&mut self, broker: &Broker, tp: TopicPartition) {
         let Some(view) = broker.replica_state(tp) else { return };
-        let partition = self.index_of(tp);
+        let Some(partition) = self.index_of(tp) else { return };
         let records = read_records(broker, tp, view.log_start, view.log_end);
         self.replication.snapshots.push(ReplicaSnapshot {
             broker: broker.id(),

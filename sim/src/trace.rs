@@ -120,7 +120,30 @@ impl Trace {
                             h.write_u8(2);
                             h.write_i64(*from);
                         }
+                        SeekCause::Committed => h.write_u8(3),
                     }
+                }
+                Call::Joined { generation, partitions, .. } => {
+                    h.write_u8(5);
+                    h.write_i32(*generation);
+                    partitions.iter().for_each(|p| h.write_u32(p.partition));
+                }
+                Call::Revoked { partitions, lost, .. } => {
+                    h.write_u8(6);
+                    h.write_u8(u8::from(*lost));
+                    partitions.iter().for_each(|p| h.write_u32(p.partition));
+                }
+                Call::Commit { generation, offsets, .. } => {
+                    h.write_u8(7);
+                    h.write_i32(*generation);
+                    offsets.iter().for_each(|(p, o)| {
+                        h.write_u32(p.partition);
+                        h.write_i64(*o);
+                    });
+                }
+                Call::Process { records } => {
+                    h.write_u8(8);
+                    records.iter().for_each(|r| h.write_i64(r.offset));
                 }
             }
             match &op.outcome {
@@ -151,6 +174,10 @@ impl Trace {
                     h.write_usize(error.len());
                 }
                 Some(Outcome::Ok) => h.write_u8(6),
+                Some(Outcome::CommitFail { error }) => {
+                    h.write_u8(7);
+                    h.write_usize(error.len());
+                }
             }
         }
     }

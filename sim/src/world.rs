@@ -8,10 +8,10 @@ use crate::disk::{Disk, SharedDisk};
 use crate::history::{Call, History, Outcome, ProcessId};
 use crate::scenario::Scenario;
 use crate::trace::{Trace, TraceEvent};
-use broker_core::broker::{ClusterLayout, TopicRequest};
+use broker_core::broker::{ClusterLayout, TopicRequest, CONSUMER_OFFSETS_TOPIC};
 use broker_core::plant::Plants;
 use broker_core::protocol::Peer;
-use broker_core::types::BrokerId;
+use broker_core::types::{BrokerId, TopicPartition};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
@@ -119,6 +119,7 @@ impl World {
                 replication_factor: t.replication_factor,
                 min_insync_replicas: t.min_insync_replicas,
             })
+            .chain(offsets_topic(&scenario))
             .collect();
         let layout = ClusterLayout::new(scenario.cluster.brokers, &topics);
         let names = nodes.iter().map(|(n, _)| n.clone()).collect();
@@ -225,6 +226,12 @@ impl World {
 
     pub fn peer_addr(&self, peer: Peer) -> SocketAddr {
         SocketAddr::new(self.ip(self.peer_node(peer)), BROKER_PORT)
+    }
+
+    /// The workload's partitions: every partition but `__consumer_offsets`'.
+    pub fn workload_partitions(&self) -> impl Iterator<Item = TopicPartition> + '_ {
+        let internal = self.layout.topic_by_name(CONSUMER_OFFSETS_TOPIC).map(|t| t.id);
+        self.layout.partitions().filter(move |tp| Some(tp.topic) != internal)
     }
 
     pub fn all_brokers(&self) -> Vec<BrokerId> {
@@ -419,4 +426,16 @@ fn expected_sends(scenario: &Scenario) -> usize {
     let per_s: u64 = scenario.producers().iter().map(|(_, spec)| u64::from(spec.rate_per_s)).sum();
     let sends = per_s.saturating_mul(scenario.duration_ms) / 1000;
     (sends + sends / 4 + 1024).min(MAX_RESERVED_OPS) as usize
+}
+
+/// `__consumer_offsets`, when a consumer is in a group: Kafka's defaults of
+/// replication factor 3 (at most the cluster's size) and min.insync.replicas 1.
+fn offsets_topic(scenario: &Scenario) -> Option<TopicRequest> {
+    let grouped = scenario.workload.consumers.iter().any(|c| c.group.is_some());
+    grouped.then(|| TopicRequest {
+        name: CONSUMER_OFFSETS_TOPIC.to_string(),
+        partitions: scenario.cluster.offsets_topic_partitions,
+        replication_factor: scenario.cluster.brokers.min(3),
+        min_insync_replicas: 1,
+    })
 }

@@ -97,7 +97,7 @@ impl<'h> LogView<'h> {
                     });
                 }
                 // Invoked is enough: an assign or seek may take effect without an ack.
-                (Call::Assign { partitions: assigned }, _) => {
+                (Call::Assign { partitions: assigned } | Call::Joined { partitions: assigned, .. }, _) => {
                     for partition in assigned {
                         cursors.reset(op.process, partitions.intern(partition, &mut tallies));
                     }

@@ -12,9 +12,12 @@ use crate::timer::Timer;
 use crate::trace::TraceEvent;
 use crate::world::{Phase, World};
 use broker_core::client::consumer::{AutoOffsetReset, ConsumedRecord, Consumer, ConsumerConfig, ConsumerOutput};
+use broker_core::client::membership::{Member, MemberEvent};
+use broker_core::group::assignor::PartitionCounts;
 use broker_core::protocol::Peer;
 use broker_core::types::{Offset, TopicPartition};
 use madsim::time::{Duration, Instant};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 pub fn consumer_config(spec: &ConsumerSpec) -> ConsumerConfig {
@@ -45,6 +48,11 @@ pub struct ConsumerDriver {
     /// The position of some partition moved (a recorded seek) since the
     /// current poll op was invoked.
     moved: bool,
+    /// Subscribe mode: the consumer's group membership, sharing its
+    /// connections (its correlation ids lie above the consumer's).
+    pub member: Option<Member>,
+    /// What the member reported, for the group program to act on.
+    pub member_events: VecDeque<MemberEvent>,
 }
 
 impl ConsumerDriver {
@@ -52,7 +60,17 @@ impl ConsumerDriver {
         world.trace(node, TraceEvent::Boot);
         let net = ClientNet::bind(world.clone(), node).await;
         let consumer = Consumer::new(config, world.all_brokers(), core_seed(world.seed, node as u64));
-        ConsumerDriver { world, node, process, net, consumer, timer: Timer::default(), moved: false }
+        ConsumerDriver {
+            world,
+            node,
+            process,
+            net,
+            consumer,
+            timer: Timer::default(),
+            moved: false,
+            member: None,
+            member_events: VecDeque::new(),
+        }
     }
 
     pub fn now_ms(&self) -> u64 {
@@ -75,7 +93,8 @@ impl ConsumerDriver {
 
     /// One poll operation: returns as soon as records are available, or
     /// empty-handed at `deadline` (or when `stop` says so).
-    pub async fn poll_op(&mut self, deadline: Instant, stop: impl Fn(&World) -> bool) -> usize {
+    /// Returns the records, as the history has them.
+    pub async fn poll_op(&mut self, deadline: Instant, stop: impl Fn(&World) -> bool) -> Vec<Polled> {
         let mut op = self.world.invoke(self.process, Call::Poll);
         self.moved = false;
         let records = loop {
@@ -96,33 +115,58 @@ impl ConsumerDriver {
                 op = self.world.invoke(self.process, Call::Poll);
             }
         };
-        let n = records.len();
-        let records = records.into_iter().map(|r| polled(&self.world, r)).collect();
-        self.world.complete(op, Outcome::PollOk { records });
-        n
+        let records: Vec<Polled> = records.into_iter().map(|r| polled(&self.world, r)).collect();
+        self.world.complete(op, Outcome::PollOk { records: records.clone() });
+        records
     }
 
     /// Waits for one network event or timer and feeds it to the consumer.
     pub async fn wait(&mut self, until: Option<Instant>) {
         let core = self.consumer.next_timeout_ms().map(|ms| self.world.clocks.instant_for(self.node, ms));
-        self.timer.set(earliest(core, until));
+        let member = self.member.as_ref().and_then(Member::next_timeout_ms);
+        let member = member.map(|ms| self.world.clocks.instant_for(self.node, ms));
+        self.timer.set(earliest(earliest(core, member), until));
         let wake = next_wake(|cx| self.net.poll_event(cx), &mut self.timer).await;
         let now = self.now_ms();
         match wake {
             Wake::Net(ClientNetEvent::Response { peer: Peer::Broker(broker), correlation_id, response }) => {
-                self.consumer.handle_response(now, broker, correlation_id, response)
+                match &mut self.member {
+                    Some(member) if Member::owns(correlation_id) => {
+                        let counts = partition_counts(&self.world, &self.consumer);
+                        member.handle_response(now, broker, correlation_id, response, &counts)
+                    }
+                    _ => self.consumer.handle_response(now, broker, correlation_id, response),
+                }
             }
             Wake::Net(ClientNetEvent::Disconnected { peer: Peer::Broker(broker) }) => {
-                self.consumer.handle_disconnect(now, broker)
+                self.consumer.handle_disconnect(now, broker);
+                if let Some(member) = &mut self.member {
+                    member.handle_disconnect(now, broker);
+                }
             }
             // A consumer talks to brokers only.
             Wake::Net(_) => {}
-            Wake::Timer => self.consumer.handle_timeout(now),
+            Wake::Timer => {
+                self.consumer.handle_timeout(now);
+                if let Some(member) = &mut self.member {
+                    if member.next_timeout_ms().is_some_and(|due| due <= now) {
+                        member.handle_timeout(now);
+                    }
+                }
+            }
         }
         self.flush();
     }
 
     pub fn flush(&mut self) {
+        if let Some(member) = &mut self.member {
+            while let Some((broker, correlation_id, request)) = member.poll_output() {
+                self.net.send(broker, correlation_id, request);
+            }
+            while let Some(event) = member.poll_event() {
+                self.member_events.push_back(event);
+            }
+        }
         while let Some(output) = self.consumer.poll_output() {
             match output {
                 ConsumerOutput::Send { broker, correlation_id, request } => {
@@ -152,12 +196,24 @@ impl ConsumerDriver {
         }
     }
 
-    fn record_move(&mut self, tp: TopicPartition, to: Offset, cause: SeekCause) {
+    /// Records a move of `tp`'s position to `to` (a seek op, with its cause).
+    pub fn record_move(&mut self, tp: TopicPartition, to: Offset, cause: SeekCause) {
         let call = Call::Seek { partition: partition_name(&self.world, tp), offset: to.0, cause };
         let op = self.world.invoke(self.process, call);
         self.world.complete(op, Outcome::Ok);
         self.moved = true;
     }
+}
+
+/// What the group leader's assignor sees: the partition count of every topic
+/// the consumer's metadata knows.
+fn partition_counts(world: &World, consumer: &Consumer) -> PartitionCounts {
+    let metadata = consumer.metadata();
+    world
+        .topic_names
+        .iter()
+        .filter_map(|name| Some((metadata.topic_id(name)?, metadata.partition_count(name)?)))
+        .collect()
 }
 
 fn polled(world: &World, r: ConsumedRecord) -> Polled {
@@ -180,6 +236,9 @@ pub async fn run(world: Arc<World>, c: u32) {
     let node = world.consumer_node(c);
     let process = world.consumer_process(c);
     let mut driver = ConsumerDriver::start(world.clone(), node, process, consumer_config(&spec)).await;
+    if let Some(group) = &spec.group {
+        return super::group_consumer::run(driver, &spec, group).await;
+    }
     driver.assign(spec.partitions_for(index, &world.scenario.topics));
     let poll_timeout = Duration::from_millis(spec.poll_timeout_ms);
     while world.phase() == Phase::Chaos {

@@ -28,7 +28,7 @@ pub async fn run(world: Arc<World>) {
     let node = world.drain_node();
     let config = ConsumerConfig { auto_offset_reset: AutoOffsetReset::Earliest, ..ConsumerConfig::default() };
     let mut driver = ConsumerDriver::start(world.clone(), node, world.drain_process(), config).await;
-    let partitions: Vec<TopicPartition> = world.layout.partitions().collect();
+    let partitions: Vec<TopicPartition> = world.workload_partitions().collect();
     for tp in &partitions {
         world.drain_progress.lock().expect("drain lock").insert(partition_name(&world, *tp), (0, None));
     }

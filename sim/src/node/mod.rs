@@ -7,6 +7,7 @@ pub mod broker;
 pub mod consumer;
 pub mod controller;
 pub mod drain;
+pub mod group_consumer;
 pub mod producer;
 
 use crate::world::World;

@@ -110,6 +110,8 @@ pub const SEEDS: IntLimit = int("seeds", 1, 100_000, D(10));
 
 // [cluster] and [cluster.broker]; defaults are Kafka's.
 pub const BROKERS: IntLimit = int("cluster.brokers", 1, 64, Required);
+// Kafka's offsets.topic.num.partitions is 50; 3 keeps runs small.
+pub const OFFSETS_TOPIC_PARTITIONS: IntLimit = int("cluster.offsets_topic_partitions", 1, 64, D(3));
 pub const LOG_SEGMENT_BYTES: IntLimit = int("cluster.broker.log_segment_bytes", 1024, GIB, D(1_073_741_824));
 pub const LOG_INDEX_INTERVAL_BYTES: IntLimit = int("cluster.broker.log_index_interval_bytes", 1, GIB, D(4096));
 pub const LOG_RETENTION_BYTES: IntLimit = int("cluster.broker.log_retention_bytes", 1, 1 << 40, Optional);
@@ -175,6 +177,17 @@ pub const MAX_PARTITION_FETCH_BYTES: IntLimit =
     int("workload.consumers.max_partition_fetch_bytes", 1, GIB, D(1_048_576));
 pub const CONSUMER_REQUEST_TIMEOUT_MS: IntLimit = int("workload.consumers.request_timeout_ms", 1, HOUR_MS, D(30_000));
 
+// Group members (`group = "..."`); defaults are Kafka's. The session timeout's
+// bounds are the coordinator's group.min/max.session.timeout.ms defaults.
+pub const GROUP_ID_BYTES: IntLimit = int("workload.consumers.group (bytes)", 1, 255, Derived);
+pub const GROUP_SESSION_TIMEOUT_MS: IntLimit =
+    int("workload.consumers.session_timeout_ms", 6_000, 1_800_000, D(45_000));
+pub const GROUP_HEARTBEAT_INTERVAL_MS: IntLimit =
+    int("workload.consumers.heartbeat_interval_ms", 1, 1_800_000, D(3_000));
+pub const MAX_POLL_INTERVAL_MS: IntLimit = int("workload.consumers.max_poll_interval_ms", 1, HOUR_MS, D(300_000));
+pub const AUTO_COMMIT_INTERVAL_MS: IntLimit = int("workload.consumers.auto_commit_interval_ms", 1, HOUR_MS, D(5_000));
+pub const PROCESSING_MS: IntLimit = int("workload.consumers.processing_ms", 0, 600_000, D(0));
+
 // [[faults]]
 pub const FAULTS: IntLimit = int("faults (entries)", 0, 10_000, Derived);
 pub const AT_MS: IntLimit = int("faults.at_ms", 0, HOUR_MS, Required);
@@ -206,6 +219,7 @@ pub const LIMITS: &[Limit] = &[
     Limit::Int(RECOVERY_BOUND_MS),
     Limit::Int(SEEDS),
     Limit::Int(BROKERS),
+    Limit::Int(OFFSETS_TOPIC_PARTITIONS),
     Limit::Int(LOG_SEGMENT_BYTES),
     Limit::Int(LOG_INDEX_INTERVAL_BYTES),
     Limit::Int(LOG_RETENTION_BYTES),
@@ -254,6 +268,12 @@ pub const LIMITS: &[Limit] = &[
     Limit::Int(FETCH_MAX_BYTES),
     Limit::Int(MAX_PARTITION_FETCH_BYTES),
     Limit::Int(CONSUMER_REQUEST_TIMEOUT_MS),
+    Limit::Int(GROUP_ID_BYTES),
+    Limit::Int(GROUP_SESSION_TIMEOUT_MS),
+    Limit::Int(GROUP_HEARTBEAT_INTERVAL_MS),
+    Limit::Int(MAX_POLL_INTERVAL_MS),
+    Limit::Int(AUTO_COMMIT_INTERVAL_MS),
+    Limit::Int(PROCESSING_MS),
     Limit::Int(FAULTS),
     Limit::Int(AT_MS),
     Limit::Int(FAULT_LATENCY_MS),
@@ -283,6 +303,12 @@ pub const RULES: &[&str] = &[
     "`workload.producers.keys.partition` < that topic's `partitions`",
     "`workload.producers.delivery_timeout_ms` >= `linger_ms` + `request_timeout_ms` (as Kafka requires)",
     "`workload.consumers.fetch_min_bytes` <= `fetch_max_bytes`",
+    "`workload.consumers.group`: no control characters; with it, no `assignment` (the group assigns partitions)",
+    "`workload.consumers` keys `assignor`, `session_timeout_ms`, `heartbeat_interval_ms`, `max_poll_interval_ms`, \
+     `commit`, `auto_commit_interval_ms`, `processing_ms`: only with `group`",
+    "`workload.consumers.heartbeat_interval_ms` < `session_timeout_ms`",
+    "`workload.consumers.auto_commit_interval_ms` only with `commit = \"auto\"` (its default)",
+    "`workload.consumers.assignor`: at least one, no name twice; entries naming the same `group` share at least one",
     "`faults.at_ms` <= `duration_ms`",
     "`faults.min_ms` <= `faults.max_ms`",
     "`faults.node`: an existing node (`controller` included); `crash`/`restart` only a broker or the controller",

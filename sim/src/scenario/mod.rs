@@ -23,9 +23,9 @@ use std::path::Path;
 pub use error::ScenarioError;
 pub use limits::{Limit, LIMITS, MAX_FILE_BYTES};
 pub use schema::{
-    AssignmentSpec, BrokerSpec, ClusterSpec, ConsumerSpec, ControllerSpec, DiskFaultSpec, DiskSpec, ExpectSpec, Fault,
-    FlushSpec, KeyMode, NemesisSpec, NetworkSpec, PartitionerSpec, ProducerSpec, ResetSpec, Scenario, TimedFault,
-    TopicSpec, WorkloadSpec, CONTROLLER_NODE,
+    AssignmentSpec, BrokerSpec, ClusterSpec, CommitMode, ConsumerSpec, ControllerSpec, DiskFaultSpec, DiskSpec,
+    ExpectSpec, Fault, FlushSpec, GroupSpec, KeyMode, NemesisSpec, NetworkSpec, PartitionerSpec, ProducerSpec,
+    ResetSpec, Scenario, TimedFault, TopicSpec, WorkloadSpec, CONTROLLER_NODE,
 };
 
 impl Scenario {

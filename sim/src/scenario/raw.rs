@@ -4,16 +4,17 @@
 //! integer type) so that a negative duration reaches validation and gets a
 //! range message rather than a type error.
 
+use broker_core::group::AssignorKind;
 use broker_core::plant::Plant;
 use broker_core::protocol::Acks;
-use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use std::fmt;
 use std::marker::PhantomData;
 use std::str::FromStr;
 use toml::Spanned;
 
-use super::schema::{AssignmentSpec, PartitionerSpec, ResetSpec};
+use super::schema::{AssignmentSpec, CommitMode, PartitionerSpec, ResetSpec};
 use crate::checker::Invariant;
 
 pub(super) type S<T> = Spanned<T>;
@@ -47,6 +48,7 @@ pub(super) struct RawScenario {
 pub(super) struct RawCluster {
     pub brokers: S<Int>,
     pub unclean_leader_election: Option<S<bool>>,
+    pub offsets_topic_partitions: Option<S<Int>>,
     pub broker: Option<RawBroker>,
     pub controller: Option<RawController>,
     pub disk: Option<RawDisk>,
@@ -145,6 +147,14 @@ pub(super) struct RawConsumer {
     pub fetch_max_bytes: Option<S<Int>>,
     pub max_partition_fetch_bytes: Option<S<Int>>,
     pub request_timeout_ms: Option<S<Int>>,
+    pub group: Option<S<String>>,
+    pub assignor: Option<S<RawAssignors>>,
+    pub session_timeout_ms: Option<S<Int>>,
+    pub heartbeat_interval_ms: Option<S<Int>>,
+    pub max_poll_interval_ms: Option<S<Int>>,
+    pub commit: Option<S<Pick<CommitMode>>>,
+    pub auto_commit_interval_ms: Option<S<Int>>,
+    pub processing_ms: Option<S<Int>>,
 }
 
 /// One `[[faults]]` entry: every key any verb takes. Which keys a verb takes
@@ -323,6 +333,53 @@ impl Choice for ResetSpec {
     fn parse(s: &str) -> Result<Self, String> {
         let choices: Vec<_> = ResetSpec::ALL.iter().map(|r| (r.name(), *r)).collect();
         choose("auto_offset_reset", s, &choices)
+    }
+}
+
+impl Choice for AssignorKind {
+    const EXPECTING: &'static str = "a string: \"range\", \"roundrobin\", \"sticky\" or \"cooperative-sticky\"";
+    fn parse(s: &str) -> Result<Self, String> {
+        let choices: Vec<_> = AssignorKind::ALL.iter().map(|a| (a.name(), *a)).collect();
+        choose("assignor", s, &choices)
+    }
+}
+
+impl Choice for CommitMode {
+    const EXPECTING: &'static str = "a string: \"auto\", \"process-then-commit\" or \"commit-then-process\"";
+    fn parse(s: &str) -> Result<Self, String> {
+        let choices: Vec<_> = CommitMode::ALL.iter().map(|c| (c.name(), *c)).collect();
+        choose("commit mode", s, &choices)
+    }
+}
+
+/// `assignor = "range"` or `assignor = ["range", "cooperative-sticky"]`:
+/// Kafka's `partition.assignment.strategy` is one name or a list. A lone
+/// name is spanned by the key's own `Spanned`; list items each carry theirs.
+pub(super) enum RawAssignors {
+    One(AssignorKind),
+    Many(Vec<S<Pick<AssignorKind>>>),
+}
+
+impl<'de> Deserialize<'de> for RawAssignors {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawAssignors;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an assignor name (a string) or an array of them")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawAssignors, E> {
+                <AssignorKind as Choice>::parse(v).map(RawAssignors::One).map_err(E::custom)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawAssignors, A::Error> {
+                let mut names = Vec::new();
+                while let Some(name) = seq.next_element()? {
+                    names.push(name);
+                }
+                Ok(RawAssignors::Many(names))
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 

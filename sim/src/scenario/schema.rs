@@ -49,6 +49,10 @@ pub struct ClusterSpec {
     pub controller: ControllerSpec,
     /// Every node's simulated disk (brokers and the controller have one).
     pub disk: DiskSpec,
+    /// Partitions of `__consumer_offsets` (Kafka's
+    /// `offsets.topic.num.partitions`), created when a consumer is in a
+    /// group; replication factor min(3, brokers), as Kafka's default.
+    pub offsets_topic_partitions: u32,
 }
 
 /// The simulated disks (`[cluster.disk]`), alike on every node that has one.
@@ -263,6 +267,58 @@ pub struct ConsumerSpec {
     pub fetch_max_bytes: u32,
     pub max_partition_fetch_bytes: u32,
     pub request_timeout_ms: u64,
+    /// Subscribe mode: the consumers of this spec form (or join) a group
+    /// and get their partitions from it; `None`: assign mode (`assignment`).
+    pub group: Option<GroupSpec>,
+}
+
+/// A consumer group (`group = "..."` on a consumer entry) and how its
+/// members commit and process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupSpec {
+    /// `group.id`.
+    pub id: String,
+    /// `partition.assignment.strategy`, in order of preference (Kafka's
+    /// default: range, cooperative-sticky).
+    pub assignors: Vec<broker_core::group::AssignorKind>,
+    /// `session.timeout.ms` (Kafka: 45,000).
+    pub session_timeout_ms: u64,
+    /// `heartbeat.interval.ms` (Kafka: 3,000); below the session timeout.
+    pub heartbeat_interval_ms: u64,
+    /// `max.poll.interval.ms` (Kafka: 300,000): also the rebalance timeout.
+    pub max_poll_interval_ms: u64,
+    pub commit: CommitMode,
+    /// `auto.commit.interval.ms` (Kafka: 5,000), for `CommitMode::Auto`.
+    pub auto_commit_interval_ms: u64,
+    /// Simulated time each polled batch takes to process (0: instant).
+    pub processing_ms: u64,
+}
+
+/// When a group member commits what it consumed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CommitMode {
+    /// `enable.auto.commit=true` (Kafka's default): every
+    /// `auto_commit_interval_ms`, at a poll, the positions of the records
+    /// the previous polls returned; and before a revocation.
+    Auto,
+    /// Process the batch, then commit its positions (at-least-once: a
+    /// crash in between re-delivers the batch).
+    ProcessThenCommit,
+    /// Commit the batch's positions, then process it (at-most-once: a
+    /// crash in between loses the batch).
+    CommitThenProcess,
+}
+
+impl CommitMode {
+    pub const ALL: &'static [CommitMode] =
+        &[CommitMode::Auto, CommitMode::ProcessThenCommit, CommitMode::CommitThenProcess];
+    pub fn name(self) -> &'static str {
+        match self {
+            CommitMode::Auto => "auto",
+            CommitMode::ProcessThenCommit => "process-then-commit",
+            CommitMode::CommitThenProcess => "commit-then-process",
+        }
+    }
 }
 
 impl ConsumerSpec {

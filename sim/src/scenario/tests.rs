@@ -5,6 +5,7 @@
 use super::*;
 use crate::checker::Invariant;
 use crate::disk::{LatencySpec, ServiceTime};
+use broker_core::group::AssignorKind;
 use broker_core::plant::Plant;
 use broker_core::protocol::Acks;
 use proptest::prelude::*;
@@ -31,6 +32,7 @@ plant = ["fetch-skips-record"]
 [cluster]
 brokers = 3
 unclean_leader_election = true
+offsets_topic_partitions = 8
 
 [cluster.broker]
 log_segment_bytes = 1048576
@@ -105,6 +107,24 @@ fetch_min_bytes = 10
 fetch_max_bytes = 1000000
 max_partition_fetch_bytes = 100000
 request_timeout_ms = 5000
+
+[[workload.consumers]]
+topics = ["orders"]
+group = "billing"
+assignor = ["cooperative-sticky", "roundrobin", "sticky", "range"]
+session_timeout_ms = 10_000
+heartbeat_interval_ms = 1000
+max_poll_interval_ms = 60_000
+commit = "auto"
+auto_commit_interval_ms = 250
+processing_ms = 5
+
+[[workload.consumers]]
+count = 2
+topics = ["audit.log_v2", "orders"]
+group = "billing"
+assignor = "sticky"
+commit = "commit-then-process"
 
 [[faults]]
 at_ms = 9000
@@ -248,6 +268,7 @@ fn full_scenario_reads_every_key() {
         cluster: ClusterSpec {
             brokers: 3,
             unclean_leader_election: true,
+            offsets_topic_partitions: 8,
             controller: ControllerSpec { session_timeout_ms: 3000, heartbeat_interval_ms: 500 },
             broker: BrokerSpec {
                 log_segment_bytes: 1_048_576,
@@ -312,43 +333,76 @@ fn full_scenario_reads_every_key() {
                     partitioner: PartitionerSpec::Sticky,
                 },
             ],
-            consumers: vec![ConsumerSpec {
-                count: 2,
-                topics: strings(&["orders", "audit.log_v2"]),
-                assignment: AssignmentSpec::Split,
-                auto_offset_reset: ResetSpec::Latest,
-                poll_timeout_ms: 50,
-                max_poll_records: 100,
-                fetch_max_wait_ms: 200,
-                fetch_min_bytes: 10,
-                fetch_max_bytes: 1_000_000,
-                max_partition_fetch_bytes: 100_000,
-                request_timeout_ms: 5000,
-            }],
+            consumers: vec![
+                ConsumerSpec {
+                    count: 2,
+                    topics: strings(&["orders", "audit.log_v2"]),
+                    assignment: AssignmentSpec::Split,
+                    auto_offset_reset: ResetSpec::Latest,
+                    poll_timeout_ms: 50,
+                    max_poll_records: 100,
+                    fetch_max_wait_ms: 200,
+                    fetch_min_bytes: 10,
+                    fetch_max_bytes: 1_000_000,
+                    max_partition_fetch_bytes: 100_000,
+                    request_timeout_ms: 5000,
+                    group: None,
+                },
+                ConsumerSpec {
+                    count: 1,
+                    topics: strings(&["orders"]),
+                    group: Some(GroupSpec {
+                        id: "billing".into(),
+                        assignors: vec![
+                            AssignorKind::CooperativeSticky,
+                            AssignorKind::RoundRobin,
+                            AssignorKind::Sticky,
+                            AssignorKind::Range,
+                        ],
+                        session_timeout_ms: 10_000,
+                        heartbeat_interval_ms: 1000,
+                        max_poll_interval_ms: 60_000,
+                        commit: CommitMode::Auto,
+                        auto_commit_interval_ms: 250,
+                        processing_ms: 5,
+                    }),
+                    ..default_consumer()
+                },
+                ConsumerSpec {
+                    count: 2,
+                    topics: strings(&["audit.log_v2", "orders"]),
+                    group: Some(GroupSpec {
+                        assignors: vec![AssignorKind::Sticky],
+                        commit: CommitMode::CommitThenProcess,
+                        ..default_group("billing")
+                    }),
+                    ..default_consumer()
+                },
+            ],
         },
         faults: vec![
-            TimedFault { at_ms: 1000, fault: Fault::Crash { node: "broker-1".into() }, line: 93 },
-            TimedFault { at_ms: 2000, fault: Fault::Restart { node: "broker-1".into() }, line: 98 },
-            TimedFault { at_ms: 3000, fault: Fault::Pause { node: "producer-2".into() }, line: 103 },
-            TimedFault { at_ms: 4000, fault: Fault::Resume { node: "producer-2".into() }, line: 108 },
-            TimedFault { at_ms: 5000, fault: Fault::Isolate { node: "consumer-1".into() }, line: 113 },
-            TimedFault { at_ms: 6000, fault: Fault::Heal, line: 118 },
-            TimedFault { at_ms: 7000, fault: Fault::Latency { min_ms: 5, max_ms: 50 }, line: 122 },
-            TimedFault { at_ms: 8000, fault: Fault::Loss { rate: 0.2 }, line: 128 },
-            // Equal times keep file order: the partition (line 82) before the skew.
+            TimedFault { at_ms: 1000, fault: Fault::Crash { node: "broker-1".into() }, line: 112 },
+            TimedFault { at_ms: 2000, fault: Fault::Restart { node: "broker-1".into() }, line: 117 },
+            TimedFault { at_ms: 3000, fault: Fault::Pause { node: "producer-2".into() }, line: 122 },
+            TimedFault { at_ms: 4000, fault: Fault::Resume { node: "producer-2".into() }, line: 127 },
+            TimedFault { at_ms: 5000, fault: Fault::Isolate { node: "consumer-1".into() }, line: 132 },
+            TimedFault { at_ms: 6000, fault: Fault::Heal, line: 137 },
+            TimedFault { at_ms: 7000, fault: Fault::Latency { min_ms: 5, max_ms: 50 }, line: 141 },
+            TimedFault { at_ms: 8000, fault: Fault::Loss { rate: 0.2 }, line: 147 },
+            // Equal times keep file order: the partition (line 106) before the skew.
             TimedFault {
                 at_ms: 9000,
                 fault: Fault::Partition {
                     groups: vec![strings(&["broker-0"]), strings(&["broker-1", "broker-2"])],
                     one_way: true,
                 },
-                line: 87,
+                line: 106,
             },
-            TimedFault { at_ms: 9000, fault: Fault::Skew { node: "broker-0".into(), skew_ms: -1500 }, line: 133 },
+            TimedFault { at_ms: 9000, fault: Fault::Skew { node: "broker-0".into(), skew_ms: -1500 }, line: 152 },
             TimedFault {
                 at_ms: 9500,
                 fault: Fault::PowerLoss { nodes: strings(&["broker-1", "controller"]), torn: true },
-                line: 139,
+                line: 158,
             },
             TimedFault {
                 at_ms: 9600,
@@ -361,14 +415,14 @@ fn full_scenario_reads_every_key() {
                         misdirected_write: 1.0,
                     },
                 },
-                line: 145,
+                line: 164,
             },
-            TimedFault { at_ms: 9700, fault: Fault::DiskFull { node: "controller".into() }, line: 154 },
-            TimedFault { at_ms: 9800, fault: Fault::DiskHeal { node: "broker-2".into() }, line: 159 },
+            TimedFault { at_ms: 9700, fault: Fault::DiskFull { node: "controller".into() }, line: 173 },
+            TimedFault { at_ms: 9800, fault: Fault::DiskHeal { node: "broker-2".into() }, line: 178 },
             TimedFault {
                 at_ms: 9900,
                 fault: Fault::PowerLoss { nodes: strings(&["broker-0"]), torn: false },
-                line: 164,
+                line: 183,
             },
         ],
         nemesis: Some(NemesisSpec {
@@ -401,7 +455,7 @@ fn full_scenario_reads_every_key() {
 fn full_scenario_names_its_nodes() {
     let s = parse(FULL).unwrap();
     assert_eq!(s.broker_names(), strings(&["broker-0", "broker-1", "broker-2"]));
-    assert_eq!((s.producer_count(), s.consumer_count()), (3, 2));
+    assert_eq!((s.producer_count(), s.consumer_count()), (3, 5));
     assert_eq!(
         s.node_names(),
         strings(&[
@@ -413,7 +467,10 @@ fn full_scenario_names_its_nodes() {
             "producer-1",
             "producer-2",
             "consumer-0",
-            "consumer-1"
+            "consumer-1",
+            "consumer-2",
+            "consumer-3",
+            "consumer-4"
         ])
     );
     let producers: Vec<(String, String)> = s.producers().into_iter().map(|(n, p)| (n, p.topic.clone())).collect();
@@ -457,6 +514,7 @@ fn minimal_scenario_gets_the_documented_defaults() {
             broker: BrokerSpec::default(),
             controller: ControllerSpec { session_timeout_ms: 9000, heartbeat_interval_ms: 2000 },
             disk: DiskSpec::default(),
+            offsets_topic_partitions: 3,
         }
     );
     assert_eq!(
@@ -1190,6 +1248,305 @@ fn nemesis_power_loss_and_disk_faults() {
     );
 }
 
+// ---- consumer groups ------------------------------------------------------------
+
+/// MIN with one `[[workload.consumers]]` entry reading "orders"; `keys` start on line 12.
+fn with_consumer(keys: &str) -> String {
+    format!("{MIN}\n[[workload.consumers]]\ntopics = [\"orders\"]\n{keys}")
+}
+
+/// The group of the one consumer entry of `with_consumer(keys)`.
+fn only_group(keys: &str) -> Option<GroupSpec> {
+    parse(&with_consumer(keys)).unwrap().workload.consumers.remove(0).group
+}
+
+/// A consumer entry with every key left out (and no topics).
+fn default_consumer() -> ConsumerSpec {
+    ConsumerSpec {
+        count: 1,
+        topics: vec![],
+        assignment: AssignmentSpec::All,
+        auto_offset_reset: ResetSpec::Earliest,
+        poll_timeout_ms: 100,
+        max_poll_records: 500,
+        fetch_max_wait_ms: 500,
+        fetch_min_bytes: 1,
+        fetch_max_bytes: 52_428_800,
+        max_partition_fetch_bytes: 1_048_576,
+        request_timeout_ms: 30_000,
+        group: None,
+    }
+}
+
+/// `group = id` and nothing else: Kafka's consumer defaults.
+fn default_group(id: &str) -> GroupSpec {
+    GroupSpec {
+        id: id.into(),
+        assignors: vec![AssignorKind::Range, AssignorKind::CooperativeSticky],
+        session_timeout_ms: 45_000,
+        heartbeat_interval_ms: 3000,
+        max_poll_interval_ms: 300_000,
+        commit: CommitMode::Auto,
+        auto_commit_interval_ms: 5000,
+        processing_ms: 0,
+    }
+}
+
+#[test]
+fn group_member_reads_every_group_key() {
+    let group = only_group(
+        "group = \"billing-v2\"\nassignor = [\"roundrobin\", \"cooperative-sticky\"]\nsession_timeout_ms = 6_000\n\
+         heartbeat_interval_ms = 5_999\nmax_poll_interval_ms = 1\ncommit = \"process-then-commit\"\n\
+         processing_ms = 600_000\n",
+    );
+    let expected = GroupSpec {
+        id: "billing-v2".into(),
+        assignors: vec![AssignorKind::RoundRobin, AssignorKind::CooperativeSticky],
+        session_timeout_ms: 6000,
+        heartbeat_interval_ms: 5999,
+        max_poll_interval_ms: 1,
+        commit: CommitMode::ProcessThenCommit,
+        auto_commit_interval_ms: 5000,
+        processing_ms: 600_000,
+    };
+    assert_eq!(group, Some(expected));
+    let auto = only_group("group = \"g\"\ncommit = \"auto\"\nauto_commit_interval_ms = 3_600_000\n").unwrap();
+    assert_eq!((auto.commit, auto.auto_commit_interval_ms), (CommitMode::Auto, 3_600_000));
+    let s = parse("duration_ms = 1\n[cluster]\nbrokers = 1\noffsets_topic_partitions = 64\n").unwrap();
+    assert_eq!(s.cluster.offsets_topic_partitions, 64);
+}
+
+#[test]
+fn group_defaults() {
+    assert_eq!(only_group(""), None);
+    assert_eq!(only_group("group = \"g\"\n"), Some(default_group("g")));
+    let consumer = parse(&with_consumer("group = \"g\"\n")).unwrap().workload.consumers.remove(0);
+    assert_eq!(
+        consumer,
+        ConsumerSpec { topics: strings(&["orders"]), group: Some(default_group("g")), ..default_consumer() }
+    );
+    // One name is a list of one.
+    assert_eq!(only_group("group = \"g\"\nassignor = \"sticky\"\n").unwrap().assignors, vec![AssignorKind::Sticky]);
+    for mode in CommitMode::ALL {
+        let group = only_group(&format!("group = \"g\"\ncommit = \"{}\"\n", mode.name())).unwrap();
+        assert_eq!(group.commit, *mode);
+    }
+    for kind in AssignorKind::ALL {
+        let group = only_group(&format!("group = \"g\"\nassignor = [\"{}\"]\n", kind.name())).unwrap();
+        assert_eq!(group.assignors, vec![*kind]);
+    }
+    // Kafka's offsets.topic.num.partitions is 50; ksim's default is 3.
+    assert_eq!(parse(MIN).unwrap().cluster.offsets_topic_partitions, 3);
+}
+
+#[test]
+fn entries_may_share_a_group_with_different_topics() {
+    let text = format!(
+        "{MIN}\n[[topics]]\nname = \"audit\"\npartitions = 1\n\n\
+         [[workload.consumers]]\ntopics = [\"orders\"]\ngroup = \"g\"\nassignor = [\"range\", \"sticky\"]\n\n\
+         [[workload.consumers]]\ncount = 2\ntopics = [\"audit\", \"orders\"]\ngroup = \"g\"\nassignor = \"sticky\"\n\n\
+         [[workload.consumers]]\ntopics = [\"orders\"]\ngroup = \"other\"\nassignor = \"roundrobin\"\n"
+    );
+    let s = parse(&text).unwrap();
+    let ids: Vec<&str> = s.workload.consumers.iter().map(|c| c.group.as_ref().unwrap().id.as_str()).collect();
+    assert_eq!(ids, ["g", "g", "other"]);
+    assert_eq!(s.consumer_count(), 4);
+}
+
+#[test]
+fn entries_of_one_group_share_an_assignor() {
+    let text = |second: &str| {
+        format!(
+            "{MIN}\n[[workload.consumers]]\ntopics = [\"orders\"]\ngroup = \"g\"\nassignor = [\"range\", \"sticky\"]\n\n\
+             [[workload.consumers]]\ntopics = [\"orders\"]\ngroup = \"g\"\n{second}"
+        )
+    };
+    check(
+        &text("assignor = \"roundrobin\"\n"),
+        18,
+        12,
+        "group \"g\" (also named at line 12) would have no assignor every member supports: this entry offers \
+         roundrobin, the earlier entries share range, sticky; the coordinator would refuse its members \
+         (INCONSISTENT_GROUP_PROTOCOL)",
+    );
+    // Left out, the default (range, cooperative-sticky) shares range; a third
+    // entry must share what all the earlier ones have in common.
+    let third = "\n[[workload.consumers]]\ntopics = [\"orders\"]\ngroup = \"g\"\nassignor = \"sticky\"\n";
+    assert!(parse(&text("")).is_ok());
+    check(&text(third), 22, 12, "this entry offers sticky, the earlier entries share range;");
+    // No `assignor` on the entry to blame: its `group`.
+    let first_sticky = text("").replace("[\"range\", \"sticky\"]", "\"sticky\"");
+    check(&first_sticky, 17, 9, "this entry offers range, cooperative-sticky");
+}
+
+#[test]
+fn assignment_with_group() {
+    check(
+        &with_consumer("group = \"g\"\nassignment = \"split\"\n"),
+        13,
+        14,
+        "`assignment` does not apply with `group`: the group's assignor divides the partitions among its members",
+    );
+    check(&with_consumer("assignment = \"all\"\ngroup = \"g\"\n"), 12, 14, "`assignment` does not apply with `group`");
+}
+
+#[test]
+fn group_keys_without_group() {
+    for (key, value) in [
+        ("assignor", "\"range\""),
+        ("session_timeout_ms", "10_000"),
+        ("heartbeat_interval_ms", "100"),
+        ("max_poll_interval_ms", "1000"),
+        ("commit", "\"auto\""),
+        ("auto_commit_interval_ms", "100"),
+        ("processing_ms", "0"),
+    ] {
+        check(
+            &with_consumer(&format!("{key} = {value}\n")),
+            12,
+            key.len() + 4,
+            &format!(
+                "`{key}` needs `group`: it configures a consumer group's members, and without `group` a consumer \
+                 reads fixed partitions (`assignment`)"
+            ),
+        );
+    }
+    // The first one written is to blame.
+    check(&with_consumer("processing_ms = 5\ncommit = \"auto\"\n"), 12, 17, "`processing_ms` needs `group`");
+}
+
+#[test]
+fn heartbeat_not_below_the_group_session_timeout() {
+    check(
+        &with_consumer("group = \"g\"\nsession_timeout_ms = 6000\nheartbeat_interval_ms = 6000\n"),
+        14,
+        25,
+        "heartbeat_interval_ms (6000) must be below session_timeout_ms (6000), or the coordinator expires members \
+         between two heartbeats",
+    );
+    // Against the default session timeout, and the session timeout blamed when it is all there is to blame.
+    check(
+        &with_consumer("group = \"g\"\nheartbeat_interval_ms = 45_000\n"),
+        13,
+        25,
+        "heartbeat_interval_ms (45000) must be below session_timeout_ms (45000)",
+    );
+    check(
+        &with_consumer("session_timeout_ms = 7000\nheartbeat_interval_ms = 7001\ngroup = \"g\"\n"),
+        13,
+        25,
+        "heartbeat_interval_ms (7001) must be below session_timeout_ms (7000)",
+    );
+}
+
+#[test]
+fn unknown_and_duplicate_assignors() {
+    let group = |keys: &str| with_consumer(&format!("group = \"g\"\n{keys}"));
+    check(
+        &group("assignor = \"fair\"\n"),
+        13,
+        12,
+        "unknown assignor `fair`; expected one of: range, roundrobin, sticky, cooperative-sticky",
+    );
+    check(&group("assignor = [\"range\", \"round-robin\"]\n"), 13, 22, "unknown assignor `round-robin`");
+    check(&group("assignor = [\"range\", \"sticky\", \"range\"]\n"), 13, 32, "assignor lists \"range\" twice");
+    check(
+        &group("assignor = []\n"),
+        13,
+        12,
+        "assignor is empty; name at least one of: range, roundrobin, sticky, cooperative-sticky",
+    );
+    check(&group("assignor = 1\n"), 13, 12, "expected an assignor name (a string) or an array of them");
+    check(
+        &group("assignor = [\"range\", 2]\n"),
+        13,
+        22,
+        "\"range\", \"roundrobin\", \"sticky\" or \"cooperative-sticky\"",
+    );
+}
+
+#[test]
+fn bad_group_names() {
+    check(&with_consumer("group = \"\"\n"), 12, 9, "group is empty; a group id (Kafka's group.id) is 1 to 255 bytes");
+    let longest = "g".repeat(255);
+    assert_eq!(only_group(&format!("group = \"{longest}\"\n")).unwrap().id, longest);
+    check(
+        &with_consumer(&format!("group = \"{}\"\n", "g".repeat(256))),
+        12,
+        9,
+        "group is 256 bytes long; the limit is 255",
+    );
+    // Bytes, not characters: 128 two-byte characters are 256 bytes.
+    check(&with_consumer(&format!("group = \"{}\"\n", "ü".repeat(128))), 12, 9, "group is 256 bytes long");
+    check(&with_consumer("group = \"a\\tb\"\n"), 12, 9, "group \"a\\tb\" contains the control character '\\t'");
+    check(&with_consumer("group = 7\n"), 12, 9, "expected a string");
+    // Anything else goes, as in Kafka.
+    assert_eq!(only_group("group = \"billing team/ü 1\"\n").unwrap().id, "billing team/ü 1");
+}
+
+#[test]
+fn commit_modes() {
+    check(
+        &with_consumer("group = \"g\"\ncommit = \"sometimes\"\n"),
+        13,
+        10,
+        "unknown commit mode `sometimes`; expected one of: auto, process-then-commit, commit-then-process",
+    );
+    check(
+        &with_consumer("group = \"g\"\ncommit = true\n"),
+        13,
+        10,
+        "\"auto\", \"process-then-commit\" or \"commit-then-process\"",
+    );
+    check(
+        &with_consumer("group = \"g\"\ncommit = \"commit-then-process\"\nauto_commit_interval_ms = 100\n"),
+        14,
+        27,
+        "auto_commit_interval_ms applies only to commit = \"auto\", but commit is \"commit-then-process\"",
+    );
+}
+
+#[test]
+fn group_values_out_of_range() {
+    let group = |keys: &str| with_consumer(&format!("group = \"g\"\n{keys}"));
+    for (keys, column, phrase) in [
+        (
+            "session_timeout_ms = 5999\n",
+            22,
+            "workload.consumers.session_timeout_ms must be between 6000 and 1_800_000, got 5999",
+        ),
+        ("session_timeout_ms = 1_800_001\n", 22, "got 1800001"),
+        (
+            "heartbeat_interval_ms = 0\n",
+            25,
+            "workload.consumers.heartbeat_interval_ms must be between 1 and 1_800_000, got 0",
+        ),
+        (
+            "max_poll_interval_ms = 0\n",
+            24,
+            "workload.consumers.max_poll_interval_ms must be between 1 and 3_600_000, got 0",
+        ),
+        ("max_poll_interval_ms = 3_600_001\n", 24, "got 3600001"),
+        (
+            "auto_commit_interval_ms = 0\n",
+            27,
+            "workload.consumers.auto_commit_interval_ms must be between 1 and 3_600_000, got 0",
+        ),
+        ("processing_ms = -1\n", 17, "workload.consumers.processing_ms must be between 0 and 600_000, got -1"),
+        ("processing_ms = 600_001\n", 17, "got 600001"),
+    ] {
+        check(&group(keys), 13, column, phrase);
+    }
+    check(
+        "duration_ms = 1\n[cluster]\nbrokers = 1\noffsets_topic_partitions = 0\n",
+        4,
+        28,
+        "cluster.offsets_topic_partitions must be between 1 and 64, got 0",
+    );
+    check("duration_ms = 1\n[cluster]\nbrokers = 1\noffsets_topic_partitions = 65\n", 4, 28, "got 65");
+    check(&with_consumer("group = \"g\"\ngroup_id = \"g\"\n"), 13, 1, "unknown key `group_id`");
+}
+
 // ---- files ------------------------------------------------------------------
 
 #[test]
@@ -1309,6 +1666,11 @@ const TOKENS: &[&str] = &[
     "nodes = []",
     "\"controller\"",
     "1.5",
+    "group = \"g\"\n",
+    "assignor = []",
+    "\"cooperative-sticky\"",
+    "commit = \"commit-then-process\"\n",
+    "[[workload.consumers]]\ntopics = [\"orders\"]\ngroup = \"billing\"\nassignor = \"roundrobin\"\n",
 ];
 
 fn mutate(base: &str, edits: &[(usize, usize, usize)]) -> String {
@@ -1357,6 +1719,14 @@ fn assert_well_formed(s: &Scenario) {
     for p in &s.workload.producers {
         assert!(s.topic(&p.topic).is_some());
     }
+    for c in &s.workload.consumers {
+        let Some(g) = &c.group else { continue };
+        assert_eq!(c.assignment, AssignmentSpec::All);
+        assert!(!g.id.is_empty() && g.id.len() <= 255 && !g.id.contains(char::is_control));
+        assert!(0 < g.heartbeat_interval_ms && g.heartbeat_interval_ms < g.session_timeout_ms);
+        assert!(!g.assignors.is_empty() && g.assignors.iter().enumerate().all(|(i, a)| !g.assignors[..i].contains(a)));
+    }
+    assert!((1..=64).contains(&s.cluster.offsets_topic_partitions));
     assert!(s.expect.must_hold.iter().all(|i| !s.expect.expected.contains(i)));
 }
 

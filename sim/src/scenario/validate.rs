@@ -7,24 +7,28 @@ use std::fmt::Display;
 use std::ops::Range;
 use std::path::Path;
 
+use broker_core::group::AssignorKind;
 use broker_core::protocol::Acks;
 
 use super::error::{line_column, ScenarioError};
 use super::limits::{self, format_int, FloatLimit, IntLimit, PairLimit};
 use super::raw::{
-    FlushPolicy, Int, Num, Pick, RawBroker, RawCluster, RawConsumer, RawController, RawDisk, RawExpect, RawFault,
-    RawGroups, RawKeys, RawNemesis, RawNetwork, RawProducer, RawScenario, RawTopic, RawWorkload, Verb, DISK_FAULT_KEYS,
-    S,
+    FlushPolicy, Int, Num, Pick, RawAssignors, RawBroker, RawCluster, RawConsumer, RawController, RawDisk, RawExpect,
+    RawFault, RawGroups, RawKeys, RawNemesis, RawNetwork, RawProducer, RawScenario, RawTopic, RawWorkload, Verb,
+    DISK_FAULT_KEYS, S,
 };
 use super::schema::CONTROLLER_NODE;
 use super::schema::{
-    AssignmentSpec, BrokerSpec, ClusterSpec, ConsumerSpec, ControllerSpec, DiskFaultSpec, DiskSpec, ExpectSpec, Fault,
-    FlushSpec, KeyMode, NemesisSpec, NetworkSpec, PartitionerSpec, ProducerSpec, ResetSpec, Scenario, TimedFault,
-    TopicSpec, WorkloadSpec,
+    AssignmentSpec, BrokerSpec, ClusterSpec, CommitMode, ConsumerSpec, ControllerSpec, DiskFaultSpec, DiskSpec,
+    ExpectSpec, Fault, FlushSpec, GroupSpec, KeyMode, NemesisSpec, NetworkSpec, PartitionerSpec, ProducerSpec,
+    ResetSpec, Scenario, TimedFault, TopicSpec, WorkloadSpec,
 };
 use crate::checker::Invariant;
 
 type R<T> = Result<T, ScenarioError>;
+
+/// Kafka's default `partition.assignment.strategy`.
+const DEFAULT_ASSIGNORS: &[AssignorKind] = &[AssignorKind::Range, AssignorKind::CooperativeSticky];
 
 pub(super) fn build(raw: RawScenario, text: &str, file: &str) -> R<Scenario> {
     Cx { text, file }.scenario(raw)
@@ -116,6 +120,25 @@ impl Cx<'_> {
     }
 
     /// The value if given, else the limit's default.
+    /// A heartbeat interval and a session timeout, the first below the
+    /// second — else `what_fails` between two heartbeats.
+    fn heartbeat_and_session(
+        &self,
+        (heartbeat, heartbeat_limit): (&Option<S<Int>>, IntLimit),
+        (session, session_limit): (&Option<S<Int>>, IntLimit),
+        what_fails: &str,
+    ) -> R<(i64, i64)> {
+        let (h, s) = (self.int_or(heartbeat, heartbeat_limit)?, self.int_or(session, session_limit)?);
+        if h >= s {
+            let msg = format!(
+                "heartbeat_interval_ms ({h}) must be below session_timeout_ms ({s}), \
+                 or {what_fails} between two heartbeats"
+            );
+            return Err(self.blame(&[span_of(heartbeat), span_of(session)], msg));
+        }
+        Ok((h, s))
+    }
+
     fn int_or(&self, v: &Option<S<Int>>, limit: IntLimit) -> R<i64> {
         match v {
             Some(v) => self.int(v, limit),
@@ -223,7 +246,9 @@ impl Cx<'_> {
             None => DiskSpec::default(),
         };
         let unclean_leader_election = c.unclean_leader_election.as_ref().is_some_and(|b| *b.get_ref());
-        Ok(ClusterSpec { brokers, unclean_leader_election, broker, controller, disk })
+        let offsets_topic_partitions =
+            self.int_or(&c.offsets_topic_partitions, limits::OFFSETS_TOPIC_PARTITIONS)? as u32;
+        Ok(ClusterSpec { brokers, unclean_leader_election, broker, controller, disk, offsets_topic_partitions })
     }
 
     fn disk(&self, d: &RawDisk) -> R<DiskSpec> {
@@ -287,16 +312,11 @@ impl Cx<'_> {
     }
 
     fn controller(&self, c: &RawController) -> R<ControllerSpec> {
-        let session = self.int_or(&c.session_timeout_ms, limits::SESSION_TIMEOUT_MS)?;
-        let heartbeat = self.int_or(&c.heartbeat_interval_ms, limits::HEARTBEAT_INTERVAL_MS)?;
-        if heartbeat >= session {
-            let msg = format!(
-                "heartbeat_interval_ms ({heartbeat}) must be below session_timeout_ms ({session}), \
-                 or every broker is fenced between two heartbeats"
-            );
-            let spans = [span_of(&c.heartbeat_interval_ms), span_of(&c.session_timeout_ms)];
-            return Err(self.blame(&spans, msg));
-        }
+        let (heartbeat, session) = self.heartbeat_and_session(
+            (&c.heartbeat_interval_ms, limits::HEARTBEAT_INTERVAL_MS),
+            (&c.session_timeout_ms, limits::SESSION_TIMEOUT_MS),
+            "every broker is fenced",
+        )?;
         Ok(ControllerSpec { session_timeout_ms: session as u64, heartbeat_interval_ms: heartbeat as u64 })
     }
 
@@ -412,8 +432,12 @@ impl Cx<'_> {
         }
         let mut consumers = Vec::with_capacity(w.consumers.len());
         let mut total = 0;
+        let mut groups = BTreeMap::new();
         for c in &w.consumers {
             let spec = self.consumer(c.get_ref(), topics)?;
+            if let Some(group) = &spec.group {
+                self.shared_group(group, c.get_ref(), &mut groups)?;
+            }
             total += i64::from(spec.count);
             if total > limits::TOTAL_CONSUMERS.max {
                 let max = limits::TOTAL_CONSUMERS.max;
@@ -503,6 +527,7 @@ impl Cx<'_> {
                 format!("fetch_min_bytes ({fetch_min_bytes}) must not exceed fetch_max_bytes ({fetch_max_bytes})");
             return Err(self.blame(&[span_of(&c.fetch_min_bytes), span_of(&c.fetch_max_bytes)], msg));
         }
+        let group = self.group(c)?;
         Ok(ConsumerSpec {
             count,
             topics: names,
@@ -516,7 +541,135 @@ impl Cx<'_> {
             max_partition_fetch_bytes: self.int_or(&c.max_partition_fetch_bytes, limits::MAX_PARTITION_FETCH_BYTES)?
                 as u32,
             request_timeout_ms: self.int_or(&c.request_timeout_ms, limits::CONSUMER_REQUEST_TIMEOUT_MS)? as u64,
+            group,
         })
+    }
+
+    /// `group` and the keys only a group member takes (subscribe mode);
+    /// without `group`, none of them (assign mode).
+    fn group(&self, c: &RawConsumer) -> R<Option<GroupSpec>> {
+        let Some(id) = &c.group else {
+            return self.no_group_keys(c).map(|()| None);
+        };
+        if let Some(assignment) = &c.assignment {
+            let msg = "`assignment` does not apply with `group`: the group's assignor divides the partitions \
+                       among its members; drop `assignment` or `group`";
+            return Err(self.err(assignment.span(), msg));
+        }
+        let id = self.group_id(id)?;
+        let assignors = self.assignors(&c.assignor)?;
+        let (heartbeat, session) = self.heartbeat_and_session(
+            (&c.heartbeat_interval_ms, limits::GROUP_HEARTBEAT_INTERVAL_MS),
+            (&c.session_timeout_ms, limits::GROUP_SESSION_TIMEOUT_MS),
+            "the coordinator expires members",
+        )?;
+        Ok(Some(GroupSpec {
+            id,
+            assignors,
+            session_timeout_ms: session as u64,
+            heartbeat_interval_ms: heartbeat as u64,
+            max_poll_interval_ms: self.int_or(&c.max_poll_interval_ms, limits::MAX_POLL_INTERVAL_MS)? as u64,
+            commit: self.commit(c)?,
+            auto_commit_interval_ms: self.int_or(&c.auto_commit_interval_ms, limits::AUTO_COMMIT_INTERVAL_MS)? as u64,
+            processing_ms: self.int_or(&c.processing_ms, limits::PROCESSING_MS)? as u64,
+        }))
+    }
+
+    /// Assign mode: a group-only key is an error at the first one written.
+    fn no_group_keys(&self, c: &RawConsumer) -> R<()> {
+        let given = group_only_keys(c).into_iter().filter_map(|(key, span)| Some((key, span?)));
+        let Some((key, span)) = given.min_by_key(|(_, span)| span.start) else { return Ok(()) };
+        let msg = format!(
+            "`{key}` needs `group`: it configures a consumer group's members, and without `group` \
+             a consumer reads fixed partitions (`assignment`)"
+        );
+        Err(self.err(span, msg))
+    }
+
+    /// `commit` with its `auto_commit_interval_ms`, which only `"auto"` takes.
+    fn commit(&self, c: &RawConsumer) -> R<CommitMode> {
+        let commit = c.commit.as_ref().map_or(CommitMode::Auto, |m| m.get_ref().0);
+        if commit != CommitMode::Auto {
+            if let Some(interval) = &c.auto_commit_interval_ms {
+                let msg = format!(
+                    "auto_commit_interval_ms applies only to commit = \"auto\", but commit is \"{}\"; \
+                     drop auto_commit_interval_ms or set commit = \"auto\"",
+                    commit.name()
+                );
+                return Err(self.err(interval.span(), msg));
+            }
+        }
+        Ok(commit)
+    }
+
+    /// A `group.id`: 1 to 255 bytes, no control characters (ids appear in
+    /// one-line traces and reports). Kafka itself takes any string.
+    fn group_id(&self, v: &S<String>) -> R<String> {
+        let (id, max) = (v.get_ref(), limits::GROUP_ID_BYTES.max);
+        let bytes = id.len() as i64;
+        if id.is_empty() {
+            return Err(
+                self.err(v.span(), format!("group is empty; a group id (Kafka's group.id) is 1 to {max} bytes"))
+            );
+        }
+        if bytes > max {
+            return Err(self.err(v.span(), format!("group is {bytes} bytes long; the limit is {max}")));
+        }
+        if let Some(bad) = id.chars().find(|c| c.is_control()) {
+            let msg = format!("group {id:?} contains the control character {bad:?}");
+            return Err(self.err(v.span(), msg));
+        }
+        Ok(id.clone())
+    }
+
+    /// `assignor`: one name or a non-empty list, no name twice, in order of preference.
+    fn assignors(&self, v: &Option<S<RawAssignors>>) -> R<Vec<AssignorKind>> {
+        let Some(v) = v else { return Ok(DEFAULT_ASSIGNORS.to_vec()) };
+        let list = match v.get_ref() {
+            RawAssignors::One(kind) => return Ok(vec![*kind]),
+            RawAssignors::Many(list) => list,
+        };
+        if list.is_empty() {
+            let msg = format!("assignor is empty; name at least one of: {}", assignor_names(AssignorKind::ALL));
+            return Err(self.err(v.span(), msg));
+        }
+        let mut out: Vec<AssignorKind> = Vec::with_capacity(list.len());
+        for item in list {
+            let kind = item.get_ref().0;
+            if out.contains(&kind) {
+                return Err(self.err(item.span(), format!("assignor lists \"{}\" twice", kind.name())));
+            }
+            out.push(kind);
+        }
+        Ok(out)
+    }
+
+    /// Entries naming the same group share it, each with its own topics and
+    /// settings (as Kafka allows), but the coordinator refuses a member that
+    /// shares no assignor with the group (INCONSISTENT_GROUP_PROTOCOL), so
+    /// that is an error here rather than a run that never forms the group.
+    fn shared_group(&self, g: &GroupSpec, c: &RawConsumer, seen: &mut BTreeMap<String, SharedGroup>) -> R<()> {
+        let Some(id_span) = span_of(&c.group) else { return Ok(()) };
+        let Some(earlier) = seen.get_mut(&g.id) else {
+            let line = line_column(self.text, id_span.start).0;
+            seen.insert(g.id.clone(), SharedGroup { line, common: g.assignors.clone() });
+            return Ok(());
+        };
+        let common: Vec<AssignorKind> = earlier.common.iter().copied().filter(|a| g.assignors.contains(a)).collect();
+        if common.is_empty() {
+            let msg = format!(
+                "group {:?} (also named at line {}) would have no assignor every member supports: this entry \
+                 offers {}, the earlier entries share {}; the coordinator would refuse its members \
+                 (INCONSISTENT_GROUP_PROTOCOL)",
+                g.id,
+                earlier.line,
+                assignor_names(&g.assignors),
+                assignor_names(&earlier.common)
+            );
+            return Err(self.blame(&[span_of(&c.assignor), Some(id_span)], msg));
+        }
+        earlier.common = common;
+        Ok(())
     }
 
     // ---- faults ---------------------------------------------------------
@@ -807,6 +960,32 @@ impl Cx<'_> {
 
 fn span_of<T>(v: &Option<S<T>>) -> Option<Range<usize>> {
     v.as_ref().map(|v| v.span())
+}
+
+/// The consumer keys that configure group membership, with their spans if given.
+fn group_only_keys(c: &RawConsumer) -> [(&'static str, Option<Range<usize>>); 7] {
+    [
+        ("assignor", span_of(&c.assignor)),
+        ("session_timeout_ms", span_of(&c.session_timeout_ms)),
+        ("heartbeat_interval_ms", span_of(&c.heartbeat_interval_ms)),
+        ("max_poll_interval_ms", span_of(&c.max_poll_interval_ms)),
+        ("commit", span_of(&c.commit)),
+        ("auto_commit_interval_ms", span_of(&c.auto_commit_interval_ms)),
+        ("processing_ms", span_of(&c.processing_ms)),
+    ]
+}
+
+/// "range, cooperative-sticky".
+fn assignor_names(kinds: &[AssignorKind]) -> String {
+    kinds.iter().map(|a| a.name()).collect::<Vec<_>>().join(", ")
+}
+
+/// What the entries naming one group so far have in common.
+struct SharedGroup {
+    /// Line of the first entry's `group`.
+    line: usize,
+    /// The assignors every entry so far offers.
+    common: Vec<AssignorKind>,
 }
 
 fn default_name(file: &str) -> String {
