@@ -43,6 +43,9 @@ pub enum Plant {
     /// Recovery treats a torn or corrupt tail as fatal instead of cutting it
     /// off: the broker stops at every boot and never serves again.
     RefuseTornTail,
+    /// The group coordinator accepts offset commits without checking the
+    /// generation or the member (pre-KIP-447): a zombie's commits land.
+    StaleGenerationCommit,
 }
 
 impl Plant {
@@ -60,6 +63,7 @@ impl Plant {
         Plant::SkipCrcCheck,
         Plant::FsyncLies,
         Plant::RefuseTornTail,
+        Plant::StaleGenerationCommit,
     ];
 
     pub fn name(self) -> &'static str {
@@ -77,6 +81,7 @@ impl Plant {
             Plant::SkipCrcCheck => "skip-crc-check",
             Plant::FsyncLies => "fsync-lies",
             Plant::RefuseTornTail => "refuse-torn-tail",
+            Plant::StaleGenerationCommit => "stale-generation-commit",
         }
     }
 
@@ -112,6 +117,9 @@ impl Plant {
             }
             Plant::RefuseTornTail => {
                 "recovery halts on a torn tail instead of cutting it, so the broker never serves again (caught by recovery-bounded)"
+            }
+            Plant::StaleGenerationCommit => {
+                "offset commits are not fenced by generation or member, so a zombie member's commit lands (caught by no-stale-commit, committed-offsets-monotonic)"
             }
             Plant::LastReplicaStanding => {
                 "the last ISR member is re-elected after an unclean restart, though an ELR member holds the committed records (caught by hw-consistency, with a power loss)"

@@ -38,6 +38,7 @@ const PLANT_TESTS: &[(Plant, &str, Invariant, u64)] = &[
     (Plant::SkipCrcCheck, "bit-rot.toml", Invariant::NoCorruptRead, 5),
     (Plant::FsyncLies, "correlated-power-loss-fsync-always.toml", Invariant::NoLostAckedWrite, 5),
     (Plant::RefuseTornTail, "torn-write-recovery.toml", Invariant::RecoveryBounded, 5),
+    (Plant::StaleGenerationCommit, "zombie-consumer.toml", Invariant::NoStaleCommit, 5),
 ];
 
 fn main() {

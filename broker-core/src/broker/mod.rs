@@ -286,7 +286,8 @@ impl Broker {
         }
         let purgatory = FetchPurgatory::new(config.fetch_purgatory_limit);
         let offsets = Broker::offsets_topic_id(&layout);
-        let groups = group::new_coordinator(config.group.clone(), offsets.map(|(_, n)| n), rng_seed, false);
+        let unfenced_commits = plants.on(Plant::StaleGenerationCommit);
+        let groups = group::new_coordinator(config.group.clone(), offsets.map(|(_, n)| n), rng_seed, unfenced_commits);
         let mut broker = Broker {
             id,
             next_retention_ms: now_ms + config.retention_check_interval_ms,

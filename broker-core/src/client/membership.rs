@@ -138,6 +138,10 @@ enum Pending {
     Fetch { partitions: Vec<TopicPartition> },
 }
 
+/// A commit asked for while the coordinator was unknown: its number, its
+/// offsets, and when it gives up waiting.
+type QueuedCommit = (u64, Vec<(TopicPartition, CommittedOffset)>, u64);
+
 pub struct Member {
     config: MemberConfig,
     /// Brokers to ask for the coordinator, in turn.
@@ -174,6 +178,8 @@ pub struct Member {
     /// Left for exceeding the poll interval: rejoins at the next poll.
     left_for_poll_interval: bool,
     next_commit: u64,
+    /// Commits waiting for the coordinator to be found.
+    queued_commits: Vec<QueuedCommit>,
     now_ms: u64,
 }
 
@@ -208,6 +214,7 @@ impl Member {
             last_poll_ms: 0,
             left_for_poll_interval: false,
             next_commit: 0,
+            queued_commits: Vec::new(),
             now_ms: 0,
         }
     }
@@ -277,24 +284,34 @@ impl Member {
         self.in_generation() && matches!(self.state, MemberState::Stable | MemberState::Revoking)
     }
 
-    /// Commits `offsets` under the member's generation and id; the outcome
-    /// comes as [`MemberEvent::Committed`] with the returned number. Refused
-    /// at once (every partition REBALANCE_IN_PROGRESS or
-    /// COORDINATOR_NOT_AVAILABLE) when the member cannot commit now.
+    /// Commits `offsets` under the generation and member id the member holds
+    /// when the commit is sent; the outcome comes as
+    /// [`MemberEvent::Committed`] with the returned number. With the
+    /// coordinator unknown, the commit waits for it to be found again (up to
+    /// `request_timeout_ms`, then COORDINATOR_NOT_AVAILABLE), as Kafka's
+    /// `commitSync` does; outside a generation it is refused at once
+    /// (REBALANCE_IN_PROGRESS).
     pub fn commit(&mut self, now_ms: u64, offsets: Vec<(TopicPartition, CommittedOffset)>) -> u64 {
         self.now_ms = self.now_ms.max(now_ms);
         let commit = self.next_commit;
         self.next_commit += 1;
+        if self.coordinator.is_none() {
+            let deadline = self.now_ms + self.config.request_timeout_ms;
+            self.queued_commits.push((commit, offsets, deadline));
+            self.drive(now_ms);
+        } else {
+            self.send_commit(commit, offsets);
+        }
+        commit
+    }
+
+    fn send_commit(&mut self, commit: u64, offsets: Vec<(TopicPartition, CommittedOffset)>) {
         let partitions: Vec<TopicPartition> = offsets.iter().map(|(tp, _)| *tp).collect();
-        let Some(coordinator) = self.coordinator else {
-            let partitions = partitions.iter().map(|tp| (*tp, Some(ErrorCode::CoordinatorNotAvailable))).collect();
-            self.events.push_back(MemberEvent::Committed { commit, partitions });
-            return commit;
-        };
+        let coordinator = self.coordinator.expect("sent to a known coordinator");
         if self.generation.0 < 0 || self.member.is_none() {
             let partitions = partitions.iter().map(|tp| (*tp, Some(ErrorCode::RebalanceInProgress))).collect();
             self.events.push_back(MemberEvent::Committed { commit, partitions });
-            return commit;
+            return;
         }
         let request = GroupRequest::OffsetCommit(OffsetCommit {
             group: self.config.group.clone(),
@@ -304,7 +321,6 @@ impl Member {
             offsets,
         });
         self.send(coordinator, request, Pending::Commit { commit, partitions }, 0);
-        commit
     }
 
     /// Asks for the committed offsets of `partitions` ([`MemberEvent::Fetched`]).
@@ -348,6 +364,7 @@ impl Member {
         if self.retry_at_ms > self.now_ms {
             due.push(Some(self.retry_at_ms));
         }
+        due.extend(self.queued_commits.iter().map(|(_, _, deadline)| Some(*deadline)));
         due.into_iter().flatten().min()
     }
 
@@ -356,6 +373,13 @@ impl Member {
         let now = self.now_ms;
         while let Some(broker) = self.in_flight.expired_broker(now) {
             self.fail_broker(broker);
+        }
+        let (expired, waiting): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.queued_commits).into_iter().partition(|(_, _, deadline)| *deadline <= now);
+        self.queued_commits = waiting;
+        for (commit, offsets, _) in expired {
+            let partitions = offsets.iter().map(|(tp, _)| (*tp, Some(ErrorCode::CoordinatorNotAvailable))).collect();
+            self.events.push_back(MemberEvent::Committed { commit, partitions });
         }
         let polled_in_time = now < self.last_poll_ms + self.config.max_poll_interval_ms;
         if self.member.is_some() && !polled_in_time && !self.left_for_poll_interval {
@@ -672,6 +696,9 @@ impl Member {
             return;
         }
         let coordinator = self.coordinator.expect("known");
+        for (commit, offsets, _) in std::mem::take(&mut self.queued_commits) {
+            self.send_commit(commit, offsets);
+        }
         let wants_join =
             self.state == MemberState::Unjoined || (self.state == MemberState::Stable && self.rejoin_needed);
         let may_join = (app_turn || self.joining) && now >= self.retry_at_ms && !self.subscription.is_empty();

@@ -21,6 +21,10 @@ pub(crate) const JUDGED: &[Invariant] = &[
     Invariant::PollSkip,
     Invariant::NonmonotonicSend,
     Invariant::NoCorruptRead,
+    Invariant::CommittedOffsetsMonotonic,
+    Invariant::NoStaleCommit,
+    Invariant::SingleOwner,
+    Invariant::AtLeastOnceConsumption,
 ];
 
 pub(crate) struct Findings {

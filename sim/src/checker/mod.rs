@@ -44,6 +44,18 @@ pub enum Invariant {
     /// Liveness: a broker that booted did not serve again (register with
     /// the controller) within the scenario's recovery bound (`recovery`).
     RecoveryBounded,
+    /// A group's acknowledged committed offset of a partition went below
+    /// one acknowledged before it (`groups`).
+    CommittedOffsetsMonotonic,
+    /// A commit from a generation older than one already joined was
+    /// acknowledged (`groups`).
+    NoStaleCommit,
+    /// A partition given to two members of one generation, or handed to a
+    /// new owner before its old owner, still in the group, gave it up (`groups`).
+    SingleOwner,
+    /// A record below a group's final committed offset that no member
+    /// finished processing (`groups`).
+    AtLeastOnceConsumption,
 }
 
 impl Invariant {
@@ -63,6 +75,10 @@ impl Invariant {
         Invariant::ReplicationLiveness,
         Invariant::NoCorruptRead,
         Invariant::RecoveryBounded,
+        Invariant::CommittedOffsetsMonotonic,
+        Invariant::NoStaleCommit,
+        Invariant::SingleOwner,
+        Invariant::AtLeastOnceConsumption,
     ];
 
     pub fn name(self) -> &'static str {
@@ -82,6 +98,10 @@ impl Invariant {
             Invariant::ReplicationLiveness => "replication-liveness",
             Invariant::NoCorruptRead => "no-corrupt-read",
             Invariant::RecoveryBounded => "recovery-bounded",
+            Invariant::CommittedOffsetsMonotonic => "committed-offsets-monotonic",
+            Invariant::NoStaleCommit => "no-stale-commit",
+            Invariant::SingleOwner => "single-owner",
+            Invariant::AtLeastOnceConsumption => "at-least-once-consumption",
         }
     }
 
@@ -118,6 +138,9 @@ pub struct Violation {
 
 mod corrupt;
 mod evidence;
+mod groups;
+#[cfg(test)]
+mod groups_tests;
 mod log_view;
 mod losses;
 mod offsets;
@@ -166,6 +189,7 @@ pub fn check_history(history: &crate::history::History) -> CheckReport {
     losses::check(history, &view, &mut findings);
     polls::check(history, &view, &mut findings);
     corrupt::check(history, &mut findings);
+    groups::check(history, &view, &mut findings);
     let reordered_sends = sends::check(history, &view, &mut findings);
     let (violations, counts) = findings.into_parts();
     CheckReport { violations, counts, reordered_sends, truncations_detected: view.truncation_seeks() }

@@ -11,7 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-const MS: u64 = 1_000_000;
+pub(super) const MS: u64 = 1_000_000;
 
 /// Builds histories on a clock that moves 5ms per event.
 #[derive(Default)]
@@ -20,7 +20,7 @@ struct Script {
     now_ns: u64,
 }
 
-fn part(partition: u32) -> Partition {
+pub(super) fn part(partition: u32) -> Partition {
     Partition { topic: "t".into(), partition }
 }
 
@@ -127,7 +127,7 @@ fn three_acked() -> Script {
 fn empty_history_is_clean_and_reports_every_judged_invariant() {
     let report = check_history(&History::default());
     assert!(report.violations.is_empty());
-    assert_eq!(report.counts.len(), 8);
+    assert_eq!(report.counts.len(), 12);
     assert!(report.counts.values().all(|&n| n == 0));
     assert!(!report.counts.contains_key(&Invariant::DrainIncomplete));
     assert!(!report.counts.contains_key(&Invariant::Crash));
