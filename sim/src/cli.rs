@@ -277,6 +277,9 @@ fn print_run(r: &RunResult, file: &Path, replay: &str, checked: bool) {
     if let Some(ms) = r.slowest_recovery_ms {
         println!("recovery    slowest broker boot to serving: {ms} ms (simulated)");
     }
+    for (group, pauses) in crate::rebalance::summarise(std::iter::once(&r.rebalance_pauses_ms)) {
+        println!("rebalance   group {group}: {pauses}");
+    }
     let d = &r.disk;
     println!(
         "disk        {} B written, {} fsyncs, {} power losses ({} B lost), {} faulted I/Os, {:.3} s busy",
@@ -389,6 +392,9 @@ fn print_sweep(r: &SweepResult, file: &Path, plants: &[Plant]) {
     }
     if let Some(ms) = r.slowest_recovery_ms {
         println!("slowest broker recovery (boot to serving): {ms} ms simulated");
+    }
+    for (group, pauses) in &r.rebalance_pauses {
+        println!("rebalances of group {group}: {pauses}");
     }
     for missing in &r.expected_missing {
         println!("expected violation never found: {missing}");

@@ -12,6 +12,7 @@ pub mod net;
 pub mod node;
 pub mod observe;
 pub mod panics;
+pub mod rebalance;
 pub mod rng;
 pub mod runner;
 pub mod scenario;

@@ -65,6 +65,9 @@ pub struct RunResult {
     pub slowest_recovery_ms: Option<u64>,
     /// Sends acknowledged to producers (the denominator of loss rates).
     pub acked_sends: u64,
+    /// Per group, every partition pause a rebalance caused (simulated ms; see `rebalance`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub rebalance_pauses_ms: BTreeMap<String, Vec<u64>>,
     /// What every disk (brokers' and the controller's) did, summed.
     pub disk: crate::disk::DiskStats,
     pub trace_hash: String,
@@ -380,6 +383,7 @@ fn judge(
             .iter()
             .filter(|op| matches!(op.outcome, Some(crate::history::Outcome::SendOk { .. })))
             .count() as u64,
+        rebalance_pauses_ms: crate::rebalance::partition_pauses_ms(&history),
         disk: world.all_disks().map(|(_, d)| d.with(|d| d.stats())).fold(Default::default(), |a, b| a + b),
         trace_hash: format!("{:016x}", trace.hash()),
         sim_seconds: world.sim_seconds(),
@@ -407,6 +411,7 @@ fn crashed(scenario: &Scenario, seed: u64, detail: String, wall: std::time::Inst
         truncations_detected: 0,
         slowest_recovery_ms: None,
         acked_sends: 0,
+        rebalance_pauses_ms: BTreeMap::new(),
         disk: Default::default(),
         trace_hash: "0000000000000000".into(),
         sim_seconds: 0.0,

@@ -45,6 +45,9 @@ pub struct SweepResult {
     pub seeds_with_truncations: u64,
     /// The slowest broker recovery (boot to serving, simulated ms) over every seed.
     pub slowest_recovery_ms: Option<u64>,
+    /// Per group, its rebalances' partition pauses over every seed.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub rebalance_pauses: BTreeMap<String, crate::rebalance::PauseSummary>,
     /// Per invariant found: how many seeds a search starting at a random seed
     /// needs until it catches it (median and worst over every start in range).
     pub seeds_to_catch: BTreeMap<Invariant, CatchStats>,
@@ -154,6 +157,7 @@ pub fn summarise(scenario: &Scenario, from: u64, to: u64, results: &[RunResult],
         truncations_detected: results.iter().map(|r| r.truncations_detected).sum(),
         seeds_with_truncations: results.iter().filter(|r| r.truncations_detected > 0).count() as u64,
         slowest_recovery_ms: results.iter().filter_map(|r| r.slowest_recovery_ms).max(),
+        rebalance_pauses: crate::rebalance::summarise(results.iter().map(|r| &r.rebalance_pauses_ms)),
         seeds_to_catch,
         wall_seconds,
     }
