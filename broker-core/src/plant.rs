@@ -46,6 +46,13 @@ pub enum Plant {
     /// The group coordinator accepts offset commits without checking the
     /// generation or the member (pre-KIP-447): a zombie's commits land.
     StaleGenerationCommit,
+    /// A group member told it is out of the group (UNKNOWN_MEMBER_ID,
+    /// ILLEGAL_GENERATION) drops its partitions but never rejoins.
+    StuckAfterFence,
+    /// The group leader computes a cooperative-sticky group's assignment
+    /// with the eager sticky assignor: a partition goes straight to its new
+    /// owner while the old one, still in the group, has not given it up.
+    CooperativeDirectHandover,
 }
 
 impl Plant {
@@ -64,6 +71,8 @@ impl Plant {
         Plant::FsyncLies,
         Plant::RefuseTornTail,
         Plant::StaleGenerationCommit,
+        Plant::StuckAfterFence,
+        Plant::CooperativeDirectHandover,
     ];
 
     pub fn name(self) -> &'static str {
@@ -82,6 +91,8 @@ impl Plant {
             Plant::FsyncLies => "fsync-lies",
             Plant::RefuseTornTail => "refuse-torn-tail",
             Plant::StaleGenerationCommit => "stale-generation-commit",
+            Plant::StuckAfterFence => "stuck-after-fence",
+            Plant::CooperativeDirectHandover => "cooperative-direct-handover",
         }
     }
 
@@ -120,6 +131,12 @@ impl Plant {
             }
             Plant::StaleGenerationCommit => {
                 "offset commits are not fenced by generation or member, so a zombie member's commit lands (caught by no-stale-commit, committed-offsets-monotonic)"
+            }
+            Plant::StuckAfterFence => {
+                "a group member told it is out of the group never rejoins, so the group never settles with all its members (caught by group-liveness)"
+            }
+            Plant::CooperativeDirectHandover => {
+                "a cooperative group's leader assigns like the eager sticky assignor, so a partition gets a new owner before the old one gave it up (caught by single-owner)"
             }
             Plant::LastReplicaStanding => {
                 "the last ISR member is re-elected after an unclean restart, though an ELR member holds the committed records (caught by hw-consistency, with a power loss)"

@@ -39,6 +39,9 @@ const PLANT_TESTS: &[(Plant, &str, Invariant, u64)] = &[
     (Plant::FsyncLies, "correlated-power-loss-fsync-always.toml", Invariant::NoLostAckedWrite, 5),
     (Plant::RefuseTornTail, "torn-write-recovery.toml", Invariant::RecoveryBounded, 5),
     (Plant::StaleGenerationCommit, "zombie-consumer.toml", Invariant::NoStaleCommit, 5),
+    (Plant::StuckAfterFence, "zombie-consumer.toml", Invariant::GroupLiveness, 5),
+    (Plant::CooperativeDirectHandover, "eager-vs-cooperative.toml", Invariant::SingleOwner, 5),
+    (Plant::FetchSkipsRecord, "coordinator-failover.toml", Invariant::AtLeastOnceConsumption, 5),
 ];
 
 fn main() {
@@ -61,7 +64,8 @@ fn main() {
     }
     for &(plant, file, invariant, bound) in PLANT_TESTS {
         let path = scenarios::catalogue_dir().join(file);
-        trials.push(Trial::test(format!("plant::{plant}"), move || catches(plant, &path, invariant, bound)));
+        let name = format!("plant::{plant}::{invariant}");
+        trials.push(Trial::test(name, move || catches(plant, &path, invariant, bound)));
     }
     libtest_mimic::run(&args, trials).exit();
 }

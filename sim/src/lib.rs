@@ -6,6 +6,7 @@ pub mod checker;
 pub mod cli;
 pub mod clock;
 pub mod disk;
+pub mod groups;
 pub mod history;
 pub mod nemesis;
 pub mod net;

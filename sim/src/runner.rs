@@ -109,9 +109,11 @@ pub fn run_seed(scenario: &Arc<Scenario>, seed: u64, options: &RunOptions) -> Ru
     config.net.packet_loss_rate = scenario.network.loss;
     let mut rt = Runtime::with_seed_and_config(seed, config);
     rt.add_simulator::<crate::disk::DiskSim>();
+    let group_bound_ms = crate::groups::plans(scenario, |c| c).iter().map(|p| p.bound_ms).max().unwrap_or(0);
     rt.set_time_limit(
-        Duration::from_millis(scenario.duration_ms + scenario.drain_timeout_ms + max_delivery_ms(scenario))
-            + TIME_LIMIT_SLACK,
+        Duration::from_millis(
+            scenario.duration_ms + scenario.drain_timeout_ms + max_delivery_ms(scenario) + group_bound_ms,
+        ) + TIME_LIMIT_SLACK,
     );
     let world_slot: Arc<std::sync::Mutex<Option<Arc<World>>>> = Arc::default();
     let slot = world_slot.clone();
@@ -135,6 +137,9 @@ pub fn run_seed(scenario: &Arc<Scenario>, seed: u64, options: &RunOptions) -> Ru
         Ok(Some(detail)) => liveness.push(Violation { invariant: Invariant::DrainIncomplete, detail }),
         Ok(None) => {}
         Err(panic) => liveness.push(Violation { invariant: Invariant::Crash, detail: panic }),
+    }
+    for detail in world.group_liveness.lock().expect("group liveness lock").drain(..) {
+        liveness.push(Violation { invariant: Invariant::GroupLiveness, detail });
     }
     judge(scenario, seed, &world, liveness, options, wall)
 }
@@ -193,6 +198,7 @@ async fn supervise_phases(world: &Arc<World>, node_ids: &mut Vec<NodeId>) -> Opt
     while !world.is_drain_finished() && Instant::now() < drain_deadline {
         sleep(SUPERVISOR_TICK).await;
     }
+    await_groups(world).await;
     settle_and_snapshot(world).await;
     world.trace(SUPERVISOR, TraceEvent::Phase { name: "end" });
     world.mark_end();
@@ -213,6 +219,38 @@ async fn supervise_phases(world: &Arc<World>, node_ids: &mut Vec<NodeId>) -> Opt
         world.scenario.drain_timeout_ms,
         behind.join(", ")
     ))
+}
+
+/// Group liveness: waits until every consumer group has settled (one
+/// generation, every partition owned once) or its bound after the heal has
+/// passed; a group that did not settle is a finding.
+async fn await_groups(world: &World) {
+    let plans = crate::groups::plans(&world.scenario, |c| world.consumer_process(c));
+    if plans.is_empty() {
+        return;
+    }
+    let heal_ns = world.heal_ns();
+    let deadline_ns = |plan: &crate::groups::GroupPlan| heal_ns.saturating_add(plan.bound_ms * 1_000_000);
+    loop {
+        let now_ns = world.clocks.elapsed_ns();
+        let views = world.group_views.lock().expect("group views lock").clone();
+        let waiting: Vec<&crate::groups::GroupPlan> =
+            plans.iter().filter(|p| !crate::groups::settled(p, &views) && now_ns < deadline_ns(p)).collect();
+        if waiting.is_empty() {
+            let unsettled = plans.iter().filter(|p| !crate::groups::settled(p, &views));
+            let findings = unsettled.map(|p| {
+                format!(
+                    "group {} did not settle within {} ms after the heal: {}",
+                    p.id,
+                    p.bound_ms,
+                    crate::groups::describe(p, &views)
+                )
+            });
+            world.group_liveness.lock().expect("group liveness lock").extend(findings);
+            return;
+        }
+        sleep(SUPERVISOR_TICK).await;
+    }
 }
 
 /// After the drain: give replication time to settle, then take every live

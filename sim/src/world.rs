@@ -89,6 +89,11 @@ pub struct World {
     broker_boots: Mutex<Vec<BrokerBoot>>,
     /// When the heal began (simulated ns); `u64::MAX` before it.
     heal_ns: AtomicU64,
+    /// Per group, what each member last learned (generation, what it owns),
+    /// for group liveness: the supervisor waits for every group to settle.
+    pub group_views: Mutex<crate::groups::GroupViews>,
+    /// Group liveness findings, written by the supervisor.
+    pub group_liveness: Mutex<Vec<String>>,
 }
 
 impl World {
@@ -132,6 +137,8 @@ impl World {
             stops_wanted: Mutex::default(),
             broker_boots: Mutex::default(),
             heal_ns: AtomicU64::new(u64::MAX),
+            group_views: Mutex::default(),
+            group_liveness: Mutex::default(),
             clocks: Clocks::new(nodes.len()),
             trace: Mutex::new(Trace::new(names, keep_trace_lines)),
             history: Mutex::new(History::with_capacity(expected_sends(&scenario))),
@@ -288,6 +295,11 @@ impl World {
     }
 
     /// The liveness phase begins: every fault is healed.
+    /// When the heal began (simulated ns); `u64::MAX` before it.
+    pub fn heal_ns(&self) -> u64 {
+        self.heal_ns.load(Ordering::Relaxed)
+    }
+
     pub fn mark_heal(&self) {
         self.heal_ns.store(self.clocks.elapsed_ns(), Ordering::Relaxed);
     }

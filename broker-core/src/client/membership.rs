@@ -63,6 +63,13 @@ pub struct MemberConfig {
     pub request_timeout_ms: u64,
     /// `retry.backoff.ms`.
     pub retry_backoff_ms: u64,
+    /// Planted bug `stuck-after-fence`: told it is out of the group, the
+    /// member drops its partitions and never rejoins.
+    pub stuck_after_fence: bool,
+    /// Planted bug `cooperative-direct-handover`: as the leader of a
+    /// cooperative-sticky group, the member assigns with the eager sticky
+    /// assignor.
+    pub direct_handover: bool,
 }
 
 impl MemberConfig {
@@ -78,6 +85,8 @@ impl MemberConfig {
             assignors: vec![AssignorKind::Range, AssignorKind::CooperativeSticky],
             request_timeout_ms: 30_000,
             retry_backoff_ms: 100,
+            stuck_after_fence: false,
+            direct_handover: false,
         }
     }
 
@@ -481,7 +490,10 @@ impl Member {
 
     /// The leader's assignment of every member, with the chosen assignor.
     fn assign(&self, answer: &JoinGroupResponse, counts: &PartitionCounts) -> Vec<(MemberId, Assignment)> {
-        let kind = answer.protocol.expect("a successful join names its protocol");
+        let mut kind = answer.protocol.expect("a successful join names its protocol");
+        if kind == AssignorKind::CooperativeSticky && self.config.direct_handover {
+            kind = AssignorKind::Sticky;
+        }
         let members = answer.members.iter().map(|m| (m.member.clone(), m.subscription.clone())).collect();
         assignor::assign(kind, counts, &members).into_iter().collect()
     }
@@ -565,6 +577,9 @@ impl Member {
                 self.lose_all();
                 self.state = MemberState::Unjoined;
                 self.rejoin_needed = true;
+                if self.config.stuck_after_fence {
+                    self.state = MemberState::Failed;
+                }
             }
             ErrorCode::NotCoordinator | ErrorCode::CoordinatorNotAvailable | ErrorCode::CoordinatorLoadInProgress => {
                 if error != ErrorCode::CoordinatorLoadInProgress {

@@ -56,6 +56,9 @@ pub enum Invariant {
     /// A record below a group's final committed offset that no member
     /// finished processing (`groups`).
     AtLeastOnceConsumption,
+    /// Liveness: after the heal, a consumer group did not settle (one
+    /// generation, every partition owned once) within its bound (the runner).
+    GroupLiveness,
 }
 
 impl Invariant {
@@ -79,6 +82,7 @@ impl Invariant {
         Invariant::NoStaleCommit,
         Invariant::SingleOwner,
         Invariant::AtLeastOnceConsumption,
+        Invariant::GroupLiveness,
     ];
 
     pub fn name(self) -> &'static str {
@@ -102,6 +106,7 @@ impl Invariant {
             Invariant::NoStaleCommit => "no-stale-commit",
             Invariant::SingleOwner => "single-owner",
             Invariant::AtLeastOnceConsumption => "at-least-once-consumption",
+            Invariant::GroupLiveness => "group-liveness",
         }
     }
 

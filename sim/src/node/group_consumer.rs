@@ -15,9 +15,9 @@
 
 use super::consumer::ConsumerDriver;
 use super::partition_name;
+use crate::groups::MemberView;
 use crate::history::{Call, Outcome, Partition, Polled, SeekCause, TopicName};
 use crate::scenario::{CommitMode, ConsumerSpec, GroupSpec};
-use crate::world::Phase;
 use broker_core::client::membership::{Member, MemberConfig, MemberEvent};
 use broker_core::group::api::CommittedOffset;
 use broker_core::group::GroupId;
@@ -42,6 +42,8 @@ pub async fn run(mut driver: ConsumerDriver, spec: &ConsumerSpec, group: &GroupS
     config.heartbeat_interval_ms = group.heartbeat_interval_ms;
     config.max_poll_interval_ms = group.max_poll_interval_ms;
     config.request_timeout_ms = spec.request_timeout_ms;
+    config.stuck_after_fence = world.plants.on(broker_core::plant::Plant::StuckAfterFence);
+    config.direct_handover = world.plants.on(broker_core::plant::Plant::CooperativeDirectHandover);
     let mut member = Member::new(config, world.all_brokers(), driver.node);
     let topics: Vec<TopicId> = spec.topics.iter().filter_map(|t| world.layout.topic_by_name(t).map(|t| t.id)).collect();
     let now = driver.now_ms();
@@ -56,9 +58,12 @@ pub async fn run(mut driver: ConsumerDriver, spec: &ConsumerSpec, group: &GroupS
         next_auto_commit_ms: now + group.auto_commit_interval_ms,
     };
     let poll_timeout = Duration::from_millis(spec.poll_timeout_ms);
-    while world.phase() == Phase::Chaos {
+    // Unlike assign-mode consumers, members go on after the chaos phase: the
+    // supervisor waits for their group to settle (group liveness), and the
+    // run's end stops them.
+    loop {
         g.app_turn().await;
-        let records = g.driver.poll_op(Instant::now() + poll_timeout, |w| w.phase() != Phase::Chaos).await;
+        let records = g.driver.poll_op(Instant::now() + poll_timeout, |_| false).await;
         if records.is_empty() {
             continue;
         }
@@ -98,6 +103,11 @@ impl GroupConsumer<'_> {
                     };
                     let op = self.driver.world.invoke(self.driver.process, call);
                     self.driver.world.complete(op, Outcome::Ok);
+                    let view = MemberView {
+                        generation: Some(generation.0),
+                        owned: self.names(&assignment).into_iter().collect(),
+                    };
+                    self.report(view);
                 }
                 MemberEvent::Assigned { partitions } => self.take(partitions).await,
                 MemberEvent::Revoke { partitions } => {
@@ -158,6 +168,9 @@ impl GroupConsumer<'_> {
         for tp in partitions {
             self.owned.remove(tp);
         }
+        let generation = if lost { None } else { self.driver.member.as_ref().map(|m| m.generation().0) };
+        let owned: Vec<TopicPartition> = self.owned.iter().copied().collect();
+        self.report(MemberView { generation, owned: self.names(&owned).into_iter().collect() });
         self.reassign();
         let call = Call::Revoked { group: self.name.clone(), partitions: self.names(partitions), lost };
         let op = self.driver.world.invoke(self.driver.process, call);
@@ -248,6 +261,12 @@ impl GroupConsumer<'_> {
             }
         }
         self.driver.world.complete(op, Outcome::Ok);
+    }
+
+    /// Tells the supervisor what the member now knows (group liveness).
+    fn report(&self, view: MemberView) {
+        let mut views = self.driver.world.group_views.lock().expect("group views lock");
+        views.entry(self.group.id.clone()).or_default().insert(self.driver.process, view);
     }
 
     fn names(&self, partitions: &[TopicPartition]) -> Vec<Partition> {
