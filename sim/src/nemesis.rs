@@ -212,6 +212,7 @@ impl Nemesis {
         self.paused.remove(&n);
         self.world.take_halted(n);
         self.world.node_ended(n, BootEnd::Killed);
+        self.world.member_died(n);
         self.handle.kill(self.node_ids[n]);
     }
 

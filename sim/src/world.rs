@@ -295,6 +295,28 @@ impl World {
     }
 
     /// The liveness phase begins: every fault is healed.
+    /// A node was killed: if it was a group member, its process owns
+    /// nothing from now on (recorded as a `revoked` with `lost`, at the
+    /// moment of death, so the checkers do not count a dead process as an
+    /// owner until its next incarnation learns where it stands).
+    pub fn member_died(&self, node: usize) {
+        let NodeKind::Consumer(c) = self.nodes[node].1 else { return };
+        let Some((_, spec, _)) = self.scenario.consumers().into_iter().nth(c as usize) else { return };
+        let Some(group) = &spec.group else { return };
+        let process = self.consumer_process(c);
+        let mut views = self.group_views.lock().expect("group views lock");
+        let Some(view) = views.get_mut(&group.id).and_then(|members| members.get_mut(&process)) else { return };
+        view.generation = None;
+        let owned = std::mem::take(&mut view.owned);
+        drop(views);
+        if !owned.is_empty() {
+            let call =
+                Call::Revoked { group: group.id.as_str().into(), partitions: owned.into_iter().collect(), lost: true };
+            let op = self.invoke(process, call);
+            self.complete(op, Outcome::Ok);
+        }
+    }
+
     /// When the heal began (simulated ns); `u64::MAX` before it.
     pub fn heal_ns(&self) -> u64 {
         self.heal_ns.load(Ordering::Relaxed)

@@ -724,13 +724,24 @@ fn fault_names_a_missing_broker() {
 }
 
 #[test]
-fn crash_on_a_non_broker() {
+fn crash_on_a_producer() {
     check(
-        &format!("{MIN}\n[[workload.consumers]]\ntopics = [\"orders\"]\n\n[[faults]]\nat_ms = 1\nverb = \"crash\"\nnode = \"consumer-0\"\n"),
-        16,
+        &format!("{MIN}\n[[workload.producers]]\ntopic = \"orders\"\nrate_per_s = 10\n\n[[faults]]\nat_ms = 1\nverb = \"crash\"\nnode = \"producer-0\"\n"),
+        17,
         8,
-        "crash applies to brokers and the controller only, but \"consumer-0\" is a consumer",
+        "crash applies to brokers, the controller and consumers, but \"producer-0\" is a producer",
     );
+}
+
+#[test]
+fn consumers_crash_and_restart() {
+    let text = format!(
+        "{MIN}\n[[workload.producers]]\ntopic = \"orders\"\nrate_per_s = 10\n\n[[workload.consumers]]\ntopics = [\"orders\"]\n\n\
+         [[faults]]\nat_ms = 1\nverb = \"crash\"\nnode = \"consumer-0\"\n\n\
+         [[faults]]\nat_ms = 2\nverb = \"restart\"\nnode = \"consumer-0\"\n"
+    );
+    let scenario = Scenario::parse(&text, "t.toml").expect("parses");
+    assert_eq!(scenario.faults.len(), 2);
 }
 
 #[test]

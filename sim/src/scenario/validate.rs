@@ -704,9 +704,9 @@ impl Cx<'_> {
         };
         let node = || r.node.as_ref().ok_or_else(|| need("node"));
         let fault = match verb {
-            Verb::Crash => Fault::Crash { node: self.broker_node(node()?, nodes, verb)? },
+            Verb::Crash => Fault::Crash { node: self.crashable_node(node()?, nodes, verb)? },
             Verb::Stop => Fault::Stop { node: self.broker_node(node()?, nodes, verb)? },
-            Verb::Restart => Fault::Restart { node: self.broker_node(node()?, nodes, verb)? },
+            Verb::Restart => Fault::Restart { node: self.crashable_node(node()?, nodes, verb)? },
             Verb::Pause => Fault::Pause { node: self.any_node(node()?, nodes)? },
             Verb::Resume => Fault::Resume { node: self.any_node(node()?, nodes)? },
             Verb::Isolate => Fault::Isolate { node: self.any_node(node()?, nodes)? },
@@ -808,6 +808,22 @@ impl Cx<'_> {
             }
             _ => self.any_node(v, nodes),
         }
+    }
+
+    /// A node a crash can kill and a restart boot again: a broker, the
+    /// controller, or a consumer (a new process that rejoins its group or
+    /// takes its partitions again); not a producer.
+    fn crashable_node(&self, v: &S<String>, nodes: &Nodes, verb: Verb) -> R<String> {
+        let name = v.get_ref();
+        if kind_of(name) == Some(NodeKind::Producer) {
+            let msg = format!(
+                "{} applies to brokers, the controller and consumers, but {name:?} is a producer; {}",
+                verb.name(),
+                nodes.describe(NodeKind::Broker)
+            );
+            return Err(self.err(v.span(), msg));
+        }
+        self.any_node(v, nodes)
     }
 
     /// A node with a disk: a broker or the controller.
