@@ -280,6 +280,9 @@ fn print_run(r: &RunResult, file: &Path, replay: &str, checked: bool) {
     for (group, pauses) in crate::rebalance::summarise(std::iter::once(&r.rebalance_pauses_ms)) {
         println!("rebalance   group {group}: {pauses}");
     }
+    for (group, d) in &r.group_delivery {
+        println!("delivery    group {group}: {}", describe_delivery(d));
+    }
     let d = &r.disk;
     println!(
         "disk        {} B written, {} fsyncs, {} power losses ({} B lost), {} faulted I/Os, {:.3} s busy",
@@ -396,6 +399,9 @@ fn print_sweep(r: &SweepResult, file: &Path, plants: &[Plant]) {
     for (group, pauses) in &r.rebalance_pauses {
         println!("rebalances of group {group}: {pauses}");
     }
+    for (group, d) in &r.group_delivery {
+        println!("delivery of group {group}: {}", describe_delivery(d));
+    }
     for missing in &r.expected_missing {
         println!("expected violation never found: {missing}");
     }
@@ -408,4 +414,12 @@ fn print_sweep(r: &SweepResult, file: &Path, plants: &[Plant]) {
             println!("  seed {} [{}]: {}", f.seed, names.join(", "), replay_command(file, f.seed, plants));
         }
     }
+}
+
+/// "12,000 records processed, 3 lost, 40 processed again".
+fn describe_delivery(d: &crate::checker::Delivery) -> String {
+    format!(
+        "{} records processed, {} lost (below the committed offset, never processed), {} processed again",
+        d.processed, d.lost, d.reprocessed
+    )
 }

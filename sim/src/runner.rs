@@ -68,6 +68,9 @@ pub struct RunResult {
     /// Per group, every partition pause a rebalance caused (simulated ms; see `rebalance`).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub rebalance_pauses_ms: BTreeMap<String, Vec<u64>>,
+    /// Per group, records processed, lost and processed again.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub group_delivery: BTreeMap<String, crate::checker::Delivery>,
     /// What every disk (brokers' and the controller's) did, summed.
     pub disk: crate::disk::DiskStats,
     pub trace_hash: String,
@@ -422,6 +425,7 @@ fn judge(
             .filter(|op| matches!(op.outcome, Some(crate::history::Outcome::SendOk { .. })))
             .count() as u64,
         rebalance_pauses_ms: crate::rebalance::partition_pauses_ms(&history),
+        group_delivery: crate::checker::delivery(&history),
         disk: world.all_disks().map(|(_, d)| d.with(|d| d.stats())).fold(Default::default(), |a, b| a + b),
         trace_hash: format!("{:016x}", trace.hash()),
         sim_seconds: world.sim_seconds(),
@@ -450,6 +454,7 @@ fn crashed(scenario: &Scenario, seed: u64, detail: String, wall: std::time::Inst
         slowest_recovery_ms: None,
         acked_sends: 0,
         rebalance_pauses_ms: BTreeMap::new(),
+        group_delivery: BTreeMap::new(),
         disk: Default::default(),
         trace_hash: "0000000000000000".into(),
         sim_seconds: 0.0,

@@ -45,6 +45,9 @@ pub struct SweepResult {
     pub seeds_with_truncations: u64,
     /// The slowest broker recovery (boot to serving, simulated ms) over every seed.
     pub slowest_recovery_ms: Option<u64>,
+    /// Per group, records processed, lost and processed again, over every seed.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub group_delivery: BTreeMap<String, crate::checker::Delivery>,
     /// Per group, its rebalances' partition pauses over every seed.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub rebalance_pauses: BTreeMap<String, crate::rebalance::PauseSummary>,
@@ -158,6 +161,13 @@ pub fn summarise(scenario: &Scenario, from: u64, to: u64, results: &[RunResult],
         seeds_with_truncations: results.iter().filter(|r| r.truncations_detected > 0).count() as u64,
         slowest_recovery_ms: results.iter().filter_map(|r| r.slowest_recovery_ms).max(),
         rebalance_pauses: crate::rebalance::summarise(results.iter().map(|r| &r.rebalance_pauses_ms)),
+        group_delivery: results.iter().flat_map(|r| &r.group_delivery).fold(BTreeMap::new(), |mut all, (g, d)| {
+            let sum: &mut crate::checker::Delivery = all.entry(g.clone()).or_default();
+            sum.processed += d.processed;
+            sum.lost += d.lost;
+            sum.reprocessed += d.reprocessed;
+            all
+        }),
         seeds_to_catch,
         wall_seconds,
     }

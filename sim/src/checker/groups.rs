@@ -53,7 +53,71 @@ struct Group<'h> {
     members: BTreeSet<ProcessId>,
 }
 
+/// What a group's members did with the records, for research output:
+/// records processed (processing finished), lost (below the final committed
+/// offset, never processed: at-least-once-consumption's anomalies) and
+/// processed again (processing started more than once, finished or cut
+/// short by a crash: the duplicate effects at-least-once allows).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Delivery {
+    pub processed: u64,
+    pub lost: u64,
+    pub reprocessed: u64,
+}
+
+/// Per group, its [`Delivery`].
+pub fn delivery(history: &History) -> BTreeMap<String, Delivery> {
+    if !history.ops.iter().any(|op| matches!(op.call, Call::Joined { .. })) {
+        return BTreeMap::new();
+    }
+    let view = LogView::build(history);
+    let mut findings = Findings::judging(&[]);
+    let groups = collect(history);
+    groups
+        .groups
+        .iter()
+        .map(|(name, group)| {
+            let (processed, reprocessed) = processing(history, name, &groups.group_of);
+            let lost = at_least_once(history, &view, name, group, &groups.group_of, &mut findings);
+            (name.to_string(), Delivery { processed, lost, reprocessed })
+        })
+        .collect()
+}
+
+/// Records the group's members finished processing, and records whose
+/// processing started more than once.
+fn processing(history: &History, name: &TopicName, group_of: &BTreeMap<ProcessId, &TopicName>) -> (u64, u64) {
+    let mut started: BTreeSet<(&Partition, i64)> = BTreeSet::new();
+    let (mut processed, mut again) = (0, 0);
+    for op in &history.ops {
+        let Call::Process { records } = &op.call else { continue };
+        if group_of.get(&op.process) != Some(&name) {
+            continue;
+        }
+        for r in records {
+            processed += u64::from(op.outcome.is_some());
+            again += u64::from(!started.insert((&r.partition, r.offset)));
+        }
+    }
+    (processed, again)
+}
+
+struct Collected<'h> {
+    groups: BTreeMap<&'h TopicName, Group<'h>>,
+    group_of: BTreeMap<ProcessId, &'h TopicName>,
+}
+
 pub(super) fn check(history: &History, view: &LogView, findings: &mut Findings) {
+    let Collected { groups, group_of } = collect(history);
+    for (name, group) in &groups {
+        monotonic(history, name, group, findings);
+        no_stale_commit(history, name, group, findings);
+        single_owner(history, name, group, findings);
+        at_least_once(history, view, name, group, &group_of, findings);
+    }
+}
+
+fn collect(history: &History) -> Collected<'_> {
     let mut groups: BTreeMap<&TopicName, Group> = BTreeMap::new();
     let mut group_of: BTreeMap<ProcessId, &TopicName> = BTreeMap::new();
     for op in &history.ops {
@@ -78,12 +142,7 @@ pub(super) fn check(history: &History, view: &LogView, findings: &mut Findings) 
             _ => {}
         }
     }
-    for (name, group) in &groups {
-        monotonic(history, name, group, findings);
-        no_stale_commit(history, name, group, findings);
-        single_owner(history, name, group, findings);
-        at_least_once(history, view, name, group, &group_of, findings);
-    }
+    Collected { groups, group_of }
 }
 
 fn complete_ns(op: &Op) -> u64 {
@@ -233,7 +292,8 @@ fn at_least_once(
     group: &Group,
     group_of: &BTreeMap<ProcessId, &TopicName>,
     findings: &mut Findings,
-) {
+) -> u64 {
+    let mut lost = 0;
     // Offsets processed (completed) by the group's members, per partition.
     let mut processed: BTreeMap<&Partition, BTreeSet<i64>> = BTreeMap::new();
     for op in &history.ops {
@@ -257,6 +317,7 @@ fn at_least_once(
             if done.is_some_and(|d| d.contains(&offset)) {
                 continue;
             }
+            lost += 1;
             findings.found(Invariant::AtLeastOnceConsumption, || {
                 format!(
                     "group {name} partition {partition}: offset {offset} is below the committed offset {} ({}) but no member finished processing it",
@@ -266,4 +327,5 @@ fn at_least_once(
             });
         }
     }
+    lost
 }

@@ -178,3 +178,21 @@ fn a_record_below_the_committed_offset_that_nobody_processed_fires() {
     s.at(50).consume(1, 0, &[2]);
     assert_eq!(s.check(), "");
 }
+
+#[test]
+fn delivery_counts_processed_lost_and_started_again() {
+    let mut s = Script::default();
+    s.at(10).joined(1, 1, &[0]);
+    let op = s.history.invoke(3, 15 * MS, Call::Poll);
+    let records = (0..4).map(|o| Polled { partition: part(0), offset: o, value: Value::new(9, o as u32) }).collect();
+    s.history.complete(op, 15 * MS, Outcome::PollOk { records });
+    s.at(20).consume(1, 0, &[0, 1]);
+    // A batch whose processing a crash cut short, then processed by the next owner.
+    let cut: Vec<Polled> =
+        [1].iter().map(|&o| Polled { partition: part(0), offset: o, value: Value::new(9, 1) }).collect();
+    s.history.invoke(1, 25 * MS, Call::Process { records: cut });
+    s.at(30).consume(1, 0, &[3]);
+    s.at(40).commit(1, 1, 0, 4, 5, true);
+    let d = super::delivery(&s.history)["g"];
+    assert_eq!((d.processed, d.lost, d.reprocessed), (3, 1, 1), "offset 2 lost, offset 1 started twice");
+}

@@ -159,6 +159,7 @@ mod sends;
 mod tests;
 
 pub use evidence::MAX_EVIDENCE;
+pub use groups::{delivery, Delivery};
 pub use log_view::{Ack, LogView, OpId, PartitionId};
 pub use partition_log::{PartitionLog, Sighting};
 
