@@ -187,7 +187,7 @@ impl Broker {
             self.replicas.iter().filter(|(_, r)| matches!(r.role, Role::Leader(_))).map(|(tp, _)| *tp).collect();
         for tp in led {
             let proposal = match &mut self.replicas.get_mut(&tp).expect("listed").role {
-                Role::Leader(l) => l.maybe_shrink(now_ms),
+                Role::Leader(l) => l.take_resend(now_ms).or_else(|| l.maybe_shrink(now_ms)),
                 _ => None,
             };
             if let Some(p) = proposal {
@@ -201,6 +201,7 @@ impl Broker {
             .values()
             .filter_map(|r| match &r.role {
                 Role::Leader(l) if l.pending_proposal().is_none() => l.next_shrink_check_ms(),
+                Role::Leader(l) => l.resend_at_ms(),
                 _ => None,
             })
             .min()
@@ -257,6 +258,13 @@ impl Broker {
                     l.on_proposal_rejected(now_ms);
                 }
             }
+            // The controller knows a newer partition or leader epoch: this
+            // leader's view is stale. Kafka keeps the pending state until the
+            // metadata brings the news (a deposed leader must not fall back
+            // to a smaller ISR and commit on it meanwhile).
+            ControllerResponse::AlterPartition(Err(
+                ControllerError::InvalidUpdateVersion | ControllerError::FencedLeaderEpoch | ControllerError::NotLeader,
+            )) => l.on_proposal_stale(),
             _ => l.on_proposal_rejected(now_ms),
         }
         self.update_high_watermark(tp);

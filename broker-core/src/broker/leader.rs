@@ -84,6 +84,9 @@ pub struct LeaderState {
     pending: Option<IsrProposal>,
     /// After a refused or lost proposal, no new one before this time.
     next_proposal_ms: u64,
+    /// The pending proposal's request was lost (timed out, disconnected):
+    /// its outcome is unknown, so it stays pending and is sent again then.
+    resend_at_ms: Option<u64>,
     /// The leader's LEO when it became leader: the start offset of its epoch.
     epoch_start_offset: Offset,
     high_watermark: Offset,
@@ -130,6 +133,7 @@ impl LeaderState {
             partition_epoch,
             pending: None,
             next_proposal_ms: 0,
+            resend_at_ms: None,
             epoch_start_offset: log_end,
             high_watermark,
             followers,
@@ -280,6 +284,7 @@ impl LeaderState {
         self.isr = isr;
         self.partition_epoch = partition_epoch;
         self.pending = None;
+        self.resend_at_ms = None;
     }
 
     /// The controller refused the proposal (or it was lost): forget it, so a
@@ -287,7 +292,41 @@ impl LeaderState {
     /// not before `PROPOSAL_BACKOFF_MS`, so a refusal is not retried in a loop.
     pub fn on_proposal_rejected(&mut self, now_ms: u64) {
         self.pending = None;
+        self.resend_at_ms = None;
         self.next_proposal_ms = now_ms.saturating_add(PROPOSAL_BACKOFF_MS);
+    }
+
+    /// The proposal's request got no answer (timed out or disconnected): the
+    /// controller may have applied it. It stays pending — an addition keeps
+    /// counting in the maximal ISR, so the HW never passes the added
+    /// member's log end on the assumption that it failed — and is sent again
+    /// after `PROPOSAL_BACKOFF_MS` (Kafka's AlterPartitionManager retries).
+    pub fn on_proposal_lost(&mut self, now_ms: u64) {
+        if self.pending.is_some() {
+            self.resend_at_ms = Some(now_ms.saturating_add(PROPOSAL_BACKOFF_MS));
+        }
+    }
+
+    /// The controller holds a newer partition epoch than the proposal named
+    /// (Kafka's INVALID_UPDATE_VERSION): perhaps an earlier copy of this very
+    /// proposal was applied. The proposal stays pending until the metadata
+    /// brings the partition's state (`on_isr_committed`).
+    pub fn on_proposal_stale(&mut self) {
+        self.resend_at_ms = None;
+    }
+
+    /// The pending proposal, if its resend is due at `now_ms`.
+    pub fn take_resend(&mut self, now_ms: u64) -> Option<IsrProposal> {
+        if self.resend_at_ms.is_some_and(|at| at <= now_ms) {
+            self.resend_at_ms = None;
+            return self.pending.clone();
+        }
+        None
+    }
+
+    /// When a lost proposal is due to be sent again.
+    pub fn resend_at_ms(&self) -> Option<u64> {
+        self.resend_at_ms
     }
 
     /// Recomputes the HW from the maximal ISR's LEOs and the leader's own
@@ -429,6 +468,32 @@ mod tests {
         l.on_isr_committed(vec![B0, B1], 8);
         let expand = l.on_follower_fetch(1, B2, Offset(6), Offset(10)).expect("planted: joins at the HW");
         assert_eq!(expand.isr, vec![B0, B1, B2]);
+    }
+
+    /// random-nemesis-groups seed 700: an addition whose request was lost
+    /// (the leader paused past its timeout) had been applied by the
+    /// controller, which then elected the added member; the leader, taking
+    /// the loss for a refusal, committed on the smaller ISR records the new
+    /// leader did not have. A lost or stale-epoch proposal stays pending.
+    #[test]
+    fn a_lost_or_stale_addition_keeps_counting_for_the_hw() {
+        // The epoch starts at 4 (the log end at election); the leader has appended to 10 since.
+        let mut l = leader(2, 4, 4);
+        l.on_isr_committed(vec![B0, B1], 8);
+        l.on_follower_fetch(1, B1, Offset(4), Offset(10));
+        let expand = l.on_follower_fetch(1, B2, Offset(4), Offset(10)).expect("B2 at the HW and the epoch start");
+        assert_eq!(expand.isr, vec![B0, B1, B2]);
+        l.on_proposal_lost(5);
+        assert_eq!(l.maximal_isr(), vec![B0, B1, B2], "the lost addition may have been applied");
+        l.on_follower_fetch(6, B1, Offset(10), Offset(10));
+        assert_eq!(l.update_high_watermark(Offset(10)), None, "B2's log end (4) holds the HW");
+        assert_eq!(l.take_resend(5 + PROPOSAL_BACKOFF_MS - 1), None);
+        assert_eq!(l.take_resend(5 + PROPOSAL_BACKOFF_MS), Some(expand.clone()), "sent again");
+        l.on_proposal_stale();
+        assert_eq!(l.maximal_isr(), vec![B0, B1, B2], "kept until the metadata says");
+        assert_eq!(l.update_high_watermark(Offset(10)), None);
+        l.on_isr_committed(vec![B0, B1, B2], 9);
+        assert_eq!(l.pending_proposal(), None);
     }
 
     #[test]

@@ -644,9 +644,11 @@ impl Broker {
     fn on_lost(&mut self, now_ms: u64, outstanding: Outstanding) {
         match outstanding {
             Outstanding::Register | Outstanding::Heartbeat => {}
-            Outstanding::AlterPartition { tp, .. } => {
+            Outstanding::AlterPartition { tp, leader_epoch } => {
                 if let Some(Role::Leader(l)) = self.replicas.get_mut(&tp).map(|r| &mut r.role) {
-                    l.on_proposal_rejected(now_ms);
+                    if l.leader_epoch() == leader_epoch {
+                        l.on_proposal_lost(now_ms);
+                    }
                 }
             }
             Outstanding::ReplicaFetch { leader, .. } | Outstanding::EpochQuery { leader, .. } => {
