@@ -42,6 +42,9 @@ pub async fn run(mut driver: ConsumerDriver, spec: &ConsumerSpec, group: &GroupS
     config.heartbeat_interval_ms = group.heartbeat_interval_ms;
     config.max_poll_interval_ms = group.max_poll_interval_ms;
     config.request_timeout_ms = spec.request_timeout_ms;
+    if group.static_membership {
+        config.instance = Some(broker_core::group::InstanceId(world.node_name(driver.node).into()));
+    }
     config.stuck_after_fence = world.plants.on(broker_core::plant::Plant::StuckAfterFence);
     config.direct_handover = world.plants.on(broker_core::plant::Plant::CooperativeDirectHandover);
     let mut member = Member::new(config, world.all_brokers(), driver.node);

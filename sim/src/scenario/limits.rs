@@ -305,7 +305,7 @@ pub const RULES: &[&str] = &[
     "`workload.consumers.fetch_min_bytes` <= `fetch_max_bytes`",
     "`workload.consumers.group`: no control characters; with it, no `assignment` (the group assigns partitions)",
     "`workload.consumers` keys `assignor`, `session_timeout_ms`, `heartbeat_interval_ms`, `max_poll_interval_ms`, \
-     `commit`, `auto_commit_interval_ms`, `processing_ms`: only with `group`",
+     `commit`, `auto_commit_interval_ms`, `processing_ms`, `static_membership`: only with `group`",
     "`workload.consumers.heartbeat_interval_ms` < `session_timeout_ms`",
     "`workload.consumers.auto_commit_interval_ms` only with `commit = \"auto\"` (its default)",
     "`workload.consumers.assignor`: at least one, no name twice; entries naming the same `group` share at least one",

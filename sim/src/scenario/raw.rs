@@ -155,6 +155,7 @@ pub(super) struct RawConsumer {
     pub commit: Option<S<Pick<CommitMode>>>,
     pub auto_commit_interval_ms: Option<S<Int>>,
     pub processing_ms: Option<S<Int>>,
+    pub static_membership: Option<S<bool>>,
 }
 
 /// One `[[faults]]` entry: every key any verb takes. Which keys a verb takes

@@ -292,6 +292,10 @@ pub struct GroupSpec {
     pub auto_commit_interval_ms: u64,
     /// Simulated time each polled batch takes to process (0: instant).
     pub processing_ms: u64,
+    /// Static members (KIP-345): each member's `group.instance.id` is its
+    /// node's name, so a restart within the session timeout takes its old
+    /// place without a rebalance.
+    pub static_membership: bool,
 }
 
 /// When a group member commits what it consumed.

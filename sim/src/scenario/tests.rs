@@ -365,6 +365,7 @@ fn full_scenario_reads_every_key() {
                         commit: CommitMode::Auto,
                         auto_commit_interval_ms: 250,
                         processing_ms: 5,
+                        static_membership: false,
                     }),
                     ..default_consumer()
                 },
@@ -1300,6 +1301,7 @@ fn default_group(id: &str) -> GroupSpec {
         commit: CommitMode::Auto,
         auto_commit_interval_ms: 5000,
         processing_ms: 0,
+        static_membership: false,
     }
 }
 
@@ -1308,7 +1310,7 @@ fn group_member_reads_every_group_key() {
     let group = only_group(
         "group = \"billing-v2\"\nassignor = [\"roundrobin\", \"cooperative-sticky\"]\nsession_timeout_ms = 6_000\n\
          heartbeat_interval_ms = 5_999\nmax_poll_interval_ms = 1\ncommit = \"process-then-commit\"\n\
-         processing_ms = 600_000\n",
+         processing_ms = 600_000\nstatic_membership = true\n",
     );
     let expected = GroupSpec {
         id: "billing-v2".into(),
@@ -1319,6 +1321,7 @@ fn group_member_reads_every_group_key() {
         commit: CommitMode::ProcessThenCommit,
         auto_commit_interval_ms: 5000,
         processing_ms: 600_000,
+        static_membership: true,
     };
     assert_eq!(group, Some(expected));
     let auto = only_group("group = \"g\"\ncommit = \"auto\"\nauto_commit_interval_ms = 3_600_000\n").unwrap();

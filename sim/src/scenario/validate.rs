@@ -572,6 +572,7 @@ impl Cx<'_> {
             commit: self.commit(c)?,
             auto_commit_interval_ms: self.int_or(&c.auto_commit_interval_ms, limits::AUTO_COMMIT_INTERVAL_MS)? as u64,
             processing_ms: self.int_or(&c.processing_ms, limits::PROCESSING_MS)? as u64,
+            static_membership: c.static_membership.as_ref().is_some_and(|b| *b.get_ref()),
         }))
     }
 
@@ -979,7 +980,7 @@ fn span_of<T>(v: &Option<S<T>>) -> Option<Range<usize>> {
 }
 
 /// The consumer keys that configure group membership, with their spans if given.
-fn group_only_keys(c: &RawConsumer) -> [(&'static str, Option<Range<usize>>); 7] {
+fn group_only_keys(c: &RawConsumer) -> [(&'static str, Option<Range<usize>>); 8] {
     [
         ("assignor", span_of(&c.assignor)),
         ("session_timeout_ms", span_of(&c.session_timeout_ms)),
@@ -988,6 +989,7 @@ fn group_only_keys(c: &RawConsumer) -> [(&'static str, Option<Range<usize>>); 7]
         ("commit", span_of(&c.commit)),
         ("auto_commit_interval_ms", span_of(&c.auto_commit_interval_ms)),
         ("processing_ms", span_of(&c.processing_ms)),
+        ("static_membership", span_of(&c.static_membership)),
     ]
 }
 
