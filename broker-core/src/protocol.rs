@@ -59,6 +59,13 @@ pub enum ErrorCode {
     /// The session timeout is outside the coordinator's bounds.
     InvalidSessionTimeout,
     GroupMaxSizeReached,
+    // Idempotent and transactional producers.
+    /// A batch's sequence does not follow the producer's last one (a gap).
+    OutOfOrderSequenceNumber,
+    /// The batch's producer epoch is older than the producer's current one.
+    InvalidProducerEpoch,
+    /// The leader holds no state for the producer id and the sequence is not 0.
+    UnknownProducerId,
 }
 
 impl ErrorCode {
@@ -91,6 +98,9 @@ impl ErrorCode {
             ErrorCode::InconsistentGroupProtocol => "INCONSISTENT_GROUP_PROTOCOL",
             ErrorCode::InvalidSessionTimeout => "INVALID_SESSION_TIMEOUT",
             ErrorCode::GroupMaxSizeReached => "GROUP_MAX_SIZE_REACHED",
+            ErrorCode::OutOfOrderSequenceNumber => "OUT_OF_ORDER_SEQUENCE_NUMBER",
+            ErrorCode::InvalidProducerEpoch => "INVALID_PRODUCER_EPOCH",
+            ErrorCode::UnknownProducerId => "UNKNOWN_PRODUCER_ID",
         }
     }
 

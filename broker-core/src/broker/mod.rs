@@ -24,6 +24,7 @@ mod group;
 mod layout;
 mod leader;
 mod produce;
+pub mod producer_state;
 pub mod truncation;
 
 pub use checkpoint::{HIGH_WATERMARK_CHECKPOINT_FILE, RECOVERY_POINT_CHECKPOINT_FILE};
