@@ -425,7 +425,7 @@ fn judge(
             .filter(|op| matches!(op.outcome, Some(crate::history::Outcome::SendOk { .. })))
             .count() as u64,
         rebalance_pauses_ms: crate::rebalance::partition_pauses_ms(&history),
-        group_delivery: crate::checker::delivery(&history),
+        group_delivery: report.group_delivery,
         disk: world.all_disks().map(|(_, d)| d.with(|d| d.stats())).fold(Default::default(), |a, b| a + b),
         trace_hash: format!("{:016x}", trace.hash()),
         sim_seconds: world.sim_seconds(),

@@ -172,13 +172,13 @@ impl Broker {
         let r = self.replicas.get_mut(&tp).expect("a replica of ours");
         r.role = Role::Follower(FollowerState { leader, leader_epoch, phase: Phase::NeedsTruncation });
         self.events.push_back(BrokerEvent::BecameFollower { tp, leader, leader_epoch });
-        self.coordinate_partition(0, tp);
+        self.resign_partition(tp);
     }
 
     fn become_idle(&mut self, tp: TopicPartition) {
         self.fail_produces(tp, ErrorCode::NotLeaderOrFollower);
         self.replicas.get_mut(&tp).expect("a replica of ours").role = Role::Idle;
-        self.coordinate_partition(0, tp);
+        self.resign_partition(tp);
     }
 
     /// Periodic ISR shrink check of every led partition.

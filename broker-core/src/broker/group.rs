@@ -91,22 +91,27 @@ impl Broker {
         }
     }
 
-    /// A replica's role changed: if it is a partition of `__consumer_offsets`,
-    /// its groups are loaded (now led here) or unloaded.
+    /// This broker now leads `tp`: if it is a partition of
+    /// `__consumer_offsets`, its groups are loaded from its log.
     pub(super) fn coordinate_partition(&mut self, now_ms: u64, tp: TopicPartition) {
         if Some(tp.topic) != self.offsets_topic {
             return;
         }
         let r = &self.replicas[&tp];
-        if matches!(r.role, Role::Leader(_)) {
-            let (start, end) = (r.log.log_start_offset(), r.log.log_end_offset());
-            match r.log.read(self.storage.as_ref(), start, end, u32::MAX) {
-                Ok(records) => {
-                    self.groups.load(now_ms, tp.partition, &records);
-                }
-                Err(e) => self.halt_on_corrupt_log(format!("loading groups from {tp}: {e}")),
+        debug_assert!(matches!(r.role, Role::Leader(_)));
+        let (start, end) = (r.log.log_start_offset(), r.log.log_end_offset());
+        match r.log.read(self.storage.as_ref(), start, end, u32::MAX) {
+            Ok(records) => {
+                self.groups.load(now_ms, tp.partition, &records);
             }
-        } else {
+            Err(e) => self.halt_on_corrupt_log(format!("loading groups from {tp}: {e}")),
+        }
+    }
+
+    /// This broker no longer leads `tp`: if it is a partition of
+    /// `__consumer_offsets`, its groups are unloaded.
+    pub(super) fn resign_partition(&mut self, tp: TopicPartition) {
+        if Some(tp.topic) == self.offsets_topic {
             self.groups.unload(tp.partition);
         }
     }

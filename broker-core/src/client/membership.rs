@@ -37,7 +37,7 @@ use crate::group::assignor::{self, PartitionCounts};
 use crate::group::{Assignment, AssignorKind, GenerationId, GroupId, InstanceId, MemberId, Subscription};
 use crate::protocol::{ErrorCode, Request, Response};
 use crate::types::{BrokerId, TopicId, TopicPartition};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 
 /// The member's correlation ids start here; its host's stay below.
@@ -795,9 +795,4 @@ impl Member {
 /// Errors that say the coordinator moved or is not there.
 fn is_coordinator_error(error: ErrorCode) -> bool {
     matches!(error, ErrorCode::NotCoordinator | ErrorCode::CoordinatorNotAvailable)
-}
-
-/// Partition counts of `topics` as a host's metadata knows them (for the leader's assignor).
-pub fn partition_counts(topics: impl IntoIterator<Item = (TopicId, u32)>) -> PartitionCounts {
-    topics.into_iter().collect::<BTreeMap<_, _>>()
 }

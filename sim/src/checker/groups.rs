@@ -50,7 +50,8 @@ struct Group<'h> {
     commits: BTreeMap<&'h Partition, Vec<Commit<'h>>>,
     /// Every commit op (acknowledged or not), for no-stale-commit.
     commit_ops: Vec<&'h Op>,
-    members: BTreeSet<ProcessId>,
+    /// Per member process, its `joined` and `revoked` ops in history order.
+    membership_ops: BTreeMap<ProcessId, Vec<&'h Op>>,
 }
 
 /// What a group's members did with the records, for research output:
@@ -58,30 +59,11 @@ struct Group<'h> {
 /// offset, never processed: at-least-once-consumption's anomalies) and
 /// processed again (processing started more than once, finished or cut
 /// short by a crash: the duplicate effects at-least-once allows).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Delivery {
     pub processed: u64,
     pub lost: u64,
     pub reprocessed: u64,
-}
-
-/// Per group, its [`Delivery`].
-pub fn delivery(history: &History) -> BTreeMap<String, Delivery> {
-    if !history.ops.iter().any(|op| matches!(op.call, Call::Joined { .. })) {
-        return BTreeMap::new();
-    }
-    let view = LogView::build(history);
-    let mut findings = Findings::judging(&[]);
-    let groups = collect(history);
-    groups
-        .groups
-        .iter()
-        .map(|(name, group)| {
-            let (processed, reprocessed) = processing(history, name, &groups.group_of);
-            let lost = at_least_once(history, &view, name, group, &groups.group_of, &mut findings);
-            (name.to_string(), Delivery { processed, lost, reprocessed })
-        })
-        .collect()
 }
 
 /// Records the group's members finished processing, and records whose
@@ -107,14 +89,20 @@ struct Collected<'h> {
     group_of: BTreeMap<ProcessId, &'h TopicName>,
 }
 
-pub(super) fn check(history: &History, view: &LogView, findings: &mut Findings) {
+/// Judges every group; returns each group's [`Delivery`] (the losses are
+/// at-least-once-consumption's findings, counted in the same pass).
+pub(super) fn check(history: &History, view: &LogView, findings: &mut Findings) -> BTreeMap<String, Delivery> {
     let Collected { groups, group_of } = collect(history);
+    let mut delivery = BTreeMap::new();
     for (name, group) in &groups {
         monotonic(history, name, group, findings);
         no_stale_commit(history, name, group, findings);
         single_owner(history, name, group, findings);
-        at_least_once(history, view, name, group, &group_of, findings);
+        let lost = at_least_once(history, view, name, group, &group_of, findings);
+        let (processed, reprocessed) = processing(history, name, &group_of);
+        delivery.insert(name.to_string(), Delivery { processed, lost, reprocessed });
     }
+    delivery
 }
 
 fn collect(history: &History) -> Collected<'_> {
@@ -125,8 +113,12 @@ fn collect(history: &History) -> Collected<'_> {
             Call::Joined { group, generation, partitions, .. } => {
                 group_of.insert(op.process, group);
                 let g = groups.entry(group).or_default();
-                g.members.insert(op.process);
+                g.membership_ops.entry(op.process).or_default().push(op);
                 g.joined.push(Joined { op, generation: *generation, partitions });
+            }
+            Call::Revoked { group, .. } => {
+                let g = groups.entry(group).or_default();
+                g.membership_ops.entry(op.process).or_default().push(op);
             }
             Call::Commit { group, generation, offsets, .. } => {
                 group_of.insert(op.process, group);
@@ -253,7 +245,7 @@ fn single_owner(history: &History, name: &TopicName, group: &Group, findings: &m
                     continue; // A was dropped from G': it is no owner there
                 }
                 let learned = first_learned[g2];
-                let released = released_at(group, history, a, partition);
+                let released = released_at(group, a, partition);
                 if released.is_none_or(|t| t > learned) {
                     findings.found(Invariant::SingleOwner, || {
                         let when = released.map_or("never".to_string(), |t| format!("at {}ms", t / 1_000_000));
@@ -273,16 +265,14 @@ fn single_owner(history: &History, name: &TopicName, group: &Group, findings: &m
 
 /// When member `a` (as of its `joined` op) gave `partition` up: its first
 /// `revoked` of it, or its first later `joined` without it.
-fn released_at(group: &Group, history: &History, a: &Joined, partition: &Partition) -> Option<u64> {
-    let ops = &history.ops[a.op.id as usize + 1..];
-    ops.iter()
-        .filter(|op| op.process == a.op.process)
-        .find_map(|op| match &op.call {
-            Call::Revoked { partitions, .. } if partitions.contains(partition) => Some(op.invoke_ns),
-            Call::Joined { partitions, .. } if !partitions.contains(partition) => Some(op.invoke_ns),
-            _ => None,
-        })
-        .filter(|_| group.members.contains(&a.op.process))
+fn released_at(group: &Group, a: &Joined, partition: &Partition) -> Option<u64> {
+    let ops = &group.membership_ops[&a.op.process];
+    let after = ops.partition_point(|op| op.id <= a.op.id);
+    ops[after..].iter().find_map(|op| match &op.call {
+        Call::Revoked { partitions, .. } if partitions.contains(partition) => Some(op.invoke_ns),
+        Call::Joined { partitions, .. } if !partitions.contains(partition) => Some(op.invoke_ns),
+        _ => None,
+    })
 }
 
 fn at_least_once(

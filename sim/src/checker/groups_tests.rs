@@ -193,6 +193,6 @@ fn delivery_counts_processed_lost_and_started_again() {
     s.history.invoke(1, 25 * MS, Call::Process { records: cut });
     s.at(30).consume(1, 0, &[3]);
     s.at(40).commit(1, 1, 0, 4, 5, true);
-    let d = super::delivery(&s.history)["g"];
+    let d = check_history(&s.history).group_delivery["g"];
     assert_eq!((d.processed, d.lost, d.reprocessed), (3, 1, 1), "offset 2 lost, offset 1 started twice");
 }

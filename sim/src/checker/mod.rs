@@ -159,7 +159,7 @@ mod sends;
 mod tests;
 
 pub use evidence::MAX_EVIDENCE;
-pub use groups::{delivery, Delivery};
+pub use groups::Delivery;
 pub use log_view::{Ack, LogView, OpId, PartitionId};
 pub use partition_log::{PartitionLog, Sighting};
 
@@ -179,6 +179,9 @@ pub struct CheckReport {
     /// observation, not a violation.
     #[serde(default)]
     pub truncations_detected: u64,
+    /// Per consumer group, records processed, lost and processed again.
+    #[serde(default)]
+    pub group_delivery: std::collections::BTreeMap<String, Delivery>,
 }
 
 impl CheckReport {
@@ -195,8 +198,8 @@ pub fn check_history(history: &crate::history::History) -> CheckReport {
     losses::check(history, &view, &mut findings);
     polls::check(history, &view, &mut findings);
     corrupt::check(history, &mut findings);
-    groups::check(history, &view, &mut findings);
+    let group_delivery = groups::check(history, &view, &mut findings);
     let reordered_sends = sends::check(history, &view, &mut findings);
     let (violations, counts) = findings.into_parts();
-    CheckReport { violations, counts, reordered_sends, truncations_detected: view.truncation_seeks() }
+    CheckReport { violations, counts, reordered_sends, truncations_detected: view.truncation_seeks(), group_delivery }
 }

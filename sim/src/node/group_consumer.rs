@@ -144,15 +144,9 @@ impl GroupConsumer<'_> {
         let now = self.driver.now_ms();
         self.member().fetch_committed(now, partitions.clone());
         self.driver.flush();
-        let offsets = loop {
-            let found = self.driver.member_events.iter().position(|e| matches!(e, MemberEvent::Fetched { .. }));
-            if let Some(i) = found {
-                let Some(MemberEvent::Fetched { offsets }) = self.driver.member_events.remove(i) else {
-                    unreachable!("found")
-                };
-                break offsets;
-            }
-            self.driver.wait(None).await;
+        let MemberEvent::Fetched { offsets } = self.await_event(|e| matches!(e, MemberEvent::Fetched { .. })).await
+        else {
+            unreachable!("awaited a fetch")
         };
         self.owned.extend(partitions.iter().copied());
         self.reassign();
@@ -231,19 +225,10 @@ impl GroupConsumer<'_> {
             offsets.into_iter().map(|(tp, offset)| (tp, CommittedOffset { offset, leader_epoch: LeaderEpoch::NONE }));
         let commit = self.member().commit(now, offsets.collect());
         self.driver.flush();
-        let errors = loop {
-            let found = self
-                .driver
-                .member_events
-                .iter()
-                .position(|e| matches!(e, MemberEvent::Committed { commit: c, .. } if *c == commit));
-            if let Some(i) = found {
-                let Some(MemberEvent::Committed { partitions, .. }) = self.driver.member_events.remove(i) else {
-                    unreachable!("found")
-                };
-                break partitions;
-            }
-            self.driver.wait(None).await;
+        let MemberEvent::Committed { partitions: errors, .. } =
+            self.await_event(|e| matches!(e, MemberEvent::Committed { commit: c, .. } if *c == commit)).await
+        else {
+            unreachable!("awaited this commit")
         };
         let error: Option<ErrorCode> = errors.iter().find_map(|(_, e)| *e);
         let outcome = match error {
@@ -251,6 +236,19 @@ impl GroupConsumer<'_> {
             Some(error) => Outcome::CommitFail { error: error.name().to_string() },
         };
         self.driver.world.complete(op, outcome);
+    }
+
+    /// The first queued member event `wanted` picks, taken out of the queue,
+    /// waiting for it; the others stay queued for the next turn. The member
+    /// answers every fetch and commit (at the latest when its request times
+    /// out), so the wait is bounded.
+    async fn await_event(&mut self, wanted: impl Fn(&MemberEvent) -> bool) -> MemberEvent {
+        loop {
+            if let Some(i) = self.driver.member_events.iter().position(&wanted) {
+                return self.driver.member_events.remove(i).expect("found");
+            }
+            self.driver.wait(None).await;
+        }
     }
 
     /// Processes a polled batch for `processing_ms`; the member keeps

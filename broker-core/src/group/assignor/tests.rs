@@ -303,13 +303,13 @@ fn lopsided_group(members: usize, topics: u16, partitions: u32) -> (PartitionCou
 
 #[test]
 fn ten_thousand_partitions_with_different_subscriptions() {
+    // A scale case for the assignors' contract checks (speed is not timed
+    // here: performance lives in benchmarks).
     let (counts, members) = lopsided_group(500, 100, 100);
-    let started = std::time::Instant::now();
     for &kind in AssignorKind::ALL {
         let assignment = assign(kind, &counts, &members);
         assert_eq!(assignment.len(), 500);
     }
-    assert!(started.elapsed().as_secs() < 20, "assignors took {:?}", started.elapsed());
 }
 
 #[test]

@@ -422,7 +422,7 @@ impl<R: Clone> Group<R> {
         *votes.iter().find(|(_, n)| **n == best).expect("a maximum").0
     }
 
-    pub fn sync(&mut self, now_ms: u64, config: &GroupConfig, reply: R, req: SyncGroup, out: &mut Out<R>) {
+    pub fn sync(&mut self, now_ms: u64, reply: R, req: SyncGroup, out: &mut Out<R>) {
         let refuse = |out: &mut Out<R>, error| {
             out.reply(reply.clone(), GroupResponse::SyncGroup(SyncGroupResponse::error(error)))
         };
@@ -457,7 +457,6 @@ impl<R: Clone> Group<R> {
                     let id = out.write_metadata(&self.id, self.metadata());
                     self.sync_write = Some((id, self.generation));
                 }
-                let _ = config;
             }
         }
     }

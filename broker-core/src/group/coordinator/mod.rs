@@ -284,7 +284,7 @@ impl<R: Clone> GroupCoordinator<R> {
                 group.join(now_ms, config, reply, req, &mut self.out);
             }
             GroupRequest::SyncGroup(req) => match self.groups.get_mut(&group_id) {
-                Some(group) => group.sync(now_ms, config, reply, req, &mut self.out),
+                Some(group) => group.sync(now_ms, reply, req, &mut self.out),
                 None => self.out.reply(reply, GroupRequest::SyncGroup(req).refusal(ErrorCode::UnknownMemberId)),
             },
             GroupRequest::Heartbeat(req) => match self.groups.get_mut(&group_id) {
