@@ -15,4 +15,5 @@ pub mod log;
 pub mod plant;
 pub mod protocol;
 pub mod storage;
+pub mod txn;
 pub mod types;

@@ -53,6 +53,16 @@ pub enum Plant {
     /// with the eager sticky assignor: a partition goes straight to its new
     /// owner while the old one, still in the group, has not given it up.
     CooperativeDirectHandover,
+    /// A partition remembers only each idempotent producer's last batch, not
+    /// its last five: a retry of an older one in flight is taken for a gap.
+    IdempotenceWindow1,
+    /// A broker that becomes a partition's leader starts with no producer
+    /// state instead of the state rebuilt from its log.
+    ProducerStateLostOnFailover,
+    /// The transaction coordinator keeps a producer's epoch across its
+    /// transactions (no KIP-890 part 2 bump), so a late EndTxn of the
+    /// previous transaction ends the current one (KAFKA-17754).
+    NoEpochBumpPerTxn,
 }
 
 impl Plant {
@@ -73,6 +83,9 @@ impl Plant {
         Plant::StaleGenerationCommit,
         Plant::StuckAfterFence,
         Plant::CooperativeDirectHandover,
+        Plant::IdempotenceWindow1,
+        Plant::ProducerStateLostOnFailover,
+        Plant::NoEpochBumpPerTxn,
     ];
 
     pub fn name(self) -> &'static str {
@@ -93,6 +106,9 @@ impl Plant {
             Plant::StaleGenerationCommit => "stale-generation-commit",
             Plant::StuckAfterFence => "stuck-after-fence",
             Plant::CooperativeDirectHandover => "cooperative-direct-handover",
+            Plant::IdempotenceWindow1 => "idempotence-window-1",
+            Plant::ProducerStateLostOnFailover => "producer-state-lost-on-failover",
+            Plant::NoEpochBumpPerTxn => "no-epoch-bump-per-txn",
         }
     }
 
@@ -140,6 +156,15 @@ impl Plant {
             }
             Plant::LastReplicaStanding => {
                 "the last ISR member is re-elected after an unclean restart, though an ELR member holds the committed records (caught by hw-consistency, with a power loss)"
+            }
+            Plant::IdempotenceWindow1 => {
+                "a partition remembers one batch per idempotent producer instead of five, so a retried older batch is refused as out of order and written again under a new epoch (caught by no-duplicate)"
+            }
+            Plant::ProducerStateLostOnFailover => {
+                "a new leader starts without its log's producer state, so a retry of a batch the old leader appended is written again (caught by no-duplicate)"
+            }
+            Plant::NoEpochBumpPerTxn => {
+                "the coordinator does not bump the epoch per transaction, so a delayed EndTxn of the previous transaction ends the current one (KAFKA-17754; shown in the coordinator's unit tests; no catalogue schedule triggers it yet)"
             }
         }
     }

@@ -5,7 +5,11 @@
 
 use crate::group::api::{GroupRequest, GroupResponse};
 use crate::group::GroupId;
-use crate::types::{BrokerEpoch, BrokerId, LeaderEpoch, Offset, Record, StoredRecord, TopicId, TopicPartition};
+use crate::txn::TransactionalId;
+use crate::types::{
+    AbortedTxn, BrokerEpoch, BrokerId, LeaderEpoch, Offset, ProducerEpoch, ProducerId, ProducerStamp, Record,
+    StoredRecord, TopicId, TopicPartition,
+};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -66,6 +70,20 @@ pub enum ErrorCode {
     InvalidProducerEpoch,
     /// The leader holds no state for the producer id and the sequence is not 0.
     UnknownProducerId,
+    /// Another transition of the transactional id is in flight: retry.
+    ConcurrentTransactions,
+    /// The request does not fit the transaction's state (an EndTxn with no
+    /// transaction open, a transactional write to a partition not added).
+    InvalidTxnState,
+    /// The producer id is not the transactional id's.
+    InvalidProducerIdMapping,
+    /// A newer epoch of the transactional id exists: this producer is a zombie.
+    ProducerFenced,
+    /// The transaction timeout is above `transaction.max.timeout.ms`.
+    InvalidTransactionTimeout,
+    /// A transaction marker from a coordinator older than the last one that
+    /// wrote a marker for the producer here: the coordinator was deposed.
+    TransactionCoordinatorFenced,
 }
 
 impl ErrorCode {
@@ -101,6 +119,12 @@ impl ErrorCode {
             ErrorCode::OutOfOrderSequenceNumber => "OUT_OF_ORDER_SEQUENCE_NUMBER",
             ErrorCode::InvalidProducerEpoch => "INVALID_PRODUCER_EPOCH",
             ErrorCode::UnknownProducerId => "UNKNOWN_PRODUCER_ID",
+            ErrorCode::ConcurrentTransactions => "CONCURRENT_TRANSACTIONS",
+            ErrorCode::InvalidTxnState => "INVALID_TXN_STATE",
+            ErrorCode::InvalidProducerIdMapping => "INVALID_PRODUCER_ID_MAPPING",
+            ErrorCode::ProducerFenced => "PRODUCER_FENCED",
+            ErrorCode::InvalidTransactionTimeout => "INVALID_TRANSACTION_TIMEOUT",
+            ErrorCode::TransactionCoordinatorFenced => "TRANSACTION_COORDINATOR_FENCED",
         }
     }
 
@@ -122,6 +146,7 @@ impl ErrorCode {
                 | ErrorCode::NotCoordinator
                 | ErrorCode::CoordinatorNotAvailable
                 | ErrorCode::CoordinatorLoadInProgress
+                | ErrorCode::ConcurrentTransactions
         )
     }
 
@@ -222,6 +247,47 @@ pub struct EpochEnd {
     pub end: Option<(LeaderEpoch, Offset)>,
 }
 
+/// One partition's batch in a Produce request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProduceBatch {
+    pub tp: TopicPartition,
+    pub records: Vec<Record>,
+    /// Set by an idempotent producer: its id, epoch and the batch's base sequence.
+    pub producer: Option<ProducerStamp>,
+    /// Set by a transactional producer: the batch belongs to its open
+    /// transaction (and carries `producer`).
+    pub transactional_id: Option<TransactionalId>,
+}
+
+impl ProduceBatch {
+    /// A plain (not idempotent) producer's batch.
+    pub fn plain(tp: TopicPartition, records: Vec<Record>) -> ProduceBatch {
+        ProduceBatch { tp, records, producer: None, transactional_id: None }
+    }
+}
+
+/// Which records a consumer fetch may return (`isolation.level`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Isolation {
+    /// Everything below the high watermark (Kafka's default), including
+    /// open and aborted transactions' records.
+    #[default]
+    ReadUncommitted,
+    /// Only below the last stable offset, with the aborted transactions in
+    /// range listed so the consumer can skip their records.
+    ReadCommitted,
+}
+
+/// One transaction's markers for WriteTxnMarkers: COMMIT or ABORT of
+/// `producer_id`'s transaction, written at `epoch`, into each of `partitions`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MarkerRequest {
+    pub producer_id: ProducerId,
+    pub epoch: ProducerEpoch,
+    pub marker: crate::types::TxnMarker,
+    pub partitions: Vec<TopicPartition>,
+}
+
 /// A request from a client to a broker.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {
@@ -229,12 +295,20 @@ pub enum Request {
     Produce {
         acks: Acks,
         timeout_ms: u64,
-        batches: Vec<(TopicPartition, Vec<Record>)>,
+        batches: Vec<ProduceBatch>,
     },
+    /// An idempotent producer asks for a producer id: any broker answers
+    /// with a fresh one at epoch 0 from its block (Kafka answers a
+    /// non-transactional InitProducerId the same way). The producer bumps
+    /// its epoch itself to restart its sequences (KIP-360), and asks again
+    /// only when the epoch would overflow.
+    InitProducerId,
     /// Long-polls up to `max_wait_ms` until `min_bytes` are available.
     Fetch {
         /// `Some` for a follower's replica fetch; `None` for a consumer.
         replica: Option<ReplicaId>,
+        /// A consumer's `isolation.level` (replica fetches read everything).
+        isolation: Isolation,
         max_wait_ms: u64,
         min_bytes: u32,
         max_bytes: u32,
@@ -260,12 +334,25 @@ pub enum Request {
     },
     /// JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch.
     Group(GroupRequest),
+    /// Which broker coordinates `transactional_id` (the leader of its
+    /// `__transaction_state` partition); answered with `FindCoordinator`.
+    FindTxnCoordinator {
+        transactional_id: TransactionalId,
+    },
+    /// InitProducerId (transactional), AddPartitionsToTxn, AddOffsetsToTxn,
+    /// EndTxn, and KIP-890's verification.
+    Txn(crate::txn::api::TxnRequest),
+    /// A transaction coordinator's markers, to the leader of each partition.
+    WriteTxnMarkers {
+        markers: Vec<MarkerRequest>,
+    },
 }
 
 impl Request {
     pub fn kind(&self) -> RequestKind {
         match self {
             Request::Produce { .. } => RequestKind::Produce,
+            Request::InitProducerId => RequestKind::InitProducerId,
             Request::Fetch { replica: None, .. } => RequestKind::Fetch,
             Request::Fetch { replica: Some(_), .. } => RequestKind::ReplicaFetch,
             Request::OffsetsForLeaderEpoch { .. } => RequestKind::OffsetsForLeaderEpoch,
@@ -274,6 +361,9 @@ impl Request {
             Request::Metadata { .. } => RequestKind::Metadata,
             Request::FindCoordinator { .. } => RequestKind::FindCoordinator,
             Request::Group(_) => RequestKind::Group,
+            Request::FindTxnCoordinator { .. } => RequestKind::FindCoordinator,
+            Request::Txn(_) => RequestKind::Txn,
+            Request::WriteTxnMarkers { .. } => RequestKind::WriteTxnMarkers,
         }
     }
 }
@@ -281,6 +371,7 @@ impl Request {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum RequestKind {
     Produce,
+    InitProducerId,
     Fetch,
     ReplicaFetch,
     OffsetsForLeaderEpoch,
@@ -289,6 +380,8 @@ pub enum RequestKind {
     Metadata,
     FindCoordinator,
     Group,
+    Txn,
+    WriteTxnMarkers,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -308,6 +401,12 @@ pub struct FetchPartitionResponse {
     /// The leader's log end (for replica fetches; followers truncate to it
     /// when they are ahead and do not use leader epochs).
     pub log_end_offset: Offset,
+    /// The first offset of the earliest open transaction, or the HW if none
+    /// (read_committed fetches stop here).
+    pub last_stable_offset: Offset,
+    /// For a read_committed fetch: the aborted transactions whose records
+    /// may be among `records` (the consumer skips them).
+    pub aborted: Vec<AbortedTxn>,
     pub records: Vec<StoredRecord>,
 }
 
@@ -342,20 +441,44 @@ pub struct TopicMetadata {
 /// A broker's answer. Each variant answers the request of the same name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Response {
-    Produce { partitions: Vec<ProducePartitionResponse> },
-    Fetch { partitions: Vec<FetchPartitionResponse> },
-    ListOffsets { partitions: Vec<ListOffsetsPartitionResponse> },
-    Metadata { brokers: Vec<BrokerId>, topics: Vec<TopicMetadata> },
-    OffsetsForLeaderEpoch { partitions: Vec<EpochEnd> },
+    Produce {
+        partitions: Vec<ProducePartitionResponse>,
+    },
+    /// The producer id and epoch to write with, or why not.
+    InitProducerId {
+        result: Result<(ProducerId, ProducerEpoch), ErrorCode>,
+    },
+    Fetch {
+        partitions: Vec<FetchPartitionResponse>,
+    },
+    ListOffsets {
+        partitions: Vec<ListOffsetsPartitionResponse>,
+    },
+    Metadata {
+        brokers: Vec<BrokerId>,
+        topics: Vec<TopicMetadata>,
+    },
+    OffsetsForLeaderEpoch {
+        partitions: Vec<EpochEnd>,
+    },
     Controller(crate::controller::ControllerResponse),
-    FindCoordinator { error: Option<ErrorCode>, coordinator: Option<BrokerId> },
+    FindCoordinator {
+        error: Option<ErrorCode>,
+        coordinator: Option<BrokerId>,
+    },
     Group(GroupResponse),
+    Txn(crate::txn::api::TxnResponse),
+    /// Per marker request, per partition: written (`None`) or why not.
+    WriteTxnMarkers {
+        results: Vec<(ProducerId, TopicPartition, Option<ErrorCode>)>,
+    },
 }
 
 impl Response {
     pub fn kind(&self) -> RequestKind {
         match self {
             Response::Produce { .. } => RequestKind::Produce,
+            Response::InitProducerId { .. } => RequestKind::InitProducerId,
             Response::Fetch { .. } => RequestKind::Fetch,
             Response::OffsetsForLeaderEpoch { .. } => RequestKind::OffsetsForLeaderEpoch,
             Response::Controller(_) => RequestKind::Controller,
@@ -363,6 +486,8 @@ impl Response {
             Response::Metadata { .. } => RequestKind::Metadata,
             Response::FindCoordinator { .. } => RequestKind::FindCoordinator,
             Response::Group(_) => RequestKind::Group,
+            Response::Txn(_) => RequestKind::Txn,
+            Response::WriteTxnMarkers { .. } => RequestKind::WriteTxnMarkers,
         }
     }
 }

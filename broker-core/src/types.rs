@@ -84,6 +84,80 @@ impl fmt::Display for TopicPartition {
     }
 }
 
+/// An idempotent producer's id (Kafka's PID), handed out by InitProducerId
+/// from blocks the controller allocates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ProducerId(pub i64);
+
+impl fmt::Display for ProducerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "pid{}", self.0)
+    }
+}
+
+/// A producer id's epoch: bumped to fence an older incarnation, or by the
+/// producer itself to restart its sequences (KIP-360).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ProducerEpoch(pub i16);
+
+impl fmt::Display for ProducerEpoch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "pe{}", self.0)
+    }
+}
+
+/// What an idempotent producer writes into a batch's header: who it is and
+/// the sequence number of the batch's first record (record `i` of the batch
+/// has sequence `base_sequence + i`, wrapping after `i32::MAX`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ProducerStamp {
+    pub id: ProducerId,
+    pub epoch: ProducerEpoch,
+    pub base_sequence: i32,
+}
+
+impl ProducerStamp {
+    /// The sequence of the last of `count` records.
+    pub fn last_sequence(&self, count: usize) -> i32 {
+        assert!(count >= 1);
+        ((i64::from(self.base_sequence) + count as i64 - 1) % (i64::from(i32::MAX) + 1)) as i32
+    }
+}
+
+/// A transaction marker's content (Kafka's control record: COMMIT or ABORT,
+/// and the epoch of the coordinator that wrote it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TxnMarker {
+    pub commit: bool,
+    /// The leader epoch of the `__transaction_state` partition its
+    /// coordinator led: a deposed coordinator's markers are refused.
+    pub coordinator_epoch: LeaderEpoch,
+}
+
+/// An aborted transaction of one producer in one partition: its records
+/// from `first_offset` up to its ABORT marker at `last_offset` are to be
+/// skipped by read_committed readers (Kafka's aborted-transaction index entry).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct AbortedTxn {
+    pub producer_id: ProducerId,
+    pub first_offset: Offset,
+    pub last_offset: Offset,
+}
+
+/// What kind of batch a record belongs to (Kafka's batch attributes).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum BatchKind {
+    /// An ordinary batch, from a plain or an idempotent producer.
+    #[default]
+    Data,
+    /// Written inside a transaction: a read_committed reader sees it only
+    /// once its producer's COMMIT marker follows it, and never after ABORT.
+    Transactional,
+    /// A transaction marker (a control batch of one record) ending its
+    /// producer's transaction in this partition. Never handed to applications.
+    Marker(TxnMarker),
+}
+
 /// A record as a producer hands it over: key, value and the producer's timestamp.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {
@@ -112,12 +186,27 @@ pub struct StoredRecord {
     pub leader_epoch: LeaderEpoch,
     pub key: Option<Bytes>,
     pub value: Bytes,
+    /// The idempotent producer of its batch (`None`: a plain producer). The
+    /// same on every record of one batch, so a follower copying records
+    /// rebuilds the leader's batch boundaries from it.
+    pub producer: Option<ProducerStamp>,
+    /// The kind of its batch (the same on every record of one batch).
+    pub kind: BatchKind,
 }
 
 impl StoredRecord {
-    /// `record` as a log holding it at `offset`, written in `leader_epoch`.
+    /// `record` as a log holding it at `offset`, written in `leader_epoch`
+    /// by a plain (not idempotent) producer.
     pub fn stored(record: Record, offset: Offset, leader_epoch: LeaderEpoch) -> StoredRecord {
-        StoredRecord { offset, timestamp_ms: record.timestamp_ms, leader_epoch, key: record.key, value: record.value }
+        StoredRecord {
+            offset,
+            timestamp_ms: record.timestamp_ms,
+            leader_epoch,
+            key: record.key,
+            value: record.value,
+            producer: None,
+            kind: BatchKind::Data,
+        }
     }
 
     pub fn size_bytes(&self) -> usize {

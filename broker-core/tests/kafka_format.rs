@@ -12,11 +12,17 @@
 //!   into segment files, are recovered by [`PartitionLog::open`] and read back.
 //! - Corruption: a flipped byte anywhere under a batch's CRC is refused by
 //!   both decoders.
+//! - Idempotent producers: their id, epoch and base sequence travel in the
+//!   batch header both ways (`idempotent_batches_carry_their_producer_both_ways`).
+//! - Transactions: transactional batches (attribute bit 4) and transaction
+//!   markers (control batches, bits 4 and 5, whose one record's key is the
+//!   control type and value an `EndTxnMarker`, kafka-protocol's message for
+//!   it) both ways (`transactional_and_control_batches_both_ways`).
 //!
-//! What ksim's codec accepts is narrower than Kafka's format: uncompressed,
-//! non-transactional, non-idempotent batches with dense offsets, non-null
-//! values and a real leader epoch. `legal_kafka_batches_ksim_does_not_support`
-//! pins where that boundary lies.
+//! What ksim's codec accepts is narrower than Kafka's format: uncompressed
+//! batches — plain, idempotent, transactional, or COMMIT/ABORT markers — with
+//! dense offsets, non-null values and a real leader epoch.
+//! `legal_kafka_batches_ksim_does_not_support` pins where that boundary lies.
 //!
 //! Differences between the two implementations that the tests work around:
 //! - kafka-protocol's encoder always writes CreateTime batches (it never sets
@@ -30,11 +36,16 @@
 //!   that the records fill the batch exactly; the byte-for-byte comparison
 //!   with its encoder covers those.
 
-use broker_core::log::{FlushPolicy, LogConfig, LogError, PartitionLog};
+use broker_core::log::{AppendCheck, FlushPolicy, LogConfig, LogError, PartitionLog};
 use broker_core::plant::Plants;
 use broker_core::storage::{MemStorage, Storage};
-use broker_core::types::{LeaderEpoch, Offset, Record, StoredRecord};
+use broker_core::types::{
+    AbortedTxn, BatchKind, LeaderEpoch, Offset, ProducerEpoch, ProducerId, ProducerStamp, Record, StoredRecord,
+    TxnMarker,
+};
 use bytes::Bytes;
+use kafka_protocol::messages::EndTxnMarker;
+use kafka_protocol::protocol::{Decodable, Encodable};
 use kafka_protocol::records::{
     BatchDecodeInfo, Compression, Record as KafkaRecord, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
     TimestampType, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE,
@@ -50,6 +61,9 @@ const ATTRIBUTES_POS: usize = 21;
 const LAST_OFFSET_DELTA_POS: usize = 23;
 const BASE_TIMESTAMP_POS: usize = 27;
 const MAX_TIMESTAMP_POS: usize = 35;
+const PRODUCER_ID_POS: usize = 43;
+const PRODUCER_EPOCH_POS: usize = 51;
+const BASE_SEQUENCE_POS: usize = 53;
 const BATCH_HEADER_BYTES: usize = 61;
 const ATTR_LOG_APPEND_TIME: u8 = 0x08;
 
@@ -317,6 +331,8 @@ fn ksim_segments_decode_with_kafka_protocol() {
             leader_epoch: LeaderEpoch(a.epoch),
             key: r.key.clone(),
             value: r.value.clone(),
+            producer: None,
+            kind: broker_core::types::BatchKind::Data,
         })
         .collect();
     assert_eq!(read, want);
@@ -384,6 +400,8 @@ fn write_kafka_segments(
                 leader_epoch: LeaderEpoch(batch.epoch),
                 key: key.clone(),
                 value: value.clone(),
+                producer: None,
+                kind: broker_core::types::BatchKind::Data,
             });
         }
     }
@@ -524,7 +542,11 @@ fn corrupt_batch_is_refused_by_both() {
 
 /// Legal Kafka v2 batches, from kafka-protocol's encoder, that ksim's codec
 /// refuses. These are features ksim does not implement, not encoding bugs:
-/// ksim has no idempotent or transactional producers, no compaction, no
+/// ksim has idempotent producers (Kafka >= 3.0's default, accepted: see
+/// `idempotent_batches_carry_their_producer_both_ways`) and transactions
+/// (accepted: see `transactional_and_control_batches_both_ways`), but no
+/// control records other than COMMIT and ABORT (KRaft's leader-change
+/// records, which a partition log never holds), no compaction, no
 /// tombstones and no record headers (nor compression, which needs
 /// kafka-protocol features this test leaves off). Recovery treats a batch it
 /// refuses as corruption and keeps the log up to the batch before, so a
@@ -533,25 +555,17 @@ fn corrupt_batch_is_refused_by_both() {
 #[test]
 fn legal_kafka_batches_ksim_does_not_support() {
     let plain = |offset: i64, delta: i32| kafka_record(offset, delta, 0, 1_000, None, payload(8, 30));
+    // A control record of type 2 (LEADER_CHANGE), in a transactional control batch.
+    let leader_change = KafkaRecord {
+        key: Some(Bytes::from_static(&[0, 0, 0, 2])),
+        value: Some(Bytes::from_static(&[0, 0, 0, 0, 0, 0])),
+        ..control_record(0, true, 7, 0)
+    };
     let refused: Vec<(&str, Vec<KafkaRecord>)> = vec![
+        ("leader change control record", vec![leader_change]),
         (
-            // Kafka >= 3.0 producers are idempotent by default.
-            "idempotent producer (producer id 7, epoch 0, base sequence 0)",
-            (0..2)
-                .map(|i| KafkaRecord { producer_id: 7, producer_epoch: 0, sequence: i as i32, ..plain(i, i as i32) })
-                .collect(),
-        ),
-        (
-            "transactional batch",
-            (0..2)
-                .map(|i| KafkaRecord {
-                    transactional: true,
-                    producer_id: 7,
-                    producer_epoch: 0,
-                    sequence: i as i32,
-                    ..plain(i, i as i32)
-                })
-                .collect(),
+            "control batch outside a transaction",
+            vec![KafkaRecord { transactional: false, ..control_record(0, true, 7, 0) }],
         ),
         ("null value (tombstone)", vec![KafkaRecord { value: None, ..plain(0, 0) }]),
         // A compacted batch keeps its offsets: 0 and 2 with 1 cleaned away.
@@ -584,4 +598,218 @@ fn legal_kafka_batches_ksim_does_not_support() {
     let log = PartitionLog::open(DIR, config(1 << 20), &Plants::none(), None, &mut storage).unwrap();
     let read = log.read(&storage, Offset(0), Offset(1), u32::MAX).unwrap();
     assert_eq!((read.len(), &read[0].value), (1, &payload(8, 30)), "headers are skipped, the record kept");
+}
+
+/// A record of an idempotent batch from producer id 7, epoch 3, whose
+/// sequences start at 10 at the batch's first record (`offset_delta` 0).
+fn idempotent_record(offset: i64, offset_delta: i32, epoch: i32, timestamp: i64, value: Bytes) -> KafkaRecord {
+    let plain = kafka_record(offset, offset_delta, epoch, timestamp, None, value);
+    KafkaRecord { producer_id: 7, producer_epoch: 3, sequence: 10 + offset_delta, ..plain }
+}
+
+/// Idempotent, non-transactional batches (what Kafka >= 3.0 producers write
+/// by default) both ways. Kafka → ksim: a batch kafka-protocol encodes for
+/// producer id 7, epoch 3, base sequence 10 recovers, reads with that
+/// producer on every record, and is in the recovered producer state (a
+/// retry of it is a duplicate). ksim → Kafka: a batch appended from that
+/// producer decodes in kafka-protocol with its id, epoch and the sequences
+/// 10, 11, 12, and is byte for byte kafka-protocol's own once marked
+/// LogAppendTime.
+#[test]
+fn idempotent_batches_carry_their_producer_both_ways() {
+    let stamp = ProducerStamp { id: ProducerId(7), epoch: ProducerEpoch(3), base_sequence: 10 };
+
+    let theirs: Vec<KafkaRecord> =
+        (0..3).map(|i| idempotent_record(i, i as i32, 1, 5_000 + i, payload(4, 40))).collect();
+    let batch = kafka_encode(&theirs);
+    let header =
+        (be_i64(&batch, PRODUCER_ID_POS), &batch[PRODUCER_EPOCH_POS..][..2], be_i32(&batch, BASE_SEQUENCE_POS));
+    assert_eq!(header, (7, &3i16.to_be_bytes()[..], 10), "fixture: the header kafka-protocol wrote");
+    let mut storage = MemStorage::new();
+    storage.append(&format!("{DIR}/{:020}.log", 0), &batch).unwrap();
+    let log = PartitionLog::open(DIR, config(1 << 20), &Plants::none(), None, &mut storage).unwrap();
+    assert_eq!(log.log_end_offset(), Offset(3), "recovery keeps the batch");
+    let want: Vec<StoredRecord> = (0..3)
+        .map(|i| StoredRecord {
+            offset: Offset(i),
+            timestamp_ms: 5_000 + i as u64,
+            leader_epoch: LeaderEpoch(1),
+            key: None,
+            value: payload(4, 40),
+            producer: Some(stamp),
+            kind: broker_core::types::BatchKind::Data,
+        })
+        .collect();
+    assert_eq!(log.read(&storage, Offset(0), Offset(3), u32::MAX).unwrap(), want);
+    let duplicate = AppendCheck::Duplicate { first_offset: Offset(0), last_offset: Offset(2) };
+    assert_eq!(log.check_producer(stamp, 3), duplicate);
+
+    let mut storage = MemStorage::new();
+    let mut log = PartitionLog::open(DIR, config(1 << 20), &Plants::none(), None, &mut storage).unwrap();
+    let now_ms = 1_700_000_000_000;
+    let plain = [Record { key: None, value: payload(2, 41), timestamp_ms: 0 }];
+    log.append(&mut storage, now_ms, LeaderEpoch(1), &plain).unwrap();
+    let ours: Vec<Record> = (0..3).map(|i| Record { key: None, value: payload(4, 42 + i), timestamp_ms: 0 }).collect();
+    let info = log.append_from(&mut storage, now_ms, LeaderEpoch(1), Some(stamp), &ours).unwrap();
+    assert_eq!((info.base_offset, info.last_offset), (Offset(1), Offset(3)));
+    let (path, _) = segment_files(&storage).remove(0);
+    let file = storage.read(&path).unwrap();
+    let sets = RecordBatchDecoder::decode_all(&mut Bytes::from(file.clone())).unwrap();
+    let decoded: Vec<&KafkaRecord> = sets.iter().flat_map(|s| &s.records).collect();
+    assert_eq!(decoded[0].producer_id, NO_PRODUCER_ID, "the plain batch has no producer");
+    for (i, record) in decoded[1..].iter().enumerate() {
+        let got = (record.producer_id, record.producer_epoch, record.sequence, record.transactional);
+        assert_eq!(got, (7, 3, 10 + i as i32, false), "record at offset {}", record.offset);
+        assert_eq!(record.value.as_ref(), Some(&ours[i].value));
+    }
+    let expected: Vec<KafkaRecord> =
+        (0..3).map(|i| idempotent_record(1 + i, i as i32, 1, now_ms as i64, ours[i as usize].value.clone())).collect();
+    let mut theirs = kafka_encode(&expected);
+    theirs[ATTRIBUTES_POS + 1] |= ATTR_LOG_APPEND_TIME;
+    fix_crc(&mut theirs);
+    assert_eq!(split_batches(&file)[1], &theirs[..], "the idempotent batch differs from kafka-protocol's");
+}
+
+/// A transactional record of producer 7 (epoch `epoch`) whose sequence is
+/// `sequence` (a batch's base sequence: that of its first record).
+fn transactional_record(offset: i64, sequence: i32, epoch: i16, timestamp: i64, value: Bytes) -> KafkaRecord {
+    let plain = kafka_record(offset, 0, 1, timestamp, None, value);
+    KafkaRecord { transactional: true, producer_id: 7, producer_epoch: epoch, sequence, ..plain }
+}
+
+/// The control record of a transaction marker as Kafka writes it: key
+/// `[version 0][type: 0 ABORT, 1 COMMIT]`, value `[version 0]` then an
+/// `EndTxnMarker` (version 0: the coordinator epoch), all i16/i32 big-endian.
+fn control_record(offset: i64, commit: bool, coordinator_epoch: i32, timestamp: i64) -> KafkaRecord {
+    let mut value = 0i16.to_be_bytes().to_vec();
+    EndTxnMarker::default().with_coordinator_epoch(coordinator_epoch).encode(&mut value, 0).unwrap();
+    let key = [0i16.to_be_bytes(), i16::from(commit).to_be_bytes()].concat();
+    KafkaRecord {
+        transactional: true,
+        control: true,
+        producer_id: 7,
+        producer_epoch: 3,
+        sequence: NO_SEQUENCE,
+        ..kafka_record(offset, 0, 1, timestamp, Some(key.into()), value.into())
+    }
+}
+
+/// The marker a control record holds, parsed with kafka-protocol's `EndTxnMarker`.
+fn parse_control(record: &KafkaRecord) -> (bool, i32) {
+    let key = record.key.as_ref().expect("a control record has a key");
+    assert_eq!((key.len(), &key[..2]), (4, &[0u8, 0][..]), "key version 0");
+    let commit = match key[2..] {
+        [0, 0] => false,
+        [0, 1] => true,
+        _ => panic!("not a transaction marker: {key:?}"),
+    };
+    let mut value = record.value.clone().expect("a control record has a value");
+    assert_eq!(&value[..2], &[0, 0], "value version 0");
+    let mut body = value.split_off(2);
+    let marker = EndTxnMarker::decode(&mut body, 0).unwrap();
+    assert!(body.is_empty(), "nothing after the EndTxnMarker");
+    (commit, marker.coordinator_epoch)
+}
+
+/// Transactions both ways. Kafka → ksim: a transaction of producer 7 in two
+/// batches and its COMMIT (coordinator epoch 5), then one batch and its
+/// ABORT, then a batch of a transaction left open, all from kafka-protocol's
+/// encoder, recover in ksim (validated, and walked below a recovery
+/// point) and read with their kinds; the log knows the open transaction
+/// (LSO) and the aborted one. ksim → Kafka: `append_transactional` and
+/// `append_marker` batches decode in kafka-protocol with the transactional
+/// and control attributes, the producer's id, epoch and sequences (-1 for
+/// the marker), and the control key and value, and are byte for byte
+/// kafka-protocol's own once marked LogAppendTime.
+#[test]
+fn transactional_and_control_batches_both_ways() {
+    let value = |seed: u8| payload(3, 50 + seed);
+    let theirs: Vec<Vec<KafkaRecord>> = vec![
+        vec![transactional_record(0, 0, 3, 5_000, value(0)), transactional_record(1, 1, 3, 5_001, value(1))],
+        vec![transactional_record(2, 2, 3, 5_002, value(2))],
+        vec![control_record(3, true, 5, 5_003)],
+        vec![transactional_record(4, 3, 3, 5_004, value(3))],
+        vec![control_record(5, false, 5, 5_005)],
+        vec![transactional_record(6, 4, 3, 5_006, value(4))],
+    ];
+    let mut storage = MemStorage::new();
+    for records in &theirs {
+        storage.append(&format!("{DIR}/{:020}.log", 0), &kafka_encode(records)).unwrap();
+    }
+    let stamp = |base_sequence| Some(ProducerStamp { id: ProducerId(7), epoch: ProducerEpoch(3), base_sequence });
+    let commit = TxnMarker { commit: true, coordinator_epoch: LeaderEpoch(5) };
+    let abort = TxnMarker { commit: false, coordinator_epoch: LeaderEpoch(5) };
+    let (txn, control) = (BatchKind::Transactional, |m| BatchKind::Marker(m));
+    let want = [
+        (stamp(0), txn),
+        (stamp(0), txn),
+        (stamp(2), txn),
+        (stamp(-1), control(commit)),
+        (stamp(3), txn),
+        (stamp(-1), control(abort)),
+        (stamp(4), txn),
+    ];
+    let recovered = PartitionLog::open(DIR, config(1 << 20), &Plants::none(), None, &mut storage).unwrap();
+    let read = recovered.read(&storage, Offset(0), Offset(7), u32::MAX).unwrap();
+    assert_eq!(read.iter().map(|r| (r.producer, r.kind)).collect::<Vec<_>>(), want);
+    assert_eq!(read[0].value, value(0));
+    let walked = PartitionLog::open(DIR, config(1 << 20), &Plants::none(), Some(Offset(7)), &mut storage).unwrap();
+    assert_eq!(walked.recovery_stats().segments_walked, 1, "the header walk reads the markers");
+    for log in [&recovered, &walked] {
+        assert_eq!(log.read(&storage, Offset(0), Offset(7), u32::MAX).unwrap(), read);
+        assert!(log.has_open_txn(ProducerId(7)), "the last transaction is open");
+        assert_eq!((log.last_stable_offset(Offset(7)), log.last_stable_offset(Offset(5))), (Offset(6), Offset(4)));
+        let aborted = AbortedTxn { producer_id: ProducerId(7), first_offset: Offset(4), last_offset: Offset(5) };
+        assert_eq!(log.aborted_txns(Offset(0), Offset(7)), [aborted]);
+        assert_eq!(
+            log.check_marker(
+                ProducerId(7),
+                ProducerEpoch(3),
+                TxnMarker { coordinator_epoch: LeaderEpoch(4), ..commit }
+            ),
+            Err(broker_core::protocol::ErrorCode::TransactionCoordinatorFenced)
+        );
+    }
+
+    let mut storage = MemStorage::new();
+    let mut log = PartitionLog::open(DIR, config(1 << 20), &Plants::none(), None, &mut storage).unwrap();
+    let now_ms = 1_700_000_000_000;
+    let ours: Vec<Record> = (0..2).map(|i| Record { key: None, value: value(10 + i), timestamp_ms: 0 }).collect();
+    let producer = ProducerStamp { id: ProducerId(7), epoch: ProducerEpoch(3), base_sequence: 10 };
+    log.append_transactional(&mut storage, now_ms, LeaderEpoch(1), producer, &ours).unwrap();
+    log.append_marker(&mut storage, now_ms, LeaderEpoch(1), ProducerId(7), ProducerEpoch(3), commit).unwrap();
+    let (path, _) = segment_files(&storage).remove(0);
+    let file = storage.read(&path).unwrap();
+    let infos = RecordBatchDecoder::decode_batch_info(&mut Bytes::from(file.clone())).unwrap();
+    let flags: Vec<_> =
+        infos.iter().map(|i| (i.transactional, i.control, i.producer_id, i.producer_epoch, i.base_sequence)).collect();
+    assert_eq!(flags, [(true, false, 7, 3, 10), (true, true, 7, 3, -1)]);
+    let sets = RecordBatchDecoder::decode_all(&mut Bytes::from(file.clone())).unwrap();
+    let records: Vec<&KafkaRecord> = sets.iter().flat_map(|s| &s.records).collect();
+    for (i, record) in records[..2].iter().enumerate() {
+        let got = (record.transactional, record.control, record.producer_id, record.producer_epoch, record.sequence);
+        assert_eq!(got, (true, false, 7, 3, 10 + i as i32));
+        assert_eq!(record.value.as_ref(), Some(&ours[i].value));
+    }
+    let marker = records[2];
+    assert_eq!((marker.transactional, marker.control, marker.producer_id, marker.sequence), (true, true, 7, -1));
+    assert_eq!((marker.offset, parse_control(marker)), (2, (true, 5)));
+    // Byte for byte kafka-protocol's, once marked LogAppendTime.
+    let expected = [
+        vec![
+            transactional_record(0, 10, 3, now_ms as i64, ours[0].value.clone()),
+            KafkaRecord {
+                offset: 1,
+                sequence: 11,
+                ..transactional_record(0, 10, 3, now_ms as i64, ours[1].value.clone())
+            },
+        ],
+        vec![control_record(2, true, 5, now_ms as i64)],
+    ];
+    for (batch, records) in split_batches(&file).into_iter().zip(expected) {
+        let mut theirs = kafka_encode(&records);
+        theirs[ATTRIBUTES_POS + 1] |= ATTR_LOG_APPEND_TIME;
+        fix_crc(&mut theirs);
+        assert_eq!(batch, &theirs[..], "a batch differs from kafka-protocol's");
+    }
 }

@@ -42,6 +42,8 @@ const PLANT_TESTS: &[(Plant, &str, Invariant, u64)] = &[
     (Plant::StuckAfterFence, "zombie-consumer.toml", Invariant::GroupLiveness, 5),
     (Plant::CooperativeDirectHandover, "eager-vs-cooperative.toml", Invariant::SingleOwner, 5),
     (Plant::FetchSkipsRecord, "coordinator-failover.toml", Invariant::AtLeastOnceConsumption, 5),
+    (Plant::IdempotenceWindow1, "idempotent-retries-lossy-network.toml", Invariant::NoDuplicate, 5),
+    (Plant::ProducerStateLostOnFailover, "idempotent-leader-failover.toml", Invariant::NoDuplicate, 5),
 ];
 
 fn main() {

@@ -107,6 +107,29 @@ pub enum Call {
     /// starts, completed when it is done (a crash in between leaves it
     /// unfinished: not processed).
     Process { records: Vec<Polled> },
+    /// A transactional producer's transaction, as Jepsen records one: invoked
+    /// at beginTransaction, completed when commitTransaction or
+    /// abortTransaction is answered (`TxnCommitted`, `TxnAborted`, or
+    /// `TxnInfo` when the outcome is unknown). The sends — and, in a
+    /// consume-transform-produce application, the polls and the offset
+    /// commit — that the same process invokes while it is open belong to it.
+    /// `producer_id` and `epoch` are what its batches carry; `intent` is what
+    /// the application meant to do at the end.
+    Txn { transactional_id: TopicName, producer_id: i64, epoch: i16, intent: TxnIntent },
+    /// The application asks to end its open transaction (commitTransaction
+    /// or abortTransaction): invoked when it asks, completed with the same
+    /// outcome as its `Txn`. Nothing of the transaction may be visible to a
+    /// read_committed reader before a commit is asked for.
+    EndTxn { transactional_id: TopicName, commit: bool },
+}
+
+/// What a transaction's application meant to do when it was done.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TxnIntent {
+    Commit,
+    /// Aborted on purpose (the workload aborts some transactions).
+    Abort,
 }
 
 /// Why a consumer's position moved (`Call::Seek`): always deliberate, so
@@ -156,6 +179,18 @@ pub enum Outcome {
         error: String,
     },
     Ok,
+    /// The transaction committed: its writes are visible to read_committed readers.
+    TxnCommitted,
+    /// The transaction aborted (on purpose, or after an error): none of its
+    /// writes may be visible to read_committed readers.
+    TxnAborted {
+        reason: String,
+    },
+    /// The transaction's fate is unknown (EndTxn timed out, the producer was
+    /// fenced or crashed): it may have committed or aborted.
+    TxnInfo {
+        reason: String,
+    },
 }
 
 /// One history line.
@@ -185,8 +220,17 @@ pub struct History {
     /// The processes that belong to the drain phase.
     pub drain_processes: Vec<ProcessId>,
     /// Producer processes whose configuration promises per-partition send order
-    /// (max in-flight 1, or no retries): for them nonmonotonic-send is a violation.
+    /// (max in-flight 1, or no retries, or idempotence): for them
+    /// nonmonotonic-send is a violation.
     pub ordered_producers: Vec<ProcessId>,
+    /// Idempotent producer processes: a value of theirs at two offsets is a
+    /// no-duplicate violation.
+    #[serde(default)]
+    pub idempotent_producers: Vec<ProcessId>,
+    /// Consumer processes that read with isolation.level=read_committed
+    /// (the others read uncommitted, Kafka's default).
+    #[serde(default)]
+    pub read_committed_consumers: Vec<ProcessId>,
 }
 
 impl History {

@@ -7,7 +7,7 @@ use crate::checker::replicas::{
     PartitionIndex, ReplicaEventKind, ReplicaRecord, ReplicaSnapshot, ReplicatedPartition, Replication,
 };
 use crate::history::{Partition, ProcessId, TopicName, Value};
-use broker_core::broker::{Broker, BrokerEvent, ClusterLayout, CONSUMER_OFFSETS_TOPIC};
+use broker_core::broker::{Broker, BrokerEvent, ClusterLayout, INTERNAL_TOPICS};
 use broker_core::controller::ControllerEvent;
 use broker_core::types::{LeaderEpoch, Offset, TopicPartition};
 use std::collections::BTreeMap;
@@ -26,8 +26,8 @@ impl Recorder {
         let mut index = BTreeMap::new();
         // `__consumer_offsets` holds group records, not workload values: the
         // replica checkers judge the workload's topics.
-        let internal = layout.topic_by_name(CONSUMER_OFFSETS_TOPIC).map(|t| t.id);
-        for tp in layout.partitions().filter(|tp| Some(tp.topic) != internal) {
+        let internal: Vec<_> = INTERNAL_TOPICS.iter().filter_map(|n| layout.topic_by_name(n)).map(|t| t.id).collect();
+        for tp in layout.partitions().filter(|tp| !internal.contains(&tp.topic)) {
             index.insert(tp, PartitionIndex(partitions.len() as u32));
             let partition = Partition { topic: topic_names[tp.topic.0 as usize].clone(), partition: tp.partition };
             let replicas = layout.replicas(tp).expect("listed by the layout").to_vec();

@@ -386,6 +386,18 @@ fn judge(
         .filter(|p| node::producer::promises_order(node::producer::spec_of(world, *p)))
         .map(|p| world.producer_process(p))
         .collect();
+    history.read_committed_consumers = scenario
+        .consumers()
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, spec, _))| spec.isolation == crate::scenario::IsolationSpec::ReadCommitted)
+        .map(|(c, _)| world.consumer_process(c as u32))
+        .chain(world.has_transactions().then(|| world.drain_process()))
+        .collect();
+    history.idempotent_producers = (0..scenario.producer_count())
+        .filter(|p| node::producer::spec_of(world, *p).idempotence)
+        .map(|p| world.producer_process(p))
+        .collect();
     let mut report = check_history(&history);
     // Every acknowledging producer's acks are judged: acks=all ones must
     // hold; acks=1 losses are Kafka's documented weakness, which scenarios

@@ -145,6 +145,16 @@ impl Trace {
                     h.write_u8(8);
                     records.iter().for_each(|r| h.write_i64(r.offset));
                 }
+                Call::Txn { producer_id, epoch, intent, .. } => {
+                    h.write_u8(9);
+                    h.write_i64(*producer_id);
+                    h.write_i16(*epoch);
+                    h.write_u8(*intent as u8);
+                }
+                Call::EndTxn { commit, .. } => {
+                    h.write_u8(10);
+                    h.write_u8(u8::from(*commit));
+                }
             }
             match &op.outcome {
                 None => h.write_u8(0),
@@ -177,6 +187,15 @@ impl Trace {
                 Some(Outcome::CommitFail { error }) => {
                     h.write_u8(7);
                     h.write_usize(error.len());
+                }
+                Some(Outcome::TxnCommitted) => h.write_u8(8),
+                Some(Outcome::TxnAborted { reason }) => {
+                    h.write_u8(9);
+                    h.write_usize(reason.len());
+                }
+                Some(Outcome::TxnInfo { reason }) => {
+                    h.write_u8(10);
+                    h.write_usize(reason.len());
                 }
             }
         }

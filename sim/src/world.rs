@@ -8,7 +8,9 @@ use crate::disk::{Disk, SharedDisk};
 use crate::history::{Call, History, Outcome, ProcessId};
 use crate::scenario::Scenario;
 use crate::trace::{Trace, TraceEvent};
-use broker_core::broker::{ClusterLayout, TopicRequest, CONSUMER_OFFSETS_TOPIC};
+use broker_core::broker::{
+    ClusterLayout, TopicRequest, CONSUMER_OFFSETS_TOPIC, INTERNAL_TOPICS, TRANSACTION_STATE_TOPIC,
+};
 use broker_core::plant::Plants;
 use broker_core::protocol::Peer;
 use broker_core::types::{BrokerId, TopicPartition};
@@ -125,6 +127,7 @@ impl World {
                 min_insync_replicas: t.min_insync_replicas,
             })
             .chain(offsets_topic(&scenario))
+            .chain(transaction_state_topic(&scenario))
             .collect();
         let layout = ClusterLayout::new(scenario.cluster.brokers, &topics);
         let names = nodes.iter().map(|(n, _)| n.clone()).collect();
@@ -235,10 +238,16 @@ impl World {
         SocketAddr::new(self.ip(self.peer_node(peer)), BROKER_PORT)
     }
 
-    /// The workload's partitions: every partition but `__consumer_offsets`'.
+    /// The workload's partitions: every partition but the internal topics'.
     pub fn workload_partitions(&self) -> impl Iterator<Item = TopicPartition> + '_ {
-        let internal = self.layout.topic_by_name(CONSUMER_OFFSETS_TOPIC).map(|t| t.id);
-        self.layout.partitions().filter(move |tp| Some(tp.topic) != internal)
+        let internal: Vec<_> =
+            INTERNAL_TOPICS.iter().filter_map(|n| self.layout.topic_by_name(n)).map(|t| t.id).collect();
+        self.layout.partitions().filter(move |tp| !internal.contains(&tp.topic))
+    }
+
+    /// Whether any producer of the scenario is transactional.
+    pub fn has_transactions(&self) -> bool {
+        self.scenario.producers().iter().any(|(_, spec)| spec.transactions.is_some())
     }
 
     pub fn all_brokers(&self) -> Vec<BrokerId> {
@@ -460,6 +469,20 @@ fn expected_sends(scenario: &Scenario) -> usize {
     let per_s: u64 = scenario.producers().iter().map(|(_, spec)| u64::from(spec.rate_per_s)).sum();
     let sends = per_s.saturating_mul(scenario.duration_ms) / 1000;
     (sends + sends / 4 + 1024).min(MAX_RESERVED_OPS) as usize
+}
+
+/// `__transaction_state`, when a producer is transactional: Kafka's defaults
+/// of replication factor 3 (at most the cluster's size) and
+/// min.insync.replicas 2 (at most that).
+fn transaction_state_topic(scenario: &Scenario) -> Option<TopicRequest> {
+    let transactional = scenario.workload.producers.iter().any(|p| p.transactions.is_some());
+    let replication_factor = scenario.cluster.brokers.min(3);
+    transactional.then(|| TopicRequest {
+        name: TRANSACTION_STATE_TOPIC.to_string(),
+        partitions: scenario.cluster.transaction_state_partitions,
+        replication_factor,
+        min_insync_replicas: replication_factor.min(2),
+    })
 }
 
 /// `__consumer_offsets`, when a consumer is in a group: Kafka's defaults of

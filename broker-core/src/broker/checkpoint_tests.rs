@@ -6,7 +6,7 @@
 use super::durability_tests::{drain, produce, start, T0};
 use super::*;
 use crate::log::EpochCheckpointOutcome;
-use crate::protocol::FetchPartition;
+use crate::protocol::{FetchPartition, Isolation};
 use crate::storage::SharedMemStorage;
 use crate::storage::TestDisk;
 use std::cell::Cell;
@@ -194,8 +194,14 @@ fn a_corrupt_read_drops_the_recovery_point_so_the_next_boot_validates() {
         partition_max_bytes: 1 << 20,
         current_leader_epoch: LeaderEpoch::NONE,
     };
-    let fetch =
-        Request::Fetch { replica: None, max_wait_ms: 0, min_bytes: 1, max_bytes: 1 << 20, partitions: vec![partition] };
+    let fetch = Request::Fetch {
+        replica: None,
+        isolation: Isolation::ReadUncommitted,
+        max_wait_ms: 0,
+        min_bytes: 1,
+        max_bytes: 1 << 20,
+        partitions: vec![partition],
+    };
     b.handle_request(1_000, 1, 7, fetch);
     let outputs = drain(&mut b);
     assert!(halt_reason(&outputs).is_some_and(|r| r.contains("corrupt")), "{outputs:?}");

@@ -154,7 +154,11 @@ impl Broker {
     ) {
         self.fail_produces(tp, ErrorCode::NotLeaderOrFollower);
         let config = self.leader_config(tp);
+        let forget_producers = self.plants.on(Plant::ProducerStateLostOnFailover);
         let r = self.replicas.get_mut(&tp).expect("a replica of ours");
+        if forget_producers {
+            r.log.forget_producers();
+        }
         let log_end = r.log.log_end_offset();
         let hw = r.high_watermark.min(log_end);
         r.high_watermark = hw;
@@ -165,6 +169,7 @@ impl Broker {
         // A single-member ISR commits everything at once.
         self.update_high_watermark(tp);
         self.coordinate_partition(now_ms, tp);
+        self.coordinate_txn_partition(now_ms, tp, leader_epoch);
     }
 
     fn become_follower(&mut self, tp: TopicPartition, leader: BrokerId, leader_epoch: LeaderEpoch) {
@@ -173,12 +178,14 @@ impl Broker {
         r.role = Role::Follower(FollowerState { leader, leader_epoch, phase: Phase::NeedsTruncation });
         self.events.push_back(BrokerEvent::BecameFollower { tp, leader, leader_epoch });
         self.resign_partition(tp);
+        self.resign_txn_partition(tp);
     }
 
     fn become_idle(&mut self, tp: TopicPartition) {
         self.fail_produces(tp, ErrorCode::NotLeaderOrFollower);
         self.replicas.get_mut(&tp).expect("a replica of ours").role = Role::Idle;
         self.resign_partition(tp);
+        self.resign_txn_partition(tp);
     }
 
     /// Periodic ISR shrink check of every led partition.

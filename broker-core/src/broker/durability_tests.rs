@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::controller::MetadataImage;
-use crate::protocol::{Acks, ProducePartitionResponse};
+use crate::protocol::{Acks, ProduceBatch, ProducePartitionResponse};
 use crate::storage::{SharedMemStorage, TestDisk};
 use crate::types::{Record, TopicId};
 use bytes::Bytes;
@@ -43,7 +43,7 @@ pub(super) fn produce_request(acks: Acks, values: &[u64]) -> Request {
         .iter()
         .map(|v| Record { key: None, value: Bytes::copy_from_slice(&v.to_be_bytes()), timestamp_ms: 0 })
         .collect();
-    Request::Produce { acks, timeout_ms: 1_000, batches: vec![(T0, records)] }
+    Request::Produce { acks, timeout_ms: 1_000, batches: vec![ProduceBatch::plain(T0, records)] }
 }
 
 /// Produces `values` to partition 0 with acks=1; returns the answer.

@@ -6,7 +6,9 @@
 use super::{Broker, BrokerEvent, ConnId, Role};
 use crate::log::LogError;
 use crate::plant::Plant;
-use crate::protocol::{CorrelationId, ErrorCode, FetchPartition, FetchPartitionResponse, ReplicaId, Response};
+use crate::protocol::{
+    CorrelationId, ErrorCode, FetchPartition, FetchPartitionResponse, Isolation, ReplicaId, Response,
+};
 use crate::types::{Offset, TopicPartition};
 use rand::Rng;
 
@@ -19,6 +21,7 @@ pub(super) struct PendingFetch {
     pub conn: ConnId,
     pub correlation_id: CorrelationId,
     pub replica: Option<ReplicaId>,
+    pub isolation: Isolation,
     pub deadline_ms: u64,
     pub min_bytes: u32,
     pub max_bytes: u32,
@@ -182,7 +185,7 @@ impl Broker {
             };
             let response = match refused {
                 Some(error) => fetch_error(p.tp, error, Offset(-1), Offset(-1), Offset(-1)),
-                None => self.read_partition(p, fetch.replica.is_some(), &mut remaining),
+                None => self.read_partition(p, fetch.replica.is_some(), fetch.isolation, &mut remaining),
             };
             total += response.records.iter().map(|r| r.size_bytes()).sum::<usize>();
             has_error |= response.error.is_some();
@@ -192,12 +195,27 @@ impl Broker {
     }
 
     /// Reads one partition this broker leads (the fetch was checked).
-    fn read_partition(&mut self, p: &FetchPartition, replica: bool, remaining: &mut usize) -> FetchPartitionResponse {
+    fn read_partition(
+        &mut self,
+        p: &FetchPartition,
+        replica: bool,
+        isolation: Isolation,
+        remaining: &mut usize,
+    ) -> FetchPartitionResponse {
         let r = self.replicas.get(&p.tp).expect("led");
         let Role::Leader(l) = &r.role else { unreachable!("led") };
         let (hw, start, end) = (r.high_watermark, r.log.log_start_offset(), r.log.log_end_offset());
-        // Consumers read committed records only; followers everything.
-        let upper = if replica { end } else { hw };
+        let lso = r.log.last_stable_offset(hw);
+        // Consumers read committed records only — read_committed ones only
+        // below the last stable offset, where every transaction has ended;
+        // followers read everything.
+        let read_committed = !replica && isolation == Isolation::ReadCommitted;
+        let upper = match (replica, read_committed) {
+            (true, _) => end,
+            (false, true) => lso,
+            (false, false) => hw,
+        };
+        let aborted = if read_committed { r.log.aborted_txns(p.fetch_offset, upper) } else { Vec::new() };
         let leader_epoch = l.leader_epoch();
         // A new leader's HW may lag until it commits in its own epoch; it is
         // reported as served (consumer-visible) only from then on.
@@ -206,7 +224,11 @@ impl Broker {
         let result = if budget == 0 {
             Ok(Vec::new())
         } else {
-            r.log.read(self.storage.as_ref(), p.fetch_offset, upper, budget as u32)
+            if replica {
+                r.log.read_whole_batches(self.storage.as_ref(), p.fetch_offset, upper, budget as u32)
+            } else {
+                r.log.read(self.storage.as_ref(), p.fetch_offset, upper, budget as u32)
+            }
         };
         if report_hw {
             self.replicas.get_mut(&p.tp).expect("led").last_served_hw = Some(hw);
@@ -235,6 +257,8 @@ impl Broker {
                     high_watermark: hw,
                     log_start_offset: start,
                     log_end_offset: end,
+                    last_stable_offset: lso,
+                    aborted,
                     records,
                 }
             }
@@ -259,6 +283,8 @@ fn fetch_error(tp: TopicPartition, error: ErrorCode, hw: Offset, start: Offset, 
         high_watermark: hw,
         log_start_offset: start,
         log_end_offset: end,
+        last_stable_offset: hw,
+        aborted: Vec::new(),
         records: Vec::new(),
     }
 }

@@ -9,7 +9,7 @@ use super::{Broker, BrokerEvent, Outstanding, Role};
 use crate::log::{AppendError, PartitionLog};
 use crate::plant::Plant;
 use crate::protocol::{
-    EpochEnd, EpochQuery, ErrorCode, FetchPartition, FetchPartitionResponse, Peer, ReplicaId, Request,
+    EpochEnd, EpochQuery, ErrorCode, FetchPartition, FetchPartitionResponse, Isolation, Peer, ReplicaId, Request,
 };
 use crate::types::{BrokerId, LeaderEpoch, Offset, TopicPartition};
 use std::collections::BTreeMap;
@@ -127,6 +127,7 @@ impl Broker {
             let max = self.config.replica_fetch_max_bytes;
             let request = Request::Fetch {
                 replica: Some(ReplicaId { broker: self.id, broker_epoch }),
+                isolation: Isolation::ReadUncommitted,
                 max_wait_ms: self.config.replica_fetch_wait_max_ms,
                 min_bytes: 1,
                 max_bytes: max.saturating_mul(fetching.len() as u32),

@@ -42,10 +42,13 @@ impl Broker {
     /// FindCoordinator: the current leader of the group's partition, as this
     /// broker's metadata has it.
     pub(super) fn find_coordinator(&self, group: &GroupId) -> Response {
-        let leader = self
-            .offsets_partition(group)
-            .and_then(|tp| self.control.image.as_ref().and_then(|i| i.partitions.get(&tp)))
-            .and_then(|state| state.leader);
+        self.coordinator_answer(self.offsets_partition(group))
+    }
+
+    /// FindCoordinator's answer: the current leader of the coordinator's
+    /// partition `tp` (of `__consumer_offsets` or `__transaction_state`).
+    pub(super) fn coordinator_answer(&self, tp: Option<TopicPartition>) -> Response {
+        let leader = tp.and_then(|tp| self.control.image.as_ref()?.partitions.get(&tp)).and_then(|s| s.leader);
         match leader {
             Some(broker) => Response::FindCoordinator { error: None, coordinator: Some(broker) },
             None => Response::FindCoordinator { error: Some(ErrorCode::CoordinatorNotAvailable), coordinator: None },
@@ -79,7 +82,8 @@ impl Broker {
                     CoordinatorOutput::Write { id, partition, records } => {
                         let topic = self.offsets_topic.expect("writes only for a loaded partition");
                         let tp = TopicPartition::new(topic, partition);
-                        self.append_for_coordinator(now_ms, id, tp, records, OFFSET_COMMIT_TIMEOUT_MS);
+                        let requester = super::produce::Requester::Coordinator(id);
+                        self.append_for(now_ms, requester, tp, records, OFFSET_COMMIT_TIMEOUT_MS);
                     }
                 }
             }

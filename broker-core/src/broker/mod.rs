@@ -24,12 +24,18 @@ mod group;
 mod layout;
 mod leader;
 mod produce;
-pub mod producer_state;
+mod producer_ids;
+mod txn;
+
 pub mod truncation;
 
 pub use checkpoint::{HIGH_WATERMARK_CHECKPOINT_FILE, RECOVERY_POINT_CHECKPOINT_FILE};
 pub use fetch::FetchPurgatory;
 pub use group::{CONSUMER_OFFSETS_TOPIC, OFFSET_COMMIT_TIMEOUT_MS};
+pub use txn::{TRANSACTION_STATE_TOPIC, TXN_WRITE_TIMEOUT_MS};
+
+/// Kafka's internal topics: coordinators' state, not workload records.
+pub const INTERNAL_TOPICS: &[&str] = &[CONSUMER_OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC];
 pub use layout::{ClusterLayout, TopicLayout, TopicRequest};
 pub use leader::{IsrProposal, LeaderConfig, LeaderPlants, LeaderState};
 
@@ -84,6 +90,9 @@ pub struct BrokerConfig {
     /// The group coordinator's settings; its partition count is the
     /// layout's `__consumer_offsets`.
     pub group: GroupConfig,
+    /// The transaction coordinator's settings; its partition count is the
+    /// layout's `__transaction_state`.
+    pub txn: crate::txn::coordinator::TxnConfig,
 }
 
 impl Default for BrokerConfig {
@@ -101,6 +110,7 @@ impl Default for BrokerConfig {
             replica_high_watermark_checkpoint_interval_ms: 5_000,
             log_flush_offset_checkpoint_interval_ms: 60_000,
             group: GroupConfig::default(),
+            txn: crate::txn::coordinator::TxnConfig::default(),
         }
     }
 }
@@ -187,9 +197,27 @@ struct Replica {
 enum Outstanding {
     Register,
     Heartbeat,
-    AlterPartition { tp: TopicPartition, leader_epoch: LeaderEpoch },
-    ReplicaFetch { leader: BrokerId, offsets: Vec<(TopicPartition, Offset, LeaderEpoch)> },
-    EpochQuery { leader: BrokerId, asked: Vec<(TopicPartition, LeaderEpoch, LeaderEpoch)> },
+    AlterPartition {
+        tp: TopicPartition,
+        leader_epoch: LeaderEpoch,
+    },
+    ReplicaFetch {
+        leader: BrokerId,
+        offsets: Vec<(TopicPartition, Offset, LeaderEpoch)>,
+    },
+    EpochQuery {
+        leader: BrokerId,
+        asked: Vec<(TopicPartition, LeaderEpoch, LeaderEpoch)>,
+    },
+    ProducerIds,
+    /// Markers this broker, as transaction coordinator, asked a leader to write.
+    TxnMarkers {
+        writes: Vec<(crate::txn::coordinator::MarkerId, TopicPartition)>,
+    },
+    /// A verification of a transactional write, asked of the coordinator.
+    TxnVerify {
+        check: u64,
+    },
 }
 
 pub struct Broker {
@@ -207,6 +235,8 @@ pub struct Broker {
     /// Choices planted bugs make; seeded by the simulator.
     rng: ChaCha8Rng,
     control: control::ControlState,
+    /// The block of producer ids InitProducerId hands out from.
+    producer_ids: producer_ids::ProducerIds,
     own: BTreeMap<CorrelationId, (Peer, Outstanding, u64)>,
     next_correlation_id: CorrelationId,
     /// Leaders whose fetcher backs off until the given time.
@@ -226,6 +256,9 @@ pub struct Broker {
     offsets_topic: Option<TopicId>,
     /// Coordinator writes whose outcome is known, not yet handed back.
     group_writes_done: VecDeque<(WriteId, Result<(), ErrorCode>)>,
+    /// The transaction coordinator of the `__transaction_state` partitions
+    /// this broker leads, its marker rounds, and verifications in flight.
+    txn: txn::TxnSide,
 }
 
 /// Written by a controlled shutdown after everything is flushed, removed at
@@ -289,6 +322,11 @@ impl Broker {
         let offsets = Broker::offsets_topic_id(&layout);
         let unfenced_commits = plants.on(Plant::StaleGenerationCommit);
         let groups = group::new_coordinator(config.group.clone(), offsets.map(|(_, n)| n), rng_seed, unfenced_commits);
+        let txn_config = crate::txn::coordinator::TxnConfig {
+            bump_epoch_per_txn: config.txn.bump_epoch_per_txn && !plants.on(Plant::NoEpochBumpPerTxn),
+            ..config.txn.clone()
+        };
+        let txn = txn::TxnSide::new(txn_config, &layout, offsets);
         let mut broker = Broker {
             id,
             next_retention_ms: now_ms + config.retention_check_interval_ms,
@@ -303,6 +341,7 @@ impl Broker {
             events: VecDeque::new(),
             rng: ChaCha8Rng::seed_from_u64(rng_seed),
             control: control::ControlState::default(),
+            producer_ids: producer_ids::ProducerIds::default(),
             own: BTreeMap::new(),
             next_correlation_id: 0,
             fetch_backoff: BTreeMap::new(),
@@ -314,6 +353,7 @@ impl Broker {
             groups,
             offsets_topic: offsets.map(|(id, _)| id),
             group_writes_done: VecDeque::new(),
+            txn,
         };
         broker.storage.delete(CLEAN_SHUTDOWN_FILE);
         if let FlushPolicy::IntervalMs(interval) = broker.config.log.flush {
@@ -378,13 +418,15 @@ impl Broker {
         }
         match request {
             Request::Produce { acks, timeout_ms, batches } => {
-                self.produce(now_ms, conn, correlation_id, acks, timeout_ms, batches);
+                self.produce(now_ms, produce::ProduceCall { conn, correlation_id, acks, timeout_ms }, batches);
             }
-            Request::Fetch { replica, max_wait_ms, min_bytes, max_bytes, partitions } => {
+            Request::InitProducerId => self.init_producer_id(conn, correlation_id),
+            Request::Fetch { replica, isolation, max_wait_ms, min_bytes, max_bytes, partitions } => {
                 let fetch = fetch::PendingFetch {
                     conn,
                     correlation_id,
                     replica,
+                    isolation,
                     deadline_ms: now_ms.saturating_add(max_wait_ms),
                     min_bytes,
                     max_bytes,
@@ -409,6 +451,12 @@ impl Broker {
                 self.respond(conn, correlation_id, response);
             }
             Request::Group(request) => self.handle_group_request(now_ms, conn, correlation_id, request),
+            Request::FindTxnCoordinator { transactional_id } => {
+                let response = self.find_txn_coordinator(&transactional_id);
+                self.respond(conn, correlation_id, response);
+            }
+            Request::Txn(request) => self.handle_txn_request(now_ms, conn, correlation_id, request),
+            Request::WriteTxnMarkers { markers } => self.write_txn_markers(now_ms, conn, correlation_id, markers),
             // Controller requests go to the controller; a broker ignores them.
             Request::Controller(_) => {}
         }
@@ -427,6 +475,13 @@ impl Broker {
         match (outstanding, response) {
             (Outstanding::Register, Response::Controller(r)) => self.on_register(now_ms, r),
             (Outstanding::Heartbeat, Response::Controller(r)) => self.on_heartbeat(now_ms, r),
+            (Outstanding::ProducerIds, Response::Controller(r)) => self.on_producer_ids(now_ms, r),
+            (Outstanding::TxnMarkers { writes }, Response::WriteTxnMarkers { results }) => {
+                self.on_txn_markers(now_ms, writes, results)
+            }
+            (Outstanding::TxnVerify { check }, Response::Txn(response)) => {
+                self.verified(now_ms, check, response.error())
+            }
             (Outstanding::AlterPartition { tp, leader_epoch }, Response::Controller(r)) => {
                 self.on_alter_partition(now_ms, tp, leader_epoch, r)
             }
@@ -503,6 +558,7 @@ impl Broker {
             return self.halt(e);
         }
         self.groups.handle_timeout(now_ms);
+        self.txn.coordinator.handle_timeout(now_ms);
         self.drive(now_ms);
     }
 
@@ -521,6 +577,7 @@ impl Broker {
     pub fn connection_closed(&mut self, conn: ConnId) {
         self.purgatory.drop_connection(conn);
         self.produce_purgatory.drop_connection(conn);
+        self.drop_verifying(conn);
     }
 
     pub fn poll_output(&mut self) -> Option<BrokerOutput> {
@@ -544,6 +601,8 @@ impl Broker {
             Some(self.hw_checkpoint.next_due_ms()),
             Some(self.recovery_checkpoint.next_due_ms()),
             self.groups.next_deadline_ms(),
+            self.next_producer_ids_ms(),
+            self.txn.next_deadline_ms(),
         ];
         if self.halted.is_some() {
             return None;
@@ -558,8 +617,10 @@ impl Broker {
             return;
         }
         self.drive_control(now_ms);
+        self.drive_producer_ids(now_ms);
         self.drive_followers(now_ms);
         self.drain_coordinator(now_ms);
+        self.drain_txn(now_ms);
     }
 
     /// Fsyncs every log with unflushed data.
@@ -645,6 +706,9 @@ impl Broker {
     fn on_lost(&mut self, now_ms: u64, outstanding: Outstanding) {
         match outstanding {
             Outstanding::Register | Outstanding::Heartbeat => {}
+            Outstanding::ProducerIds => self.on_producer_ids_lost(now_ms),
+            Outstanding::TxnMarkers { writes } => self.on_txn_markers_lost(now_ms, writes),
+            Outstanding::TxnVerify { check } => self.verified(now_ms, check, Some(ErrorCode::NetworkException)),
             Outstanding::AlterPartition { tp, leader_epoch } => {
                 if let Some(Role::Leader(l)) = self.replicas.get_mut(&tp).map(|r| &mut r.role) {
                     if l.leader_epoch() == leader_epoch {
@@ -790,4 +854,8 @@ mod durability_tests;
 #[cfg(test)]
 mod group_tests;
 #[cfg(test)]
+mod idempotence_tests;
+#[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod txn_tests;

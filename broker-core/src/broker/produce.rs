@@ -9,19 +9,29 @@
 //! never reaches in time gets REQUEST_TIMED_OUT; one whose leader steps down
 //! first gets NOT_LEADER_OR_FOLLOWER. The last three are indefinite for the
 //! client: the batch is in a log and may yet be committed.
+//!
+//! A batch from an idempotent producer is first checked against the log's
+//! producer state: a retry of one of the producer's last five batches is
+//! not appended again but answered with the original offsets (once the HW
+//! covers them, for acks=all); a gap, an old epoch or an unknown producer
+//! is refused (OUT_OF_ORDER_SEQUENCE_NUMBER, INVALID_PRODUCER_EPOCH,
+//! UNKNOWN_PRODUCER_ID) before anything is written.
 
 use super::{Broker, BrokerEvent, ConnId, Role, MAX_BATCH_RECORDS};
 use crate::group::coordinator::WriteId;
+use crate::log::{AppendCheck, AppendInfo, LogError};
 use crate::plant::Plant;
-use crate::protocol::{Acks, CorrelationId, ErrorCode, ProducePartitionResponse, Response};
-use crate::types::{LeaderEpoch, Offset, Record, TopicPartition};
+use crate::protocol::{Acks, CorrelationId, ErrorCode, ProduceBatch, ProducePartitionResponse, Response};
+use crate::txn::coordinator::{MarkerId, TxnWriteId};
+use crate::types::{LeaderEpoch, Offset, ProducerEpoch, ProducerId, ProducerStamp, Record, TopicPartition, TxnMarker};
+use std::collections::BTreeMap;
 
 /// Most acks=all requests parked at once (ksim's bound); past it new ones
 /// are answered REQUEST_TIMED_OUT at once.
 pub const PRODUCE_PURGATORY_LIMIT: usize = 100_000;
 
 /// Who waits for an acks=all append.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) enum Requester {
     Client {
         conn: ConnId,
@@ -29,6 +39,20 @@ pub(super) enum Requester {
     },
     /// The group coordinator's write of group metadata or offsets.
     Coordinator(WriteId),
+    /// The transaction coordinator's write of a transactional id's state.
+    TxnCoordinator(TxnWriteId),
+    /// A coordinator's WriteTxnMarkers: one answer per marker, whose
+    /// producers are `producers` (in order).
+    Markers {
+        conn: ConnId,
+        correlation_id: CorrelationId,
+        producers: Vec<ProducerId>,
+    },
+    /// A marker this broker, as coordinator, wrote to a partition it leads.
+    LocalMarker {
+        round: MarkerId,
+        tp: TopicPartition,
+    },
 }
 
 /// An acks=all request waiting for the high watermark.
@@ -53,27 +77,51 @@ impl ProducePurgatory {
     }
 
     pub fn drop_connection(&mut self, conn: ConnId) {
-        self.parked.retain(|p| !matches!(p.requester, Requester::Client { conn: c, .. } if c == conn));
+        self.parked.retain(|p| match &p.requester {
+            Requester::Client { conn: c, .. } | Requester::Markers { conn: c, .. } => *c != conn,
+            _ => true,
+        });
     }
 }
 
+/// A Produce request's envelope: whom to answer, and how.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct ProduceCall {
+    pub conn: ConnId,
+    pub correlation_id: CorrelationId,
+    pub acks: Acks,
+    pub timeout_ms: u64,
+}
+
 impl Broker {
-    pub(super) fn produce(
+    pub(super) fn produce(&mut self, now_ms: u64, call: ProduceCall, batches: Vec<ProduceBatch>) {
+        let Some(batches) = self.verify_or_pass(now_ms, call, batches) else {
+            return; // parked until the transaction coordinator answers
+        };
+        self.produce_verified(now_ms, call, batches, &BTreeMap::new());
+    }
+
+    /// Appends `batches` (their transactional writes verified, those in
+    /// `refused` refused with the error given) and answers or parks.
+    pub(super) fn produce_verified(
         &mut self,
         now_ms: u64,
-        conn: ConnId,
-        correlation_id: CorrelationId,
-        acks: Acks,
-        timeout_ms: u64,
-        batches: Vec<(TopicPartition, Vec<Record>)>,
+        call: ProduceCall,
+        batches: Vec<ProduceBatch>,
+        refused: &BTreeMap<TopicPartition, ErrorCode>,
     ) {
+        let ProduceCall { conn, correlation_id, acks, timeout_ms } = call;
         let mut answers = Vec::with_capacity(batches.len());
         let mut waiting = Vec::new();
-        for (tp, records) in batches {
+        for ProduceBatch { tp, records, producer, transactional_id } in batches {
             if self.halted.is_some() {
                 return; // an append failed: the broker stopped, nothing more is answered
             }
-            match self.append_as_leader(now_ms, tp, acks, records) {
+            let appended = match refused.get(&tp) {
+                Some(&error) => Err(error),
+                None => self.append_as_leader(now_ms, tp, acks, producer, transactional_id.is_some(), records),
+            };
+            match appended {
                 Ok((base_offset, leader_epoch, needed)) => {
                     let acked_at_append = acks != Acks::All || self.plant(Plant::AckOnLeaderAppend);
                     let covered = self.replicas[&tp].high_watermark >= needed;
@@ -95,7 +143,7 @@ impl Broker {
 
     /// Answers an acks=all request whose batches are all committed (or
     /// refused), or parks it until the HW covers them.
-    fn answer_or_park(
+    pub(super) fn answer_or_park(
         &mut self,
         now_ms: u64,
         requester: Requester,
@@ -116,19 +164,48 @@ impl Broker {
         }
     }
 
-    /// Appends the group coordinator's records to `tp` (a partition of
-    /// `__consumer_offsets`) with acks=all; the outcome reaches the
-    /// coordinator through [`Broker::answer`] once the HW covers them.
-    pub(super) fn append_for_coordinator(
+    /// Appends a coordinator's records to `tp` (a partition of
+    /// `__consumer_offsets` or `__transaction_state`) with acks=all; the
+    /// outcome reaches the coordinator through [`Broker::answer`] once the
+    /// HW covers them.
+    pub(super) fn append_for(
         &mut self,
         now_ms: u64,
-        write: WriteId,
+        requester: Requester,
         tp: TopicPartition,
         records: Vec<Record>,
         timeout_ms: u64,
     ) {
+        let appended = self.append_as_leader(now_ms, tp, Acks::All, None, false, records);
+        self.park_one(now_ms, requester, tp, appended, timeout_ms);
+    }
+
+    /// Appends a transaction marker to `tp` for `requester` (a local marker
+    /// round), answered once committed.
+    pub(super) fn append_marker_for(
+        &mut self,
+        now_ms: u64,
+        requester: Requester,
+        tp: TopicPartition,
+        producer_id: ProducerId,
+        epoch: ProducerEpoch,
+        marker: TxnMarker,
+    ) {
+        let appended = self.append_marker_as_leader(now_ms, tp, producer_id, epoch, marker);
+        self.park_one(now_ms, requester, tp, appended, crate::broker::txn::TXN_WRITE_TIMEOUT_MS);
+    }
+
+    /// Answers or parks one acks=all append made on behalf of `requester`.
+    fn park_one(
+        &mut self,
+        now_ms: u64,
+        requester: Requester,
+        tp: TopicPartition,
+        appended: Result<(Offset, LeaderEpoch, Offset), ErrorCode>,
+        timeout_ms: u64,
+    ) {
         let mut waiting = Vec::new();
-        let answer = match self.append_as_leader(now_ms, tp, Acks::All, records) {
+        let answer = match appended {
             Ok((base_offset, leader_epoch, needed)) => {
                 if self.halted.is_some() {
                     return;
@@ -140,7 +217,7 @@ impl Broker {
             }
             Err(error) => ProducePartitionResponse { tp, error: Some(error), base_offset: Offset(-1) },
         };
-        self.answer_or_park(now_ms, Requester::Coordinator(write), timeout_ms, vec![answer], waiting);
+        self.answer_or_park(now_ms, requester, timeout_ms, vec![answer], waiting);
     }
 
     /// A finished acks=all request: the client's answer, or the coordinator's write outcome.
@@ -156,16 +233,33 @@ impl Broker {
                 };
                 self.group_writes_done.push_back((write, result));
             }
+            Requester::TxnCoordinator(write) => {
+                let result = match answers.iter().find_map(|a| a.error) {
+                    None => Ok(()),
+                    Some(error) => Err(error),
+                };
+                self.txn.writes_done.push_back((write, result));
+            }
+            Requester::LocalMarker { round, tp } => {
+                self.txn.markers_done.push_back((round, tp, answers.first().and_then(|a| a.error)));
+            }
+            Requester::Markers { conn, correlation_id, producers } => {
+                let results = producers.into_iter().zip(answers).map(|(pid, a)| (pid, a.tp, a.error)).collect();
+                self.respond(conn, correlation_id, Response::WriteTxnMarkers { results });
+            }
         }
     }
 
     /// Appends a batch as leader. Returns its base offset, the epoch it was
-    /// written in and the high watermark that commits it.
+    /// written in and the high watermark that commits it. A retry of a
+    /// batch the log holds returns the original's offsets, unwritten.
     fn append_as_leader(
         &mut self,
         now_ms: u64,
         tp: TopicPartition,
         acks: Acks,
+        producer: Option<ProducerStamp>,
+        transactional: bool,
         records: Vec<Record>,
     ) -> Result<(Offset, LeaderEpoch, Offset), ErrorCode> {
         let r = self.led(tp)?;
@@ -179,21 +273,67 @@ impl Broker {
         }
         let leader_epoch = l.leader_epoch();
         let offset_reuse = self.plants.on(Plant::OffsetReuse);
+        if transactional && producer.is_none() {
+            return Err(ErrorCode::InvalidRequest);
+        }
         let r = self.replicas.get_mut(&tp).expect("led() checked");
+        if let Some(stamp) = producer {
+            match r.log.check_producer(stamp, records.len()) {
+                AppendCheck::Append => {}
+                AppendCheck::Duplicate { first_offset, last_offset } => {
+                    assert_eq!(last_offset.0 - first_offset.0 + 1, records.len() as i64, "a retry of {stamp:?}");
+                    return Ok((first_offset, leader_epoch, last_offset.next()));
+                }
+                AppendCheck::Refuse(error) => return Err(error),
+            }
+        }
         let leo_before = r.log.log_end_offset();
         let count = records.len() as i64;
-        let info = match r.log.append(self.storage.as_mut(), now_ms, leader_epoch, &records) {
-            Ok(info) => info,
-            Err(e) => {
-                self.halt(format!("append to {tp} failed: {e}"));
-                return Err(ErrorCode::KafkaStorageError);
-            }
+        let storage = self.storage.as_mut();
+        let appended = match (producer, transactional) {
+            (Some(stamp), true) => r.log.append_transactional(storage, now_ms, leader_epoch, stamp, &records),
+            _ => r.log.append_from(storage, now_ms, leader_epoch, producer, &records),
         };
+        let info = self.appended(tp, appended)?;
         assert_eq!(info.last_offset.0 - info.base_offset.0 + 1, count);
         assert!(offset_reuse || info.base_offset == leo_before, "append must start at the log end");
         self.wake_fetches(tp);
         self.update_high_watermark(tp);
         Ok((info.base_offset, leader_epoch, info.last_offset.next()))
+    }
+
+    /// Appends a transaction marker as leader (for WriteTxnMarkers or this
+    /// broker's own coordinator). Returns as [`Broker::append_as_leader`].
+    pub(super) fn append_marker_as_leader(
+        &mut self,
+        now_ms: u64,
+        tp: TopicPartition,
+        producer_id: ProducerId,
+        epoch: ProducerEpoch,
+        marker: TxnMarker,
+    ) -> Result<(Offset, LeaderEpoch, Offset), ErrorCode> {
+        let r = self.led(tp)?;
+        let Role::Leader(l) = &r.role else { unreachable!("led() checked") };
+        let leader_epoch = l.leader_epoch();
+        r.log.check_marker(producer_id, epoch, marker)?;
+        let r = self.replicas.get_mut(&tp).expect("led() checked");
+        let appended = r.log.append_marker(self.storage.as_mut(), now_ms, leader_epoch, producer_id, epoch, marker);
+        let info = self.appended(tp, appended)?;
+        self.wake_fetches(tp);
+        self.update_high_watermark(tp);
+        Ok((info.base_offset, leader_epoch, info.last_offset.next()))
+    }
+
+    /// A failed append stops the broker (its only log directory failed).
+    fn appended(
+        &mut self,
+        tp: TopicPartition,
+        appended: Result<AppendInfo, LogError>,
+    ) -> Result<AppendInfo, ErrorCode> {
+        appended.map_err(|e| {
+            self.halt(format!("append to {tp} failed: {e}"));
+            ErrorCode::KafkaStorageError
+        })
     }
 
     /// Recomputes a leader's high watermark; when it advances, reports it,

@@ -1,6 +1,6 @@
 use super::*;
 use crate::controller::MetadataImage;
-use crate::protocol::{Acks, FetchPartition, ListOffsetsPartition, ProducePartitionResponse};
+use crate::protocol::{Acks, FetchPartition, Isolation, ListOffsetsPartition, ProduceBatch, ProducePartitionResponse};
 use crate::types::{Record, TopicId};
 use bytes::Bytes;
 
@@ -43,7 +43,8 @@ fn records(values: &[u64]) -> Vec<Record> {
 }
 
 fn produce(b: &mut Broker, now: u64, tp: TopicPartition, values: &[u64]) -> ProducePartitionResponse {
-    let request = Request::Produce { acks: Acks::All, timeout_ms: 1000, batches: vec![(tp, records(values))] };
+    let request =
+        Request::Produce { acks: Acks::All, timeout_ms: 1000, batches: vec![ProduceBatch::plain(tp, records(values))] };
     b.handle_request(now, 1, 99, request);
     match next_response(b) {
         Some(BrokerOutput::Respond { response: Response::Produce { mut partitions }, correlation_id: 99, .. }) => {
@@ -56,6 +57,7 @@ fn produce(b: &mut Broker, now: u64, tp: TopicPartition, values: &[u64]) -> Prod
 fn fetch_request(offset: i64, max_wait_ms: u64) -> Request {
     Request::Fetch {
         replica: None,
+        isolation: Isolation::ReadUncommitted,
         max_wait_ms,
         min_bytes: 1,
         max_bytes: 1 << 20,
@@ -102,7 +104,8 @@ fn produce_to_a_partition_led_elsewhere_or_unknown_is_refused() {
 #[test]
 fn acks_zero_gets_no_response() {
     let mut b = start(&Disk::default(), Plants::none());
-    let request = Request::Produce { acks: Acks::None, timeout_ms: 1000, batches: vec![(T0, records(&[1]))] };
+    let request =
+        Request::Produce { acks: Acks::None, timeout_ms: 1000, batches: vec![ProduceBatch::plain(T0, records(&[1]))] };
     b.handle_request(1_000, 1, 1, request);
     assert_eq!(next_response(&mut b), None);
     assert_eq!(b.log_end_offsets().next(), Some((T0, Offset(1))));
@@ -114,7 +117,8 @@ fn long_poll_parks_until_data_arrives() {
     b.handle_request(1_000, 2, 5, fetch_request(0, 500));
     assert_eq!(next_response(&mut b), None, "nothing to read: the fetch waits");
     assert_eq!(b.next_timeout_ms(), Some(1_500));
-    let request = Request::Produce { acks: Acks::All, timeout_ms: 1000, batches: vec![(T0, records(&[42]))] };
+    let request =
+        Request::Produce { acks: Acks::All, timeout_ms: 1000, batches: vec![ProduceBatch::plain(T0, records(&[42]))] };
     b.handle_request(1_100, 1, 99, request);
     // The parked fetch is answered as part of the append, before the produce's own answer.
     let p = fetched(next_response(&mut b));
@@ -212,11 +216,18 @@ fn list_offsets_is_fenced_by_leader_epoch_both_ways() {
     );
     // The same rule as a fetch's.
     for (epoch, expected) in [(1, Some(ErrorCode::FencedLeaderEpoch)), (3, Some(ErrorCode::UnknownLeaderEpoch))] {
-        let Request::Fetch { mut partitions, replica, max_wait_ms, min_bytes, max_bytes } = fetch_request(0, 0) else {
+        let Request::Fetch { mut partitions, replica, isolation, max_wait_ms, min_bytes, max_bytes } =
+            fetch_request(0, 0)
+        else {
             unreachable!()
         };
         partitions[0].current_leader_epoch = LeaderEpoch(epoch);
-        b.handle_request(1_003, 2, 4, Request::Fetch { replica, max_wait_ms, min_bytes, max_bytes, partitions });
+        b.handle_request(
+            1_003,
+            2,
+            4,
+            Request::Fetch { replica, isolation, max_wait_ms, min_bytes, max_bytes, partitions },
+        );
         assert_eq!(fetched(next_response(&mut b)).error, expected, "fetch in epoch {epoch}");
     }
 }

@@ -6,7 +6,24 @@
 //! per `auto_offset_reset`, or until `seek()`. The consumer keeps one Fetch in
 //! flight per broker, covering that broker's partitions that have a position,
 //! no buffered records and no fetch in flight. `poll()` returns buffered
-//! records and advances positions over exactly those records.
+//! records and advances positions over exactly those records and the ones
+//! skipped around them (see below).
+//!
+//! **Isolation levels** (`ConsumerConfig::isolation`, Kafka's
+//! `isolation.level`). Under read_uncommitted (the default) a fetch reads up
+//! to the high watermark and the application sees every record, including
+//! those of open and aborted transactions. Under read_committed a fetch reads
+//! only up to the last stable offset (the first offset of the earliest open
+//! transaction), where every transaction in range has ended, and the broker
+//! lists the aborted ones; the records of an aborted transaction are skipped
+//! (`read_committed.rs`). Under both, transaction markers (control records)
+//! are never returned. Skipped records and markers still move the position:
+//! `poll()` passes over those it meets before, between and right after the
+//! records it returns, so the position is always one past the last record
+//! returned or skipped, and the next fetch starts after a marker instead of
+//! fetching it forever. A fetch that brought only skipped records leaves
+//! them to the next `poll()`, which returns nothing but moves the position,
+//! as Kafka's does.
 //!
 //! Positions are validated after leader changes (KIP-320, Kafka's
 //! `SubscriptionState` AWAIT_VALIDATION): a position remembers the leader
@@ -23,9 +40,16 @@
 //! `TruncationDetected`); under `None` nothing moves and the partition pauses
 //! until `seek()` (`LogTruncation`, Kafka's LogTruncationException). A
 //! position that no record set (after assign, reset or seek) needs no
-//! validation.
+//! validation. A skipped record or marker counts as consumed: the position
+//! it sets carries its leader epoch (as Kafka's position takes the epoch of
+//! the last batch its fetch walked, returned or skipped). Validation asks
+//! where that epoch ends, and the skipped record at position − 1 was written
+//! in it; the epoch of an earlier returned record could end before the
+//! position on an intact log (a false truncation, moving the position back),
+//! and a position that only skipped records set would not be validated at all.
 //!
-//! **Invariant: the position only moves over records `poll()` returned**, or
+//! **Invariant: the position only moves over records `poll()` returned or
+//! skipped**, or
 //! by an explicit `seek()`, or by an offset reset (`assign`, or
 //! OFFSET_OUT_OF_RANGE under `Earliest`/`Latest`), or by detected truncation.
 //! A fetch answer is kept only if the partition's position still equals the
@@ -34,12 +58,13 @@
 use super::inflight::{InFlight, MIN_RETRY_BACKOFF_MS};
 use super::metadata::ClientMetadata;
 use crate::protocol::{
-    EpochEnd, EpochQuery, ErrorCode, FetchPartition, FetchPartitionResponse, ListOffsetsPartition,
+    EpochEnd, EpochQuery, ErrorCode, FetchPartition, FetchPartitionResponse, Isolation, ListOffsetsPartition,
     ListOffsetsPartitionResponse, OffsetSpec, Request, Response,
 };
 use crate::types::{BrokerId, LeaderEpoch, Offset, StoredRecord, TopicPartition};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use read_committed::TxnFilter;
 use std::collections::{BTreeMap, VecDeque};
 
 /// Largest assignment a consumer accepts.
@@ -81,6 +106,8 @@ pub struct ConsumerConfig {
     pub request_timeout_ms: u64,
     pub retry_backoff_ms: u64,
     pub metadata_max_age_ms: u64,
+    /// `isolation.level`: read_uncommitted (Kafka's default) or read_committed.
+    pub isolation: Isolation,
 }
 
 impl Default for ConsumerConfig {
@@ -96,6 +123,7 @@ impl Default for ConsumerConfig {
             request_timeout_ms: 30_000,
             retry_backoff_ms: 100,
             metadata_max_age_ms: 300_000,
+            isolation: Isolation::ReadUncommitted,
         }
     }
 }
@@ -149,6 +177,28 @@ pub enum ConsumerOutput {
 /// An assigned partition, by topic name and partition number.
 type Key = (String, u32);
 
+/// What a fetch left for `poll()`.
+#[derive(Clone, Debug)]
+enum Buffered {
+    /// A record for the application.
+    Record(ConsumedRecord),
+    /// Records the application never sees (markers; under read_committed,
+    /// aborted transactions' records), up to `last`, the last of them written
+    /// in `leader_epoch`: `poll()` moves the position past them. A run of them
+    /// is one entry, as only where it ends matters.
+    Skipped { last: Offset, leader_epoch: LeaderEpoch },
+}
+
+impl Buffered {
+    /// The offset of the last record this entry covers.
+    fn last_offset(&self) -> Offset {
+        match self {
+            Buffered::Record(consumed) => consumed.record.offset,
+            Buffered::Skipped { last, .. } => *last,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 struct PartitionState {
     position: Option<Offset>,
@@ -157,8 +207,9 @@ struct PartitionState {
     reset_in_flight: Option<u64>,
     /// The position a pending reset replaces, and why.
     displaced: Option<Displaced>,
-    /// The leader epoch of the last record `poll()` returned (Kafka's offset
-    /// epoch): what validation asks about. `None` after assign, reset or seek.
+    /// The leader epoch of the last record `poll()` returned or skipped
+    /// (Kafka's offset epoch): what validation asks about. `None` after
+    /// assign, reset or seek.
     last_epoch: Option<LeaderEpoch>,
     /// The leader epoch the position was validated under, as the metadata
     /// gave it; fetches and ListOffsets carry it (KIP-320).
@@ -168,8 +219,8 @@ struct PartitionState {
     awaiting_validation: bool,
     validation_in_flight: Option<u64>,
     fetch_in_flight: Option<u64>,
-    /// Fetched, not yet returned; offsets ascending, all >= position.
-    buffered: VecDeque<ConsumedRecord>,
+    /// Fetched, not yet returned or skipped; offsets ascending, all >= position.
+    buffered: VecDeque<Buffered>,
     /// No fetch or reset before this (after an error).
     retry_at_ms: u64,
     /// OFFSET_OUT_OF_RANGE or truncation without a reset policy: nothing until `seek()`.
@@ -322,7 +373,8 @@ impl Consumer {
     }
 
     /// Returns up to `max_poll_records` fetched records, in offset order per
-    /// partition, advancing positions over them; then issues fetches.
+    /// partition, advancing positions over them and the skipped records
+    /// around them; then issues fetches.
     pub fn poll(&mut self, now_ms: u64) -> Vec<ConsumedRecord> {
         let now_ms = self.advance_clock(now_ms);
         let max = self.config.max_poll_records;
@@ -342,6 +394,8 @@ impl Consumer {
         out
     }
 
+    /// Whether a fetch left something for `poll()`: records to return, or
+    /// skipped ones to move the position past.
     pub fn has_buffered(&self) -> bool {
         self.assigned.values().any(|s| !s.buffered.is_empty())
     }
@@ -587,6 +641,7 @@ impl Consumer {
             }
             let request = Request::Fetch {
                 replica: None,
+                isolation: self.config.isolation,
                 max_wait_ms: self.config.fetch_max_wait_ms,
                 min_bytes: self.config.fetch_min_bytes,
                 max_bytes: self.config.fetch_max_bytes,
@@ -611,6 +666,7 @@ impl Consumer {
     ) {
         let backoff = self.backoff_ms();
         let policy = self.config.auto_offset_reset;
+        let isolation = self.config.isolation;
         // Unassigned since, or reassigned afresh: the answer is not for this state.
         let Some(state) = self.assigned.get_mut(&key) else { return };
         if state.fetch_in_flight != Some(correlation_id) {
@@ -628,16 +684,7 @@ impl Consumer {
         match answer.error {
             None if current => {
                 assert!(state.buffered.is_empty(), "fetched {tp} while records were buffered");
-                // Records below the position (an earlier batch start) and any
-                // out-of-order repeats are dropped; gaps are passed through so
-                // that checkers see them.
-                let mut next = fetch_offset;
-                for record in std::mem::take(&mut answer.records) {
-                    if record.offset >= next {
-                        next = record.offset.next();
-                        state.buffered.push_back(ConsumedRecord { tp, record });
-                    }
-                }
+                buffer_fetched(&mut state.buffered, tp, fetch_offset, answer, isolation);
             }
             None => {} // stale: a seek or reset moved the position meanwhile, or it awaits validation
             Some(error) if error.needs_metadata_refresh() => {
@@ -818,6 +865,35 @@ impl Consumer {
     }
 }
 
+/// Buffers a fetch answer's records for `poll()`. Records below the position
+/// (an earlier batch start) and any out-of-order repeats are dropped; gaps
+/// are passed through so that checkers see them; what the application must
+/// not see becomes a skip.
+fn buffer_fetched(
+    buffered: &mut VecDeque<Buffered>,
+    tp: TopicPartition,
+    fetch_offset: Offset,
+    answer: &mut FetchPartitionResponse,
+    isolation: Isolation,
+) {
+    let mut filter = TxnFilter::new(isolation, std::mem::take(&mut answer.aborted));
+    let mut next = fetch_offset;
+    for record in std::mem::take(&mut answer.records) {
+        if record.offset < next {
+            continue;
+        }
+        next = record.offset.next();
+        if filter.passes(&record) {
+            buffered.push_back(Buffered::Record(ConsumedRecord { tp, record }));
+        } else if let Some(Buffered::Skipped { last, leader_epoch }) = buffered.back_mut() {
+            (*last, *leader_epoch) = (record.offset, record.leader_epoch);
+        } else {
+            buffered.push_back(Buffered::Skipped { last: record.offset, leader_epoch: record.leader_epoch });
+        }
+    }
+    debug_assert!(buffered.iter().zip(buffered.iter().skip(1)).all(|(a, b)| a.last_offset() < b.last_offset()));
+}
+
 /// Moves buffered records into `out` from each partition in turn, advancing
 /// positions, until `out` holds `max`. Returns the first partition it did not
 /// reach because `out` was full.
@@ -830,18 +906,40 @@ fn take_buffered<'a>(
         if out.len() == max {
             return Some(key.clone());
         }
-        while out.len() < max {
-            let Some(consumed) = state.buffered.pop_front() else { break };
-            let position = state.position.expect("buffered records imply a position");
-            assert!(consumed.record.offset >= position, "buffered record below the position");
-            assert!(!state.awaiting_validation, "records returned while awaiting validation");
-            state.position = Some(consumed.record.offset.next());
-            state.last_epoch = Some(consumed.record.leader_epoch);
-            out.push(consumed);
-        }
+        take_from(state, max, out);
     }
     None
 }
+
+/// Moves one partition's buffered records into `out` until it holds `max`,
+/// and skips what it meets on the way, up to the next record that does not
+/// fit: skipped records right after the last one returned are passed too, so
+/// that a poll returning a transaction's last record also moves past its
+/// marker.
+fn take_from(state: &mut PartitionState, max: usize, out: &mut Vec<ConsumedRecord>) {
+    while let Some(front) = state.buffered.front() {
+        if matches!(front, Buffered::Record(_)) && out.len() == max {
+            return;
+        }
+        let position = state.position.expect("buffered records imply a position");
+        assert!(front.last_offset() >= position, "buffered record below the position");
+        assert!(!state.awaiting_validation, "records consumed while awaiting validation");
+        match state.buffered.pop_front().expect("looked at above") {
+            Buffered::Record(consumed) => {
+                state.position = Some(consumed.record.offset.next());
+                state.last_epoch = Some(consumed.record.leader_epoch);
+                out.push(consumed);
+            }
+            Buffered::Skipped { last, leader_epoch } => {
+                state.position = Some(last.next());
+                state.last_epoch = Some(leader_epoch);
+            }
+        }
+    }
+}
+
+#[path = "read_committed.rs"]
+mod read_committed;
 
 #[cfg(test)]
 #[path = "consumer_tests.rs"]

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::client::testkit::FakeCluster;
-use crate::types::{LeaderEpoch, Record};
+use crate::types::{LeaderEpoch, ProducerId, Record};
 use bytes::Bytes;
 
 const T: &str = "t";
@@ -415,6 +415,8 @@ fn records_below_the_position_are_dropped_and_gaps_passed_through() {
         leader_epoch: LeaderEpoch::FIRST,
         key: None,
         value: Bytes::new(),
+        producer: None,
+        kind: crate::types::BatchKind::Data,
     };
     // A fetch answered from an earlier batch start, with a hole at 5.
     let response = Response::Fetch {
@@ -424,6 +426,8 @@ fn records_below_the_position_are_dropped_and_gaps_passed_through() {
             high_watermark: Offset(7),
             log_start_offset: Offset(0),
             log_end_offset: Offset(7),
+            last_stable_offset: Offset(7),
+            aborted: vec![],
             records: [1, 2, 3, 4, 6].into_iter().map(stored).collect(),
         }],
     };
@@ -647,10 +651,242 @@ fn records_buffered_under_the_old_epoch_are_dropped_and_refetched() {
     assert!(w.fetches_sent().contains(&(BrokerId(0), vec![(0, 2)])), "refetched from the position");
 }
 
+// ---- transactions: isolation levels ------------------------------------------
+
+/// One write into a log: a plain record, a record in producer `p`'s
+/// transaction, or `p`'s COMMIT / ABORT marker.
+#[derive(Clone, Copy, Debug)]
+enum Step {
+    Plain,
+    Write(i64),
+    Commit(i64),
+    Abort(i64),
+}
+
+fn write(cluster: &mut FakeCluster, tp: TopicPartition, steps: &[Step]) {
+    for &step in steps {
+        match step {
+            Step::Plain => cluster.append(tp, &records(1)),
+            Step::Write(p) => cluster.append_txn(tp, ProducerId(p), &records(1)),
+            Step::Commit(p) => cluster.end_txn(tp, ProducerId(p), true),
+            Step::Abort(p) => cluster.end_txn(tp, ProducerId(p), false),
+        };
+    }
+}
+
+/// One broker, one partition, the consumer reading from the earliest offset.
+fn txn_world(isolation: Isolation, max_poll_records: usize, max_partition_fetch_bytes: u32) -> World {
+    let cfg =
+        ConsumerConfig { isolation, max_poll_records, max_partition_fetch_bytes, ..config(AutoOffsetReset::Earliest) };
+    World::new(AutoOffsetReset::Earliest, 1, 1).with_config(cfg)
+}
+
+/// Polls until a poll returns nothing and nothing is buffered: the offsets
+/// of each poll, with the position after it.
+fn poll_all(w: &mut World) -> Vec<(Vec<i64>, i64)> {
+    let mut polls = Vec::new();
+    for _ in 0..100 {
+        let got: Vec<i64> = w.poll().into_iter().map(|(_, o)| o).collect();
+        if got.is_empty() && !w.c.has_buffered() {
+            return polls;
+        }
+        polls.push((got, w.c.position(T, 0).expect("a position").0));
+    }
+    panic!("still polling: {polls:?}");
+}
+
+fn offsets(polls: &[(Vec<i64>, i64)]) -> Vec<i64> {
+    polls.iter().flat_map(|(got, _)| got.iter().copied()).collect()
+}
+
+fn fetch_offsets(w: &World) -> Vec<i64> {
+    w.fetches_sent().into_iter().flat_map(|(_, parts)| parts.into_iter().map(|(_, o)| o)).collect()
+}
+
+/// Two producers' transactions interleaved with plain records: p1 commits
+/// 0, 3 and aborts 8; p2 aborts 1 and commits 6, 7.
+const INTERLEAVED: [Step; 13] = [
+    Step::Write(1),
+    Step::Write(2),
+    Step::Plain,
+    Step::Write(1),
+    Step::Abort(2),
+    Step::Commit(1),
+    Step::Write(2),
+    Step::Write(2),
+    Step::Write(1),
+    Step::Commit(2),
+    Step::Plain,
+    Step::Abort(1),
+    Step::Plain,
+];
+
+#[test]
+fn read_committed_returns_plain_and_committed_records_only() {
+    for max_poll_records in [1, 2, 500] {
+        let mut w = txn_world(Isolation::ReadCommitted, max_poll_records, 1 << 20);
+        let tp = w.tp(0);
+        write(&mut w.cluster, tp, &INTERLEAVED);
+        w.assign(&[0]);
+        let polls = poll_all(&mut w);
+        assert_eq!(offsets(&polls), vec![0, 2, 3, 6, 7, 10, 12], "max_poll_records {max_poll_records}");
+        assert_eq!(w.c.position(T, 0), Some(Offset(13)));
+        let read_committed = |r: &Request| matches!(r, Request::Fetch { isolation: Isolation::ReadCommitted, .. });
+        assert!(w.sent.iter().all(|(_, r)| !matches!(r, Request::Fetch { .. }) || read_committed(r)));
+    }
+}
+
+#[test]
+fn read_uncommitted_sees_everything_but_markers() {
+    let mut w = txn_world(Isolation::ReadUncommitted, 500, 1 << 20);
+    let tp = w.tp(0);
+    write(&mut w.cluster, tp, &INTERLEAVED);
+    // An open transaction does not hold read_uncommitted back.
+    write(&mut w.cluster, tp, &[Step::Write(3), Step::Plain]);
+    w.assign(&[0]);
+    assert_eq!(offsets(&poll_all(&mut w)), vec![0, 1, 2, 3, 6, 7, 8, 10, 12, 13, 14]);
+    assert_eq!(w.c.position(T, 0), Some(Offset(15)));
+}
+
+#[test]
+fn a_transaction_becomes_visible_only_with_its_commit_marker() {
+    let mut w = txn_world(Isolation::ReadCommitted, 500, 1 << 20);
+    let tp = w.tp(0);
+    write(&mut w.cluster, tp, &[Step::Write(1), Step::Write(1), Step::Plain]);
+    w.assign(&[0]);
+    assert_eq!(w.poll(), vec![], "p1's open transaction holds the LSO at 0");
+    assert_eq!(w.c.position(T, 0), Some(Offset(0)));
+    // p2 opens one at 3; p1's COMMIT at 4 moves the LSO to 3.
+    write(&mut w.cluster, tp, &[Step::Write(2), Step::Commit(1), Step::Plain]);
+    w.release();
+    assert_eq!(w.poll(), vec![(0, 0), (0, 1), (0, 2)]);
+    assert_eq!(w.c.position(T, 0), Some(Offset(3)), "stopped at the LSO, before p1's marker");
+    assert_eq!(w.poll(), vec![], "p2's transaction is still open");
+    // p2 aborts: its record at 3 is skipped, as are both markers.
+    write(&mut w.cluster, tp, &[Step::Abort(2)]);
+    w.release();
+    assert_eq!(w.poll(), vec![(0, 5)]);
+    assert_eq!(w.c.position(T, 0), Some(Offset(7)), "past p2's ABORT marker at 6");
+    assert_eq!(fetch_offsets(&w), vec![0, 3, 7], "markers are never fetched twice");
+}
+
+#[test]
+fn an_aborted_transaction_spanning_fetches_is_skipped_in_each() {
+    // 40 bytes: two records of 17 bytes per fetch.
+    let mut w = txn_world(Isolation::ReadCommitted, 500, 40);
+    let tp = w.tp(0);
+    let steps =
+        [Step::Write(1), Step::Write(1), Step::Write(1), Step::Plain, Step::Write(1), Step::Abort(1), Step::Plain];
+    write(&mut w.cluster, tp, &steps);
+    w.assign(&[0]);
+    let polls = poll_all(&mut w);
+    // Fetches at 0 (p1's 0, 1), 2 (2 and the plain 3), 4 (4 and the marker), 6.
+    assert_eq!(polls, vec![(vec![], 2), (vec![3], 4), (vec![], 6), (vec![6], 7)]);
+    assert_eq!(fetch_offsets(&w), vec![0, 2, 4, 6, 7]);
+}
+
+#[test]
+fn max_poll_records_cuts_inside_a_transaction_and_the_position_follows() {
+    // p1 commits 0..3 around p2's aborted 3; a plain record after p1's marker.
+    let steps =
+        [Step::Write(1), Step::Write(1), Step::Write(1), Step::Write(2), Step::Abort(2), Step::Commit(1), Step::Plain];
+    let expected = [
+        // Skipped records right after a poll's last record are passed with it.
+        (1, vec![(vec![0], 1), (vec![1], 2), (vec![2], 6), (vec![6], 7)]),
+        (2, vec![(vec![0, 1], 2), (vec![2, 6], 7)]),
+    ];
+    for (max_poll_records, polls) in expected {
+        let mut w = txn_world(Isolation::ReadCommitted, max_poll_records, 1 << 20);
+        let tp = w.tp(0);
+        write(&mut w.cluster, tp, &steps);
+        w.assign(&[0]);
+        assert_eq!(poll_all(&mut w), polls, "max_poll_records {max_poll_records}");
+        assert_eq!(fetch_offsets(&w), vec![0, 7], "one fetch served them all");
+    }
+}
+
+#[test]
+fn a_marker_ending_a_fetch_moves_the_position_past_it() {
+    for isolation in [Isolation::ReadCommitted, Isolation::ReadUncommitted] {
+        // The marker shares a fetch with the record before it.
+        let mut w = txn_world(isolation, 500, 1 << 20);
+        let tp = w.tp(0);
+        write(&mut w.cluster, tp, &[Step::Write(1), Step::Commit(1)]);
+        w.assign(&[0]);
+        assert_eq!(w.poll(), vec![(0, 0)]);
+        assert_eq!(w.c.position(T, 0), Some(Offset(2)), "{isolation:?}");
+        // The marker is all a fetch returns: one record per fetch.
+        let mut w = txn_world(isolation, 500, 1);
+        let tp = w.tp(0);
+        write(&mut w.cluster, tp, &[Step::Write(1), Step::Commit(1)]);
+        w.assign(&[0]);
+        assert_eq!(w.poll(), vec![(0, 0)]);
+        assert!(w.c.has_buffered(), "the marker waits for the next poll");
+        assert_eq!(w.poll(), vec![], "{isolation:?}");
+        assert_eq!(w.c.position(T, 0), Some(Offset(2)));
+        assert!(!w.c.has_buffered());
+        assert_eq!(fetch_offsets(&w), vec![0, 1, 2], "the next fetch starts after the marker");
+        write(&mut w.cluster, tp, &[Step::Plain]);
+        w.release();
+        assert_eq!(w.poll(), vec![(0, 2)]);
+    }
+}
+
+#[test]
+fn a_fetch_of_only_skipped_records_moves_the_position_to_its_end() {
+    let mut w = txn_world(Isolation::ReadCommitted, 500, 1 << 20);
+    let tp = w.tp(0);
+    write(&mut w.cluster, tp, &[Step::Write(1), Step::Write(1), Step::Abort(1)]);
+    w.assign(&[0]);
+    assert!(w.c.has_buffered(), "three records to skip");
+    assert_eq!(w.poll(), vec![]);
+    assert_eq!(w.c.position(T, 0), Some(Offset(3)));
+    assert_eq!(fetch_offsets(&w), vec![0, 3]);
+    // A seek back reads them again, and skips them again.
+    w.c.seek(T, 0, Offset(1));
+    w.advance_to(w.now);
+    w.release(); // the parked fetch at 3 is stale now
+    assert_eq!(w.poll(), vec![]);
+    assert_eq!(w.c.position(T, 0), Some(Offset(3)));
+}
+
+#[test]
+fn a_position_set_by_skipped_records_is_validated_with_their_epoch() {
+    let cfg = ConsumerConfig { isolation: Isolation::ReadCommitted, ..config(AutoOffsetReset::Earliest) };
+    let mut w = World::new(AutoOffsetReset::Earliest, 2, 1).with_config(cfg);
+    let tp = w.tp(0);
+    w.cluster.append(tp, &records(1));
+    w.assign(&[0]);
+    assert_eq!(w.poll(), vec![(0, 0)]);
+    // Broker 1 leads in epoch 1, where p1 writes 1, 2 and aborts them at 3.
+    w.now = 1_000;
+    w.cluster.set_leader(tp, Some(BrokerId(1)));
+    write(&mut w.cluster, tp, &[Step::Write(1), Step::Write(1), Step::Abort(1)]);
+    w.release();
+    w.advance_to(1_100);
+    assert_eq!(w.validations_sent(), vec![(BrokerId(1), 0, 1, 0)], "the returned record's epoch");
+    assert_eq!(w.poll(), vec![]);
+    assert_eq!(w.c.position(T, 0), Some(Offset(4)));
+    // Epoch 0 ends at 1, below the position: only the skipped records'
+    // epoch 1 (ending at 4) validates it without a false truncation.
+    w.cluster.set_leader(tp, Some(BrokerId(0)));
+    w.release();
+    w.advance_to(1_200);
+    assert_eq!(w.validations_sent().last(), Some(&(BrokerId(0), 0, 2, 1)));
+    assert!(w.events.is_empty(), "no truncation: {:?}", w.events);
+    assert_eq!(w.c.position(T, 0), Some(Offset(4)));
+    w.cluster.append(tp, &records(1));
+    w.release();
+    assert_eq!(w.poll(), vec![(0, 4)]);
+}
+
 mod script {
-    //! Under random losses, disconnects, leader moves and appends, the
-    //! consumer returns every record of every partition exactly once, in order.
+    //! Under random losses, disconnects, leader moves and appends — plain
+    //! records and transactions, committed, aborted or left open — the
+    //! consumer returns every record its isolation level lets it see, of
+    //! every partition, exactly once, in order, and nothing else.
     use super::*;
+    use crate::types::BatchKind;
     use proptest::prelude::*;
 
     const BROKERS: u32 = 2;
@@ -659,6 +895,8 @@ mod script {
     #[derive(Clone, Debug)]
     enum Action {
         Append { partition: u32, count: usize },
+        TxnWrite { partition: u32, producer: i64, count: usize },
+        TxnEnd { partition: u32, producer: i64, commit: bool },
         Answer { pick: usize, lose: bool },
         Disconnect { broker: u32 },
         MoveLeader { partition: u32, leader: Option<u32> },
@@ -670,6 +908,10 @@ mod script {
     fn action() -> impl Strategy<Value = Action> {
         prop_oneof![
             3 => (0..PARTITIONS, 1usize..4).prop_map(|(partition, count)| Action::Append { partition, count }),
+            2 => (0..PARTITIONS, 1i64..3, 1usize..4)
+                .prop_map(|(partition, producer, count)| Action::TxnWrite { partition, producer, count }),
+            1 => (0..PARTITIONS, 1i64..3, any::<bool>())
+                .prop_map(|(partition, producer, commit)| Action::TxnEnd { partition, producer, commit }),
             5 => (any::<usize>(), proptest::bool::weighted(0.15)).prop_map(|(pick, lose)| Action::Answer { pick, lose }),
             1 => (0..BROKERS).prop_map(|broker| Action::Disconnect { broker }),
             1 => (0..PARTITIONS, proptest::option::weighted(0.8, 0..BROKERS))
@@ -680,8 +922,41 @@ mod script {
         ]
     }
 
+    /// What a consumer under `isolation` must return of `log`, and where its
+    /// position ends: under read_uncommitted every record but markers, up to
+    /// the log end; under read_committed plain records and those of
+    /// committed transactions, below the last stable offset (where the
+    /// earliest open transaction begins). Worked out by collecting each
+    /// transaction until its marker, not from the aborted list.
+    fn visible(log: &[StoredRecord], isolation: Isolation) -> (Vec<StoredRecord>, Offset) {
+        let end = log.last().map_or(Offset(0), |r| r.offset.next());
+        let is_marker = |r: &&StoredRecord| matches!(r.kind, BatchKind::Marker(_));
+        if isolation == Isolation::ReadUncommitted {
+            return (log.iter().filter(|r| !is_marker(r)).cloned().collect(), end);
+        }
+        let mut open: BTreeMap<ProducerId, Vec<&StoredRecord>> = BTreeMap::new();
+        let mut seen = Vec::new();
+        for r in log {
+            let producer = r.producer.map(|s| s.id);
+            match r.kind {
+                BatchKind::Data => seen.push(r),
+                BatchKind::Transactional => open.entry(producer.unwrap()).or_default().push(r),
+                BatchKind::Marker(marker) => {
+                    let txn = open.remove(&producer.unwrap()).unwrap_or_default();
+                    if marker.commit {
+                        seen.extend(txn);
+                    }
+                }
+            }
+        }
+        let lso = open.values().map(|txn| txn[0].offset).min().unwrap_or(end);
+        seen.sort_by_key(|r| r.offset);
+        (seen.into_iter().filter(|r| r.offset < lso).cloned().collect(), lso)
+    }
+
     struct Script {
         c: Consumer,
+        isolation: Isolation,
         cluster: FakeCluster,
         now: u64,
         outstanding: Vec<(BrokerId, u64, Request)>,
@@ -749,6 +1024,14 @@ mod script {
                     let tp = self.cluster.tp(T, partition);
                     self.cluster.append(tp, &records(count));
                 }
+                Action::TxnWrite { partition, producer, count } => {
+                    let tp = self.cluster.tp(T, partition);
+                    self.cluster.append_txn(tp, ProducerId(producer), &records(count));
+                }
+                Action::TxnEnd { partition, producer, commit } => {
+                    let tp = self.cluster.tp(T, partition);
+                    self.cluster.end_txn(tp, ProducerId(producer), commit);
+                }
                 Action::Answer { pick, lose } => self.answer(pick, lose),
                 Action::Disconnect { broker } => {
                     self.outstanding.retain(|s| s.0 != BrokerId(broker));
@@ -777,8 +1060,8 @@ mod script {
 
         fn caught_up(&self) -> bool {
             (0..PARTITIONS).all(|p| {
-                let end = self.cluster.log(self.cluster.tp(T, p)).len();
-                self.consumed.get(&p).map_or(0, Vec::len) == end && self.c.position(T, p) == Some(Offset(end as i64))
+                let (expected, end) = visible(self.cluster.log(self.cluster.tp(T, p)), self.isolation);
+                self.consumed.get(&p).map_or(0, Vec::len) == expected.len() && self.c.position(T, p) == Some(end)
             })
         }
 
@@ -820,21 +1103,27 @@ mod script {
     proptest! {
         #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
         #[test]
-        fn every_record_is_returned_once_in_order(
+        fn every_visible_record_is_returned_once_in_order(
             seed in any::<u64>(),
             max_poll_records in 1usize..6,
+            read_committed in any::<bool>(),
+            // 40 bytes: two records per fetch, so transactions span fetches.
+            max_partition_fetch_bytes in prop_oneof![Just(40u32), Just(1u32 << 20)],
             actions in proptest::collection::vec(action(), 0..80),
         ) {
             let cluster = FakeCluster::new(BROKERS, &[(T, PARTITIONS)]);
+            let isolation = if read_committed { Isolation::ReadCommitted } else { Isolation::ReadUncommitted };
             let config = ConsumerConfig {
                 auto_offset_reset: AutoOffsetReset::Earliest,
                 max_poll_records,
+                max_partition_fetch_bytes,
                 request_timeout_ms: 1_000,
                 metadata_max_age_ms: 5_000,
+                isolation,
                 ..ConsumerConfig::default()
             };
             let c = Consumer::new(config, cluster.brokers.clone(), seed);
-            let mut s = Script { c, cluster, now: 0, outstanding: vec![], consumed: BTreeMap::new() };
+            let mut s = Script { c, isolation, cluster, now: 0, outstanding: vec![], consumed: BTreeMap::new() };
             s.c.assign(0, (0..PARTITIONS).map(|p| (T.to_string(), p)).collect());
             s.pump();
             for action in actions {
@@ -842,10 +1131,10 @@ mod script {
             }
             s.settle();
             for p in 0..PARTITIONS {
-                let log = s.cluster.log(s.cluster.tp(T, p));
+                let (expected, end) = visible(s.cluster.log(s.cluster.tp(T, p)), isolation);
                 let got = s.consumed.get(&p).cloned().unwrap_or_default();
-                prop_assert_eq!(&got[..], log, "partition {}", p);
-                prop_assert_eq!(s.c.position(T, p), Some(Offset(log.len() as i64)));
+                prop_assert_eq!(got, expected, "partition {}", p);
+                prop_assert_eq!(s.c.position(T, p), Some(end));
             }
         }
     }

@@ -175,6 +175,13 @@ impl ClientMetadata {
         candidates[self.next_broker % candidates.len()]
     }
 
+    /// The `n`th known broker (bootstrap and discovered, in id order, round
+    /// and round): whom a client asks for something any broker answers.
+    pub fn broker_at(&self, n: usize) -> BrokerId {
+        let candidates = self.candidates();
+        candidates[n % candidates.len()]
+    }
+
     /// When the next attempt should start; `None` while one is in flight.
     pub fn refresh_due_ms(&self, max_age_ms: u64, backoff_ms: u64) -> Option<u64> {
         if self.in_flight() {

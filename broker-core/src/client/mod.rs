@@ -11,7 +11,8 @@
 //!
 //! Code map: `partitioner` (murmur2, keyless strategies), `metadata` (the
 //! cluster view and its refresh schedule), `inflight` (correlation ids and
-//! request deadlines), `producer`, `consumer`. Their tests live in
+//! request deadlines), `producer` (with `idempotence`: producer id, epoch and
+//! sequences), `consumer`. Their tests live in
 //! `producer_tests.rs` / `consumer_tests.rs` and run against `testkit`'s fake
 //! cluster, including proptest scripts of losses, disconnects and timeouts.
 //!
@@ -20,6 +21,7 @@
 //! timers until it catches up. Record timestamps take `now_ms` as given.
 
 pub mod consumer;
+mod idempotence;
 mod inflight;
 pub mod membership;
 #[cfg(test)]
@@ -29,9 +31,12 @@ pub mod partitioner;
 pub mod producer;
 #[cfg(test)]
 mod testkit;
+mod transactional;
 
 pub use consumer::{AutoOffsetReset, ConsumedRecord, Consumer, ConsumerConfig, ConsumerOutput};
+pub use idempotence::MAX_IN_FLIGHT_PER_PARTITION;
 pub use inflight::{MAX_IN_FLIGHT_REQUESTS, MIN_RETRY_BACKOFF_MS};
 pub use metadata::ClientMetadata;
 pub use partitioner::{murmur2, partition_for_key, PartitionerKind};
 pub use producer::{Producer, ProducerConfig, ProducerOutput, ProducerRecord, RecordId, SendOutcome};
+pub use transactional::TxnOutcome;

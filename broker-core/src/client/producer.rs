@@ -1,5 +1,6 @@
 //! The producer: a sans-IO state machine in the shape of Kafka's
-//! `KafkaProducer` + `RecordAccumulator` + `Sender` (without idempotence).
+//! `KafkaProducer` + `RecordAccumulator` + `Sender`, idempotent or not
+//! (`idempotence`; the bookkeeping is in `idempotence.rs`).
 //!
 //! Life of a record: `send()` queues it until the topic's metadata is known,
 //! then picks its partition (explicit > key hash > keyless strategy) and
@@ -14,12 +15,23 @@
 //! only when no attempt could have been appended; once any attempt was
 //! ambiguous (request timeout, disconnect, an indefinite error code), giving
 //! up yields `Info`.
+//!
+//! An idempotent producer first gets a producer id (InitProducerId, from any
+//! broker); each batch carries it, the epoch and the batch's sequence, and a
+//! partition has at most five batches in flight. A retried batch is sent
+//! again only once nothing of its partition is in flight, so a partition's
+//! batches reach its leader in sequence order and a retry of an appended one
+//! is answered with its first offsets instead of being written twice.
 
+use self::txn::TxnCall;
+use super::idempotence::{Idempotence, MAX_IN_FLIGHT_PER_PARTITION};
 use super::inflight::{InFlight, MIN_RETRY_BACKOFF_MS};
 use super::metadata::ClientMetadata;
 use super::partitioner::{partition_for_key, KeylessPartitioner, PartitionerKind};
-use crate::protocol::{Acks, ProducePartitionResponse, Request, Response};
-use crate::types::{BrokerId, Offset, Record, TopicName, TopicPartition};
+use super::transactional::{Transactions, TxnOutcome};
+use crate::protocol::{Acks, ErrorCode, ProduceBatch, ProducePartitionResponse, Request, Response};
+use crate::txn::TransactionalId;
+use crate::types::{BrokerId, Offset, ProducerStamp, Record, TopicName, TopicPartition};
 use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -53,6 +65,17 @@ pub struct ProducerConfig {
     pub partitioner: PartitionerKind,
     /// Records not yet completed; `send()` beyond this fails at once.
     pub max_queued_records: usize,
+    /// `enable.idempotence`: batches carry a producer id, epoch and sequence,
+    /// so retries are not written twice and keep their order. Needs acks=all,
+    /// retries and at most 5 requests in flight, as in Kafka. Kafka's default
+    /// is true; ksim's is false, so that a config written before idempotence
+    /// existed keeps its meaning (scenarios say which they want).
+    pub idempotence: bool,
+    /// `transactional.id`: records are sent inside transactions (`begin`,
+    /// `commit`, `abort`). Needs idempotence.
+    pub transactional_id: Option<TransactionalId>,
+    /// `transaction.timeout.ms`: the coordinator aborts a transaction open longer.
+    pub transaction_timeout_ms: u64,
 }
 
 impl Default for ProducerConfig {
@@ -70,6 +93,9 @@ impl Default for ProducerConfig {
             metadata_max_age_ms: 300_000,
             partitioner: PartitionerKind::Sticky,
             max_queued_records: 100_000,
+            idempotence: false,
+            transactional_id: None,
+            transaction_timeout_ms: 60_000,
         }
     }
 }
@@ -87,6 +113,16 @@ impl ProducerConfig {
         );
         // Zero would make requests expire in the instant they are sent.
         assert!(self.request_timeout_ms > 0, "request_timeout_ms must be positive");
+        assert!(self.transactional_id.is_none() || self.idempotence, "a transactional producer is idempotent");
+        assert!(self.transaction_timeout_ms > 0, "transaction_timeout_ms must be positive");
+        if self.idempotence {
+            assert!(self.acks == Acks::All, "idempotence needs acks=all");
+            assert!(self.retries > 0, "idempotence needs retries");
+            assert!(
+                self.max_in_flight_per_broker <= MAX_IN_FLIGHT_PER_PARTITION,
+                "idempotence needs max_in_flight_per_broker <= {MAX_IN_FLIGHT_PER_PARTITION}"
+            );
+        }
     }
 }
 
@@ -124,6 +160,12 @@ pub enum ProducerOutput {
     CloseConnection { broker: BrokerId },
     /// The record's final outcome; exactly one per `send()`.
     Completed { id: RecordId, outcome: SendOutcome },
+    /// A transactional producer got its producer id and epoch: it may begin
+    /// transactions.
+    TxnReady { producer_id: crate::types::ProducerId, epoch: crate::types::ProducerEpoch },
+    /// The transaction the application asked to end (`commit` says which
+    /// way) ended so.
+    TxnEnded { commit: bool, outcome: TxnOutcome },
 }
 
 /// A record whose partition is not chosen yet (its topic's metadata is unknown).
@@ -155,17 +197,27 @@ struct Batch {
     /// Some attempt may have been appended.
     ambiguous: bool,
     last_error: Option<String>,
+    /// An idempotent producer's id, epoch and sequence for it, from its
+    /// first send on (kept by retries within the epoch).
+    stamp: Option<ProducerStamp>,
 }
 
 #[derive(Clone, Debug)]
 enum Pending {
     Metadata,
+    InitProducerId,
+    /// A transactional producer's FindCoordinator, InitProducerId,
+    /// AddPartitions or EndTxn.
+    Txn(TxnCall),
     /// `muted` lists partitions held back until this request resolves (only
     /// with `max_in_flight_per_broker == 1`); batches whose delivery timeout
     /// passed while in flight are removed from `batches` early.
     Produce {
         muted: Vec<TopicPartition>,
         batches: Vec<Batch>,
+        /// Every partition the request carries a batch for (its batches may
+        /// leave `batches` early, but the request stays in flight).
+        partitions: Vec<TopicPartition>,
     },
 }
 
@@ -202,6 +254,10 @@ pub struct Producer {
     /// Reused by `drain`: ready partitions with their leader.
     ready_scratch: Vec<(BrokerId, TopicPartition)>,
     next_batch_seq: u64,
+    /// `Some` for an idempotent producer.
+    idempotence: Option<Idempotence>,
+    /// `Some` for a transactional producer.
+    transactions: Option<Transactions>,
     outputs: VecDeque<ProducerOutput>,
     now_ms: u64,
     started: bool,
@@ -213,6 +269,9 @@ impl Producer {
         assert!(!bootstrap.is_empty(), "a producer needs at least one bootstrap broker");
         let mut rng = ChaCha8Rng::seed_from_u64(rng_seed);
         let start = rng.gen_range(0..bootstrap.len());
+        let idempotence = config.idempotence.then(Idempotence::default);
+        let transactions =
+            config.transactional_id.clone().map(|id| Transactions::new(id, config.transaction_timeout_ms));
         Producer {
             partitioner: KeylessPartitioner::new(config.partitioner),
             config,
@@ -228,6 +287,8 @@ impl Producer {
             deadline_floor_stale: false,
             ready_scratch: Vec::new(),
             next_batch_seq: 0,
+            idempotence,
+            transactions,
             outputs: VecDeque::new(),
             now_ms: 0,
             started: false,
@@ -250,6 +311,8 @@ impl Producer {
         let size = record_out.size_bytes();
         if queue_full {
             let error = format!("queue full: {} records not yet completed", self.config.max_queued_records);
+            self.complete(id, SendOutcome::Fail { error });
+        } else if let Some(error) = self.refuses_send() {
             self.complete(id, SendOutcome::Fail { error });
         } else if size > MAX_REQUEST_SIZE_BYTES {
             let error = format!("RECORD_TOO_LARGE: {size} bytes > {MAX_REQUEST_SIZE_BYTES}");
@@ -282,7 +345,11 @@ impl Producer {
             (Some(Pending::Metadata), Response::Metadata { brokers, topics }) => {
                 self.metadata.handle_response(now_ms, brokers, topics);
             }
-            (Some(Pending::Produce { muted, batches }), Response::Produce { partitions }) => {
+            (Some(Pending::InitProducerId), Response::InitProducerId { result }) => {
+                self.on_init_producer_id(now_ms, result.ok());
+            }
+            (Some(Pending::Txn(call)), response) => self.on_txn_answer(now_ms, call, Some(response)),
+            (Some(Pending::Produce { muted, batches, .. }), Response::Produce { partitions }) => {
                 self.unmute(&muted);
                 for batch in batches {
                     let answer = partitions.iter().find(|p| p.tp == batch.tp);
@@ -326,6 +393,16 @@ impl Producer {
             }
         };
         self.in_flight.next_deadline_ms().into_iter().for_each(&mut consider);
+        if let Some(idem) = &self.idempotence {
+            if idem.id.is_none() && !idem.init_in_flight && self.transactions.is_none() {
+                consider(idem.init_after_ms);
+            }
+        }
+        if let Some(txn) = &self.transactions {
+            if !txn.request_in_flight && self.txn_wants_request() {
+                consider(txn.retry_at_ms);
+            }
+        }
         self.metadata
             .refresh_due_ms(self.config.metadata_max_age_ms, self.backoff_ms())
             .into_iter()
@@ -374,6 +451,8 @@ impl Producer {
         }
         self.place_records(now_ms);
         self.expire(now_ms);
+        self.drive_idempotence(now_ms);
+        self.drive_transactions(now_ms);
         self.drain(now_ms);
         if self
             .metadata
@@ -405,7 +484,7 @@ impl Producer {
         let queued = self.batches.values().flatten();
         let in_flight = self.in_flight.values().flat_map(|p| match &p.payload {
             Pending::Produce { batches, .. } => batches.as_slice(),
-            Pending::Metadata => &[],
+            Pending::Metadata | Pending::InitProducerId | Pending::Txn(_) => &[],
         });
         queued.chain(in_flight).map(|b| b.deadline_ms).min().unwrap_or(u64::MAX)
     }
@@ -489,6 +568,7 @@ impl Producer {
                 retry_at_ms: 0,
                 ambiguous: false,
                 last_error: None,
+                stamp: None,
             };
             self.batches.entry(tp).or_default().push_back(batch);
         }
@@ -514,7 +594,7 @@ impl Producer {
         let any_queued_due = self.batches.values().any(|d| d.iter().any(due));
         let any_in_flight_due = self.in_flight.values().any(|p| match &p.payload {
             Pending::Produce { batches, .. } => batches.iter().any(due),
-            Pending::Metadata => false,
+            Pending::Metadata | Pending::InitProducerId | Pending::Txn(_) => false,
         });
         if !any_queued_due && !any_in_flight_due {
             return;
@@ -578,6 +658,12 @@ impl Producer {
     /// leader can take a request, in partition order.
     fn ready_partitions(&mut self, now_ms: u64, ready: &mut Vec<(BrokerId, TopicPartition)>) {
         ready.clear();
+        if self.idempotence.as_ref().is_some_and(|i| !i.ready())
+            || self.transactions.as_ref().is_some_and(|t| !t.writing())
+        {
+            return; // no producer id yet, an epoch bump is waiting, or no transaction open
+        }
+        let partition_in_flight = self.idempotence.is_some().then(|| self.batches_in_flight_per_partition());
         let mut leaderless = false;
         // Capacity per leader, counted once per round (sends come after the round).
         let mut capacities: Vec<(BrokerId, usize)> = Vec::new();
@@ -585,6 +671,17 @@ impl Producer {
             let Some(front) = deque.front() else { continue };
             if self.muted.contains(&tp) || self.ready_at_ms(front, deque.len()) > now_ms {
                 continue;
+            }
+            if self.transactions.as_ref().is_some_and(|t| !t.added.contains(&tp)) {
+                continue; // waits for AddPartitionsToTxn
+            }
+            if let Some(counts) = &partition_in_flight {
+                // A retry goes alone, after everything before it resolved, so
+                // a partition's batches reach the leader in sequence order.
+                let in_flight = counts.get(&tp).copied().unwrap_or(0);
+                if in_flight >= MAX_IN_FLIGHT_PER_PARTITION || (front.stamp.is_some() && in_flight > 0) {
+                    continue;
+                }
             }
             let Some(leader) = self.metadata.leader(tp) else {
                 leaderless = true;
@@ -651,6 +748,12 @@ impl Producer {
             // An emptied deque stays, so the next batch for `tp` reuses it.
             let mut batch = deque.pop_front().expect("checked above");
             batch.sealed = true;
+            if let Some(idem) = &mut self.idempotence {
+                match batch.stamp {
+                    Some(stamp) => assert!(idem.current(stamp), "a batch of an older epoch was sent again"),
+                    None => batch.stamp = Some(idem.stamp(tp, batch.records.len())),
+                }
+            }
             request_bytes += size;
             batches.push(batch);
         }
@@ -659,7 +762,15 @@ impl Producer {
         let request = Request::Produce {
             acks: self.config.acks,
             timeout_ms: self.config.request_timeout_ms,
-            batches: batches.iter().map(|b| (b.tp, b.records.iter().map(|(_, r)| r.clone()).collect())).collect(),
+            batches: batches
+                .iter()
+                .map(|b| ProduceBatch {
+                    tp: b.tp,
+                    records: b.records.iter().map(|(_, r)| r.clone()).collect(),
+                    producer: b.stamp,
+                    transactional_id: self.transactions.as_ref().map(|t| t.id.clone()),
+                })
+                .collect(),
         };
         if self.config.acks == Acks::None {
             // No response will come: the outcome is unknown the moment it leaves.
@@ -679,7 +790,8 @@ impl Producer {
         for tp in &muted {
             assert!(self.muted.insert(*tp), "muted partition {tp} was drained");
         }
-        self.send_request(now_ms, broker, request, Pending::Produce { muted, batches });
+        let partitions = batches.iter().map(|b| b.tp).collect();
+        self.send_request(now_ms, broker, request, Pending::Produce { muted, batches, partitions });
     }
 
     // ---- outcomes -----------------------------------------------------------
@@ -694,10 +806,18 @@ impl Producer {
             None => {
                 assert!(answer.base_offset.0 >= 0, "negative base offset {} for {}", answer.base_offset, batch.tp);
                 self.deadline_floor_stale = true;
+                if let (Some(idem), Some(stamp)) = (&mut self.idempotence, batch.stamp) {
+                    idem.acknowledged(batch.tp, stamp, batch.seq);
+                }
                 for (index, (id, _)) in batch.records.iter().enumerate() {
                     let offset = Offset(answer.base_offset.0 + index as i64);
                     self.complete(*id, SendOutcome::Ok { tp: batch.tp, offset });
                 }
+            }
+            Some(code @ (ErrorCode::OutOfOrderSequenceNumber | ErrorCode::UnknownProducerId))
+                if self.idempotence.is_some() && self.transactions.is_none() =>
+            {
+                self.on_sequence_refused(now_ms, batch, code);
             }
             Some(code) => {
                 if code.needs_metadata_refresh() {
@@ -718,7 +838,9 @@ impl Producer {
         for (_, pending) in self.in_flight.take_broker(broker) {
             match pending {
                 Pending::Metadata => self.metadata.handle_failure(),
-                Pending::Produce { muted, batches } => {
+                Pending::InitProducerId => self.on_init_producer_id(now_ms, None),
+                Pending::Txn(call) => self.on_txn_answer(now_ms, call, None),
+                Pending::Produce { muted, batches, .. } => {
                     self.unmute(&muted);
                     for batch in batches {
                         let failure = AttemptFailure { ambiguous: true, retriable: true, error: why.to_string() };
@@ -729,6 +851,117 @@ impl Producer {
         }
         // The broker may be gone: leaders may have moved (Kafka does the same).
         self.metadata.request_refresh();
+    }
+
+    // ---- idempotence --------------------------------------------------------
+
+    /// Gets a producer id, or bumps the epoch once nothing is in flight.
+    fn drive_idempotence(&mut self, now_ms: u64) {
+        let Some(idem) = &self.idempotence else { return };
+        if idem.bump_wanted && !self.produce_in_flight() {
+            self.bump_epoch();
+        }
+        let idem = self.idempotence.as_mut().expect("checked above");
+        // A transactional producer's id comes from its coordinator instead.
+        if self.transactions.is_none() && idem.id.is_none() && !idem.init_in_flight && now_ms >= idem.init_after_ms {
+            idem.init_in_flight = true;
+            let broker = self.metadata.broker_at(idem.init_attempts);
+            self.send_request(now_ms, broker, Request::InitProducerId, Pending::InitProducerId);
+        }
+    }
+
+    fn produce_in_flight(&self) -> bool {
+        self.in_flight.values().any(|p| matches!(p.payload, Pending::Produce { .. }))
+    }
+
+    /// The KIP-360 bump: every queued batch stamped in the old epoch is
+    /// stamped afresh at its next send — unless an attempt of it may be in
+    /// a log already, which makes its outcome unknown for good.
+    fn bump_epoch(&mut self) {
+        let mut unknown = Vec::new();
+        for deque in self.batches.values_mut() {
+            let mut kept = VecDeque::with_capacity(deque.len());
+            for mut batch in deque.drain(..) {
+                if batch.stamp.is_some() && batch.ambiguous {
+                    unknown.push(batch);
+                } else {
+                    batch.stamp = None;
+                    kept.push_back(batch);
+                }
+            }
+            *deque = kept;
+        }
+        let idem = self.idempotence.as_mut().expect("bumped only when idempotent");
+        idem.bump_epoch();
+        for batch in unknown {
+            self.give_up(batch, "the producer bumped its epoch while the batch's outcome was unknown");
+        }
+    }
+
+    fn on_init_producer_id(
+        &mut self,
+        now_ms: u64,
+        answer: Option<(crate::types::ProducerId, crate::types::ProducerEpoch)>,
+    ) {
+        let backoff = self.backoff_ms();
+        let idem = self.idempotence.as_mut().expect("InitProducerId only when idempotent");
+        match answer {
+            Some((id, epoch)) => idem.adopt(id, epoch),
+            None => {
+                idem.init_in_flight = false;
+                idem.init_attempts += 1;
+                idem.init_after_ms = now_ms + backoff;
+            }
+        }
+    }
+
+    /// The leader refused `batch` as out of order, or did not know the
+    /// producer: the batch is not in its log. With an earlier batch of the
+    /// partition still unresolved it waits for that one; otherwise the
+    /// sequence has a gap, and the epoch is bumped before it goes again.
+    fn on_sequence_refused(&mut self, now_ms: u64, mut batch: Batch, code: ErrorCode) {
+        let stamp = batch.stamp.expect("an idempotent batch");
+        let idem = self.idempotence.as_mut().expect("checked by the caller");
+        if idem.overtaken(batch.tp, stamp, batch.seq) {
+            batch.ambiguous = true;
+            batch.last_error = Some(code.name().to_string());
+            self.give_up(batch, "a later batch of its partition was acknowledged, so it is in the log, but its retry fell out of the broker's window and its offset is unknown");
+            return;
+        }
+        if idem.current(stamp) && !self.earlier_unresolved(&batch) {
+            self.idempotence.as_mut().expect("checked").bump_wanted = true;
+            // The leader answered that no attempt is in its log.
+            batch.ambiguous = false;
+        }
+        let failure = AttemptFailure { ambiguous: false, retriable: true, error: code.name().to_string() };
+        self.attempt_failed(now_ms, batch, failure);
+    }
+
+    /// Whether a batch of `batch`'s partition created before it, stamped in
+    /// the current epoch, is still queued or in flight.
+    fn earlier_unresolved(&self, batch: &Batch) -> bool {
+        let idem = self.idempotence.as_ref().expect("idempotent");
+        let earlier = |b: &Batch| b.tp == batch.tp && b.seq < batch.seq && b.stamp.is_some_and(|s| idem.current(s));
+        let queued = self.batches.get(&batch.tp).is_some_and(|d| d.iter().any(earlier));
+        queued
+            || self.in_flight.values().any(|p| match &p.payload {
+                Pending::Produce { batches, .. } => batches.iter().any(earlier),
+                _ => false,
+            })
+    }
+
+    /// Batches in flight per partition (requests still out, whatever their
+    /// batches' fate).
+    fn batches_in_flight_per_partition(&self) -> BTreeMap<TopicPartition, usize> {
+        let mut counts = BTreeMap::new();
+        for pending in self.in_flight.values() {
+            if let Pending::Produce { partitions, .. } = &pending.payload {
+                for tp in partitions {
+                    *counts.entry(*tp).or_insert(0) += 1;
+                }
+            }
+        }
+        counts
     }
 
     fn unmute(&mut self, muted: &[TopicPartition]) {
@@ -762,6 +995,9 @@ impl Producer {
 
     fn give_up(&mut self, batch: Batch, why: &str) {
         self.deadline_floor_stale = true;
+        if let Some(txn) = &mut self.transactions {
+            txn.make_abortable(why);
+        }
         let last = batch.last_error.as_deref().unwrap_or("never sent");
         for (id, _) in &batch.records {
             let outcome = if batch.ambiguous {
@@ -842,6 +1078,13 @@ fn needs_new_batch(
     }
 }
 
+#[path = "producer_txn.rs"]
+mod txn;
+
 #[cfg(test)]
 #[path = "producer_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "producer_txn_tests.rs"]
+mod txn_tests;

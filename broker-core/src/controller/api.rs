@@ -3,7 +3,7 @@
 //! to log, count and replay controller traffic.
 
 use super::image::{MetadataImage, PartitionState};
-use crate::types::{BrokerEpoch, BrokerId, LeaderEpoch, TopicPartition};
+use crate::types::{BrokerEpoch, BrokerId, LeaderEpoch, ProducerId, TopicPartition};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -64,7 +64,20 @@ pub enum ControllerRequest {
         partition_epoch: u32,
         new_isr: Vec<(BrokerId, BrokerEpoch)>,
     },
+    /// A broker asks for a block of producer ids to hand to idempotent
+    /// producers (KIP-730).
+    AllocateProducerIds { broker: BrokerId, broker_epoch: BrokerEpoch },
 }
+
+/// Producer ids a broker may hand out: `first..first + count`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProducerIdBlock {
+    pub first: ProducerId,
+    pub count: u32,
+}
+
+/// Producer ids per block (Kafka's `ProducerIdsBlock.PRODUCER_ID_BLOCK_SIZE`).
+pub const PRODUCER_ID_BLOCK_SIZE: u32 = 1000;
 
 /// The answer to one [`ControllerRequest`], of the same kind.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,6 +87,7 @@ pub enum ControllerResponse {
     Heartbeat(Result<Option<MetadataImage>, ControllerError>),
     /// The partition's state after the change.
     AlterPartition(Result<PartitionState, ControllerError>),
+    AllocateProducerIds(Result<ProducerIdBlock, ControllerError>),
 }
 
 impl ControllerResponse {
@@ -82,6 +96,7 @@ impl ControllerResponse {
             ControllerResponse::Register(r) => r.as_ref().err().copied(),
             ControllerResponse::Heartbeat(r) => r.as_ref().err().copied(),
             ControllerResponse::AlterPartition(r) => r.as_ref().err().copied(),
+            ControllerResponse::AllocateProducerIds(r) => r.as_ref().err().copied(),
         }
     }
 }

@@ -47,13 +47,16 @@ mod elr_tests;
 #[cfg(test)]
 mod tests;
 
-pub use api::{ControllerConfig, ControllerError, ControllerEvent, ControllerRequest, ControllerResponse};
+pub use api::{
+    ControllerConfig, ControllerError, ControllerEvent, ControllerRequest, ControllerResponse, ProducerIdBlock,
+    PRODUCER_ID_BLOCK_SIZE,
+};
 pub use image::{BrokerState, MetadataImage, PartitionState};
 pub use persist::MAX_METADATA_FILE_BYTES;
 
 use crate::broker::ClusterLayout;
 use crate::storage::{write_durably, Storage};
-use crate::types::{BrokerEpoch, BrokerId, TopicPartition};
+use crate::types::{BrokerEpoch, BrokerId, ProducerId, TopicPartition};
 use alter::AlterRequest;
 use election::{ElectionPolicy, Outcome};
 use persist::Durable;
@@ -77,6 +80,10 @@ pub struct Controller {
     /// Persisted: epochs must grow across restarts too, or a broker that
     /// registered before the restart could be confused with one after (KIP-903).
     next_broker_epoch: BrokerEpoch,
+    /// Persisted: the start of the next producer id block.
+    next_producer_id: i64,
+    /// `next_producer_id` as last written to storage.
+    persisted_producer_id: i64,
     /// Last heartbeat or registration per registered broker. Volatile: a
     /// restarted controller gives every broker a fresh session.
     last_contact_ms: BTreeMap<BrokerId, u64>,
@@ -112,7 +119,11 @@ impl Controller {
                 durable
             }
             None => {
-                let durable = Durable { image: MetadataImage::initial(layout), next_broker_epoch: BrokerEpoch(1) };
+                let durable = Durable {
+                    image: MetadataImage::initial(layout),
+                    next_broker_epoch: BrokerEpoch(1),
+                    next_producer_id: 0,
+                };
                 write_durably(storage.as_mut(), METADATA_FILE, &persist::encode(&durable))
                     .map_err(|e| format!("writing {METADATA_FILE}: {e}"))?;
                 durable
@@ -124,6 +135,8 @@ impl Controller {
             persisted_version: durable.image.version,
             image: durable.image,
             next_broker_epoch: durable.next_broker_epoch,
+            next_producer_id: durable.next_producer_id,
+            persisted_producer_id: durable.next_producer_id,
             last_contact_ms,
             layout_brokers: layout.brokers.iter().copied().collect(),
             topic_min_isr: layout.topics.iter().map(|t| t.min_insync_replicas).collect(),
@@ -145,6 +158,9 @@ impl Controller {
             ControllerRequest::AlterPartition { broker, broker_epoch, tp, leader_epoch, partition_epoch, new_isr } => {
                 let req = AlterRequest { broker, broker_epoch, tp, leader_epoch, partition_epoch, new_isr: &new_isr };
                 ControllerResponse::AlterPartition(self.alter_partition(req))
+            }
+            ControllerRequest::AllocateProducerIds { broker, broker_epoch } => {
+                ControllerResponse::AllocateProducerIds(self.allocate_producer_ids(broker, broker_epoch))
             }
         };
         self.persist_if_changed();
@@ -392,16 +408,39 @@ impl Controller {
     /// the two whole). Every change bumps the version, so comparing versions
     /// is enough.
     fn persist_if_changed(&mut self) {
-        if self.image.version == self.persisted_version {
+        if self.image.version == self.persisted_version && self.next_producer_id == self.persisted_producer_id {
             return;
         }
-        assert!(self.image.version > self.persisted_version, "the image version only grows");
-        let durable = Durable { image: self.image.clone(), next_broker_epoch: self.next_broker_epoch };
+        assert!(self.image.version >= self.persisted_version, "the image version only grows");
+        let durable = Durable {
+            image: self.image.clone(),
+            next_broker_epoch: self.next_broker_epoch,
+            next_producer_id: self.next_producer_id,
+        };
         if let Err(e) = write_durably(self.storage.as_mut(), METADATA_FILE, &persist::encode(&durable)) {
             self.halted.get_or_insert_with(|| format!("writing {METADATA_FILE}: {e}"));
             return;
         }
         self.persisted_version = self.image.version;
+        self.persisted_producer_id = self.next_producer_id;
+    }
+
+    /// Hands a registered broker the next block of producer ids (KIP-730's
+    /// AllocateProducerIds). The block is on disk before the answer leaves
+    /// (`handle` persists), so a restarted controller never hands it out again.
+    fn allocate_producer_ids(
+        &mut self,
+        broker: BrokerId,
+        broker_epoch: BrokerEpoch,
+    ) -> Result<ProducerIdBlock, ControllerError> {
+        let state = self.image.brokers.get(&broker).ok_or(ControllerError::BrokerNotRegistered)?;
+        if state.epoch != broker_epoch {
+            return Err(ControllerError::StaleBrokerEpoch);
+        }
+        let first = self.next_producer_id;
+        let end = first.checked_add(i64::from(PRODUCER_ID_BLOCK_SIZE)).ok_or(ControllerError::InvalidRequest)?;
+        self.next_producer_id = end;
+        Ok(ProducerIdBlock { first: ProducerId(first), count: PRODUCER_ID_BLOCK_SIZE })
     }
 
     /// Every structural rule over the whole image (O(partitions); tests call

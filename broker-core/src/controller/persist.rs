@@ -2,8 +2,9 @@
 //! after every change:
 //!
 //! ```text
-//! ksim-controller-metadata 1
+//! ksim-controller-metadata 3
 //! next-broker-epoch 7
+//! next-producer-id 2000
 //! version 42
 //! broker 0 epoch=3 fenced=false
 //! partition t0-1 replicas=0,1,2 leader=0 leader-epoch=3 partition-epoch=5 isr=0,1 elr=2 last-unclean=false
@@ -22,7 +23,7 @@ use crate::types::{BrokerEpoch, BrokerId, LeaderEpoch, TopicId, TopicPartition};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-const HEADER: &str = "ksim-controller-metadata 2";
+const HEADER: &str = "ksim-controller-metadata 3";
 
 /// Largest metadata file `decode` accepts: far above what `MAX_BROKERS`
 /// brokers and `MAX_PARTITIONS` partitions of a few replicas need.
@@ -34,12 +35,16 @@ pub(super) struct Durable {
     pub image: MetadataImage,
     /// The next broker epoch to hand out; above every epoch handed out so far.
     pub next_broker_epoch: BrokerEpoch,
+    /// The first producer id of the next block handed out (KIP-730): above
+    /// every id handed out so far, so no two producers share one.
+    pub next_producer_id: i64,
 }
 
 pub(super) fn encode(state: &Durable) -> Vec<u8> {
     let mut out = String::new();
     let _ = writeln!(out, "{HEADER}");
     let _ = writeln!(out, "next-broker-epoch {}", state.next_broker_epoch.0);
+    let _ = writeln!(out, "next-producer-id {}", state.next_producer_id);
     let _ = writeln!(out, "version {}", state.image.version);
     for (id, b) in &state.image.brokers {
         let _ = writeln!(out, "broker {} epoch={} fenced={}", id.0, b.epoch.0, b.fenced);
@@ -81,6 +86,8 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Durable, String> {
         other => return Err(format!("line 1: expected `{HEADER}`, found {:?}", other.map(|(_, l)| l))),
     }
     let next_broker_epoch = BrokerEpoch(scalar(lines.next(), "next-broker-epoch")?);
+    let next_producer_id = scalar(lines.next(), "next-producer-id")?;
+    let next_producer_id = i64::try_from(next_producer_id).map_err(|_| "next-producer-id beyond i64".to_string())?;
     let mut image = MetadataImage { version: scalar(lines.next(), "version")?, ..MetadataImage::default() };
     for (n, line) in lines {
         parse_line(&mut image, line).map_err(|e| format!("line {n}: {e}"))?;
@@ -89,7 +96,7 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Durable, String> {
     if let Some((id, b)) = image.brokers.iter().find(|(_, b)| b.epoch >= next_broker_epoch) {
         return Err(format!("broker {id} has epoch {} but the next epoch is {}", b.epoch.0, next_broker_epoch.0));
     }
-    Ok(Durable { image, next_broker_epoch })
+    Ok(Durable { image, next_broker_epoch, next_producer_id })
 }
 
 /// The text before the trailing `crc32c` line, if the checksum matches.

@@ -570,3 +570,27 @@ fn config_and_layout_bounds_are_errors() {
     assert!(start(ControllerConfig::default(), &huge).is_some());
     assert!(start(ControllerConfig::default(), &layout()).is_none());
 }
+
+#[test]
+fn producer_id_blocks_are_disjoint_durable_and_only_for_current_brokers() {
+    let mut h = Harness::new(ControllerConfig::default());
+    let e0 = h.register(0);
+    let e1 = h.register(1);
+    let allocate = |h: &mut Harness, broker: u32, epoch: BrokerEpoch| match h
+        .handle(ControllerRequest::AllocateProducerIds { broker: BrokerId(broker), broker_epoch: epoch })
+    {
+        ControllerResponse::AllocateProducerIds(r) => r,
+        other => panic!("answered {other:?}"),
+    };
+    let a = allocate(&mut h, 0, e0).unwrap();
+    let b = allocate(&mut h, 1, e1).unwrap();
+    assert_eq!((a.first, a.count), (crate::types::ProducerId(0), PRODUCER_ID_BLOCK_SIZE));
+    assert_eq!(b.first.0, a.first.0 + i64::from(a.count), "the next block follows");
+    assert_eq!(allocate(&mut h, 2, BrokerEpoch(99)), Err(ControllerError::BrokerNotRegistered));
+    assert_eq!(allocate(&mut h, 0, BrokerEpoch(e0.0 + 100)), Err(ControllerError::StaleBrokerEpoch));
+    // A restarted controller goes on after the last block it handed out.
+    h.restart(ControllerConfig::default());
+    let e0 = h.register(0);
+    let c = allocate(&mut h, 0, e0).unwrap();
+    assert_eq!(c.first.0, b.first.0 + i64::from(b.count));
+}

@@ -184,7 +184,7 @@ impl fmt::Display for RecordError {
     }
 }
 
-fn timestamp(now_ms: u64) -> i64 {
+pub(crate) fn timestamp(now_ms: u64) -> i64 {
     i64::try_from(now_ms).expect("timestamp fits i64")
 }
 
@@ -192,38 +192,40 @@ fn millis(ms: u64) -> i32 {
     i32::try_from(ms).expect("timeouts are bounded below i32::MAX ms")
 }
 
+/// Big-endian fields in Kafka's record layout (shared with the transaction
+/// coordinator's records).
 #[derive(Default)]
-struct Writer(Vec<u8>);
+pub(crate) struct Writer(pub(crate) Vec<u8>);
 
 impl Writer {
-    fn i16(&mut self, v: i16) {
+    pub(crate) fn i16(&mut self, v: i16) {
         self.0.extend_from_slice(&v.to_be_bytes());
     }
-    fn u16(&mut self, v: u16) {
+    pub(crate) fn u16(&mut self, v: u16) {
         self.0.extend_from_slice(&v.to_be_bytes());
     }
-    fn i32(&mut self, v: i32) {
+    pub(crate) fn i32(&mut self, v: i32) {
         self.0.extend_from_slice(&v.to_be_bytes());
     }
-    fn i64(&mut self, v: i64) {
+    pub(crate) fn i64(&mut self, v: i64) {
         self.0.extend_from_slice(&v.to_be_bytes());
     }
-    fn len(&mut self, n: usize) {
+    pub(crate) fn len(&mut self, n: usize) {
         assert!(n <= MAX_LIST_LEN, "a list of {n} entries in a group record");
         self.i32(n as i32);
     }
-    fn string(&mut self, s: &str) {
+    pub(crate) fn string(&mut self, s: &str) {
         assert!(s.len() <= MAX_STRING_BYTES, "a string of {} bytes in a group record", s.len());
         self.i16(s.len() as i16);
         self.0.extend_from_slice(s.as_bytes());
     }
-    fn nullable_string(&mut self, s: Option<&str>) {
+    pub(crate) fn nullable_string(&mut self, s: Option<&str>) {
         match s {
             Some(s) => self.string(s),
             None => self.i16(-1),
         }
     }
-    fn partitions(&mut self, partitions: &[TopicPartition]) {
+    pub(crate) fn partitions(&mut self, partitions: &[TopicPartition]) {
         // Grouped by topic, as the consumer protocol lists them.
         let topics = partitions.chunk_by(|a, b| a.topic == b.topic);
         self.len(topics.clone().count());
@@ -236,7 +238,7 @@ impl Writer {
         }
     }
     /// The consumer protocol's Subscription (v2: owned partitions and generation).
-    fn subscription(&mut self, s: &Subscription) {
+    pub(crate) fn subscription(&mut self, s: &Subscription) {
         let mut inner = Writer::default();
         inner.i16(2);
         inner.len(s.topics.len());
@@ -248,23 +250,23 @@ impl Writer {
         inner.i32(s.generation.0);
         self.bytes(&inner.0);
     }
-    fn assignment(&mut self, a: &Assignment) {
+    pub(crate) fn assignment(&mut self, a: &Assignment) {
         let mut inner = Writer::default();
         inner.i16(0);
         inner.partitions(&a.partitions);
         inner.i32(-1); // user data
         self.bytes(&inner.0);
     }
-    fn bytes(&mut self, b: &[u8]) {
+    pub(crate) fn bytes(&mut self, b: &[u8]) {
         self.i32(i32::try_from(b.len()).expect("group record below 2 GiB"));
         self.0.extend_from_slice(b);
     }
 }
 
-struct Reader<'a>(&'a [u8]);
+pub(crate) struct Reader<'a>(pub(crate) &'a [u8]);
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], RecordError> {
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], RecordError> {
         if self.0.len() < n {
             return Err(RecordError("truncated"));
         }
@@ -272,31 +274,31 @@ impl<'a> Reader<'a> {
         self.0 = rest;
         Ok(head)
     }
-    fn i16(&mut self) -> Result<i16, RecordError> {
+    pub(crate) fn i16(&mut self) -> Result<i16, RecordError> {
         Ok(i16::from_be_bytes(self.take(2)?.try_into().expect("2 bytes")))
     }
-    fn u16(&mut self) -> Result<u16, RecordError> {
+    pub(crate) fn u16(&mut self) -> Result<u16, RecordError> {
         Ok(u16::from_be_bytes(self.take(2)?.try_into().expect("2 bytes")))
     }
-    fn i32(&mut self) -> Result<i32, RecordError> {
+    pub(crate) fn i32(&mut self) -> Result<i32, RecordError> {
         Ok(i32::from_be_bytes(self.take(4)?.try_into().expect("4 bytes")))
     }
-    fn i64(&mut self) -> Result<i64, RecordError> {
+    pub(crate) fn i64(&mut self) -> Result<i64, RecordError> {
         Ok(i64::from_be_bytes(self.take(8)?.try_into().expect("8 bytes")))
     }
-    fn millis(&mut self) -> Result<u64, RecordError> {
+    pub(crate) fn millis(&mut self) -> Result<u64, RecordError> {
         u64::try_from(self.i32()?).map_err(|_| RecordError("negative timeout"))
     }
-    fn len(&mut self) -> Result<usize, RecordError> {
+    pub(crate) fn len(&mut self) -> Result<usize, RecordError> {
         usize::try_from(self.i32()?)
             .ok()
             .filter(|&n| n <= MAX_LIST_LEN && n <= self.0.len())
             .ok_or(RecordError("bad list length"))
     }
-    fn string(&mut self) -> Result<Arc<str>, RecordError> {
+    pub(crate) fn string(&mut self) -> Result<Arc<str>, RecordError> {
         self.nullable_string()?.ok_or(RecordError("null string"))
     }
-    fn nullable_string(&mut self) -> Result<Option<Arc<str>>, RecordError> {
+    pub(crate) fn nullable_string(&mut self) -> Result<Option<Arc<str>>, RecordError> {
         let len = self.i16()?;
         if len == -1 {
             return Ok(None);
@@ -305,7 +307,7 @@ impl<'a> Reader<'a> {
         let s = std::str::from_utf8(self.take(len)?).map_err(|_| RecordError("string not UTF-8"))?;
         Ok(Some(Arc::from(s)))
     }
-    fn partitions(&mut self) -> Result<Vec<TopicPartition>, RecordError> {
+    pub(crate) fn partitions(&mut self) -> Result<Vec<TopicPartition>, RecordError> {
         let mut out = Vec::new();
         for _ in 0..self.len()? {
             let topic = TopicId(self.u16()?);
@@ -316,11 +318,11 @@ impl<'a> Reader<'a> {
         }
         Ok(out)
     }
-    fn bytes(&mut self) -> Result<Reader<'a>, RecordError> {
+    pub(crate) fn bytes(&mut self) -> Result<Reader<'a>, RecordError> {
         let len = usize::try_from(self.i32()?).map_err(|_| RecordError("bad bytes length"))?;
         Ok(Reader(self.take(len)?))
     }
-    fn subscription(&mut self) -> Result<Subscription, RecordError> {
+    pub(crate) fn subscription(&mut self) -> Result<Subscription, RecordError> {
         let mut inner = self.bytes()?;
         if inner.i16()? != 2 {
             return Err(RecordError("unknown subscription version"));
@@ -337,7 +339,7 @@ impl<'a> Reader<'a> {
         inner.end()?;
         Ok(Subscription { topics, owned_partitions, generation })
     }
-    fn assignment(&mut self) -> Result<Assignment, RecordError> {
+    pub(crate) fn assignment(&mut self) -> Result<Assignment, RecordError> {
         let mut inner = self.bytes()?;
         if inner.i16()? != 0 {
             return Err(RecordError("unknown assignment version"));
@@ -349,7 +351,7 @@ impl<'a> Reader<'a> {
         inner.end()?;
         Ok(Assignment { partitions })
     }
-    fn end(&self) -> Result<(), RecordError> {
+    pub(crate) fn end(&self) -> Result<(), RecordError> {
         if self.0.is_empty() {
             Ok(())
         } else {

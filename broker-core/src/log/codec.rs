@@ -1,9 +1,17 @@
 //! Kafka record batch v2, byte for byte (big-endian, CRC-32C), as `DefaultRecordBatch`
-//! lays it out. We write uncompressed, non-transactional batches with LogAppendTime
-//! timestamps; the decoder accepts exactly what a v2 writer of such batches produces.
+//! lays it out. We write uncompressed batches with LogAppendTime timestamps, of
+//! three kinds ([`BatchKind`]): data, with or without an idempotent producer's
+//! id, epoch and base sequence; transactional data (attribute bit 4, always
+//! with a producer); and transaction markers (control batches, bits 4 and 5:
+//! one record whose key is `[version i16 = 0][type i16: 0 ABORT, 1 COMMIT]`
+//! and value `[version i16 = 0][coordinator epoch i32]`, Kafka's
+//! `EndTransactionMarker`, with base sequence -1). The decoder accepts exactly
+//! what a v2 writer of such batches produces.
 
 use super::varint::{read_varint, read_varlong, varlong_len, write_varlong};
-use crate::types::{LeaderEpoch, Offset, Record, StoredRecord};
+use crate::types::{
+    BatchKind, LeaderEpoch, Offset, ProducerEpoch, ProducerId, ProducerStamp, Record, StoredRecord, TxnMarker,
+};
 use bytes::Bytes;
 
 /// Base offset (i64) + batch length (i32): the bytes `batch length` does not count.
@@ -21,9 +29,28 @@ const LAST_OFFSET_DELTA_POS: usize = 23;
 const BASE_TIMESTAMP_POS: usize = 27;
 const MAX_TIMESTAMP_POS: usize = 35;
 const PRODUCER_ID_POS: usize = 43;
+const PRODUCER_EPOCH_POS: usize = 51;
+const BASE_SEQUENCE_POS: usize = 53;
 const RECORD_COUNT_POS: usize = 57;
 /// Attributes bit 3: timestamps are LogAppendTime (set by the broker).
 const ATTR_LOG_APPEND_TIME: i16 = 0x08;
+/// Attributes bit 4: written inside a transaction.
+const ATTR_TRANSACTIONAL: i16 = 0x10;
+/// Attributes bit 5: a control batch (here: a transaction marker).
+const ATTR_CONTROL: i16 = 0x20;
+/// A control record's key and value versions (Kafka's only ones).
+const CONTROL_VERSION: i16 = 0;
+const CONTROL_TYPE_ABORT: i16 = 0;
+const CONTROL_TYPE_COMMIT: i16 = 1;
+/// A marker's key: version, type.
+pub(super) const MARKER_KEY_BYTES: usize = 2 + 2;
+/// A marker's value: version, coordinator epoch.
+pub(super) const MARKER_VALUE_BYTES: usize = 2 + 4;
+/// The largest control batch accepted: a marker batch is 78 bytes as
+/// Kafka and ksim write it; the slack covers varints a writer may size
+/// differently. Anything longer is damage, and a header walk never reads
+/// more than this to learn a marker's content.
+pub(super) const MAX_CONTROL_BATCH_BYTES: usize = 128;
 /// Producer id (-1), producer epoch (-1), base sequence (-1): no idempotence.
 const NO_PRODUCER: [u8; 14] = [0xff; 14];
 
@@ -51,18 +78,89 @@ impl RecordView for StoredRecord {
     }
 }
 
-/// Appends one batch holding `records` (offsets `base_offset..`, all stamped
-/// `timestamp_ms`, all written in `leader_epoch`) to `out`. A log's batches
-/// always carry a real epoch, never Kafka's -1 ([`LeaderEpoch::NONE`]).
-pub(super) fn encode_batch<R: RecordView>(
-    out: &mut Vec<u8>,
-    base_offset: Offset,
-    leader_epoch: LeaderEpoch,
-    timestamp_ms: u64,
-    records: &[R],
-) {
+/// What every record of a batch shares, as its header holds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct BatchHeader {
+    pub leader_epoch: LeaderEpoch,
+    /// LogAppendTime: the batch's one timestamp.
+    pub timestamp_ms: u64,
+    /// The producer: `None` for a plain producer's data; always set for
+    /// transactional batches and markers (a marker's base sequence is -1).
+    pub producer: Option<ProducerStamp>,
+    pub kind: BatchKind,
+}
+
+/// A marker's control record key and value, as Kafka writes them.
+pub(super) fn marker_key_value(marker: TxnMarker) -> ([u8; MARKER_KEY_BYTES], [u8; MARKER_VALUE_BYTES]) {
+    let kind = if marker.commit { CONTROL_TYPE_COMMIT } else { CONTROL_TYPE_ABORT };
+    let mut key = [0; MARKER_KEY_BYTES];
+    key[..2].copy_from_slice(&CONTROL_VERSION.to_be_bytes());
+    key[2..].copy_from_slice(&kind.to_be_bytes());
+    let mut value = [0; MARKER_VALUE_BYTES];
+    value[..2].copy_from_slice(&CONTROL_VERSION.to_be_bytes());
+    value[2..].copy_from_slice(&marker.coordinator_epoch.0.to_be_bytes());
+    (key, value)
+}
+
+/// The marker a control record's key and value hold; `None` unless they
+/// are exactly what [`marker_key_value`] writes (another control type, a
+/// version ksim does not know, trailing bytes, a negative coordinator epoch).
+fn parse_marker(key: Option<&[u8]>, value: &[u8]) -> Option<TxnMarker> {
+    let key: [u8; MARKER_KEY_BYTES] = key?.try_into().ok()?;
+    let value: [u8; MARKER_VALUE_BYTES] = value.try_into().ok()?;
+    if be_i16(&key, 0) != CONTROL_VERSION || be_i16(&value, 0) != CONTROL_VERSION {
+        return None;
+    }
+    let commit = match be_i16(&key, 2) {
+        CONTROL_TYPE_ABORT => false,
+        CONTROL_TYPE_COMMIT => true,
+        _ => return None,
+    };
+    let coordinator_epoch = LeaderEpoch(be_i32(&value, 2));
+    (coordinator_epoch >= LeaderEpoch::FIRST).then_some(TxnMarker { commit, coordinator_epoch })
+}
+
+/// The attributes ksim writes for a batch of `kind`.
+fn attributes_of(kind: BatchKind) -> i16 {
+    ATTR_LOG_APPEND_TIME
+        | match kind {
+            BatchKind::Data => 0,
+            BatchKind::Transactional => ATTR_TRANSACTIONAL,
+            BatchKind::Marker(_) => ATTR_TRANSACTIONAL | ATTR_CONTROL,
+        }
+}
+
+/// Checks that `producer` fits a batch of `kind` (the decoder refuses
+/// anything else, so the encoder must never write it).
+fn assert_producer_fits(kind: BatchKind, producer: Option<ProducerStamp>) {
+    let Some(p) = producer else {
+        assert_eq!(kind, BatchKind::Data, "a {kind:?} batch without a producer");
+        return;
+    };
+    assert!(p.id.0 >= 0 && p.epoch.0 >= 0, "producer fields of {p:?}");
+    match kind {
+        BatchKind::Marker(m) => {
+            assert_eq!(p.base_sequence, -1, "a marker's base sequence");
+            assert!(m.coordinator_epoch >= LeaderEpoch::FIRST, "a marker's coordinator epoch");
+        }
+        _ => assert!(p.base_sequence >= 0, "producer fields of {p:?}"),
+    }
+}
+
+/// Appends one batch holding `records` (offsets `base_offset..`, all sharing
+/// `header`) to `out`. A log's batches always carry a real epoch, never
+/// Kafka's -1 ([`LeaderEpoch::NONE`]). A marker batch holds exactly its
+/// control record (see [`marker_key_value`]).
+pub(super) fn encode_batch<R: RecordView>(out: &mut Vec<u8>, base_offset: Offset, header: BatchHeader, records: &[R]) {
+    let BatchHeader { leader_epoch, timestamp_ms, producer, kind } = header;
     assert!(!records.is_empty() && records.len() <= i32::MAX as usize);
     assert!(base_offset.0 >= 0 && leader_epoch >= LeaderEpoch::FIRST, "batch at {base_offset} in epoch {leader_epoch}");
+    assert_producer_fits(kind, producer);
+    if let BatchKind::Marker(marker) = kind {
+        let (key, value) = marker_key_value(marker);
+        assert_eq!(records.len(), 1, "a marker batch holds one record");
+        assert!(records[0].key() == Some(&key[..]) && records[0].value() == value, "a marker's control record");
+    }
     let timestamp = i64::try_from(timestamp_ms).expect("timestamp beyond i64");
     let start = out.len();
     out.extend_from_slice(&base_offset.0.to_be_bytes());
@@ -70,11 +168,18 @@ pub(super) fn encode_batch<R: RecordView>(
     out.extend_from_slice(&leader_epoch.0.to_be_bytes());
     out.push(MAGIC_V2);
     out.extend_from_slice(&[0; 4]); // CRC, patched below
-    out.extend_from_slice(&ATTR_LOG_APPEND_TIME.to_be_bytes());
+    out.extend_from_slice(&attributes_of(kind).to_be_bytes());
     out.extend_from_slice(&(records.len() as i32 - 1).to_be_bytes());
     out.extend_from_slice(&timestamp.to_be_bytes()); // base timestamp
     out.extend_from_slice(&timestamp.to_be_bytes()); // max timestamp
-    out.extend_from_slice(&NO_PRODUCER);
+    match producer {
+        None => out.extend_from_slice(&NO_PRODUCER),
+        Some(p) => {
+            out.extend_from_slice(&p.id.0.to_be_bytes());
+            out.extend_from_slice(&p.epoch.0.to_be_bytes());
+            out.extend_from_slice(&p.base_sequence.to_be_bytes());
+        }
+    }
     out.extend_from_slice(&(records.len() as i32).to_be_bytes());
     debug_assert_eq!(out.len() - start, BATCH_HEADER_BYTES);
     for (delta, record) in records.iter().enumerate() {
@@ -84,6 +189,7 @@ pub(super) fn encode_batch<R: RecordView>(
     out[start + 8..start + 12].copy_from_slice(&batch_len.to_be_bytes());
     let crc = crc32c::crc32c(&out[start + ATTRIBUTES_POS..]);
     out[start + CRC_POS..start + ATTRIBUTES_POS].copy_from_slice(&crc.to_be_bytes());
+    debug_assert!(!matches!(kind, BatchKind::Marker(_)) || out.len() - start <= MAX_CONTROL_BATCH_BYTES);
 }
 
 fn encode_record<R: RecordView>(out: &mut Vec<u8>, offset_delta: i64, record: &R) {
@@ -119,6 +225,8 @@ pub(super) struct DecodedBatch {
     pub base_timestamp: i64,
     pub max_timestamp_ms: u64,
     pub size_bytes: usize,
+    pub producer: Option<ProducerStamp>,
+    pub kind: BatchKind,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -157,9 +265,9 @@ pub(super) fn decode_batch_checked(
         return Err(DecodeError::Incomplete);
     }
     let batch = &rest[..size_bytes];
-    let header = check_header(batch, verify_crc)?;
+    let mut header = check_header(batch, size_bytes, verify_crc)?;
     let records_before = out.len();
-    let result = decode_records(file, pos, &header, out);
+    let result = decode_records(file, pos, &mut header, out);
     if result.is_err() {
         out.truncate(records_before);
     }
@@ -171,9 +279,14 @@ pub(super) fn decode_batch_checked(
 /// check, no record decoded, so the batch's other bytes need not be read.
 /// What recovery needs of a segment below the recovery point, which it
 /// trusts (reads check the CRC later). The header is still checked for
-/// sense (length, magic, offsets, epoch, timestamp): garbage is `Invalid`,
-/// never a panic, and `size_bytes` may run past the end of the file (the
-/// caller checks).
+/// sense (length, magic, offsets, epoch, timestamp, attributes): garbage is
+/// `Invalid`, never a panic, and `size_bytes` may run past the end of the
+/// file (the caller checks).
+///
+/// A marker's content (commit or abort, coordinator epoch) is in its
+/// record, not its header: for a control batch `bytes` must hold the whole
+/// batch (at most [`MAX_CONTROL_BATCH_BYTES`]; fewer is `Incomplete`), which
+/// is decoded in full, CRC included.
 pub(super) fn decode_header(bytes: &[u8]) -> Result<DecodedBatch, DecodeError> {
     if bytes.len() < BATCH_HEADER_BYTES {
         return Err(DecodeError::Incomplete);
@@ -182,15 +295,20 @@ pub(super) fn decode_header(bytes: &[u8]) -> Result<DecodedBatch, DecodeError> {
     if batch_len < (BATCH_HEADER_BYTES - LOG_OVERHEAD_BYTES) as i32 {
         return Err(DecodeError::Invalid("batch length shorter than the v2 header"));
     }
-    let mut header = check_header(&bytes[..BATCH_HEADER_BYTES], false)?;
-    header.size_bytes = LOG_OVERHEAD_BYTES + batch_len as usize;
+    let size_bytes = LOG_OVERHEAD_BYTES + batch_len as usize;
+    let header = check_header(&bytes[..BATCH_HEADER_BYTES], size_bytes, false)?;
     // Every record takes at least one byte after the header, so a count the
     // length cannot hold is damage (and would stretch the batch's offsets
     // past what the segment's index can address).
     if header.count as usize > header.size_bytes - BATCH_HEADER_BYTES {
         return Err(DecodeError::Invalid("more records than the batch length can hold"));
     }
-    Ok(header.decoded())
+    if !header.control {
+        return Ok(header.decoded());
+    }
+    // Checked not longer than MAX_CONTROL_BATCH_BYTES by `check_header`.
+    let whole = bytes.get(..size_bytes).ok_or(DecodeError::Incomplete)?;
+    decode_batch(&Bytes::copy_from_slice(whole), 0, &mut Vec::with_capacity(1))
 }
 
 struct Header {
@@ -201,6 +319,11 @@ struct Header {
     max_timestamp_ms: u64,
     count: i32,
     size_bytes: usize,
+    producer: Option<ProducerStamp>,
+    /// A control batch: `kind` is known once its record is decoded.
+    control: bool,
+    /// For a control batch, `Data` until its record is decoded.
+    kind: BatchKind,
 }
 
 impl Header {
@@ -212,13 +335,18 @@ impl Header {
             base_timestamp: self.base_timestamp,
             max_timestamp_ms: self.max_timestamp_ms,
             size_bytes: self.size_bytes,
+            producer: self.producer,
+            kind: self.kind,
         }
     }
 }
 
-/// Validates the fixed header and CRC of a complete batch.
-fn check_header(batch: &[u8], verify_crc: bool) -> Result<Header, DecodeError> {
+/// Validates the fixed header of a batch of `size_bytes` (its bytes
+/// start `batch`: the whole batch if `verify_crc`, else at least the
+/// header), and its CRC if asked.
+fn check_header(batch: &[u8], size_bytes: usize, verify_crc: bool) -> Result<Header, DecodeError> {
     use DecodeError::Invalid;
+    assert!(batch.len() >= BATCH_HEADER_BYTES && (!verify_crc || batch.len() == size_bytes));
     if batch[MAGIC_POS] != MAGIC_V2 {
         return Err(Invalid("magic is not 2"));
     }
@@ -226,11 +354,19 @@ fn check_header(batch: &[u8], verify_crc: bool) -> Result<Header, DecodeError> {
         return Err(Invalid("CRC-32C mismatch"));
     }
     let attributes = be_i16(batch, ATTRIBUTES_POS);
-    if attributes & !ATTR_LOG_APPEND_TIME != 0 {
-        return Err(Invalid("compressed, transactional or control batch"));
+    if attributes & !(ATTR_LOG_APPEND_TIME | ATTR_TRANSACTIONAL | ATTR_CONTROL) != 0 {
+        return Err(Invalid("compressed batch or unknown attributes"));
     }
-    if batch[PRODUCER_ID_POS..RECORD_COUNT_POS] != NO_PRODUCER {
-        return Err(Invalid("producer id, epoch or sequence set"));
+    let (transactional, control) = (attributes & ATTR_TRANSACTIONAL != 0, attributes & ATTR_CONTROL != 0);
+    if control && !transactional {
+        return Err(Invalid("control batch outside a transaction"));
+    }
+    let producer = check_producer(batch, control)?;
+    if transactional && producer.is_none() {
+        return Err(Invalid("transactional batch without a producer"));
+    }
+    if control && size_bytes > MAX_CONTROL_BATCH_BYTES {
+        return Err(Invalid("control batch longer than a marker"));
     }
     let base_offset = be_i64(batch, 0);
     let leader_epoch = be_i32(batch, EPOCH_POS);
@@ -245,6 +381,9 @@ fn check_header(batch: &[u8], verify_crc: bool) -> Result<Header, DecodeError> {
     if base_offset.checked_add(i64::from(count)).is_none() {
         return Err(Invalid("offsets overflow i64"));
     }
+    if control && count != 1 {
+        return Err(Invalid("control batch of more than one record"));
+    }
     Ok(Header {
         base_offset: Offset(base_offset),
         leader_epoch: LeaderEpoch(leader_epoch),
@@ -252,14 +391,39 @@ fn check_header(batch: &[u8], verify_crc: bool) -> Result<Header, DecodeError> {
         base_timestamp: be_i64(batch, BASE_TIMESTAMP_POS),
         max_timestamp_ms: max_timestamp as u64,
         count,
-        size_bytes: batch.len(),
+        size_bytes,
+        producer,
+        control,
+        kind: if transactional && !control { BatchKind::Transactional } else { BatchKind::Data },
     })
 }
 
+/// The producer fields of a batch's header: all -1 (none), or an id and
+/// epoch with a base sequence that is -1 for a control batch and
+/// non-negative for any other.
+fn check_producer(batch: &[u8], control: bool) -> Result<Option<ProducerStamp>, DecodeError> {
+    if batch[PRODUCER_ID_POS..RECORD_COUNT_POS] == NO_PRODUCER {
+        return Ok(None);
+    }
+    let stamp = ProducerStamp {
+        id: ProducerId(be_i64(batch, PRODUCER_ID_POS)),
+        epoch: ProducerEpoch(be_i16(batch, PRODUCER_EPOCH_POS)),
+        base_sequence: be_i32(batch, BASE_SEQUENCE_POS),
+    };
+    let sequence_fits = if control { stamp.base_sequence == -1 } else { stamp.base_sequence >= 0 };
+    if stamp.id.0 < 0 || stamp.epoch.0 < 0 || !sequence_fits {
+        return Err(DecodeError::Invalid("producer id, epoch or sequence partly set"));
+    }
+    Ok(Some(stamp))
+}
+
+/// Decodes the records of the batch at `batch_pos` onto `out`; a control
+/// batch's record becomes its marker, which sets `header.kind` (and every
+/// record's kind).
 fn decode_records(
     file: &Bytes,
     batch_pos: usize,
-    header: &Header,
+    header: &mut Header,
     out: &mut Vec<StoredRecord>,
 ) -> Result<(), DecodeError> {
     let end = batch_pos + header.size_bytes;
@@ -280,6 +444,13 @@ fn decode_records(
     }
     if pos != end {
         return Err(DecodeError::Invalid("bytes after the last record"));
+    }
+    if header.control {
+        let record = out.last_mut().expect("a control batch holds one record");
+        let marker = parse_marker(record.key.as_deref(), &record.value)
+            .ok_or(DecodeError::Invalid("control record is not a transaction marker"))?;
+        header.kind = BatchKind::Marker(marker);
+        record.kind = header.kind;
     }
     Ok(())
 }
@@ -322,7 +493,15 @@ fn decode_record(
         u64::try_from(header.base_timestamp.checked_add(timestamp_delta)?).ok()?
     };
     let offset = Offset(header.base_offset.0 + i64::from(offset_delta));
-    Some(StoredRecord { offset, timestamp_ms, leader_epoch: header.leader_epoch, key, value })
+    Some(StoredRecord {
+        offset,
+        timestamp_ms,
+        leader_epoch: header.leader_epoch,
+        key,
+        value,
+        producer: header.producer,
+        kind: header.kind,
+    })
 }
 
 /// The next `len` bytes as a zero-copy slice; `None` if negative or past `end`.
@@ -358,11 +537,16 @@ mod tests {
         Record { key: key.map(Bytes::from_static), value: Bytes::from_static(value), timestamp_ms: 1 }
     }
 
+    /// The header of a plain producer's batch.
+    fn plain(leader_epoch: i32, timestamp_ms: u64) -> BatchHeader {
+        BatchHeader { leader_epoch: LeaderEpoch(leader_epoch), timestamp_ms, producer: None, kind: BatchKind::Data }
+    }
+
     #[test]
     fn header_is_laid_out_as_kafka_v2() {
         let mut out = vec![0xaa]; // encoding appends after existing bytes
         let records = [record(Some(b"k"), b"value"), record(None, b"")];
-        encode_batch(&mut out, Offset(42), LeaderEpoch(7), 1_000, &records);
+        encode_batch(&mut out, Offset(42), plain(7, 1_000), &records);
         let batch = &out[1..];
         assert_eq!(be_i64(batch, 0), 42);
         assert_eq!(be_i32(batch, 8) as usize, batch.len() - LOG_OVERHEAD_BYTES);
@@ -390,9 +574,9 @@ mod tests {
     fn decode_round_trips_and_leaves_out_untouched_on_error() {
         let mut buf = Vec::new();
         let records = [record(Some(b"a"), b"1"), record(None, b"22"), record(Some(b""), b"")];
-        encode_batch(&mut buf, Offset(5), LeaderEpoch(3), 77, &records);
+        encode_batch(&mut buf, Offset(5), plain(3, 77), &records);
         let first_len = buf.len();
-        encode_batch(&mut buf, Offset(8), LeaderEpoch(4), 78, &records[..1]);
+        encode_batch(&mut buf, Offset(8), plain(4, 78), &records[..1]);
         let file = Bytes::from(buf);
         let mut out = Vec::new();
         let first = decode_batch(&file, 0, &mut out).unwrap();
@@ -428,7 +612,7 @@ mod tests {
     fn header_decode_agrees_with_the_full_decode_and_skips_the_crc() {
         let mut buf = Vec::new();
         let records = [record(Some(b"a"), b"1"), record(None, b"22")];
-        encode_batch(&mut buf, Offset(5), LeaderEpoch(3), 77, &records);
+        encode_batch(&mut buf, Offset(5), plain(3, 77), &records);
         let file = Bytes::from(buf.clone());
         let full = decode_batch(&file, 0, &mut Vec::new()).unwrap();
         assert_eq!(decode_header(&buf[..BATCH_HEADER_BYTES]), Ok(full), "the header alone is enough");
@@ -447,5 +631,154 @@ mod tests {
         let mut bad_magic = buf.clone();
         bad_magic[MAGIC_POS] = 1;
         assert_eq!(decode_header(&bad_magic), Err(DecodeError::Invalid("magic is not 2")));
+    }
+
+    const STAMP: ProducerStamp = ProducerStamp { id: ProducerId(9), epoch: ProducerEpoch(2), base_sequence: 4 };
+
+    /// A marker batch as `append_marker` writes it.
+    fn marker_batch(base_offset: i64, marker: TxnMarker) -> Vec<u8> {
+        let (key, value) = marker_key_value(marker);
+        let record =
+            Record { key: Some(Bytes::copy_from_slice(&key)), value: Bytes::copy_from_slice(&value), timestamp_ms: 0 };
+        let producer = Some(ProducerStamp { base_sequence: -1, ..STAMP });
+        let header =
+            BatchHeader { leader_epoch: LeaderEpoch(1), timestamp_ms: 50, producer, kind: BatchKind::Marker(marker) };
+        let mut buf = Vec::new();
+        encode_batch(&mut buf, Offset(base_offset), header, &[record]);
+        buf
+    }
+
+    fn fix_crc(batch: &mut [u8]) {
+        let crc = crc32c::crc32c(&batch[ATTRIBUTES_POS..]);
+        batch[CRC_POS..ATTRIBUTES_POS].copy_from_slice(&crc.to_be_bytes());
+    }
+
+    #[test]
+    fn transactional_and_marker_batches_round_trip() {
+        let mut buf = Vec::new();
+        let records = [record(Some(b"a"), b"1"), record(None, b"22")];
+        let header = BatchHeader {
+            leader_epoch: LeaderEpoch(1),
+            timestamp_ms: 40,
+            producer: Some(STAMP),
+            kind: BatchKind::Transactional,
+        };
+        encode_batch(&mut buf, Offset(3), header, &records);
+        assert_eq!(be_i16(&buf, ATTRIBUTES_POS), 0x18, "LogAppendTime and transactional");
+        let data_len = buf.len();
+        let commit = TxnMarker { commit: true, coordinator_epoch: LeaderEpoch(6) };
+        let abort = TxnMarker { commit: false, coordinator_epoch: LeaderEpoch(0) };
+        buf.extend(marker_batch(5, commit));
+        let commit_len = buf.len() - data_len;
+        buf.extend(marker_batch(6, abort));
+        let marker = &buf[data_len..data_len + commit_len];
+        assert_eq!(be_i16(marker, ATTRIBUTES_POS), 0x38, "LogAppendTime, transactional and control");
+        assert_eq!((be_i64(marker, PRODUCER_ID_POS), be_i16(marker, PRODUCER_EPOCH_POS)), (9, 2));
+        assert_eq!((be_i32(marker, BASE_SEQUENCE_POS), be_i32(marker, RECORD_COUNT_POS)), (-1, 1));
+        // The control record: key [0, 1] (version 0, COMMIT), value [0, 6] (version 0, epoch 6).
+        let control: &[u8] = &[32, 0, 0, 0, 8, 0, 0, 0, 1, 12, 0, 0, 0, 0, 0, 6, 0];
+        assert_eq!(&marker[BATCH_HEADER_BYTES..], control);
+        assert!(commit_len <= MAX_CONTROL_BATCH_BYTES);
+
+        let file = Bytes::from(buf.clone());
+        let mut out = Vec::new();
+        let data = decode_batch(&file, 0, &mut out).unwrap();
+        assert_eq!((data.kind, data.producer), (BatchKind::Transactional, Some(STAMP)));
+        let first = decode_batch(&file, data_len, &mut out).unwrap();
+        let second = decode_batch(&file, data_len + commit_len, &mut out).unwrap();
+        let marker_stamp = Some(ProducerStamp { base_sequence: -1, ..STAMP });
+        assert_eq!(
+            (first.kind, first.producer, first.last_offset),
+            (BatchKind::Marker(commit), marker_stamp, Offset(5))
+        );
+        assert_eq!((second.kind, second.last_offset), (BatchKind::Marker(abort), Offset(6)));
+        let kinds: Vec<_> = out.iter().map(|r| (r.offset.0, r.kind, r.producer)).collect();
+        let want = [
+            (3, BatchKind::Transactional, Some(STAMP)),
+            (4, BatchKind::Transactional, Some(STAMP)),
+            (5, BatchKind::Marker(commit), marker_stamp),
+            (6, BatchKind::Marker(abort), marker_stamp),
+        ];
+        assert_eq!(kinds, want);
+        // The header walk knows a data batch's kind from its header, and
+        // reads a marker's whole batch to know its content.
+        assert_eq!(decode_header(&buf[..BATCH_HEADER_BYTES]), Ok(data));
+        assert_eq!(decode_header(&buf[data_len..data_len + BATCH_HEADER_BYTES]), Err(DecodeError::Incomplete));
+        assert_eq!(decode_header(&buf[data_len..data_len + commit_len - 1]), Err(DecodeError::Incomplete));
+        assert_eq!(decode_header(&buf[data_len..]), Ok(first), "more bytes than the batch are fine");
+    }
+
+    /// A one-record batch of producer `STAMP` with `key` and `value`, its
+    /// attributes and base sequence then set as given (CRC fixed): a
+    /// control batch if `attributes` says so, whatever its record holds.
+    fn patched(
+        key: Option<&'static [u8]>,
+        value: &'static [u8],
+        count: usize,
+        attributes: i16,
+        base_sequence: i32,
+    ) -> Vec<u8> {
+        let records: Vec<Record> = (0..count).map(|_| record(key, value)).collect();
+        let header =
+            BatchHeader { leader_epoch: LeaderEpoch(1), timestamp_ms: 5, producer: Some(STAMP), kind: BatchKind::Data };
+        let mut buf = Vec::new();
+        encode_batch(&mut buf, Offset(3), header, &records);
+        buf[ATTRIBUTES_POS..ATTRIBUTES_POS + 2].copy_from_slice(&attributes.to_be_bytes());
+        buf[BASE_SEQUENCE_POS..BASE_SEQUENCE_POS + 4].copy_from_slice(&base_sequence.to_be_bytes());
+        fix_crc(&mut buf);
+        buf
+    }
+
+    #[test]
+    fn garbage_transactional_or_control_batches_are_invalid() {
+        const COMMIT_KEY: &[u8] = &[0, 0, 0, 1];
+        const VALUE: &[u8] = &[0, 0, 0, 0, 0, 3];
+        let control = 0x38;
+        let good = patched(Some(COMMIT_KEY), VALUE, 1, control, -1);
+        let marker = TxnMarker { commit: true, coordinator_epoch: LeaderEpoch(3) };
+        assert_eq!(
+            decode_batch(&Bytes::from(good.clone()), 0, &mut Vec::new()).map(|b| b.kind),
+            Ok(BatchKind::Marker(marker))
+        );
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            ("control without transactional", patched(Some(COMMIT_KEY), VALUE, 1, 0x28, -1)),
+            ("two control records", patched(Some(COMMIT_KEY), VALUE, 2, control, -1)),
+            ("control type 2 (leader change)", patched(Some(&[0, 0, 0, 2]), VALUE, 1, control, -1)),
+            ("negative control type", patched(Some(&[0, 0, 0xff, 0xff]), VALUE, 1, control, -1)),
+            ("key version 1", patched(Some(&[0, 1, 0, 1]), VALUE, 1, control, -1)),
+            ("value version 1", patched(Some(COMMIT_KEY), &[0, 1, 0, 0, 0, 3], 1, control, -1)),
+            ("short key", patched(Some(&[0, 0, 0]), VALUE, 1, control, -1)),
+            ("long value", patched(Some(COMMIT_KEY), &[0, 0, 0, 0, 0, 3, 0], 1, control, -1)),
+            ("null key", patched(None, VALUE, 1, control, -1)),
+            ("negative coordinator epoch", patched(Some(COMMIT_KEY), &[0, 0, 0xff, 0xff, 0xff, 0xff], 1, control, -1)),
+            ("marker with a sequence", patched(Some(COMMIT_KEY), VALUE, 1, control, 0)),
+            ("data with sequence -1", patched(None, b"v", 1, 0x18, -1)),
+            ("compressed transactional", patched(None, b"v", 1, 0x19, 0)),
+            ("delete horizon", patched(None, b"v", 1, 0x48, 0)),
+            ("control batch too long", patched(Some(COMMIT_KEY), &[7; MAX_CONTROL_BATCH_BYTES], 1, control, -1)),
+        ];
+        for (what, bytes) in cases {
+            let file = Bytes::from(bytes.clone());
+            let mut out = Vec::new();
+            assert!(matches!(decode_batch(&file, 0, &mut out), Err(DecodeError::Invalid(_))), "{what}");
+            assert!(out.is_empty(), "{what}");
+            assert!(matches!(decode_header(&bytes), Err(DecodeError::Invalid(_))), "{what}: the header walk");
+        }
+        // A transactional batch without a producer.
+        let mut buf = Vec::new();
+        encode_batch(&mut buf, Offset(0), plain(1, 5), &[record(None, b"v")]);
+        buf[ATTRIBUTES_POS + 1] |= 0x10;
+        fix_crc(&mut buf);
+        assert_eq!(decode_header(&buf), Err(DecodeError::Invalid("transactional batch without a producer")));
+        // Every bit of a marker batch flipped (CRC fixed after): never a panic.
+        for at in ATTRIBUTES_POS..good.len() {
+            for bit in 0..8 {
+                let mut flipped = good.clone();
+                flipped[at] ^= 1 << bit;
+                fix_crc(&mut flipped);
+                let _ = decode_batch(&Bytes::from(flipped.clone()), 0, &mut Vec::new());
+                let _ = decode_header(&flipped);
+            }
+        }
     }
 }

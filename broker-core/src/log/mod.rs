@@ -2,42 +2,76 @@
 //! split into segments (`{dir}/{base offset:020}.log` + `.index`) written through
 //! the [`Storage`] seam in Kafka's record batch v2 format.
 //!
-//! Memory holds where each batch sits (offsets, position, epoch), not the
-//! records: every read decodes the batches it needs from storage and checks
-//! their CRCs, so what a reader gets is what the disk holds. Every batch
-//! carries the leader epoch it was written in, and the log keeps a
-//! [`LeaderEpochCache`] of where each epoch starts, written to
-//! `{dir}/leader-epoch-checkpoint` whenever it changes. Files: `codec` (batch
-//! v2 bytes), `varint`, `index` (sparse offset index), `segment`,
-//! `epoch_cache`, `epoch_checkpoint` (its file), `recovery` (open, from the
-//! recovery point), `truncate`, `retention`.
+//! Memory holds where each batch sits (offsets, position, epoch, producer,
+//! kind), not the records: every read decodes the batches it needs from
+//! storage and checks their CRCs, so what a reader gets is what the disk
+//! holds. Every batch carries the leader epoch it was written in, and the
+//! log keeps a [`LeaderEpochCache`] of where each epoch starts, written to
+//! `{dir}/leader-epoch-checkpoint` whenever it changes.
+//!
+//! Batches are of three kinds ([`BatchKind`]): data (from a plain or an
+//! idempotent producer), transactional data, and transaction markers
+//! (COMMIT / ABORT control batches a coordinator writes, validated by
+//! [`PartitionLog::check_marker`]). A producer's first transactional batch
+//! opens its transaction in this partition, its marker ends it. The last
+//! stable offset ([`PartitionLog::last_stable_offset`]) is the high
+//! watermark held back at the first offset of the earliest transaction not
+//! yet decided below it; read_committed readers stop there, and skip the
+//! records of the aborted transactions [`PartitionLog::aborted_txns`] lists.
+//! Kafka keeps those in a `.txnindex` file per segment; ksim keeps them in
+//! memory and rebuilds them with the producer state (`txn_index`).
+//!
+//! Files: `codec` (batch v2 bytes, markers' control records), `varint`,
+//! `index` (sparse offset index), `segment`, `epoch_cache`,
+//! `epoch_checkpoint` (its file), `recovery` (open, from the recovery
+//! point), `truncate`, `retention`, `producer_state` (producers' last
+//! batches, epochs, open transactions and coordinator epochs, fed by every
+//! append), `producer_snapshot` (`{dir}/{offset:020}.snapshot`, the producer
+//! state as of a segment's base offset, written durably at every roll; at
+//! open and after a truncation the state is the newest snapshot plus the
+//! batches after it, so producers whose batches retention deleted are not
+//! forgotten), `txn` (transactional appends, markers, the LSO) and
+//! `txn_index` (the aborted transactions and the recently completed ones,
+//! rebuilt at open and after a truncation from the snapshot at the log
+//! start plus every batch, trimmed by retention).
 
 mod codec;
 mod epoch_cache;
 mod epoch_checkpoint;
 mod index;
+mod producer_snapshot;
+pub mod producer_state;
 mod recovery;
 mod retention;
 mod segment;
 mod truncate;
+mod txn;
+mod txn_index;
 mod varint;
 
+#[cfg(test)]
+mod producer_state_tests;
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]
 mod recovery_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod txn_tests;
 
 pub use epoch_cache::{EpochEntry, LeaderEpochCache};
 pub use epoch_checkpoint::EpochCheckpointOutcome;
+pub use producer_state::{AppendCheck, CompletedTxn, ProducerStateTable};
+pub use txn_index::{MAX_ABORTED_TXNS, MAX_RECENT_TXNS};
 
 use crate::storage::{write_durably, Storage, StorageError};
-use crate::types::{LeaderEpoch, Offset, Record, StoredRecord};
-use codec::{encode_batch, RecordView};
+use crate::types::{BatchKind, LeaderEpoch, Offset, ProducerStamp, Record, StoredRecord};
+use codec::{encode_batch, BatchHeader, RecordView};
 use segment::Segment;
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use txn_index::TxnIndex;
 
 /// Segment, index and retention settings (Kafka's `log.*` broker configs).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -228,6 +262,16 @@ pub struct PartitionLog {
     skip_crc_on_read: bool,
     /// Planted bug `fsync-lies`: the flush policy is skipped.
     fsync_lies: bool,
+    /// Idempotent producers' last batches in this log (Kafka's
+    /// `ProducerStateManager`): always what the batches imply, those
+    /// retention deleted included (their producers live on in the snapshot
+    /// at the log start).
+    producers: ProducerStateTable,
+    /// Planted bug `idempotence-window-1`: the table keeps one batch per producer.
+    producer_window: usize,
+    /// The aborted transactions and the recently completed ones (`txn_index`):
+    /// always what the batches from the log start imply.
+    txns: TxnIndex,
     /// Reused encode buffer: the append path allocates nothing per call.
     scratch: Vec<u8>,
     /// What `open` read.
@@ -262,10 +306,53 @@ impl PartitionLog {
         leader_epoch: LeaderEpoch,
         records: &[Record],
     ) -> Result<AppendInfo, LogError> {
-        let (base_offset, last_offset) = self.encode_for_append(now_ms, leader_epoch, records);
-        let info = self.finish_append(storage, now_ms, leader_epoch, base_offset, last_offset)?;
+        self.append_from(storage, now_ms, leader_epoch, None, records)
+    }
+
+    /// [`PartitionLog::append`] for a batch from `producer`, an idempotent
+    /// producer (`None`: a plain one). The caller has asked
+    /// [`PartitionLog::check_producer`] first: the log does not judge
+    /// sequences, it records them.
+    pub fn append_from(
+        &mut self,
+        storage: &mut dyn Storage,
+        now_ms: u64,
+        leader_epoch: LeaderEpoch,
+        producer: Option<ProducerStamp>,
+        records: &[Record],
+    ) -> Result<AppendInfo, LogError> {
+        let header = BatchHeader { leader_epoch, timestamp_ms: now_ms, producer, kind: BatchKind::Data };
+        self.append_batch(storage, header, records)
+    }
+
+    /// Appends `records` as one batch with `header` (timestamp: now), as a
+    /// leader does, and flushes per the policy.
+    fn append_batch(
+        &mut self,
+        storage: &mut dyn Storage,
+        header: BatchHeader,
+        records: &[Record],
+    ) -> Result<AppendInfo, LogError> {
+        let (base_offset, last_offset) = self.encode_for_append(storage, header, records)?;
+        let info = self.finish_append(storage, header, base_offset, last_offset)?;
         self.flush_per_policy(storage);
         Ok(info)
+    }
+
+    /// What a leader is to do with a batch of `count` records from `producer`.
+    pub fn check_producer(&self, producer: ProducerStamp, count: usize) -> AppendCheck {
+        self.producers.check_batch(producer, count)
+    }
+
+    /// The idempotent producers this log has seen.
+    pub fn producer_state(&self) -> &ProducerStateTable {
+        &self.producers
+    }
+
+    /// Forgets every producer: only the planted bug
+    /// `producer-state-lost-on-failover` calls this, on a new leader.
+    pub fn forget_producers(&mut self) {
+        self.producers.clear();
     }
 
     /// Appends records fetched from the leader, keeping the leader's offsets,
@@ -274,10 +361,13 @@ impl PartitionLog {
     /// must not go back, from the log's latest epoch on, else
     /// [`AppendError::EpochRegression`]. On error nothing is written.
     ///
-    /// Written as one batch per run of records with equal epoch and timestamp:
-    /// a batch has one epoch, and a LogAppendTime batch one timestamp, so the
-    /// leader's batches come out as they were (merged only where neighbours
-    /// agree on both). Panics on no records, as [`PartitionLog::append`] does.
+    /// Written as one batch per run of records with equal epoch, timestamp,
+    /// producer stamp and kind: a batch has one epoch, and a LogAppendTime
+    /// batch one timestamp, so the leader's batches come out as they were
+    /// (merged only where neighbours agree on all four; a marker is always
+    /// a batch of its own). Panics on no records, as [`PartitionLog::append`]
+    /// does, and on records no log read returns (a marker whose record is
+    /// not its control record, a transactional record without a producer).
     pub fn append_replicated(
         &mut self,
         storage: &mut dyn Storage,
@@ -286,13 +376,23 @@ impl PartitionLog {
         assert!(!records.is_empty(), "append of an empty batch");
         self.check_replicated(records)?;
         let base_offset = self.log_end;
+        // An idempotent producer's batches differ in their stamps (each has
+        // its own base sequence), so they come out as the leader wrote them.
+        // Two markers in a row can be alike in everything (a coordinator's
+        // retry): each is its own batch.
+        let header = |r: &StoredRecord| BatchHeader {
+            leader_epoch: r.leader_epoch,
+            timestamp_ms: r.timestamp_ms,
+            producer: r.producer,
+            kind: r.kind,
+        };
         let same_batch =
-            |a: &StoredRecord, b: &StoredRecord| (a.leader_epoch, a.timestamp_ms) == (b.leader_epoch, b.timestamp_ms);
+            |a: &StoredRecord, b: &StoredRecord| header(a) == header(b) && !matches!(a.kind, BatchKind::Marker(_));
         for run in records.chunk_by(same_batch) {
-            let (leader_epoch, timestamp_ms) = (run[0].leader_epoch, run[0].timestamp_ms);
-            let (run_base, run_last) = self.encode_for_append(timestamp_ms, leader_epoch, run);
+            let run_header = header(&run[0]);
+            let (run_base, run_last) = self.encode_for_append(storage, run_header, run)?;
             assert_eq!(run_base, run[0].offset, "checked dense");
-            self.finish_append(storage, timestamp_ms, leader_epoch, run_base, run_last)?;
+            self.finish_append(storage, run_header, run_base, run_last)?;
         }
         self.flush_per_policy(storage);
         let last_offset = Offset(self.log_end.0 - 1);
@@ -317,40 +417,43 @@ impl PartitionLog {
     }
 
     /// Encodes `records` as the next batch into `scratch` and rolls a segment
-    /// if needed. Returns the batch's base offset (the log end) and last offset.
+    /// if needed. Returns the batch's base offset (the log end) and last
+    /// offset. A roll writes a producer snapshot; if that fails, nothing
+    /// has changed and the broker stops.
     fn encode_for_append<R: RecordView>(
         &mut self,
-        timestamp_ms: u64,
-        leader_epoch: LeaderEpoch,
+        storage: &mut dyn Storage,
+        header: BatchHeader,
         records: &[R],
-    ) -> (Offset, Offset) {
+    ) -> Result<(Offset, Offset), StorageError> {
         assert!(!records.is_empty(), "append of an empty batch");
-        let latest = self.latest_epoch().unwrap_or(LeaderEpoch::FIRST);
+        let (leader_epoch, latest) = (header.leader_epoch, self.latest_epoch().unwrap_or(LeaderEpoch::FIRST));
         assert!(leader_epoch >= latest, "append in epoch {leader_epoch} after epoch {latest}");
         let base_offset = self.log_end;
         let last_offset = Offset(base_offset.0 + records.len() as i64 - 1);
         self.scratch.clear();
-        encode_batch(&mut self.scratch, base_offset, leader_epoch, timestamp_ms, records);
+        encode_batch(&mut self.scratch, base_offset, header, records);
         if self.should_roll(self.scratch.len() as u64, last_offset) {
-            self.segments.push(Segment::new(&self.dir, base_offset));
+            self.roll(storage, base_offset)?;
         }
         assert_eq!(self.active().end_offset(), base_offset, "offsets must stay dense");
-        (base_offset, last_offset)
+        Ok((base_offset, last_offset))
     }
 
     /// Writes the batch encoded in `scratch` to the active segment, and starts
     /// its epoch in the cache if it is a new one. A new epoch is checkpointed
     /// before the batch is written, as Kafka assigns it: a crash in between
     /// leaves an entry at the log end, which `open` drops, while the other
-    /// order could leave a batch whose epoch no checkpoint names.
+    /// order could leave a batch whose epoch no checkpoint names. Then the
+    /// producer state and the transaction index take the batch in.
     fn finish_append(
         &mut self,
         storage: &mut dyn Storage,
-        timestamp_ms: u64,
-        leader_epoch: LeaderEpoch,
+        header: BatchHeader,
         base_offset: Offset,
         last_offset: Offset,
     ) -> Result<AppendInfo, StorageError> {
+        let leader_epoch = header.leader_epoch;
         // Kafka flushes the segments a roll left behind.
         if self.flushed_to < self.active().base_offset {
             self.flush_below(storage, self.segments.len() - 1);
@@ -363,12 +466,16 @@ impl PartitionLog {
         let active = self.segments.last_mut().expect("a log always has a segment");
         assert_eq!(active.end_offset(), base_offset, "the batch continues the segment");
         let interval = self.config.index_interval_bytes;
-        active.append_batch(storage, &self.scratch, last_offset, leader_epoch, timestamp_ms, interval)?;
+        active.append_batch(storage, &self.scratch, last_offset, header, interval)?;
         self.size_bytes += self.scratch.len() as u64;
         self.log_end = last_offset.next();
         assert_eq!(active.end_offset(), self.log_end);
         self.epochs.assign(leader_epoch, base_offset);
         assert_eq!(self.latest_epoch(), Some(leader_epoch));
+        let count = (last_offset.0 - base_offset.0 + 1) as usize;
+        if let Some(txn) = self.producers.record_kind(header.kind, header.producer, count, base_offset) {
+            self.txns.complete(txn);
+        }
         Ok(AppendInfo { base_offset, last_offset })
     }
 
@@ -499,6 +606,35 @@ impl PartitionLog {
             }
         }
         assert!(!out.is_empty() && next == end);
+        Ok(out)
+    }
+
+    /// [`PartitionLog::read`] in whole batches, as a replica fetch needs
+    /// them: a batch is never split (a follower rebuilds the leader's batches,
+    /// and an idempotent producer's sequences, from what it is sent). A read
+    /// that the byte budget cut inside a batch ends before that batch —
+    /// unless it is the first, which is then returned whole, over the budget
+    /// (Kafka's fetches always make progress the same way).
+    pub fn read_whole_batches(
+        &self,
+        storage: &dyn Storage,
+        from: Offset,
+        max_offset: Offset,
+        max_bytes: u32,
+    ) -> Result<Vec<StoredRecord>, LogError> {
+        let mut out = self.read(storage, from, max_offset, max_bytes)?;
+        let Some(last) = out.last().map(|r| r.offset) else { return Ok(out) };
+        let segment = &self.segments[self.segment_index(last)];
+        let batch = segment.batches[segment.batch_holding(last)];
+        let end = batch.last_offset.next().min(max_offset);
+        if last.next() >= end {
+            return Ok(out);
+        }
+        if batch.base_offset > from {
+            out.retain(|r| r.offset < batch.base_offset);
+        } else {
+            out.extend(self.read(storage, last.next(), end, u32::MAX)?);
+        }
         Ok(out)
     }
 

@@ -8,29 +8,64 @@
 //! checkpoint written then holds), or any offset at all (a stale or
 //! bit-flipped checkpoint): nothing here damages a batch, so what the walk
 //! trusts must come out as validation would have it.
+//!
+//! Some appends come from idempotent producers: after every step the log's
+//! producer state must be the table the model's idempotent batches build,
+//! those retention deleted included (the producer snapshots keep them) and
+//! those cut or lost excluded.
+//!
+//! Some come from transactional producers, and some are their markers
+//! (COMMIT or ABORT, in the producer's epoch or a bumped one): after every
+//! step the last stable offset at every high watermark and the aborted
+//! transactions over the whole log must be what the model's batches imply.
 
+use super::codec::marker_key_value;
 use super::tests::check_invariants;
 use super::*;
 use crate::plant::Plants;
 use crate::storage::{MemStorage, Storage};
-use crate::types::RECORD_OVERHEAD_BYTES;
+use crate::types::{AbortedTxn, ProducerEpoch, ProducerId, TxnMarker, RECORD_OVERHEAD_BYTES};
 use bytes::Bytes;
 use proptest::prelude::*;
+use std::collections::BTreeMap;
 
 const DIR: &str = "t1-0";
 
+/// Transactional producers' ids start here (idempotent ones are 0..3).
+const TXN_PRODUCER: i64 = 10;
+
+/// A completed transaction: producer, first offset, marker offset, commit.
+type Completed = (i64, i64, i64, bool);
+
 #[derive(Clone, Debug)]
 enum Op {
-    /// A leader append; `bump` starts a new epoch first.
+    /// A leader append; `bump` starts a new epoch first. `idempotent`:
+    /// from that producer (bumping its epoch first if asked).
     Append {
         count: usize,
         value_len: usize,
         keyed: bool,
         bump: bool,
+        idempotent: Option<Idempotent>,
     },
-    /// A follower append of runs of (new epoch?, new timestamp?, records).
+    /// A transactional batch from producer `TXN_PRODUCER + id`.
+    TxnAppend {
+        id: i64,
+        count: usize,
+        value_len: usize,
+    },
+    /// That producer's marker, in its next epoch if `bump`, from the
+    /// coordinator's current epoch (a newer one first if `new_coordinator`).
+    Marker {
+        id: i64,
+        commit: bool,
+        bump: bool,
+        new_coordinator: bool,
+    },
+    /// A follower append of runs of (new epoch?, new timestamp?, records,
+    /// producer).
     AppendReplicated {
-        runs: Vec<(bool, bool, usize)>,
+        runs: Vec<(bool, bool, usize, Option<Idempotent>)>,
         value_len: usize,
     },
     /// A follower append that must be refused: 0 = a gap, 1 = an epoch going
@@ -67,6 +102,19 @@ enum Op {
     },
 }
 
+/// A batch from idempotent producer `id`, which first bumps its epoch
+/// (sequences start over) if `bump`.
+#[derive(Clone, Copy, Debug)]
+struct Idempotent {
+    id: i64,
+    bump: bool,
+}
+
+fn idempotent() -> impl Strategy<Value = Option<Idempotent>> {
+    let producer = (0..3i64, prop::bool::weighted(0.1)).prop_map(|(id, bump)| Idempotent { id, bump });
+    proptest::option::weighted(0.5, producer)
+}
+
 /// The recovery point a reopen starts from.
 #[derive(Clone, Copy, Debug)]
 enum Point {
@@ -84,9 +132,13 @@ fn point() -> impl Strategy<Value = Point> {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        5 => (1..6usize, 0..40usize, any::<bool>(), prop::bool::weighted(0.2))
-            .prop_map(|(count, value_len, keyed, bump)| Op::Append { count, value_len, keyed, bump }),
-        2 => (prop::collection::vec((prop::bool::weighted(0.3), any::<bool>(), 1..4usize), 1..4), 0..40usize)
+        5 => (1..6usize, 0..40usize, any::<bool>(), prop::bool::weighted(0.2), idempotent()).prop_map(
+            |(count, value_len, keyed, bump, idempotent)| Op::Append { count, value_len, keyed, bump, idempotent }
+        ),
+        2 => (0..3i64, 1..4usize, 0..40usize).prop_map(|(id, count, value_len)| Op::TxnAppend { id, count, value_len }),
+        1 => (0..3i64, any::<bool>(), any::<bool>(), prop::bool::weighted(0.2))
+            .prop_map(|(id, commit, bump, new_coordinator)| Op::Marker { id, commit, bump, new_coordinator }),
+        2 => (prop::collection::vec((prop::bool::weighted(0.3), any::<bool>(), 1..4usize, idempotent()), 1..4), 0..40usize)
             .prop_map(|(runs, value_len)| Op::AppendReplicated { runs, value_len }),
         1 => (0..3u8).prop_map(|kind| Op::BadReplicated { kind }),
         1 => any::<u16>().prop_map(|pick| Op::Truncate { pick }),
@@ -128,6 +180,10 @@ struct Model {
     /// deletes durable at once, so only cuts lower it. Unlike the log's own
     /// `flushed_to`, a reopen does not reset it: the files stay synced.
     durable: i64,
+    /// The batches with a producer appended, in order: (stamp, base offset,
+    /// records, kind). Retention keeps them (so do the log's snapshots);
+    /// cuts and losses remove them.
+    idempotent: Vec<(ProducerStamp, i64, usize, BatchKind)>,
 }
 
 impl Model {
@@ -135,6 +191,8 @@ impl Model {
         self.start + self.records.len() as i64
     }
 
+    /// `truncate_to(offset)`: at or below the start, the log restarts empty
+    /// there and forgets every producer.
     fn truncate(&mut self, offset: i64) {
         if offset >= self.end() {
             return;
@@ -143,9 +201,80 @@ impl Model {
             *self = Model { start: offset, durable: offset, ..Model::default() };
             return;
         }
+        self.lose_from(offset);
+    }
+
+    /// Recovery kept the log up to `offset` (a torn tail, a power loss): the
+    /// log start, and the producers of deleted segments, stay.
+    fn lose_from(&mut self, offset: i64) {
+        assert!(self.start <= offset && offset <= self.end());
         self.records.truncate((offset - self.start) as usize);
         self.batch_bases.retain(|&base| base < offset); // a split batch keeps its base
         self.durable = self.durable.min(offset);
+        self.idempotent.retain(|&(_, base, _, _)| base < offset);
+        if let Some((_, base, count, _)) = self.idempotent.last_mut() {
+            *count = (*count).min((offset - *base) as usize); // a split batch keeps its base sequence
+        }
+    }
+
+    /// The producer state the idempotent and transactional batches imply.
+    fn producers(&self) -> ProducerStateTable {
+        let mut table = ProducerStateTable::default();
+        for &(stamp, base, count, kind) in &self.idempotent {
+            table.record_kind(kind, Some(stamp), count, Offset(base));
+        }
+        table
+    }
+
+    /// The open transactions (producer → first offset) and the completed
+    /// ones, the obvious way.
+    fn txns(&self) -> (BTreeMap<i64, i64>, Vec<Completed>) {
+        let (mut open, mut completed) = (BTreeMap::new(), Vec::new());
+        for &(stamp, base, _, kind) in &self.idempotent {
+            match kind {
+                BatchKind::Data => {}
+                BatchKind::Transactional => {
+                    open.entry(stamp.id.0).or_insert(base);
+                }
+                BatchKind::Marker(marker) => {
+                    if let Some(first) = open.remove(&stamp.id.0) {
+                        completed.push((stamp.id.0, first, base, marker.commit));
+                    }
+                }
+            }
+        }
+        (open, completed)
+    }
+
+    /// The LSO at `hw`: held at the first offset of an open transaction or
+    /// of one whose marker is not below `hw`, but not below the log start.
+    fn lso(&self, hw: i64) -> i64 {
+        let (open, completed) = self.txns();
+        let unstable = open.into_values().chain(completed.iter().filter(|t| t.2 >= hw).map(|t| t.1)).min();
+        unstable.map_or(hw, |first| first.max(self.start).min(hw))
+    }
+
+    /// The aborted transactions whose marker the log still holds, by first offset.
+    fn aborted(&self) -> Vec<AbortedTxn> {
+        let (_, completed) = self.txns();
+        let aborted = completed.into_iter().filter(|t| !t.3 && t.2 >= self.start);
+        let mut all: Vec<AbortedTxn> = aborted
+            .map(|(pid, first, last, _)| AbortedTxn {
+                producer_id: ProducerId(pid),
+                first_offset: Offset(first),
+                last_offset: Offset(last),
+            })
+            .collect();
+        all.sort_by_key(|t| t.first_offset);
+        all
+    }
+
+    /// The producer stamp of every record held that has one.
+    fn stamps(&self) -> BTreeMap<i64, ProducerStamp> {
+        let held = |&(stamp, base, count, _): &(ProducerStamp, i64, usize, BatchKind)| {
+            (base..base + count as i64).filter(|&o| o >= self.start).map(move |o| (o, stamp))
+        };
+        self.idempotent.iter().flat_map(held).collect()
     }
 
     fn advance_start(&mut self, start: i64) {
@@ -192,13 +321,18 @@ struct Run {
     serial: u64,
     /// The epoch the next append is written in: never below the log's latest.
     epoch: i32,
+    /// Per idempotent producer id, its epoch and next sequence.
+    producers: BTreeMap<i64, (i16, i32)>,
+    /// The transaction coordinator's epoch: markers never go back.
+    coordinator_epoch: i32,
 }
 
 impl Run {
     fn new(config: LogConfig) -> Run {
         let mut storage = MemStorage::new();
         let log = PartitionLog::open(DIR, config.clone(), &Plants::none(), None, &mut storage).unwrap();
-        Run { config, storage, log, model: Model::default(), now_ms: 0, serial: 0, epoch: 0 }
+        let (model, producers) = (Model::default(), BTreeMap::new());
+        Run { config, storage, log, model, now_ms: 0, serial: 0, epoch: 0, producers, coordinator_epoch: 0 }
     }
 
     /// The offset `point` names now (before the reopen it is for).
@@ -218,6 +352,18 @@ impl Run {
         self.log = PartitionLog::open(DIR, config, &Plants::none(), recovery_point, &mut self.storage).unwrap();
     }
 
+    /// The stamp of the next batch of `count` records from `producer`.
+    fn stamp(&mut self, producer: Option<Idempotent>, count: usize) -> Option<ProducerStamp> {
+        let Idempotent { id, bump } = producer?;
+        let (epoch, seq) = self.producers.entry(id).or_insert((0, 0));
+        if bump {
+            (*epoch, *seq) = (*epoch + 1, 0);
+        }
+        let stamp = ProducerStamp { id: ProducerId(id), epoch: ProducerEpoch(*epoch), base_sequence: *seq };
+        *seq = stamp.last_sequence(count) + 1;
+        Some(stamp)
+    }
+
     fn value(&mut self, value_len: usize) -> Bytes {
         self.serial += 1;
         Bytes::from(format!("{}:{}", self.serial, "x".repeat(value_len)))
@@ -225,9 +371,17 @@ impl Run {
 
     fn apply(&mut self, op: Op) {
         match op {
-            Op::Append { count, value_len, keyed, bump } => {
+            Op::Append { count, value_len, keyed, bump, idempotent } => {
                 self.epoch += i32::from(bump);
-                self.append(count, value_len, keyed);
+                let producer = self.stamp(idempotent, count);
+                self.append(count, value_len, keyed, producer);
+            }
+            Op::TxnAppend { id, count, value_len } => {
+                let producer = self.stamp(Some(Idempotent { id: TXN_PRODUCER + id, bump: false }), count);
+                self.append_kind(count, value_len, producer, BatchKind::Transactional);
+            }
+            Op::Marker { id, commit, bump, new_coordinator } => {
+                self.marker(TXN_PRODUCER + id, commit, bump, new_coordinator)
             }
             Op::AppendReplicated { runs, value_len } => self.append_replicated(&runs, value_len),
             Op::BadReplicated { kind } => self.bad_replicated(kind),
@@ -280,7 +434,66 @@ impl Run {
         self.check();
     }
 
-    fn append(&mut self, count: usize, value_len: usize, keyed: bool) {
+    fn append_kind(&mut self, count: usize, value_len: usize, producer: Option<ProducerStamp>, kind: BatchKind) {
+        let stamp = producer.expect("transactional");
+        assert_eq!(kind, BatchKind::Transactional);
+        self.now_ms += 1;
+        let records: Vec<Record> =
+            (0..count).map(|_| Record { key: None, value: self.value(value_len), timestamp_ms: 0 }).collect();
+        let epoch = LeaderEpoch(self.epoch);
+        let info =
+            self.log.append_transactional(&mut self.storage, self.now_ms, epoch, stamp, &records).expect("append");
+        assert_eq!(info.base_offset.0, self.model.end());
+        assert!(self.log.has_open_txn(stamp.id));
+        self.model.batch_bases.push(info.base_offset.0);
+        self.model.idempotent.push((stamp, info.base_offset.0, count, kind));
+        for r in records {
+            self.model.records.push((r.key, r.value, self.now_ms, self.epoch));
+        }
+        self.appended();
+    }
+
+    /// A marker for producer `id`, as a coordinator writes it (always
+    /// accepted: its epochs never go back).
+    fn marker(&mut self, id: i64, commit: bool, bump: bool, new_coordinator: bool) {
+        let (epoch, seq) = self.producers.entry(id).or_insert((0, 0));
+        if bump {
+            (*epoch, *seq) = (*epoch + 1, 0);
+        }
+        let epoch = ProducerEpoch(*epoch);
+        self.coordinator_epoch += i32::from(new_coordinator);
+        let marker = TxnMarker { commit, coordinator_epoch: LeaderEpoch(self.coordinator_epoch) };
+        let pid = ProducerId(id);
+        assert_eq!(self.log.check_marker(pid, epoch, marker), Ok(()));
+        if self.coordinator_epoch > 0 {
+            let deposed = TxnMarker { coordinator_epoch: LeaderEpoch(self.coordinator_epoch - 1), ..marker };
+            let known = self
+                .log
+                .producer_state()
+                .producers()
+                .any(|(p, e)| p == pid && e.coordinator_epoch == marker.coordinator_epoch);
+            if known {
+                assert_eq!(
+                    self.log.check_marker(pid, epoch, deposed),
+                    Err(crate::protocol::ErrorCode::TransactionCoordinatorFenced)
+                );
+            }
+        }
+        self.now_ms += 1;
+        let info = self.log.append_marker(&mut self.storage, self.now_ms, LeaderEpoch(self.epoch), pid, epoch, marker);
+        let info = info.expect("append");
+        assert_eq!((info.base_offset.0, info.last_offset.0), (self.model.end(), self.model.end()));
+        assert!(!self.log.has_open_txn(pid));
+        let stamp = ProducerStamp { id: pid, epoch, base_sequence: -1 };
+        self.model.batch_bases.push(info.base_offset.0);
+        self.model.idempotent.push((stamp, info.base_offset.0, 1, BatchKind::Marker(marker)));
+        let (key, value) = marker_key_value(marker);
+        let key = Some(Bytes::copy_from_slice(&key));
+        self.model.records.push((key, Bytes::copy_from_slice(&value), self.now_ms, self.epoch));
+        self.appended();
+    }
+
+    fn append(&mut self, count: usize, value_len: usize, keyed: bool, producer: Option<ProducerStamp>) {
         self.now_ms += 1;
         let records: Vec<Record> = (0..count)
             .map(|_| {
@@ -289,10 +502,14 @@ impl Run {
                 Record { key, value, timestamp_ms: 0 }
             })
             .collect();
-        let info = self.log.append(&mut self.storage, self.now_ms, LeaderEpoch(self.epoch), &records).expect("append");
+        let epoch = LeaderEpoch(self.epoch);
+        let info = self.log.append_from(&mut self.storage, self.now_ms, epoch, producer, &records).expect("append");
         assert_eq!(info.base_offset.0, self.model.end());
         assert_eq!(info.last_offset.0, self.model.end() + count as i64 - 1);
         self.model.batch_bases.push(info.base_offset.0);
+        if let Some(stamp) = producer {
+            self.model.idempotent.push((stamp, info.base_offset.0, count, BatchKind::Data));
+        }
         for r in records {
             self.model.records.push((r.key, r.value, self.now_ms, self.epoch));
         }
@@ -330,15 +547,16 @@ impl Run {
         }
         assert!(durable <= end && end <= self.model.end(), "kept [{start}, {end}), durable to {durable}");
         assert!(end == self.model.end() || self.model.batch_bases.contains(&end), "cut at a batch boundary");
-        self.model.truncate(end);
+        self.model.lose_from(end);
         self.model.durable = end; // what survived a power loss is durable
     }
 
-    fn append_replicated(&mut self, runs: &[(bool, bool, usize)], value_len: usize) {
+    fn append_replicated(&mut self, runs: &[(bool, bool, usize, Option<Idempotent>)], value_len: usize) {
         let mut records = Vec::new();
-        for &(bump, tick, count) in runs {
+        for &(bump, tick, count, idempotent) in runs {
             self.epoch += i32::from(bump);
             self.now_ms += u64::from(tick);
+            let producer = self.stamp(idempotent, count);
             for _ in 0..count {
                 let offset = Offset(self.model.end() + records.len() as i64);
                 let (timestamp_ms, leader_epoch) = (self.now_ms, LeaderEpoch(self.epoch));
@@ -348,14 +566,21 @@ impl Run {
                     leader_epoch,
                     key: None,
                     value: self.value(value_len),
+                    producer,
+                    kind: crate::types::BatchKind::Data,
                 });
             }
         }
         let info = self.log.append_replicated(&mut self.storage, &records).unwrap();
         assert_eq!((info.base_offset, Some(info.last_offset)), (records[0].offset, records.last().map(|r| r.offset)));
-        // One batch per run of equal epoch and timestamp.
-        let batches = records.chunk_by(|a, b| (a.leader_epoch, a.timestamp_ms) == (b.leader_epoch, b.timestamp_ms));
-        self.model.batch_bases.extend(batches.map(|batch| batch[0].offset.0));
+        // One batch per run of equal epoch, timestamp and producer stamp.
+        let key = |r: &StoredRecord| (r.leader_epoch, r.timestamp_ms, r.producer);
+        for batch in records.chunk_by(|a, b| key(a) == key(b)) {
+            self.model.batch_bases.push(batch[0].offset.0);
+            if let Some(stamp) = batch[0].producer {
+                self.model.idempotent.push((stamp, batch[0].offset.0, batch.len(), BatchKind::Data));
+            }
+        }
         for r in records {
             self.model.records.push((r.key, r.value, r.timestamp_ms, r.leader_epoch.0));
         }
@@ -385,6 +610,8 @@ impl Run {
                 leader_epoch: LeaderEpoch(epoch),
                 key: None,
                 value: Bytes::from_static(b"refused"),
+                producer: None,
+                kind: crate::types::BatchKind::Data,
             })
             .collect();
         assert_eq!(self.log.append_replicated(&mut self.storage, &records), Err(error));
@@ -421,7 +648,7 @@ impl Run {
         let recovery_point = self.recovery_point(point);
         self.storage.truncate(&file, len - bytes);
         self.reopen(recovery_point);
-        self.model.truncate(last_base);
+        self.model.lose_from(last_base);
     }
 
     fn check(&self) {
@@ -429,10 +656,18 @@ impl Run {
         assert_eq!((log.log_start_offset().0, log.log_end_offset().0), (model.start, model.end()));
         let all = log.read(&self.storage, log.log_start_offset(), log.log_end_offset(), u32::MAX).unwrap();
         assert_eq!(all.len(), model.records.len());
+        let stamps = model.stamps();
         for (record, (key, value, timestamp_ms, epoch)) in all.iter().zip(&model.records) {
             let got = (&record.key, &record.value, record.timestamp_ms, record.leader_epoch.0);
             assert_eq!(got, (key, value, *timestamp_ms, *epoch));
+            assert_eq!(record.producer, stamps.get(&record.offset.0).copied(), "producer of {}", record.offset);
         }
+        assert_eq!(log.producer_state(), &model.producers(), "the producer state");
+        for hw in model.start..=model.end() {
+            assert_eq!(log.last_stable_offset(Offset(hw)).0, model.lso(hw), "LSO at HW {hw}");
+        }
+        let (start, end) = (Offset(model.start), Offset(model.end() + 1));
+        assert_eq!(log.aborted_txns(start, end), model.aborted(), "the aborted transactions");
         for requested in -1..=self.epoch + 1 {
             let got = log.end_offset_for_epoch(LeaderEpoch(requested)).map(|(epoch, end)| (epoch.0, end.0));
             assert_eq!(got, model.end_offset_for(requested), "end_offset_for_epoch({requested})");

@@ -1,7 +1,8 @@
 //! Opening a log: walk the segments the recovery point vouches for, decode
 //! and validate the rest, keep the longest valid prefix, cut the rest off in
-//! storage, rebuild any index that does not match its segment, and reconcile
-//! the leader epoch cache with `leader-epoch-checkpoint`.
+//! storage, rebuild any index that does not match its segment, reconcile
+//! the leader epoch cache with `leader-epoch-checkpoint`, and load the
+//! producer state from the newest producer snapshot and the batches after it.
 //!
 //! Kafka (`LogLoader`) recovers only the segments at or past the recovery
 //! point and does not read the others at all: it loads them lazily through
@@ -12,9 +13,11 @@
 //! against the headers. Reads still check every CRC, so damage in a walked
 //! segment is found when read, never served.
 
-use super::codec::{decode_batch, decode_header, BATCH_HEADER_BYTES};
+use super::codec::{decode_batch, decode_header, DecodeError};
 use super::epoch_checkpoint::{self, OnDisk, EPOCH_CHECKPOINT_FILE};
+use super::producer_state::{ProducerStateTable, RETAINED_BATCHES};
 use super::segment::{BatchMeta, Segment};
+use super::txn_index::TxnIndex;
 use super::{LeaderEpochCache, LogConfig, LogError, PartitionLog, RecoveryStats};
 use crate::plant::{Plant, Plants};
 use crate::storage::Storage;
@@ -41,9 +44,9 @@ impl PartitionLog {
     /// bad or torn batch the file is truncated there and every later segment
     /// deleted, so the log is the longest valid prefix of what was written.
     /// `None` validates everything. An empty `dir` is a new log at offset 0.
-    /// Files other than `*.log`/`*.index` and the checkpoint are ignored; a
-    /// `.log`/`.index` not named by a 20-digit offset is `Corrupt` (reported
-    /// before anything is changed).
+    /// Files other than `*.log`/`*.index`, the checkpoint and producer
+    /// snapshots are ignored; a `.log`/`.index` not named by a 20-digit
+    /// offset is `Corrupt` (reported before anything is changed).
     ///
     /// The leader epoch cache is rebuilt from the epochs of the batches read
     /// (walked or validated: every header carries one), so it agrees with the
@@ -53,6 +56,14 @@ impl PartitionLog {
     /// the log end dropped, the first clamped to the log start) and compared
     /// with it; where they disagree the batches win and the file is
     /// rewritten. How it went is in [`RecoveryStats::epoch_checkpoint`].
+    ///
+    /// The producer state comes from the snapshots (`producer_snapshot`):
+    /// those past the recovered log end go (a crash took batches they
+    /// describe), the newest one left that decodes is loaded (a damaged one
+    /// is deleted and the next older tried; none: empty at the log start),
+    /// and the batches from its offset on are replayed from memory. The
+    /// transaction index is rebuilt from the snapshot at the log start and
+    /// every batch (`txn_index`).
     ///
     /// With `Plant::OffsetReuse`, a non-empty log drops its last record, so the
     /// next append reuses that offset.
@@ -106,9 +117,13 @@ impl PartitionLog {
             flushed_to: log_start,
             skip_crc_on_read: plants.on(Plant::SkipCrcCheck),
             fsync_lies: plants.on(Plant::FsyncLies),
+            producers: ProducerStateTable::default(),
+            producer_window: if plants.on(Plant::IdempotenceWindow1) { 1 } else { RETAINED_BATCHES },
+            txns: TxnIndex::default(),
             scratch: Vec::new(),
             recovery: stats,
         };
+        log.load_producer_state(storage);
         assert!(log.log_start_offset() <= log.log_end);
         assert_eq!(log.epochs.entries().is_empty(), log.log_start_offset() == log.log_end);
         assert_eq!(log.epochs.entries().first().map(|e| e.start_offset), (log_start < log_end).then_some(log_start));
@@ -184,7 +199,8 @@ fn recover_segments(
 }
 
 /// Base offsets of the `.log` files under `dir/`, in order. Deletes `.index`
-/// files whose `.log` is gone.
+/// files whose `.log` is gone. Other files (the epoch checkpoint, producer
+/// snapshots `*.snapshot` and their temp files) are not segments: skipped.
 fn list_segments(dir: &str, storage: &mut dyn Storage) -> Result<BTreeSet<Offset>, LogError> {
     let prefix = format!("{dir}/");
     let mut logs = BTreeSet::new();
@@ -215,14 +231,15 @@ fn list_segments(dir: &str, storage: &mut dyn Storage) -> Result<BTreeSet<Offset
     Ok(logs)
 }
 
-fn parse_base_offset(stem: &str) -> Option<Offset> {
+pub(super) fn parse_base_offset(stem: &str) -> Option<Offset> {
     let digits = stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit());
     digits.then(|| stem.parse::<i64>().ok().map(Offset)).flatten()
 }
 
 /// Walks the batch headers of a segment the recovery point vouches for,
 /// decoding only the fixed header of each batch (reads of up to
-/// [`WALK_CHUNK_BYTES`], from one header on). `None` (validate it
+/// [`WALK_CHUNK_BYTES`], from one header on), and the whole of a marker's
+/// (its content is in its record; see `codec::decode_header`). `None` (validate it
 /// instead) unless the headers tile the file exactly, the offsets are dense
 /// from `base`, each batch's epoch is the one `witness` (the epoch
 /// checkpoint) gives its base offset, and the segment ends at or below
@@ -245,14 +262,21 @@ fn walk_segment(
     let (mut chunk, mut chunk_start) = (Vec::new(), 0);
     let mut position = 0;
     while position < len {
-        // The header at `position`: in the chunk in hand, or read from there on.
-        if position - chunk_start + BATCH_HEADER_BYTES as u64 > chunk.len() as u64 {
-            chunk = storage.read_at(&segment.log_file, position, WALK_CHUNK_BYTES.min(len - position))?;
-            chunk_start = position;
-        }
-        let at = (position - chunk_start) as usize;
-        // Fewer bytes than a header before the end of the file: a torn tail.
-        let batch = decode_header(chunk.get(at..at + BATCH_HEADER_BYTES)?).ok()?;
+        // The header at `position` (a marker's whole batch): in the chunk in
+        // hand, or read from there on.
+        let in_hand = |chunk: &[u8], chunk_start: u64| {
+            let at = usize::try_from(position - chunk_start).unwrap_or(usize::MAX);
+            decode_header(chunk.get(at..).unwrap_or_default())
+        };
+        let batch = match in_hand(&chunk, chunk_start) {
+            Err(DecodeError::Incomplete) => {
+                chunk = storage.read_at(&segment.log_file, position, WALK_CHUNK_BYTES.min(len - position))?;
+                chunk_start = position;
+                // Still short from its start: a torn tail.
+                in_hand(&chunk, chunk_start).ok()?
+            }
+            decoded => decoded.ok()?,
+        };
         let size_bytes = batch.size_bytes as u64;
         let fits = position.checked_add(size_bytes).is_some_and(|end| end <= len);
         let vouched = witness.epoch_at(batch.base_offset) == Some(batch.leader_epoch);
@@ -267,6 +291,8 @@ fn walk_segment(
             size_bytes,
             leader_epoch: batch.leader_epoch,
             max_timestamp_ms: batch.max_timestamp_ms,
+            producer: batch.producer,
+            kind: batch.kind,
         };
         segment.track_batch(meta, config.index_interval_bytes);
         position += size_bytes;
@@ -370,6 +396,8 @@ fn scan_segment(
             size_bytes: batch.size_bytes as u64,
             leader_epoch: batch.leader_epoch,
             max_timestamp_ms: batch.max_timestamp_ms,
+            producer: batch.producer,
+            kind: batch.kind,
         };
         segment.track_batch(meta, config.index_interval_bytes);
         position += batch.size_bytes;

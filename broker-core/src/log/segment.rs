@@ -1,11 +1,11 @@
 //! One segment: a `.log` file of v2 batches plus its `.index`. Memory holds
 //! only where each batch sits; reads decode the batches from storage.
 
-use super::codec::{decode_batch_checked, encode_batch};
+use super::codec::{decode_batch_checked, encode_batch, BatchHeader};
 use super::index::{IndexEntry, OffsetIndex};
 use super::LogError;
 use crate::storage::{Storage, StorageError};
-use crate::types::{LeaderEpoch, Offset, StoredRecord};
+use crate::types::{BatchKind, LeaderEpoch, Offset, ProducerStamp, StoredRecord};
 use bytes::Bytes;
 
 /// Where one batch sits in the segment file, and what recovery needs to redo it.
@@ -17,6 +17,20 @@ pub(super) struct BatchMeta {
     pub size_bytes: u64,
     pub leader_epoch: LeaderEpoch,
     pub max_timestamp_ms: u64,
+    /// The idempotent producer that wrote the batch, if any: what the log's
+    /// producer state is rebuilt from without reading the file again.
+    pub producer: Option<ProducerStamp>,
+    /// Data, transactional data or a transaction marker (with its
+    /// content): what the open transactions and the aborted-transaction
+    /// index are rebuilt from, again without reading the file.
+    pub kind: BatchKind,
+}
+
+impl BatchMeta {
+    /// How many records the batch holds.
+    pub fn count(&self) -> usize {
+        (self.last_offset.0 - self.base_offset.0 + 1) as usize
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -86,9 +100,16 @@ impl Segment {
             let before = out.len();
             let decoded = decode_batch_checked(&bytes, pos, out, verify_crc)
                 .map_err(|e| corrupt(format!("batch at position {}: {e:?}", meta.position)))?;
+            // The producer and kind too: a walked segment's headers were not CRC-checked.
             let as_written =
-                (decoded.base_offset, decoded.last_offset, decoded.leader_epoch, decoded.size_bytes as u64)
-                    == (meta.base_offset, meta.last_offset, meta.leader_epoch, meta.size_bytes);
+                (
+                    decoded.base_offset,
+                    decoded.last_offset,
+                    decoded.leader_epoch,
+                    decoded.size_bytes as u64,
+                    decoded.producer,
+                    decoded.kind,
+                ) == (meta.base_offset, meta.last_offset, meta.leader_epoch, meta.size_bytes, meta.producer, meta.kind);
             if !as_written {
                 out.truncate(before);
                 return Err(corrupt(format!("batch at position {} is not the batch written there", meta.position)));
@@ -118,8 +139,8 @@ impl Segment {
         Some(entry)
     }
 
-    /// Writes `encoded` (one batch of the offsets `[end_offset(), last_offset]`)
-    /// to storage and tracks it. On a storage error the batch may be partly
+    /// Writes `encoded` (one batch of the offsets `[end_offset(), last_offset]`,
+    /// with `header`) to storage and tracks it. On a storage error the batch may be partly
     /// (or, if its index entry failed, wholly) in the file and is not tracked,
     /// so the segment still agrees with the log; the broker stops (recovery
     /// cuts a partial batch).
@@ -128,8 +149,7 @@ impl Segment {
         storage: &mut dyn Storage,
         encoded: &[u8],
         last_offset: Offset,
-        leader_epoch: LeaderEpoch,
-        timestamp_ms: u64,
+        header: BatchHeader,
         index_interval_bytes: u64,
     ) -> Result<(), StorageError> {
         let meta = BatchMeta {
@@ -137,8 +157,10 @@ impl Segment {
             last_offset,
             position: self.size_bytes,
             size_bytes: encoded.len() as u64,
-            leader_epoch,
-            max_timestamp_ms: timestamp_ms,
+            leader_epoch: header.leader_epoch,
+            max_timestamp_ms: header.timestamp_ms,
+            producer: header.producer,
+            kind: header.kind,
         };
         storage.append(&self.log_file, encoded)?;
         let max_timestamp_before = self.max_timestamp_ms;
@@ -189,9 +211,17 @@ impl Segment {
         storage.truncate(&self.index_file, self.index.len_bytes());
         if let Some(last) = kept.last() {
             scratch.clear();
-            encode_batch(scratch, split.base_offset, split.leader_epoch, split.max_timestamp_ms, &kept);
-            let (epoch, timestamp_ms) = (split.leader_epoch, split.max_timestamp_ms);
-            self.append_batch(storage, scratch, last.offset, epoch, timestamp_ms, index_interval_bytes)?;
+            // The kept records are the batch's first ones: its base sequence
+            // stands. A marker (one record) is never split.
+            assert!(!matches!(split.kind, BatchKind::Marker(_)), "a marker batch cut inside");
+            let header = BatchHeader {
+                leader_epoch: split.leader_epoch,
+                timestamp_ms: split.max_timestamp_ms,
+                producer: split.producer,
+                kind: split.kind,
+            };
+            encode_batch(scratch, split.base_offset, header, &kept);
+            self.append_batch(storage, scratch, last.offset, header, index_interval_bytes)?;
             self.fsync(storage);
         }
         assert!(self.end_offset() <= offset);

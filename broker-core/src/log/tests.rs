@@ -121,8 +121,46 @@ pub(super) fn check_invariants(log: &PartitionLog, storage: &MemStorage) {
         }
         None => assert!(log.epoch_cache().entries().is_empty(), "epochs but no checkpoint"),
     }
+    // Producer snapshots lie within the log, decode, and each with the
+    // batches after it gives the log's producer state.
+    for offset in producer_snapshot::list(storage, &log.dir) {
+        let path = producer_snapshot::snapshot_file(&log.dir, offset);
+        assert!(log.log_start_offset() <= offset && offset <= log.log_end_offset(), "{path} outside the log");
+        let bytes = storage.read(&path).expect("listed");
+        let mut table = producer_snapshot::decode(&bytes, offset, log.producer_window).expect("a snapshot decodes");
+        log.replay_batches(&mut table, offset, log.log_end_offset());
+        assert_eq!(&table, log.producer_state(), "{path} and the batches after it");
+        expected_files.insert(path);
+    }
+    check_txn_index(log, storage);
     let files: BTreeSet<String> = storage.list(&format!("{}/", log.dir)).into_iter().collect();
     assert_eq!(files, expected_files);
+}
+
+/// The transaction index is what the batches from the log start imply,
+/// with the open transactions of the snapshot there (if any), and the
+/// LSO never passes an open transaction nor the high watermark.
+fn check_txn_index(log: &PartitionLog, storage: &MemStorage) {
+    let start = log.log_start_offset();
+    let seed = producer_snapshot::list(storage, &log.dir).into_iter().rev().find(|&o| o <= start);
+    let decode = |offset| {
+        producer_snapshot::decode(
+            &storage.read(&producer_snapshot::snapshot_file(&log.dir, offset))?,
+            offset,
+            log.producer_window,
+        )
+    };
+    let mut table = seed.and_then(decode).unwrap_or_else(|| ProducerStateTable::new(log.producer_window));
+    let mut index = txn_index::TxnIndex::default();
+    log.replay_batches_with(&mut table, start, log.log_end_offset(), |txn| index.complete(txn));
+    assert_eq!(index, log.txns, "the transaction index is what the batches imply");
+    let open: Vec<_> = log.producer_state().open_txns().collect();
+    assert_eq!(table.open_txns().collect::<Vec<_>>(), open, "both lineages agree on the open transactions");
+    for hw in [start, log.log_end_offset()] {
+        let lso = log.last_stable_offset(hw);
+        assert!(lso <= hw && lso >= start.min(hw), "LSO {lso} at HW {hw}");
+        assert!(open.iter().all(|&(first, _)| lso <= first.max(start)), "LSO {lso} past an open transaction");
+    }
 }
 
 #[test]
@@ -726,6 +764,8 @@ fn append_replicated_rejects_what_does_not_continue_the_log() {
         leader_epoch: LeaderEpoch(epoch),
         key: None,
         value: Bytes::from_static(b"v"),
+        producer: None,
+        kind: crate::types::BatchKind::Data,
     };
     let (e3, e4) = (LeaderEpoch(3), LeaderEpoch(4));
     let cases = [
@@ -782,6 +822,8 @@ fn truncation_forgets_later_epochs_and_new_ones_append_after_it() {
         leader_epoch: LeaderEpoch(9),
         key: None,
         value: Bytes::from_static(b"e9"),
+        producer: None,
+        kind: crate::types::BatchKind::Data,
     };
     log.append_replicated(&mut storage, &[replicated]).unwrap();
     assert_eq!(epoch_pairs(&log), vec![(0, 0), (2, 10), (7, 13), (9, 15)]);
@@ -870,6 +912,8 @@ fn every_batch_fsyncs_each_append_before_it_returns() {
                     leader_epoch: LeaderEpoch(if o < base + 2 { 2 + step as i32 } else { 3 + step as i32 }),
                     key: None,
                     value: value_at("r", o),
+                    producer: None,
+                    kind: crate::types::BatchKind::Data,
                 })
                 .collect();
             log.append_replicated(&mut storage, &records).unwrap();
@@ -1001,7 +1045,7 @@ fn a_full_disk_fails_the_append_and_recovery_keeps_exactly_what_succeeded() {
         }
         storage.total_bytes()
     };
-    let (mut in_segment, mut in_index, mut in_checkpoint) = (0, 0, 0);
+    let (mut in_segment, mut in_index, mut in_checkpoint, mut in_snapshot) = (0, 0, 0, 0);
     for room in 0..needed {
         let mut disk = TestDisk::with_room(MemStorage::new(), room);
         let mut log =
@@ -1037,6 +1081,12 @@ fn a_full_disk_fails_the_append_and_recovery_keeps_exactly_what_succeeded() {
             // the batch: nothing of it reached the segment.
             in_checkpoint += 1;
             assert_eq!((succeeded, recovered.clone()), (Offset(0), written.clone()), "room {room}");
+        } else if failed.ends_with(".snapshot.tmp") {
+            // A roll writes the producer snapshot before the new segment:
+            // nothing of the batch was written, and open deletes the temp file.
+            in_snapshot += 1;
+            assert_eq!(recovered, written, "room {room}");
+            assert_eq!(storage.len(&failed), None, "room {room}: the temp file is gone");
         } else if failed.ends_with(".index") {
             in_index += 1;
             assert_eq!(recovered[..written.len()], written[..]);
@@ -1051,8 +1101,9 @@ fn a_full_disk_fails_the_append_and_recovery_keeps_exactly_what_succeeded() {
         assert_eq!(append(&mut reopened, &mut storage, 99, "b", 1).base_offset, end, "appends go on");
         check_invariants(&reopened, &storage);
     }
-    let kinds = (in_segment, in_index, in_checkpoint);
-    assert!(in_segment > 0 && in_index > 0 && in_checkpoint > 0, "fixture: every kind of failed write {kinds:?}");
+    let kinds = (in_segment, in_index, in_checkpoint, in_snapshot);
+    let every_kind = in_segment > 0 && in_index > 0 && in_checkpoint > 0 && in_snapshot > 0;
+    assert!(every_kind, "fixture: every kind of failed write {kinds:?}");
 }
 
 #[test]
@@ -1076,4 +1127,21 @@ fn a_full_disk_fails_a_follower_append_too() {
     let reopened = open_log(&mut storage, small_config());
     assert_eq!(reopened.log_end_offset(), Offset(0), "and cut by recovery");
     check_invariants(&reopened, &storage);
+}
+
+#[test]
+fn replica_reads_never_split_a_batch() {
+    let mut storage = MemStorage::new();
+    let mut log = open_log(&mut storage, LogConfig { segment_bytes: 1 << 20, ..small_config() });
+    append(&mut log, &mut storage, 0, "a", 3); // offsets 0..=2
+    append(&mut log, &mut storage, 1, "b", 3); // offsets 3..=5
+    let one_record = log.read(&storage, Offset(0), Offset(6), 1).unwrap()[0].size_bytes() as u32;
+    let offsets = |records: Vec<StoredRecord>| records.iter().map(|r| r.offset.0).collect::<Vec<_>>();
+    // A budget of four records ends inside the second batch: it is left out.
+    let budget = 4 * one_record;
+    assert_eq!(offsets(log.read(&storage, Offset(0), Offset(6), budget).unwrap()), vec![0, 1, 2, 3]);
+    assert_eq!(offsets(log.read_whole_batches(&storage, Offset(0), Offset(6), budget).unwrap()), vec![0, 1, 2]);
+    // A budget below one batch still returns the first batch, whole.
+    assert_eq!(offsets(log.read_whole_batches(&storage, Offset(3), Offset(6), 1).unwrap()), vec![3, 4, 5]);
+    assert!(log.read_whole_batches(&storage, Offset(6), Offset(6), 1).unwrap().is_empty());
 }

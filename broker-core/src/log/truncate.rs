@@ -1,7 +1,8 @@
 //! Removing a suffix of the log (followers do this after a leader change).
 
 use super::segment::Segment;
-use super::PartitionLog;
+use super::txn_index::TxnIndex;
+use super::{producer_snapshot, PartitionLog, ProducerStateTable};
 use crate::storage::{Storage, StorageError};
 use crate::types::Offset;
 
@@ -15,6 +16,14 @@ impl PartitionLog {
     /// end, which `open` drops). A storage error (the disk filled up while
     /// re-writing a cut batch or the checkpoint) leaves the log to be
     /// recovered: the broker stops.
+    ///
+    /// The producer state is rebuilt as Kafka does: producer snapshots past
+    /// the new log end are deleted (they describe cut batches), and the
+    /// state is the newest one left plus the batches after it. Not from the
+    /// batches alone: that would forget producers whose batches retention
+    /// deleted. A whole-log reset deletes every snapshot and forgets every
+    /// producer. The transaction index is rebuilt the same way (a cut
+    /// marker's transaction is open again; see `txn_index`).
     pub fn truncate_to(&mut self, storage: &mut dyn Storage, offset: Offset) -> Result<(), StorageError> {
         assert!(offset.0 >= 0, "truncate to negative offset {offset}");
         if offset >= self.log_end {
@@ -22,6 +31,9 @@ impl PartitionLog {
         }
         self.epochs.truncate_from_end(offset);
         if offset <= self.log_start_offset() {
+            producer_snapshot::delete_where(storage, &self.dir, |_| true);
+            self.producers = ProducerStateTable::new(self.producer_window);
+            self.txns = TxnIndex::default();
             self.reset_to(storage, offset)?;
             return self.sync_epoch_checkpoint(storage);
         }
@@ -51,6 +63,7 @@ impl PartitionLog {
         let empty = self.log_start_offset() == self.log_end;
         assert_eq!(self.epochs.latest_epoch().is_none(), empty, "the epoch of the records kept is kept");
         self.flushed_to = self.flushed_to.min(self.log_end);
+        self.reload_producer_state_after_cut(storage);
         self.sync_epoch_checkpoint(storage)
     }
 

@@ -15,6 +15,7 @@ pub const MAX_EVIDENCE: usize = 20;
 pub(crate) const JUDGED: &[Invariant] = &[
     Invariant::InconsistentOffsets,
     Invariant::Duplicate,
+    Invariant::NoDuplicate,
     Invariant::LostWrite,
     Invariant::Unseen,
     Invariant::NonmonotonicPoll,
@@ -25,6 +26,14 @@ pub(crate) const JUDGED: &[Invariant] = &[
     Invariant::NoStaleCommit,
     Invariant::SingleOwner,
     Invariant::AtLeastOnceConsumption,
+    Invariant::NoAbortedRead,
+    Invariant::NoPrecommittedRead,
+    Invariant::NoLostCommittedWrite,
+    Invariant::TxnAtomicity,
+    Invariant::G0,
+    Invariant::G1c,
+    Invariant::GSingle,
+    Invariant::G2,
 ];
 
 pub(crate) struct Findings {

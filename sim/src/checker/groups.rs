@@ -20,10 +20,15 @@
 //! - **at-least-once-consumption**: per group and partition, every offset
 //!   known to hold a record, from the first one the group processed up to
 //!   the final acknowledged committed offset, was processed by a member
-//!   (a `process` operation that completed).
+//!   (a `process` operation that completed). A group with a read_committed
+//!   member need not process offsets that hold only values of aborted
+//!   transactions or of undecided ones (`Visibility`): such a member is
+//!   never served the former and may not be served the latter (in a group
+//!   mixing isolation levels, the offset is excused for all).
 
 use super::evidence::{op_label, Findings};
 use super::log_view::LogView;
+use super::visibility::Visibility;
 use super::Invariant;
 use crate::history::{Call, History, Op, Outcome, Partition, ProcessId, TopicName};
 use std::collections::{BTreeMap, BTreeSet};
@@ -91,14 +96,19 @@ struct Collected<'h> {
 
 /// Judges every group; returns each group's [`Delivery`] (the losses are
 /// at-least-once-consumption's findings, counted in the same pass).
-pub(super) fn check(history: &History, view: &LogView, findings: &mut Findings) -> BTreeMap<String, Delivery> {
+pub(super) fn check(
+    history: &History,
+    view: &LogView,
+    visibility: &Visibility<'_, '_>,
+    findings: &mut Findings,
+) -> BTreeMap<String, Delivery> {
     let Collected { groups, group_of } = collect(history);
     let mut delivery = BTreeMap::new();
     for (name, group) in &groups {
         monotonic(history, name, group, findings);
         no_stale_commit(history, name, group, findings);
         single_owner(history, name, group, findings);
-        let lost = at_least_once(history, view, name, group, &group_of, findings);
+        let lost = at_least_once(history, view, visibility, name, group, &group_of, findings);
         let (processed, reprocessed) = processing(history, name, &group_of);
         delivery.insert(name.to_string(), Delivery { processed, lost, reprocessed });
     }
@@ -278,6 +288,7 @@ fn released_at(group: &Group, a: &Joined, partition: &Partition) -> Option<u64> 
 fn at_least_once(
     history: &History,
     view: &LogView,
+    visibility: &Visibility<'_, '_>,
     name: &TopicName,
     group: &Group,
     group_of: &BTreeMap<ProcessId, &TopicName>,
@@ -295,6 +306,7 @@ fn at_least_once(
             processed.entry(&r.partition).or_default().insert(r.offset);
         }
     }
+    let reads_committed = group_of.iter().any(|(&p, &g)| g == name && visibility.reads_committed(p));
     for (partition, commits) in &group.commits {
         let Some(last) = commits.iter().max_by_key(|c| (complete_ns(c.op), c.offset)) else { continue };
         let done = processed.get(partition);
@@ -304,7 +316,7 @@ fn at_least_once(
         let from = known.partition_point(|&o| o < first);
         let to = known.partition_point(|&o| o < last.offset);
         for &offset in &known[from..to.max(from)] {
-            if done.is_some_and(|d| d.contains(&offset)) {
+            if done.is_some_and(|d| d.contains(&offset)) || (reads_committed && visibility.is_hidden(id, offset)) {
                 continue;
             }
             lost += 1;

@@ -56,6 +56,9 @@ pub struct LogView<'h> {
     poll_steps: Vec<Step>,
     /// Seeks made because a consumer detected truncation under its position.
     truncation_seeks: u64,
+    /// Whether any transaction was begun (the transaction checkers skip
+    /// histories with none and no read_committed reader).
+    has_transactions: bool,
 }
 
 impl<'h> LogView<'h> {
@@ -68,6 +71,7 @@ impl<'h> LogView<'h> {
         // At most one per op; pages never written cost nothing.
         let mut acks = Vec::with_capacity(history.ops.len());
         let mut truncation_seeks = 0;
+        let mut has_transactions = false;
         for (index, op) in history.ops.iter().enumerate() {
             if index % READ_AHEAD == 0 {
                 let ahead = &history.ops[index..(index + READ_AHEAD).min(history.ops.len())];
@@ -108,6 +112,7 @@ impl<'h> LogView<'h> {
                     truncation_seeks += u64::from(matches!(cause, SeekCause::Truncation { .. }));
                     cursors.reset(op.process, partitions.intern(partition, &mut tallies))
                 }
+                (Call::Txn { .. }, _) => has_transactions = true,
                 _ => {}
             }
         }
@@ -116,7 +121,8 @@ impl<'h> LogView<'h> {
         let ids: BTreeMap<&'h Partition, PartitionId> = names.iter().copied().zip((0..).map(PartitionId)).collect();
         // The map is keyed by name, so its ids come out in name order.
         let ordered = ids.values().copied().collect();
-        LogView { names, logs, ids, ordered, acks, poll_steps: cursors.into_steps(), truncation_seeks }
+        let poll_steps = cursors.into_steps();
+        LogView { names, logs, ids, ordered, acks, poll_steps, truncation_seeks, has_transactions }
     }
 
     /// How many partitions the history names (ids are `0..count`): in
@@ -155,6 +161,11 @@ impl<'h> LogView<'h> {
     /// Every ok send, in op order.
     pub fn acks(&self) -> &[Ack] {
         &self.acks
+    }
+
+    /// Whether the history begins any transaction.
+    pub fn has_transactions(&self) -> bool {
+        self.has_transactions
     }
 
     /// How many seeks consumers made on detecting truncation under their position.

@@ -13,13 +13,19 @@ pub enum Invariant {
     InconsistentOffsets,
     /// One value observed at more than one offset (counted unless exactly-once is demanded).
     Duplicate,
-    /// An acked value at or below the highest offset any read reached, never read.
+    /// A value from an idempotent producer observed at more than one offset:
+    /// a retry written twice.
+    NoDuplicate,
+    /// An acked value at or below the highest offset any read reached, never
+    /// read (values of aborted transactions, and of undecided ones, are not judged).
     LostWrite,
-    /// An acked value never read by the end of the drain.
+    /// An acked value never read by the end of the drain (judged as lost-write is).
     Unseen,
     /// A consumer's next poll starts at or before where its previous one ended.
     NonmonotonicPoll,
-    /// A consumer's successive polls jump past offsets known to exist.
+    /// A consumer's successive polls jump past offsets known to exist (a
+    /// read_committed reader may step over offsets holding only values of
+    /// transactions not known to have committed).
     PollSkip,
     /// A producer's later send to a partition lands below an earlier one.
     NonmonotonicSend,
@@ -59,12 +65,38 @@ pub enum Invariant {
     /// Liveness: after the heal, a consumer group did not settle (one
     /// generation, every partition owned once) within its bound (the runner).
     GroupLiveness,
+    /// A read_committed poll returned a value whose transaction aborted, or
+    /// whose plain send definitely failed: Jepsen's G1a (`txn_checks`).
+    NoAbortedRead,
+    /// A read_committed poll returned a value of a transaction before its
+    /// commit was asked for, or of one never asked to commit; a
+    /// transaction's poll seeing its own sends is one case (`txn_checks`).
+    NoPrecommittedRead,
+    /// An acked send of a committed transaction that the drain, reading
+    /// committed, never read (`txn_checks`).
+    NoLostCommittedWrite,
+    /// A read_committed reader saw some of a transaction's writes and
+    /// stepped over others, or the drain read some but not all (`atomicity`).
+    TxnAtomicity,
+    /// A cycle of write-write dependencies between transactions (`dependencies`).
+    G0,
+    /// A cycle of write-write and write-read dependencies with at least one
+    /// write-read: circular information flow (`dependencies`).
+    G1c,
+    /// A dependency cycle with exactly one anti-dependency (read skew).
+    /// Counted, not judged: Kafka promises read_committed, not
+    /// serializability (`dependencies`).
+    GSingle,
+    /// A dependency cycle with two or more anti-dependencies (write skew).
+    /// Counted, not judged, like g-single (`dependencies`).
+    G2,
 }
 
 impl Invariant {
     pub const ALL: &'static [Invariant] = &[
         Invariant::InconsistentOffsets,
         Invariant::Duplicate,
+        Invariant::NoDuplicate,
         Invariant::LostWrite,
         Invariant::Unseen,
         Invariant::NonmonotonicPoll,
@@ -83,12 +115,21 @@ impl Invariant {
         Invariant::SingleOwner,
         Invariant::AtLeastOnceConsumption,
         Invariant::GroupLiveness,
+        Invariant::NoAbortedRead,
+        Invariant::NoPrecommittedRead,
+        Invariant::NoLostCommittedWrite,
+        Invariant::TxnAtomicity,
+        Invariant::G0,
+        Invariant::G1c,
+        Invariant::GSingle,
+        Invariant::G2,
     ];
 
     pub fn name(self) -> &'static str {
         match self {
             Invariant::InconsistentOffsets => "inconsistent-offsets",
             Invariant::Duplicate => "duplicate",
+            Invariant::NoDuplicate => "no-duplicate",
             Invariant::LostWrite => "lost-write",
             Invariant::Unseen => "unseen",
             Invariant::NonmonotonicPoll => "nonmonotonic-poll",
@@ -107,13 +148,28 @@ impl Invariant {
             Invariant::SingleOwner => "single-owner",
             Invariant::AtLeastOnceConsumption => "at-least-once-consumption",
             Invariant::GroupLiveness => "group-liveness",
+            Invariant::NoAbortedRead => "no-aborted-read",
+            Invariant::NoPrecommittedRead => "no-precommitted-read",
+            Invariant::NoLostCommittedWrite => "no-lost-committed-write",
+            Invariant::TxnAtomicity => "txn-atomicity",
+            Invariant::G0 => "g0",
+            Invariant::G1c => "g1c",
+            Invariant::GSingle => "g-single",
+            Invariant::G2 => "g2",
         }
     }
 
     /// Invariants that must hold unless a scenario says otherwise.
-    /// `duplicate` is counted, not judged, until a scenario demands exactly-once.
+    /// `duplicate` is counted, not judged, until a scenario demands
+    /// exactly-once; `g-single` and `g2` are counted, not judged, because
+    /// Kafka's transactions promise read_committed isolation, not
+    /// serializability.
     pub fn holds_by_default(self) -> bool {
-        !matches!(self, Invariant::Duplicate)
+        // Kafka isolates neither a transaction's writes from other writers'
+        // (offset order across partitions makes ww cycles: g0, and g1c
+        // through a ww edge) nor its reads (g-single, g2): counted, and a
+        // scenario that makes them meaningful lists them in `must_hold`.
+        !matches!(self, Invariant::Duplicate | Invariant::G0 | Invariant::G1c | Invariant::GSingle | Invariant::G2)
     }
 }
 
@@ -141,7 +197,12 @@ pub struct Violation {
     pub detail: String,
 }
 
+mod atomicity;
 mod corrupt;
+mod cycles;
+#[cfg(test)]
+mod cycles_tests;
+mod dependencies;
 mod evidence;
 mod groups;
 #[cfg(test)]
@@ -157,6 +218,11 @@ pub mod replicas;
 mod sends;
 #[cfg(test)]
 mod tests;
+mod txn;
+mod txn_checks;
+#[cfg(test)]
+mod txn_tests;
+mod visibility;
 
 pub use evidence::MAX_EVIDENCE;
 pub use groups::Delivery;
@@ -193,13 +259,19 @@ impl CheckReport {
 /// Runs every history checker (all but drain-incomplete and crash, which the runner judges).
 pub fn check_history(history: &crate::history::History) -> CheckReport {
     let view = LogView::build(history);
+    // Nothing to build (and no walk) without transactions or read_committed readers.
+    let txns = txn::Txns::build(history, &view);
+    let visibility = visibility::Visibility::build(history, &view, &txns);
     let mut findings = evidence::Findings::new();
     offsets::check(history, &view, &mut findings);
-    losses::check(history, &view, &mut findings);
-    polls::check(history, &view, &mut findings);
+    losses::check(history, &view, &visibility, &mut findings);
+    polls::check(history, &view, &visibility, &mut findings);
     corrupt::check(history, &mut findings);
-    let group_delivery = groups::check(history, &view, &mut findings);
+    let group_delivery = groups::check(history, &view, &visibility, &mut findings);
     let reordered_sends = sends::check(history, &view, &mut findings);
+    txn_checks::check(history, &view, &txns, &mut findings);
+    atomicity::check(history, &view, &txns, &visibility, &mut findings);
+    dependencies::check(history, &view, &txns, &visibility, &mut findings);
     let (violations, counts) = findings.into_parts();
     CheckReport { violations, counts, reordered_sends, truncations_detected: view.truncation_seeks(), group_delivery }
 }

@@ -1,20 +1,24 @@
 //! Is the derived log a function both ways? inconsistent-offsets: one offset
-//! holding two values. duplicate: one value at two offsets (Jepsen's pair).
+//! holding two values. duplicate: one value at two offsets (Jepsen's pair),
+//! counted for every producer; no-duplicate judges the same for the values
+//! of idempotent producers, which promise to write each record once.
 
 use super::evidence::{op_label, Findings};
 use super::log_view::LogView;
 use super::partition_log::{PartitionLog, Sighting};
 use super::Invariant;
-use crate::history::{History, Partition, Value};
+use crate::history::{History, Partition, ProcessId, Value};
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 /// How many values (or offsets) one finding spells out before summarising.
 const LISTED: usize = 4;
 
 pub(crate) fn check(history: &History, view: &LogView<'_>, findings: &mut Findings) {
+    let idempotent: BTreeSet<ProcessId> = history.idempotent_producers.iter().copied().collect();
     for (partition, log) in view.partitions() {
         inconsistent_offsets(history, partition, log, findings);
-        duplicates(history, partition, log, findings);
+        duplicates(history, partition, log, &idempotent, findings);
     }
 }
 
@@ -34,10 +38,23 @@ fn inconsistent_offsets(history: &History, partition: &Partition, log: &Partitio
     }
 }
 
-fn duplicates(history: &History, partition: &Partition, log: &PartitionLog, findings: &mut Findings) {
+fn duplicates(
+    history: &History,
+    partition: &Partition,
+    log: &PartitionLog,
+    idempotent: &BTreeSet<ProcessId>,
+    findings: &mut Findings,
+) {
     for (value, offsets) in log.offsets_per_value() {
         if offsets > 1 {
             findings.found(Invariant::Duplicate, || duplicate_detail(history, partition, log, value, offsets));
+            if idempotent.contains(&value.process()) {
+                let detail = || {
+                    let what = duplicate_detail(history, partition, log, value, offsets);
+                    format!("{what}; its producer (process {}) is idempotent", value.process())
+                };
+                findings.found(Invariant::NoDuplicate, detail);
+            }
         }
     }
 }

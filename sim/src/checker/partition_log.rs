@@ -330,12 +330,12 @@ impl PartitionLog {
         &self.known_offsets
     }
 
-    /// The observed offsets strictly between `low` and `high`: how many, and
-    /// the lowest. O(log n), so a wide gap costs no more than a narrow one.
-    pub fn known_between(&self, low: i64, high: i64) -> (usize, Option<i64>) {
+    /// The observed offsets strictly between `low` and `high`, ascending.
+    /// O(log n), so a wide gap costs no more than a narrow one.
+    pub fn known_between(&self, low: i64, high: i64) -> &[i64] {
         let start = self.known_offsets.partition_point(|&o| o <= low);
         let end = self.known_offsets.partition_point(|&o| o < high).max(start);
-        (end - start, self.known_offsets.get(start).copied().filter(|_| end > start))
+        &self.known_offsets[start..end]
     }
 
     fn entries_at(&self, offset: i64) -> Range<usize> {

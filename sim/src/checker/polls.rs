@@ -4,6 +4,12 @@
 //! judged between successive polls (an Assign listing the partition or a Seek
 //! on it breaks the chain) and between consecutive records of one poll.
 //!
+//! A read_committed reader (`History::read_committed_consumers`) may step
+//! over offsets that hold only values of aborted transactions or of ones of
+//! unknown fate (`Visibility`); markers are never observed, so their
+//! offsets are gaps for every reader. A read_uncommitted reader sees
+//! everything, so for it such a step is a skip.
+//!
 //! The log view's walk over the ops moves the cursors (`Cursors`) and keeps
 //! only the steps that do not move on by exactly one offset; they are judged
 //! here, once the view knows every offset any client observed.
@@ -11,6 +17,7 @@
 use super::evidence::{op_label, Findings};
 use super::log_view::{LogView, PartitionId};
 use super::per_process::{PerProcess, Row};
+use super::visibility::Visibility;
 use super::Invariant;
 use crate::history::{History, ProcessId};
 
@@ -36,6 +43,24 @@ impl Step {
     /// Both ends in one poll, or across two successive polls.
     fn within_one_poll(&self) -> bool {
         self.from.op == self.to.op
+    }
+
+    pub(crate) fn process(&self) -> ProcessId {
+        self.process
+    }
+
+    pub(crate) fn partition(&self) -> PartitionId {
+        self.partition
+    }
+
+    /// The offsets it went from and to.
+    pub(crate) fn offsets(&self) -> (i64, i64) {
+        (self.from.offset, self.to.offset)
+    }
+
+    /// The polls that returned its two ends (indices into `History::ops`).
+    pub(crate) fn polls(&self) -> (usize, usize) {
+        (self.from.op, self.to.op)
     }
 }
 
@@ -93,13 +118,13 @@ impl PollWalk<'_> {
     }
 }
 
-pub(crate) fn check(history: &History, view: &LogView<'_>, findings: &mut Findings) {
+pub(crate) fn check(history: &History, view: &LogView<'_>, visibility: &Visibility<'_, '_>, findings: &mut Findings) {
     for step in view.poll_steps() {
-        judge(history, view, step, findings);
+        judge(history, view, visibility, step, findings);
     }
 }
 
-fn judge(history: &History, view: &LogView<'_>, step: &Step, findings: &mut Findings) {
+fn judge(history: &History, view: &LogView<'_>, visibility: &Visibility<'_, '_>, step: &Step, findings: &mut Findings) {
     let (from, to) = (step.from.offset, step.to.offset);
     if to <= from {
         findings.found(Invariant::NonmonotonicPoll, || {
@@ -112,11 +137,35 @@ fn judge(history: &History, view: &LogView<'_>, step: &Step, findings: &mut Find
         return;
     }
     let log = view.log(step.partition);
-    let (skipped, Some(first)) = log.known_between(from, to) else { return };
+    let known = log.known_between(from, to);
+    if known.is_empty() {
+        return;
+    }
+    // A read_committed reader steps over offsets that hold only values of
+    // transactions not known to have committed (a subset of `known`).
+    let stepped_over: &[i64] = if visibility.reads_committed(step.process) {
+        visibility.hidden_between(step.partition, from, to)
+    } else {
+        &[]
+    };
+    let skipped = known.len() - stepped_over.len();
+    if skipped == 0 {
+        return;
+    }
     findings.found(Invariant::PollSkip, || {
+        // The first known offset not stepped over: both lists ascend, the
+        // second a subset of the first, so it is where they first differ.
+        let first = known[known.iter().zip(stepped_over).take_while(|(a, b)| a == b).count()];
         let holding: Vec<String> = log.values_at(first).map(|(value, _)| value.to_string()).collect();
+        let besides = match stepped_over.len() {
+            0 => String::new(),
+            n => format!(
+                "; it reads committed, and {n} more offset{} held only values of transactions not known to have committed",
+                if n == 1 { "" } else { "s" }
+            ),
+        };
         format!(
-            "{}, skipping {skipped} known offset{} in {}..={} (offset {first} holds {})",
+            "{}, skipping {skipped} known offset{} in {}..={} (offset {first} holds {}){besides}",
             step.describe(history, view),
             if skipped == 1 { "" } else { "s" },
             from + 1,

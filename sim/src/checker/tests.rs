@@ -127,7 +127,7 @@ fn three_acked() -> Script {
 fn empty_history_is_clean_and_reports_every_judged_invariant() {
     let report = check_history(&History::default());
     assert!(report.violations.is_empty());
-    assert_eq!(report.counts.len(), 12);
+    assert_eq!(report.counts.len(), 21);
     assert!(report.counts.values().all(|&n| n == 0));
     assert!(!report.counts.contains_key(&Invariant::DrainIncomplete));
     assert!(!report.counts.contains_key(&Invariant::Crash));
@@ -192,6 +192,25 @@ fn duplicate_counts_each_value_once() {
          count inconsistent-offsets = 1\n\
          count duplicate = 1\n\
          count lost-write = 1\n"
+    );
+}
+
+#[test]
+fn a_duplicate_of_an_idempotent_producer_is_judged_no_duplicate() {
+    let mut s = three_acked();
+    s.history.idempotent_producers.push(1);
+    // A retry written twice: p1:2 at offsets 2 and 3.
+    s.poll(9, 0, &[(0, v(1, 0)), (1, v(1, 1)), (2, v(1, 2)), (3, v(1, 2))]);
+    assert_eq!(
+        s.check(),
+        "duplicate: partition t-0 value p1:2 at 2 offsets: \
+         2 (read by op 3 (process 9, 35ms..40ms), acked to op 2 (process 1, 25ms..30ms)); \
+         3 (read by op 3 (process 9, 35ms..40ms))\n\
+         no-duplicate: partition t-0 value p1:2 at 2 offsets: \
+         2 (read by op 3 (process 9, 35ms..40ms), acked to op 2 (process 1, 25ms..30ms)); \
+         3 (read by op 3 (process 9, 35ms..40ms)); its producer (process 1) is idempotent\n\
+         count duplicate = 1\n\
+         count no-duplicate = 1\n"
     );
 }
 

@@ -7,13 +7,14 @@ use super::{next_wake, Wake};
 use crate::history::{Call, Outcome, Partition, Polled, SeekCause, Value};
 use crate::net::{ClientNet, ClientNetEvent};
 use crate::rng::core_seed;
-use crate::scenario::{ConsumerSpec, ResetSpec};
+use crate::scenario::{ConsumerSpec, IsolationSpec, ResetSpec};
 use crate::timer::Timer;
 use crate::trace::TraceEvent;
 use crate::world::{Phase, World};
 use broker_core::client::consumer::{AutoOffsetReset, ConsumedRecord, Consumer, ConsumerConfig, ConsumerOutput};
 use broker_core::client::membership::{Member, MemberEvent};
 use broker_core::group::assignor::PartitionCounts;
+use broker_core::protocol::Isolation;
 use broker_core::protocol::Peer;
 use broker_core::types::{Offset, TopicPartition};
 use madsim::time::{Duration, Instant};
@@ -33,6 +34,10 @@ pub fn consumer_config(spec: &ConsumerSpec) -> ConsumerConfig {
         max_partition_fetch_bytes: spec.max_partition_fetch_bytes,
         max_poll_records: spec.max_poll_records as usize,
         request_timeout_ms: spec.request_timeout_ms,
+        isolation: match spec.isolation {
+            IsolationSpec::ReadUncommitted => Isolation::ReadUncommitted,
+            IsolationSpec::ReadCommitted => Isolation::ReadCommitted,
+        },
         ..ConsumerConfig::default()
     }
 }

@@ -11,6 +11,7 @@ use crate::net::ClientNetEvent;
 use crate::timer::Timer;
 use crate::world::World;
 use broker_core::client::consumer::{AutoOffsetReset, ConsumerConfig};
+use broker_core::protocol::Isolation;
 use broker_core::protocol::{ListOffsetsPartition, ListOffsetsPartitionResponse, OffsetSpec, Request, Response};
 use broker_core::types::{BrokerId, LeaderEpoch, Offset, TopicPartition};
 use madsim::time::{Duration, Instant};
@@ -26,7 +27,11 @@ pub type DrainProgress = BTreeMap<Partition, (i64, Option<i64>)>;
 
 pub async fn run(world: Arc<World>) {
     let node = world.drain_node();
-    let config = ConsumerConfig { auto_offset_reset: AutoOffsetReset::Earliest, ..ConsumerConfig::default() };
+    // With transactions the drain reads committed: what it must find is what
+    // committed, and an aborted or unresolved transaction's records are not.
+    let isolation = if world.has_transactions() { Isolation::ReadCommitted } else { Isolation::ReadUncommitted };
+    let config =
+        ConsumerConfig { auto_offset_reset: AutoOffsetReset::Earliest, isolation, ..ConsumerConfig::default() };
     let mut driver = ConsumerDriver::start(world.clone(), node, world.drain_process(), config).await;
     let partitions: Vec<TopicPartition> = world.workload_partitions().collect();
     for tp in &partitions {

@@ -1,9 +1,19 @@
 //! A producer process: sends unique values at the scenario's rate (Poisson
 //! arrivals from its own workload stream) and records every send in the
 //! history, from invocation to its ok / fail / info outcome.
+//!
+//! A transactional producer (its `transactional.id` is its node's name)
+//! sends its records in transactions of the scenario's size: it begins one
+//! when its producer is ready, sends that many records at the same rate,
+//! then commits — or, with the scenario's abort rate, aborts on purpose —
+//! and records each transaction as a `txn` operation (and the request to
+//! end it as an `end-txn` operation) beside its sends. A commit refused
+//! because the transaction became abortable is followed by an abort, as a
+//! Kafka application must. Fenced (a newer incarnation, or a transaction
+//! timed out), it starts a new producer with the same transactional id.
 
 use super::{earliest, next_wake, partition_name, Wake};
-use crate::history::{Call, Outcome, TopicName, Value};
+use crate::history::{Call, Outcome, TopicName, TxnIntent, Value};
 use crate::net::{ClientNet, ClientNetEvent};
 use crate::rng::{core_seed, stream, Purpose};
 use crate::scenario::{KeyMode, PartitionerSpec, ProducerSpec};
@@ -12,7 +22,9 @@ use crate::trace::TraceEvent;
 use crate::world::{Phase, World};
 use broker_core::client::partitioner::PartitionerKind;
 use broker_core::client::producer::{Producer, ProducerConfig, ProducerOutput, ProducerRecord, RecordId, SendOutcome};
+use broker_core::client::TxnOutcome;
 use broker_core::protocol::Peer;
+use broker_core::txn::TransactionalId;
 use bytes::Bytes;
 use madsim::time::{Duration, Instant};
 use rand::Rng;
@@ -34,8 +46,35 @@ pub fn producer_config(spec: &ProducerSpec) -> ProducerConfig {
             PartitionerSpec::Sticky => PartitionerKind::Sticky,
             PartitionerSpec::RoundRobin => PartitionerKind::RoundRobin,
         },
+        idempotence: spec.idempotence,
         ..ProducerConfig::default()
     }
+}
+
+/// The config of producer node `node`: transactional ones take their node's name as `transactional.id`.
+fn node_config(world: &World, spec: &ProducerSpec, node: usize) -> ProducerConfig {
+    let mut config = producer_config(spec);
+    if let Some(t) = &spec.transactions {
+        config.transactional_id = Some(TransactionalId::new(world.node_name(node)));
+        config.transaction_timeout_ms = t.timeout_ms;
+    }
+    config
+}
+
+/// Where a transactional producer's current transaction stands.
+#[derive(Debug)]
+enum TxnStep {
+    /// None open; one begins when the producer is ready and a send is due.
+    Idle,
+    /// Open, with its `txn` operation, the records sent so far, and whether
+    /// it is to be committed (drawn when it began).
+    Sending { txn_op: u64, sent: u32, commit: bool },
+    /// All its records are sent; it waits for their answers before it is
+    /// aborted on purpose (an application aborts what it wrote, so the
+    /// abort reaches the coordinator and the partitions).
+    Flushing { txn_op: u64 },
+    /// Ending: its `end-txn` operation waits for the answer.
+    Ending { txn_op: u64, end_op: u64, commit: bool },
 }
 
 /// The spec producer `p` (numbered across all producer specs) follows.
@@ -45,7 +84,7 @@ pub fn spec_of(world: &World, p: u32) -> &ProducerSpec {
 
 /// Whether this producer's configuration promises per-partition send order.
 pub fn promises_order(spec: &ProducerSpec) -> bool {
-    spec.max_in_flight == 1 || spec.retries == 0
+    spec.max_in_flight == 1 || spec.retries == 0 || spec.idempotence
 }
 
 struct Workload {
@@ -72,7 +111,10 @@ pub async fn run(world: Arc<World>, p: u32) {
     world.trace(node, TraceEvent::Boot);
     let spec = spec_of(&world, p).clone();
     let mut net = ClientNet::bind(world.clone(), node).await;
-    let mut producer = Producer::new(producer_config(&spec), world.all_brokers(), core_seed(world.seed, node as u64));
+    let config = node_config(&world, &spec, node);
+    let mut incarnation = 0u64;
+    let mut producer = Producer::new(config.clone(), world.all_brokers(), core_seed(world.seed, node as u64));
+    let mut step = TxnStep::Idle;
     let mut workload = Workload {
         topic: world.topic_name(&spec.topic),
         rng: stream(world.seed, Purpose::Workload, process as u64),
@@ -85,8 +127,30 @@ pub async fn run(world: Arc<World>, p: u32) {
     let mut timer = Timer::default();
     loop {
         let chaos = world.phase() == Phase::Chaos;
-        if !chaos && producer.queued_records() == 0 {
+        if !chaos && producer.queued_records() == 0 && matches!(step, TxnStep::Idle) {
             break;
+        }
+        if spec.transactions.is_some() {
+            if let TxnStep::Flushing { txn_op } = step {
+                if producer.queued_records() == 0 {
+                    let now_ms = world.clocks.node_now_ms(node);
+                    step = end_transaction(&world, &mut producer, txn_op, false, process, now_ms);
+                }
+            }
+            if !chaos {
+                end_early(&world, &mut producer, &mut step, process, world.clocks.node_now_ms(node));
+            }
+            if producer.transaction_fatal().is_some() {
+                // Fenced: this incarnation is done; a new one takes the id.
+                abandon(&world, &mut step, "the producer was fenced");
+                for (_, op) in std::mem::take(&mut ops) {
+                    let reason = "its producer was fenced and replaced before an answer".to_string();
+                    world.complete(op, Outcome::SendInfo { reason });
+                }
+                incarnation += 1;
+                let seed = core_seed(world.seed, node as u64) ^ incarnation.rotate_left(32);
+                producer = Producer::new(config.clone(), world.all_brokers(), seed);
+            }
         }
         let core_deadline = producer.next_timeout_ms().map(|ms| world.clocks.instant_for(node, ms));
         let send_deadline = chaos.then_some(workload.next_send);
@@ -105,8 +169,34 @@ pub async fn run(world: Arc<World>, p: u32) {
             Wake::Timer => {
                 producer.handle_timeout(now_ms);
                 while world.phase() == Phase::Chaos && Instant::now() >= workload.next_send {
+                    if let Some(t) = &spec.transactions {
+                        if !in_transaction(
+                            &world,
+                            &mut producer,
+                            &mut step,
+                            &mut workload,
+                            t.abort_ppm,
+                            process,
+                            now_ms,
+                        ) {
+                            // Not ready for a transaction: the send waits for the producer.
+                            workload.next_send = Instant::now() + Duration::from_millis(TXN_WAIT_MS);
+                            break;
+                        }
+                    }
                     send_one(&world, &spec, &mut workload, &mut producer, &mut ops, process, now_ms);
                     workload.schedule_next();
+                    if let (Some(t), TxnStep::Sending { txn_op, sent, commit }) = (&spec.transactions, &mut step) {
+                        *sent += 1;
+                        if *sent >= t.records {
+                            let (txn_op, commit) = (*txn_op, *commit);
+                            step = if commit {
+                                end_transaction(&world, &mut producer, txn_op, commit, process, now_ms)
+                            } else {
+                                TxnStep::Flushing { txn_op }
+                            };
+                        }
+                    }
                 }
             }
         }
@@ -117,6 +207,11 @@ pub async fn run(world: Arc<World>, p: u32) {
                 ProducerOutput::Completed { id, outcome } => {
                     let op = ops.remove(&id).expect("every completion has an invocation");
                     world.complete(op, outcome_of(&world, outcome));
+                }
+                ProducerOutput::TxnReady { .. } => {}
+                ProducerOutput::TxnEnded { commit, outcome } => {
+                    let now_ms = world.clocks.node_now_ms(node);
+                    step = transaction_ended(&world, &mut producer, step, commit, outcome, now_ms);
                 }
             }
         }
@@ -155,6 +250,108 @@ fn send_one(
         value: Bytes::copy_from_slice(&value.to_bytes()),
     };
     producer.send(now_ms, record);
+}
+
+/// How long a due send waits when the producer is not ready for a transaction.
+const TXN_WAIT_MS: u64 = 10;
+
+/// Makes sure a transaction is open for the next send, beginning one if the
+/// producer is ready (and drawing whether it will commit). Returns whether one is open.
+#[allow(clippy::too_many_arguments)]
+fn in_transaction(
+    world: &World,
+    producer: &mut Producer,
+    step: &mut TxnStep,
+    workload: &mut Workload,
+    abort_ppm: u32,
+    process: u32,
+    now_ms: u64,
+) -> bool {
+    match step {
+        TxnStep::Sending { .. } => true,
+        TxnStep::Flushing { .. } | TxnStep::Ending { .. } => false,
+        TxnStep::Idle => {
+            let Some((producer_id, epoch)) = producer.producer_id_and_epoch().filter(|_| producer.transaction_ready())
+            else {
+                return false;
+            };
+            producer.begin_transaction(now_ms);
+            let commit = workload.rng.gen_range(0..1_000_000) >= abort_ppm;
+            let intent = if commit { TxnIntent::Commit } else { TxnIntent::Abort };
+            let transactional_id = TopicName::from(producer.transactional_id().expect("transactional"));
+            let call = Call::Txn { transactional_id, producer_id: producer_id.0, epoch: epoch.0, intent };
+            *step = TxnStep::Sending { txn_op: world.invoke(process, call), sent: 0, commit };
+            true
+        }
+    }
+}
+
+/// Asks to end the open transaction; records the request as an `end-txn` operation.
+fn end_transaction(
+    world: &World,
+    producer: &mut Producer,
+    txn_op: u64,
+    commit: bool,
+    process: u32,
+    now_ms: u64,
+) -> TxnStep {
+    let transactional_id = TopicName::from(producer.transactional_id().expect("transactional"));
+    let end_op = world.invoke(process, Call::EndTxn { transactional_id, commit });
+    producer.end_transaction(now_ms, commit);
+    TxnStep::Ending { txn_op, end_op, commit }
+}
+
+/// The producer reported the end of the transaction it was asked to end.
+fn transaction_ended(
+    world: &World,
+    producer: &mut Producer,
+    step: TxnStep,
+    commit: bool,
+    outcome: TxnOutcome,
+    now_ms: u64,
+) -> TxnStep {
+    let TxnStep::Ending { txn_op, end_op, commit: asked } = step else {
+        panic!("a transaction ended that was not ending: {step:?}")
+    };
+    assert_eq!(asked, commit);
+    let outcome = match outcome {
+        TxnOutcome::Committed => Outcome::TxnCommitted,
+        TxnOutcome::Aborted { reason } => Outcome::TxnAborted { reason },
+        TxnOutcome::Unknown { reason } => Outcome::TxnInfo { reason },
+        TxnOutcome::CommitRefused { .. } => {
+            // Kafka's application must abort; the same request goes on.
+            producer.end_transaction(now_ms, false);
+            return TxnStep::Ending { txn_op, end_op, commit: false };
+        }
+    };
+    world.complete(end_op, outcome.clone());
+    world.complete(txn_op, outcome);
+    TxnStep::Idle
+}
+
+/// The chaos phase is over: an open transaction is ended (committed) with
+/// the records it has; one not yet begun is not begun.
+fn end_early(world: &World, producer: &mut Producer, step: &mut TxnStep, process: u32, now_ms: u64) {
+    match *step {
+        TxnStep::Sending { txn_op, commit, .. } => {
+            *step = end_transaction(world, producer, txn_op, commit, process, now_ms)
+        }
+        TxnStep::Flushing { txn_op } => *step = end_transaction(world, producer, txn_op, false, process, now_ms),
+        TxnStep::Idle | TxnStep::Ending { .. } => {}
+    }
+}
+
+/// The producer was fenced: its open operations end with an unknown outcome.
+fn abandon(world: &World, step: &mut TxnStep, why: &str) {
+    let outcome = Outcome::TxnInfo { reason: why.to_string() };
+    match std::mem::replace(step, TxnStep::Idle) {
+        TxnStep::Idle => {}
+        TxnStep::Sending { txn_op, .. } | TxnStep::Flushing { txn_op } => world.complete(txn_op, outcome),
+        TxnStep::Ending { txn_op, end_op, .. } => {
+            world.complete(end_op, outcome.clone());
+            world.complete(txn_op, outcome);
+        }
+    }
 }
 
 fn outcome_of(world: &World, outcome: SendOutcome) -> Outcome {

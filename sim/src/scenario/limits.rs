@@ -112,6 +112,8 @@ pub const SEEDS: IntLimit = int("seeds", 1, 100_000, D(10));
 pub const BROKERS: IntLimit = int("cluster.brokers", 1, 64, Required);
 // Kafka's offsets.topic.num.partitions is 50; 3 keeps runs small.
 pub const OFFSETS_TOPIC_PARTITIONS: IntLimit = int("cluster.offsets_topic_partitions", 1, 64, D(3));
+// Kafka's transaction.state.log.num.partitions is 50; 3 keeps runs small.
+pub const TRANSACTION_STATE_PARTITIONS: IntLimit = int("cluster.transaction_state_partitions", 1, 64, D(3));
 pub const LOG_SEGMENT_BYTES: IntLimit = int("cluster.broker.log_segment_bytes", 1024, GIB, D(1_073_741_824));
 pub const LOG_INDEX_INTERVAL_BYTES: IntLimit = int("cluster.broker.log_index_interval_bytes", 1, GIB, D(4096));
 pub const LOG_RETENTION_BYTES: IntLimit = int("cluster.broker.log_retention_bytes", 1, 1 << 40, Optional);
@@ -164,6 +166,10 @@ pub const PRODUCER_REQUEST_TIMEOUT_MS: IntLimit = int("workload.producers.reques
 pub const RETRIES: IntLimit = int("workload.producers.retries", 0, 2_147_483_647, D(2_147_483_647));
 pub const RETRY_BACKOFF_MS: IntLimit = int("workload.producers.retry_backoff_ms", 0, 600_000, D(100));
 pub const DELIVERY_TIMEOUT_MS: IntLimit = int("workload.producers.delivery_timeout_ms", 1, HOUR_MS, D(120_000));
+pub const TRANSACTION_RECORDS: IntLimit = int("workload.producers.transaction_records", 1, 10_000, D(10));
+pub const ABORT_RATE: FloatLimit = float("workload.producers.abort_rate", 0.0, 1.0, D(0.0));
+// Kafka's transaction.max.timeout.ms is 900,000.
+pub const TRANSACTION_TIMEOUT_MS: IntLimit = int("workload.producers.transaction_timeout_ms", 1, 900_000, D(60_000));
 
 // [[workload.consumers]]; defaults are Kafka's consumer defaults except auto_offset_reset.
 pub const CONSUMER_COUNT: IntLimit = int("workload.consumers.count", 1, 1000, D(1));
@@ -220,6 +226,7 @@ pub const LIMITS: &[Limit] = &[
     Limit::Int(SEEDS),
     Limit::Int(BROKERS),
     Limit::Int(OFFSETS_TOPIC_PARTITIONS),
+    Limit::Int(TRANSACTION_STATE_PARTITIONS),
     Limit::Int(LOG_SEGMENT_BYTES),
     Limit::Int(LOG_INDEX_INTERVAL_BYTES),
     Limit::Int(LOG_RETENTION_BYTES),
@@ -259,6 +266,9 @@ pub const LIMITS: &[Limit] = &[
     Limit::Int(RETRIES),
     Limit::Int(RETRY_BACKOFF_MS),
     Limit::Int(DELIVERY_TIMEOUT_MS),
+    Limit::Int(TRANSACTION_RECORDS),
+    Limit::Float(ABORT_RATE),
+    Limit::Int(TRANSACTION_TIMEOUT_MS),
     Limit::Int(CONSUMER_COUNT),
     Limit::Int(TOTAL_CONSUMERS),
     Limit::Int(POLL_TIMEOUT_MS),
@@ -302,6 +312,8 @@ pub const RULES: &[&str] = &[
     "`workload.producers.topic`, `workload.consumers.topics`: name a topic in `[[topics]]`",
     "`workload.producers.keys.partition` < that topic's `partitions`",
     "`workload.producers.delivery_timeout_ms` >= `linger_ms` + `request_timeout_ms` (as Kafka requires)",
+    "`workload.producers.transactional = true` needs idempotence (it is implied; `idempotence = false` beside it is refused); `transaction_records`, `abort_rate`, `transaction_timeout_ms` only with it",
+    "`workload.producers.idempotence = true` needs `acks = \"all\"`, `retries` > 0 and `max_in_flight` <= 5 (as Kafka requires)",
     "`workload.consumers.fetch_min_bytes` <= `fetch_max_bytes`",
     "`workload.consumers.group`: no control characters; with it, no `assignment` (the group assigns partitions)",
     "`workload.consumers` keys `assignor`, `session_timeout_ms`, `heartbeat_interval_ms`, `max_poll_interval_ms`, \

@@ -14,7 +14,7 @@ use std::marker::PhantomData;
 use std::str::FromStr;
 use toml::Spanned;
 
-use super::schema::{AssignmentSpec, CommitMode, PartitionerSpec, ResetSpec};
+use super::schema::{AssignmentSpec, CommitMode, IsolationSpec, PartitionerSpec, ResetSpec};
 use crate::checker::Invariant;
 
 pub(super) type S<T> = Spanned<T>;
@@ -49,6 +49,7 @@ pub(super) struct RawCluster {
     pub brokers: S<Int>,
     pub unclean_leader_election: Option<S<bool>>,
     pub offsets_topic_partitions: Option<S<Int>>,
+    pub transaction_state_partitions: Option<S<Int>>,
     pub broker: Option<RawBroker>,
     pub controller: Option<RawController>,
     pub disk: Option<RawDisk>,
@@ -131,6 +132,11 @@ pub(super) struct RawProducer {
     pub retry_backoff_ms: Option<S<Int>>,
     pub delivery_timeout_ms: Option<S<Int>>,
     pub partitioner: Option<S<Pick<PartitionerSpec>>>,
+    pub idempotence: Option<S<bool>>,
+    pub transactional: Option<S<bool>>,
+    pub transaction_records: Option<S<Int>>,
+    pub abort_rate: Option<S<Num>>,
+    pub transaction_timeout_ms: Option<S<Int>>,
 }
 
 #[derive(Deserialize)]
@@ -140,6 +146,7 @@ pub(super) struct RawConsumer {
     pub topics: S<Vec<S<String>>>,
     pub assignment: Option<S<Pick<AssignmentSpec>>>,
     pub auto_offset_reset: Option<S<Pick<ResetSpec>>>,
+    pub isolation: Option<S<Pick<IsolationSpec>>>,
     pub poll_timeout_ms: Option<S<Int>>,
     pub max_poll_records: Option<S<Int>>,
     pub fetch_max_wait_ms: Option<S<Int>>,
@@ -326,6 +333,14 @@ impl Choice for AssignmentSpec {
     fn parse(s: &str) -> Result<Self, String> {
         let choices: Vec<_> = AssignmentSpec::ALL.iter().map(|a| (a.name(), *a)).collect();
         choose("assignment", s, &choices)
+    }
+}
+
+impl Choice for IsolationSpec {
+    const EXPECTING: &'static str = "a string: \"read_uncommitted\" or \"read_committed\"";
+    fn parse(s: &str) -> Result<Self, String> {
+        let choices: Vec<_> = IsolationSpec::ALL.iter().map(|i| (i.name(), *i)).collect();
+        choose("isolation", s, &choices)
     }
 }
 

@@ -53,6 +53,8 @@ pub struct ClusterSpec {
     /// `offsets.topic.num.partitions`), created when a consumer is in a
     /// group; replication factor min(3, brokers), as Kafka's default.
     pub offsets_topic_partitions: u32,
+    /// `__transaction_state`'s partitions (created when a producer is transactional).
+    pub transaction_state_partitions: u32,
 }
 
 /// The simulated disks (`[cluster.disk]`), alike on every node that has one.
@@ -220,6 +222,44 @@ pub struct ProducerSpec {
     pub retry_backoff_ms: u64,
     pub delivery_timeout_ms: u64,
     pub partitioner: PartitionerSpec,
+    /// `enable.idempotence` (default false in ksim, true in Kafka): needs
+    /// acks=all, retries > 0 and max_in_flight <= 5.
+    pub idempotence: bool,
+    /// A transactional producer (`transactional.id` = its node's name):
+    /// records go out in transactions of `records` each, some aborted on purpose.
+    pub transactions: Option<TransactionSpec>,
+}
+
+/// How a transactional producer groups its records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TransactionSpec {
+    /// Records per transaction.
+    pub records: u32,
+    /// The chance, in parts per million, that a transaction is aborted on
+    /// purpose once its records are sent (`abort_rate` × 10⁶).
+    pub abort_ppm: u32,
+    /// `transaction.timeout.ms` (Kafka: 60,000).
+    pub timeout_ms: u64,
+}
+
+/// A consumer's `isolation.level`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum IsolationSpec {
+    /// Kafka's default: everything below the high watermark.
+    #[default]
+    ReadUncommitted,
+    /// Only committed transactions' records (and plain ones), below the last stable offset.
+    ReadCommitted,
+}
+
+impl IsolationSpec {
+    pub const ALL: &'static [IsolationSpec] = &[IsolationSpec::ReadUncommitted, IsolationSpec::ReadCommitted];
+    pub fn name(self) -> &'static str {
+        match self {
+            IsolationSpec::ReadUncommitted => "read_uncommitted",
+            IsolationSpec::ReadCommitted => "read_committed",
+        }
+    }
 }
 
 /// How a producer keys (and so places) its records.
@@ -267,6 +307,7 @@ pub struct ConsumerSpec {
     pub fetch_max_bytes: u32,
     pub max_partition_fetch_bytes: u32,
     pub request_timeout_ms: u64,
+    pub isolation: IsolationSpec,
     /// Subscribe mode: the consumers of this spec form (or join) a group
     /// and get their partitions from it; `None`: assign mode (`assignment`).
     pub group: Option<GroupSpec>,

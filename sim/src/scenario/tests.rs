@@ -269,6 +269,7 @@ fn full_scenario_reads_every_key() {
             brokers: 3,
             unclean_leader_election: true,
             offsets_topic_partitions: 8,
+            transaction_state_partitions: 3,
             controller: ControllerSpec { session_timeout_ms: 3000, heartbeat_interval_ms: 500 },
             broker: BrokerSpec {
                 log_segment_bytes: 1_048_576,
@@ -316,6 +317,8 @@ fn full_scenario_reads_every_key() {
                     retry_backoff_ms: 50,
                     delivery_timeout_ms: 10_000,
                     partitioner: PartitionerSpec::RoundRobin,
+                    idempotence: false,
+                    transactions: None,
                 },
                 ProducerSpec {
                     count: 1,
@@ -331,6 +334,8 @@ fn full_scenario_reads_every_key() {
                     retry_backoff_ms: 100,
                     delivery_timeout_ms: 120_000,
                     partitioner: PartitionerSpec::Sticky,
+                    idempotence: false,
+                    transactions: None,
                 },
             ],
             consumers: vec![
@@ -346,6 +351,7 @@ fn full_scenario_reads_every_key() {
                     fetch_max_bytes: 1_000_000,
                     max_partition_fetch_bytes: 100_000,
                     request_timeout_ms: 5000,
+                    isolation: IsolationSpec::ReadUncommitted,
                     group: None,
                 },
                 ConsumerSpec {
@@ -516,6 +522,7 @@ fn minimal_scenario_gets_the_documented_defaults() {
             controller: ControllerSpec { session_timeout_ms: 9000, heartbeat_interval_ms: 2000 },
             disk: DiskSpec::default(),
             offsets_topic_partitions: 3,
+            transaction_state_partitions: 3,
         }
     );
     assert_eq!(
@@ -688,6 +695,18 @@ fn delivery_timeout_below_linger_plus_request_timeout() {
         23,
         "as Kafka requires",
     );
+}
+
+#[test]
+fn idempotence_with_settings_kafka_refuses() {
+    let producer = |extra: &str| {
+        format!("{MIN}\n[[workload.producers]]\ntopic = \"orders\"\nrate_per_s = 1\n{extra}\nidempotence = true\n")
+    };
+    check(&producer("acks = \"1\""), 13, 8, "idempotence = true needs acks = \"all\", as Kafka requires");
+    check(&producer("max_in_flight = 6"), 13, 17, "idempotence = true needs max_in_flight <= 5");
+    check(&producer("retries = 0"), 13, 11, "idempotence = true needs retries > 0");
+    let ok = parse(&producer("max_in_flight = 5")).expect("a valid idempotent producer");
+    assert!(ok.workload.producers[0].idempotence);
 }
 
 #[test]
@@ -1286,6 +1305,7 @@ fn default_consumer() -> ConsumerSpec {
         fetch_max_bytes: 52_428_800,
         max_partition_fetch_bytes: 1_048_576,
         request_timeout_ms: 30_000,
+        isolation: IsolationSpec::ReadUncommitted,
         group: None,
     }
 }

@@ -20,8 +20,8 @@ use super::raw::{
 use super::schema::CONTROLLER_NODE;
 use super::schema::{
     AssignmentSpec, BrokerSpec, ClusterSpec, CommitMode, ConsumerSpec, ControllerSpec, DiskFaultSpec, DiskSpec,
-    ExpectSpec, Fault, FlushSpec, GroupSpec, KeyMode, NemesisSpec, NetworkSpec, PartitionerSpec, ProducerSpec,
-    ResetSpec, Scenario, TimedFault, TopicSpec, WorkloadSpec,
+    ExpectSpec, Fault, FlushSpec, GroupSpec, IsolationSpec, KeyMode, NemesisSpec, NetworkSpec, PartitionerSpec,
+    ProducerSpec, ResetSpec, Scenario, TimedFault, TopicSpec, TransactionSpec, WorkloadSpec,
 };
 use crate::checker::Invariant;
 
@@ -248,7 +248,17 @@ impl Cx<'_> {
         let unclean_leader_election = c.unclean_leader_election.as_ref().is_some_and(|b| *b.get_ref());
         let offsets_topic_partitions =
             self.int_or(&c.offsets_topic_partitions, limits::OFFSETS_TOPIC_PARTITIONS)? as u32;
-        Ok(ClusterSpec { brokers, unclean_leader_election, broker, controller, disk, offsets_topic_partitions })
+        let transaction_state_partitions =
+            self.int_or(&c.transaction_state_partitions, limits::TRANSACTION_STATE_PARTITIONS)? as u32;
+        Ok(ClusterSpec {
+            brokers,
+            unclean_leader_election,
+            broker,
+            controller,
+            disk,
+            offsets_topic_partitions,
+            transaction_state_partitions,
+        })
     }
 
     fn disk(&self, d: &RawDisk) -> R<DiskSpec> {
@@ -468,20 +478,65 @@ impl Cx<'_> {
             let spans = [span_of(&p.delivery_timeout_ms), span_of(&p.request_timeout_ms), span_of(&p.linger_ms)];
             return Err(self.blame(&spans, msg));
         }
+        let acks = p.acks.as_ref().map_or(Acks::All, |a| a.get_ref().0);
+        let max_in_flight = self.int_or(&p.max_in_flight, limits::MAX_IN_FLIGHT)? as u32;
+        let retries = self.int_or(&p.retries, limits::RETRIES)? as u32;
+        let transactional = p.transactional.as_ref().is_some_and(|b| *b.get_ref());
+        if transactional && p.idempotence.as_ref().is_some_and(|b| !*b.get_ref()) {
+            let msg = "transactional = true needs idempotence; remove idempotence = false";
+            return Err(self.blame(&[span_of(&p.idempotence), span_of(&p.transactional)], msg.to_string()));
+        }
+        let idempotence = transactional || p.idempotence.as_ref().is_some_and(|b| *b.get_ref());
+        let transactions = if transactional {
+            Some(TransactionSpec {
+                records: self.int_or(&p.transaction_records, limits::TRANSACTION_RECORDS)? as u32,
+                abort_ppm: (self.float_or(&p.abort_rate, limits::ABORT_RATE, limits::ABORT_RATE.key)? * 1e6).round()
+                    as u32,
+                timeout_ms: self.int_or(&p.transaction_timeout_ms, limits::TRANSACTION_TIMEOUT_MS)? as u64,
+            })
+        } else {
+            let only = [
+                ("transaction_records", span_of(&p.transaction_records)),
+                ("abort_rate", span_of(&p.abort_rate)),
+                ("transaction_timeout_ms", span_of(&p.transaction_timeout_ms)),
+            ];
+            if let Some((key, Some(span))) = only.into_iter().find(|(_, s)| s.is_some()) {
+                return Err(self.err(span, format!("{key} only applies with transactional = true")));
+            }
+            None
+        };
+        if idempotence {
+            let limit = broker_core::client::MAX_IN_FLIGHT_PER_PARTITION as u32;
+            let conflict = if acks != Acks::All {
+                Some((span_of(&p.acks), "acks = \"all\"".to_string()))
+            } else if retries == 0 {
+                Some((span_of(&p.retries), "retries > 0".to_string()))
+            } else if max_in_flight > limit {
+                Some((span_of(&p.max_in_flight), format!("max_in_flight <= {limit}")))
+            } else {
+                None
+            };
+            if let Some((span, needs)) = conflict {
+                let msg = format!("idempotence = true needs {needs}, as Kafka requires");
+                return Err(self.blame(&[span, span_of(&p.idempotence)], msg));
+            }
+        }
         Ok(ProducerSpec {
             count,
             topic: topic.name.clone(),
             rate_per_s,
             keys,
-            acks: p.acks.as_ref().map_or(Acks::All, |a| a.get_ref().0),
+            acks,
             linger_ms: linger_ms as u64,
             batch_size_bytes: self.int_or(&p.batch_size_bytes, limits::BATCH_SIZE_BYTES)? as u64,
-            max_in_flight: self.int_or(&p.max_in_flight, limits::MAX_IN_FLIGHT)? as u32,
+            max_in_flight,
             request_timeout_ms: request_timeout_ms as u64,
-            retries: self.int_or(&p.retries, limits::RETRIES)? as u32,
+            retries,
             retry_backoff_ms: self.int_or(&p.retry_backoff_ms, limits::RETRY_BACKOFF_MS)? as u64,
             delivery_timeout_ms: delivery_timeout_ms as u64,
             partitioner: p.partitioner.as_ref().map_or(PartitionerSpec::Sticky, |x| x.get_ref().0),
+            idempotence,
+            transactions,
         })
     }
 
@@ -541,6 +596,7 @@ impl Cx<'_> {
             max_partition_fetch_bytes: self.int_or(&c.max_partition_fetch_bytes, limits::MAX_PARTITION_FETCH_BYTES)?
                 as u32,
             request_timeout_ms: self.int_or(&c.request_timeout_ms, limits::CONSUMER_REQUEST_TIMEOUT_MS)? as u64,
+            isolation: c.isolation.as_ref().map_or(IsolationSpec::ReadUncommitted, |i| i.get_ref().0),
             group,
         })
     }

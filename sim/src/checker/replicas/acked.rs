@@ -7,6 +7,10 @@
 //! (retention may have deleted it: a scenario with retention expects that).
 //! A partition with no final leader is left to replication-liveness, which
 //! counts the values it could not verify.
+//!
+//! A value sent in a transaction that did not commit (aborted, or of
+//! unknown fate) must still sit at its offset — acks=all acknowledged it —
+//! but a drain that reads committed is right not to return it.
 
 use super::logs::{OffsetMap, RecordsView};
 use super::observations::{RecordLabel, ReplicaSnapshot};
@@ -28,6 +32,7 @@ pub(crate) fn check(ctx: &mut Ctx<'_>, finals: &Finals<'_>, partitions: &[Partit
         return unverified;
     }
     let (acks, drained) = walk(seen, &acks_all, partitions.len());
+    let drain_reads_committed = history.drain_processes.iter().any(|p| history.read_committed_consumers.contains(p));
     let leaders: Vec<Option<(&ReplicaSnapshot, RecordsView<'_>)>> = (0..partitions.len())
         .map(|p| finals.leader(PartitionIndex(p as u32)).map(|l| (l, RecordsView::new(&l.records))))
         .collect();
@@ -44,7 +49,9 @@ pub(crate) fn check(ctx: &mut Ctx<'_>, finals: &Finals<'_>, partitions: &[Partit
         };
         let held = log.get(acked.offset).filter(|r| r.offset < leader.log_end);
         let read = drained[index.index()].get(acked.offset);
-        if held.is_some_and(|r| r.value == acked.value) && read.is_some_and(|(v, _)| v == acked.value) {
+        let need_read = !(acked.uncommitted && drain_reads_committed);
+        let read_ok = !need_read || read.is_some_and(|(v, _)| v == acked.value);
+        if held.is_some_and(|r| r.value == acked.value) && read_ok {
             continue;
         }
         let unclean = partitions[index.index()].leadership.first_unclean;
@@ -79,6 +86,8 @@ struct Acked<'h> {
     partition: &'h Partition,
     offset: i64,
     value: Value,
+    /// Sent in a transaction that did not commit (aborted, unknown, or never ended).
+    uncommitted: bool,
 }
 
 impl Acked<'_> {
@@ -108,12 +117,22 @@ fn walk<'h>(
     let mut lookup = Lookup::new(seen);
     let mut acks = Vec::new();
     let mut drained: Drained = (0..count).map(|_| OffsetMap::default()).collect();
+    // Per process, its latest transaction: open until (completion time), committed?
+    let mut txns: BTreeMap<ProcessId, (u64, bool)> = BTreeMap::new();
     for op in &history.ops {
         match (&op.call, &op.outcome) {
+            (Call::Txn { .. }, outcome) => {
+                let committed = matches!(outcome, Some(Outcome::TxnCommitted));
+                txns.insert(op.process, (op.complete_ns.unwrap_or(u64::MAX), committed));
+            }
             (Call::Send { value, .. }, Some(Outcome::SendOk { partition, offset }))
                 if acks_all.contains(&op.process) =>
             {
-                let acked = Acked { op: op.id, partition, offset: *offset, value: *value };
+                // Ops are in invocation order: a send invoked while its
+                // process's latest transaction was open belongs to it.
+                let uncommitted =
+                    txns.get(&op.process).is_some_and(|&(until, committed)| op.invoke_ns <= until && !committed);
+                let acked = Acked { op: op.id, partition, offset: *offset, value: *value, uncommitted };
                 acks.push((acked, lookup.index(partition)));
             }
             (Call::Poll, Some(Outcome::PollOk { records })) if history.drain_processes.contains(&op.process) => {

@@ -1,0 +1,177 @@
+//! A broker as transaction coordinator and partition leader at once (one
+//! broker leads `events-0` and `__transaction_state-0`): a transaction from
+//! InitProducerId to its markers, read_committed fetches before and after,
+//! an abort's records listed as aborted, and KIP-890's verification of a
+//! write to a partition the transaction never added.
+
+use super::*;
+use crate::controller::{ControllerRequest, ControllerResponse, MetadataImage, ProducerIdBlock};
+use crate::protocol::{Acks, FetchPartition, Isolation, ProduceBatch};
+use crate::storage::SharedMemStorage;
+use crate::txn::api::{TxnRequest, TxnResponse};
+use crate::txn::TransactionalId;
+use crate::types::{BatchKind, ProducerEpoch, ProducerId, ProducerStamp, Record, TopicId};
+use bytes::Bytes;
+
+const EVENTS: TopicPartition = TopicPartition { topic: TopicId(0), partition: 0 };
+
+fn layout() -> ClusterLayout {
+    ClusterLayout::single_replica(1, &[("events".to_string(), 1), (TRANSACTION_STATE_TOPIC.to_string(), 1)])
+}
+
+fn id() -> TransactionalId {
+    TransactionalId::new("app")
+}
+
+struct Harness {
+    b: Broker,
+    now: u64,
+    next_correlation: u64,
+}
+
+impl Harness {
+    /// Broker 0, registered, holding a block of producer ids, leading everything.
+    fn new() -> Harness {
+        let disk = SharedMemStorage::default();
+        let b = Broker::start(BrokerId(0), BrokerConfig::default(), layout(), Plants::none(), Box::new(disk), 0, 7)
+            .expect("starts");
+        let mut h = Harness { b, now: 0, next_correlation: 100 };
+        h.b.apply_image(0, MetadataImage::initial(&layout()));
+        for _ in 0..3 {
+            h.answer_controller();
+        }
+        h
+    }
+
+    /// Answers the broker's registration, heartbeats and producer-id request.
+    fn answer_controller(&mut self) {
+        for o in std::iter::from_fn(|| self.b.poll_output()).collect::<Vec<_>>() {
+            let BrokerOutput::Send { correlation_id, request: Request::Controller(request), .. } = o else { continue };
+            let response = match request {
+                ControllerRequest::Register { .. } => ControllerResponse::Register(Ok(BrokerEpoch(1))),
+                ControllerRequest::Heartbeat { .. } => ControllerResponse::Heartbeat(Ok(None)),
+                ControllerRequest::AllocateProducerIds { .. } => {
+                    ControllerResponse::AllocateProducerIds(Ok(ProducerIdBlock { first: ProducerId(1_000), count: 10 }))
+                }
+                ControllerRequest::AlterPartition { .. } => continue,
+            };
+            self.b.handle_response(self.now, Peer::Controller, correlation_id, Response::Controller(response));
+        }
+    }
+
+    /// Sends `request` and returns the answer to it (skipping everything else).
+    fn ask(&mut self, request: Request) -> Response {
+        self.next_correlation += 1;
+        let correlation = self.next_correlation;
+        self.b.handle_request(self.now, 1, correlation, request);
+        let outputs: Vec<BrokerOutput> = std::iter::from_fn(|| self.b.poll_output()).collect();
+        outputs
+            .into_iter()
+            .find_map(|o| match o {
+                BrokerOutput::Respond { correlation_id, response, .. } if correlation_id == correlation => {
+                    Some(response)
+                }
+                _ => None,
+            })
+            .expect("answered")
+    }
+
+    fn txn(&mut self, request: TxnRequest) -> TxnResponse {
+        match self.ask(Request::Txn(request)) {
+            Response::Txn(r) => r,
+            other => panic!("answered {other:?}"),
+        }
+    }
+
+    fn produce(&mut self, stamp: ProducerStamp, values: &[u8]) -> Option<ErrorCode> {
+        let records = values
+            .iter()
+            .map(|v| Record { key: None, value: Bytes::copy_from_slice(&[*v]), timestamp_ms: 0 })
+            .collect();
+        let batch = ProduceBatch { tp: EVENTS, records, producer: Some(stamp), transactional_id: Some(id()) };
+        match self.ask(Request::Produce { acks: Acks::All, timeout_ms: 1_000, batches: vec![batch] }) {
+            Response::Produce { partitions } => partitions[0].error,
+            other => panic!("answered {other:?}"),
+        }
+    }
+
+    /// A fetch of `events-0` from 0: (values, last stable offset, aborted first offsets).
+    fn fetch(&mut self, isolation: Isolation) -> (Vec<u8>, Offset, Vec<Offset>) {
+        let partition = FetchPartition {
+            tp: EVENTS,
+            fetch_offset: Offset(0),
+            partition_max_bytes: 1 << 20,
+            current_leader_epoch: LeaderEpoch::NONE,
+        };
+        let request = Request::Fetch {
+            replica: None,
+            isolation,
+            max_wait_ms: 0,
+            min_bytes: 1,
+            max_bytes: 1 << 20,
+            partitions: vec![partition],
+        };
+        match self.ask(request) {
+            Response::Fetch { mut partitions } => {
+                let p = partitions.remove(0);
+                let values =
+                    p.records.iter().filter(|r| !matches!(r.kind, BatchKind::Marker(_))).map(|r| r.value[0]).collect();
+                (values, p.last_stable_offset, p.aborted.iter().map(|a| a.first_offset).collect())
+            }
+            other => panic!("answered {other:?}"),
+        }
+    }
+}
+
+fn init(h: &mut Harness) -> (ProducerId, ProducerEpoch) {
+    match h.txn(TxnRequest::InitProducerId { transactional_id: id(), timeout_ms: 60_000, current: None }) {
+        TxnResponse::InitProducerId(Ok(pe)) => pe,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn stamp((pid, epoch): (ProducerId, ProducerEpoch), base_sequence: i32) -> ProducerStamp {
+    ProducerStamp { id: pid, epoch, base_sequence }
+}
+
+#[test]
+fn a_committed_transaction_becomes_visible_to_read_committed_readers() {
+    let mut h = Harness::new();
+    let p = init(&mut h);
+    assert_eq!(p, (ProducerId(1_000), ProducerEpoch(0)));
+    let add =
+        TxnRequest::AddPartitions { transactional_id: id(), producer_id: p.0, epoch: p.1, partitions: vec![EVENTS] };
+    assert_eq!(h.txn(add), TxnResponse::AddPartitions(Ok(())));
+    assert_eq!(h.produce(stamp(p, 0), &[1, 2]), None);
+    assert_eq!(h.fetch(Isolation::ReadUncommitted).0, vec![1, 2], "read_uncommitted sees the open transaction");
+    assert_eq!(h.fetch(Isolation::ReadCommitted), (vec![], Offset(0), vec![]), "read_committed stops at the LSO");
+    let end = TxnRequest::EndTxn { transactional_id: id(), producer_id: p.0, epoch: p.1, commit: true };
+    assert_eq!(h.txn(end), TxnResponse::EndTxn(Ok(ProducerEpoch(1))));
+    // The marker is written (locally, at once), so the LSO passes it.
+    let (values, lso, aborted) = h.fetch(Isolation::ReadCommitted);
+    assert_eq!((values, lso, aborted), (vec![1, 2], Offset(3), vec![]));
+    // A straggler of the ended transaction, in its old epoch, is fenced.
+    assert_eq!(h.produce(stamp(p, 2), &[3]), Some(ErrorCode::InvalidProducerEpoch));
+}
+
+#[test]
+fn an_aborted_transaction_is_listed_for_read_committed_readers_to_skip() {
+    let mut h = Harness::new();
+    let p = init(&mut h);
+    let add =
+        TxnRequest::AddPartitions { transactional_id: id(), producer_id: p.0, epoch: p.1, partitions: vec![EVENTS] };
+    h.txn(add);
+    h.produce(stamp(p, 0), &[7]);
+    let end = TxnRequest::EndTxn { transactional_id: id(), producer_id: p.0, epoch: p.1, commit: false };
+    assert_eq!(h.txn(end), TxnResponse::EndTxn(Ok(ProducerEpoch(1))));
+    let (values, lso, aborted) = h.fetch(Isolation::ReadCommitted);
+    assert_eq!((values, lso, aborted), (vec![7], Offset(2), vec![Offset(0)]), "the consumer filters by the list");
+}
+
+#[test]
+fn a_write_to_a_partition_the_transaction_never_added_is_refused() {
+    let mut h = Harness::new();
+    let p = init(&mut h);
+    assert_eq!(h.produce(stamp(p, 0), &[1]), Some(ErrorCode::InvalidTxnState), "KIP-890 part 1");
+    assert_eq!(h.fetch(Isolation::ReadUncommitted).0, Vec::<u8>::new(), "nothing was written");
+}

@@ -1,0 +1,275 @@
+//! The dependency graph between transactions, and its cycles (`cycles`):
+//! **g0**, **g1c** (judged by default), **g-single** and **g2** (counted, not
+//! judged: Kafka promises read_committed isolation, not serializability,
+//! so a read_committed reader may see one partition before a transaction's
+//! marker lands and another after).
+//!
+//! Nodes, as Jepsen takes them: committed transactions, and unknown-fate
+//! ones that a read_committed read observed (they must have committed);
+//! each plain send that was acked or read (a one-write transaction; a
+//! definitely failed one never happened); and each read_committed poll
+//! outside any transaction (a read-only one). Aborted transactions and
+//! unobserved unknown-fate ones are left out, their records gaps in the log.
+//!
+//! Edges, per partition, over the offsets observed to hold a node's value
+//! (each value at the lowest offset it was seen at, so a retry written twice
+//! does not make a cycle of its own; aborted records and control markers
+//! are gaps):
+//! - **ww**: the writer at one offset → the writer at the next;
+//! - **wr**: the writer of a value → a read_committed reader of it;
+//! - **rw** (the anti-dependency Jepsen leaves out): a reader → the writer
+//!   at the next offset after the highest it read in the partition.
+//!
+//! Only read_committed reads make wr and rw edges: a read_uncommitted
+//! reader may see what never commits.
+//!
+//! Kafka does not isolate a transaction's writes from other producers'
+//! (Jepsen's Kafka workload can leave ww edges out for that reason,
+//! `--no-ww-deps`): another producer's record between two of a
+//! transaction's in one partition, or two transactions in opposite orders
+//! in two partitions, is a g0 here, and a ww edge can close a g1c. Both are
+//! judged by default all the same; a scenario whose producers share
+//! partitions while transactions are open leaves them out of `must_hold`.
+
+use super::cycles::{self, Anomaly, Cycle, Dep, Graph};
+use super::evidence::{op_label, Findings};
+use super::log_view::{LogView, OpId, PartitionId};
+use super::txn::{TxnIndex, Txns};
+use super::visibility::{Shown, Visibility};
+use super::Invariant;
+use crate::history::{History, Outcome, Partition, Value};
+
+/// How many steps of a cycle the evidence spells out before summarising.
+const LISTED: usize = 8;
+
+pub(crate) fn check(
+    history: &History,
+    view: &LogView<'_>,
+    txns: &Txns<'_>,
+    visibility: &Visibility<'_, '_>,
+    findings: &mut Findings,
+) {
+    if txns.is_empty() {
+        return;
+    }
+    let deps = Dependencies::build(history, view, txns, visibility);
+    let edges: Vec<(u32, u32, Dep)> = deps.edges.iter().map(|e| (e.from, e.to, e.dep)).collect();
+    for cycle in cycles::find(&Graph::new(deps.nodes.len(), &edges)) {
+        let invariant = match cycle.anomaly {
+            Anomaly::G0 => Invariant::G0,
+            Anomaly::G1c => Invariant::G1c,
+            Anomaly::GSingle => Invariant::GSingle,
+            Anomaly::G2 => Invariant::G2,
+        };
+        findings.found(invariant, || deps.describe(&cycle));
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Node {
+    Txn(TxnIndex),
+    /// A plain send.
+    Send(OpId),
+    /// A read_committed poll outside any transaction.
+    Poll(OpId),
+}
+
+/// Why an edge is there: where it was seen.
+#[derive(Clone, Copy, Debug)]
+enum Why {
+    Ww { partition: PartitionId, from: i64, to: i64 },
+    Wr { partition: PartitionId, offset: i64, value: Value },
+    Rw { partition: PartitionId, read: i64, next: i64 },
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Edge {
+    from: u32,
+    to: u32,
+    dep: Dep,
+    why: Why,
+}
+
+struct Dependencies<'a, 'h> {
+    history: &'h History,
+    view: &'a LogView<'h>,
+    txns: &'a Txns<'h>,
+    nodes: Vec<Node>,
+    txn_node: Vec<Option<u32>>,
+    /// By writer index: the node of a plain send, made when first observed.
+    send_node: Vec<Option<u32>>,
+    edges: Vec<Edge>,
+    /// Per partition (by id), (offset, writer node) by offset: the chain
+    /// ww edges follow and rw edges look up.
+    chains: Vec<Vec<(i64, u32)>>,
+}
+
+impl<'a, 'h> Dependencies<'a, 'h> {
+    /// O(n log n) in observations and reads: writer lookups by binary search,
+    /// and one sort of the edges.
+    fn build(history: &'h History, view: &'a LogView<'h>, txns: &'a Txns<'h>, visibility: &Visibility<'_, '_>) -> Self {
+        let mut deps = Dependencies {
+            history,
+            view,
+            txns,
+            nodes: Vec::new(),
+            txn_node: vec![None; txns.txns.len()],
+            send_node: vec![None; txns.writer_count()],
+            edges: Vec::new(),
+            chains: vec![Vec::new(); view.partition_count()],
+        };
+        deps.transactions(visibility);
+        for id in view.ids() {
+            deps.write_order(id);
+        }
+        deps.reads();
+        // One edge per (from, to, kind): the first seen, for the evidence.
+        deps.edges.sort_by_key(|e| (e.from, e.to, e.dep));
+        deps.edges.dedup_by_key(|e| (e.from, e.to, e.dep));
+        deps
+    }
+
+    fn add(&mut self, node: Node) -> u32 {
+        self.nodes.push(node);
+        (self.nodes.len() - 1) as u32
+    }
+
+    /// Committed transactions, and unknown-fate ones a read_committed read
+    /// observed: those whose values are visible.
+    fn transactions(&mut self, visibility: &Visibility<'_, '_>) {
+        for t in 0..self.txns.txns.len() {
+            if visibility.txn(t) == Shown::Visible {
+                self.txn_node[t] = Some(self.add(Node::Txn(t)));
+            }
+        }
+    }
+
+    /// The node that wrote `value`, if its writer is one.
+    fn writer_node(&mut self, value: Value) -> Option<u32> {
+        let (index, writer) = self.txns.writer_index(value)?;
+        if let Some(t) = writer.txn {
+            return self.txn_node[t];
+        }
+        if let Some(node) = self.send_node[index] {
+            return Some(node);
+        }
+        if matches!(self.history.ops[writer.send as usize].outcome, Some(Outcome::SendFail { .. })) {
+            return None;
+        }
+        let node = self.add(Node::Send(writer.send));
+        self.send_node[index] = Some(node);
+        Some(node)
+    }
+
+    /// The partition's chain of node writers, and ww edges along it. Where
+    /// one offset holds several values (an inconsistent offset), each
+    /// writer there follows each one at the offset before.
+    fn write_order(&mut self, partition: PartitionId) {
+        let log = self.view.log(partition);
+        let mut chain = Vec::new();
+        for (offset, value, _) in log.sightings() {
+            // A value seen at several offsets counts at its lowest.
+            if log.offsets_of(value).next() != Some(offset) {
+                continue;
+            }
+            if let Some(node) = self.writer_node(value) {
+                chain.push((offset, node));
+            }
+        }
+        let groups: Vec<&[(i64, u32)]> = chain.chunk_by(|a, b| a.0 == b.0).collect();
+        for pair in groups.windows(2) {
+            for &(from_offset, from) in pair[0] {
+                for &(to_offset, to) in pair[1] {
+                    if from != to {
+                        let why = Why::Ww { partition, from: from_offset, to: to_offset };
+                        self.edges.push(Edge { from, to, dep: Dep::Ww, why });
+                    }
+                }
+            }
+        }
+        self.chains[partition.index()] = chain;
+    }
+
+    /// wr edges into every read_committed reader, and rw edges out of it
+    /// from the highest offset it read in each partition.
+    fn reads(&mut self) {
+        // (reader, partition, offset) for every record read.
+        let mut reached: Vec<(u32, PartitionId, i64)> = Vec::new();
+        let mut last: Option<(&Partition, PartitionId)> = None;
+        for read in self.txns.committed_reads() {
+            let reader = match read.txn {
+                Some(t) => match self.txn_node[t] {
+                    Some(node) => node,
+                    // Its transaction aborted, or is not known to have committed.
+                    None => continue,
+                },
+                None => self.add(Node::Poll(read.op.id)),
+            };
+            for record in read.records {
+                let partition = match last {
+                    Some((name, id)) if *name == record.partition => id,
+                    _ => {
+                        let id = self.view.id(&record.partition).expect("every polled partition is in the view");
+                        last = Some((&record.partition, id));
+                        id
+                    }
+                };
+                reached.push((reader, partition, record.offset));
+                let Some(writer) = self.writer_node(record.value) else { continue };
+                if writer != reader {
+                    let why = Why::Wr { partition, offset: record.offset, value: record.value };
+                    self.edges.push(Edge { from: writer, to: reader, dep: Dep::Wr, why });
+                }
+            }
+        }
+        reached.sort_unstable();
+        for run in reached.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
+            let (reader, partition, highest) = run[run.len() - 1];
+            let chain = &self.chains[partition.index()];
+            let at = chain.partition_point(|&(offset, _)| offset <= highest);
+            let Some(&(next, _)) = chain.get(at) else { continue };
+            for &(_, writer) in chain[at..].iter().take_while(|(offset, _)| *offset == next) {
+                if writer != reader {
+                    let why = Why::Rw { partition, read: highest, next };
+                    self.edges.push(Edge { from: reader, to: writer, dep: Dep::Rw, why });
+                }
+            }
+        }
+    }
+
+    fn label(&self, node: u32) -> String {
+        match self.nodes[node as usize] {
+            Node::Txn(t) => self.txns.txns[t].label(self.history),
+            Node::Send(op) => format!("send {}", op_label(self.history, op)),
+            Node::Poll(op) => format!("poll {}", op_label(self.history, op)),
+        }
+    }
+
+    /// `-[ww t-0: offset 2 then 3]-> transaction op 8 (...)`
+    fn step(&self, edge: &Edge) -> String {
+        let name = |partition: PartitionId| self.view.name(partition);
+        let why = match edge.why {
+            Why::Ww { partition, from, to } => format!("ww {}: offset {from} then {to}", name(partition)),
+            Why::Wr { partition, offset, value } => format!("wr {}: {value} at offset {offset}", name(partition)),
+            Why::Rw { partition, read, next } => {
+                format!("rw {}: read up to offset {read}, next written at {next}", name(partition))
+            }
+        };
+        format!(" -[{why}]-> {}", self.label(edge.to))
+    }
+
+    /// `a cycle of 2: transaction op 3 (...) -[ww t-0: offset 2 then 3]-> transaction op 8 (...) -[...]-> transaction op 3 (...)`
+    fn describe(&self, cycle: &Cycle) -> String {
+        let edges: Vec<&Edge> = cycle.edges.iter().map(|&e| &self.edges[e]).collect();
+        let mut text = format!("a cycle of {}: {}", edges.len(), self.label(edges[0].from));
+        if edges.len() <= LISTED {
+            edges.iter().for_each(|edge| text.push_str(&self.step(edge)));
+            return text;
+        }
+        edges[..LISTED - 1].iter().for_each(|edge| text.push_str(&self.step(edge)));
+        let last = edges[edges.len() - 1];
+        let skipped = edges.len() - LISTED;
+        text.push_str(&format!(" -> ({skipped} more steps) -> {}{}", self.label(last.from), self.step(last)));
+        text
+    }
+}

@@ -1,0 +1,282 @@
+//! Transactions as the history records them, for the transaction checkers
+//! (`txn_checks`, `atomicity`, `dependencies`).
+//!
+//! A `txn` operation is invoked at beginTransaction and completed with the
+//! transaction's fate. The sends and polls that its process invokes while it
+//! is open (from its invocation to its completion, or on to the end if it
+//! never completed) belong to it, and so does the `end-txn` that asks to
+//! commit. A process has at most one open transaction, so the last `txn`
+//! its process invoked is the only candidate for each op.
+//!
+//! Values are unique per send, so a read value names its send, and the send
+//! its transaction (or none: a plain send). Only reads by read_committed
+//! consumers are judged here: the others may see aborted and open
+//! transactions' records, as Kafka's default isolation allows.
+
+use super::evidence::op_label;
+use super::log_view::{LogView, OpId, PartitionId};
+use crate::history::{Call, History, Op, Outcome, Polled, ProcessId, TopicName, Value};
+use std::collections::BTreeMap;
+
+/// An index into `Txns::txns`.
+pub(crate) type TxnIndex = usize;
+
+/// How a transaction ended, as its `txn` operation's completion says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fate {
+    Committed,
+    Aborted,
+    /// `TxnInfo`, or never completed (a crash, the end of the run): it may
+    /// have gone either way.
+    Unknown,
+}
+
+/// One send of a transaction.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Write {
+    pub(crate) op: OpId,
+    pub(crate) value: Value,
+    /// Where its ack placed it (none if it was not acked).
+    pub(crate) landed: Option<(PartitionId, i64)>,
+}
+
+/// One transaction and what belongs to it.
+#[derive(Debug)]
+pub(crate) struct TxnView<'h> {
+    /// Its `txn` operation.
+    pub(crate) op: &'h Op,
+    pub(crate) transactional_id: &'h TopicName,
+    pub(crate) producer_id: i64,
+    pub(crate) epoch: i16,
+    pub(crate) fate: Fate,
+    /// The first `end-txn` asking to commit it: before that, none of its
+    /// records may be visible to a read_committed reader.
+    pub(crate) commit_asked: Option<&'h Op>,
+    /// Its sends, in op order.
+    pub(crate) writes: Vec<Write>,
+    /// Its ok polls that returned records (consume-transform-produce), in op order.
+    pub(crate) reads: Vec<OpId>,
+}
+
+impl TxnView<'_> {
+    /// Whether an op invoked at `ns` by the same process belongs to it.
+    fn holds(&self, ns: u64) -> bool {
+        self.op.invoke_ns <= ns && self.op.complete_ns.is_none_or(|end| ns <= end)
+    }
+
+    /// `transaction op 3 (process 1, 10ms..50ms)`: how cycles name it.
+    pub(crate) fn label(&self, history: &History) -> String {
+        format!("transaction {}", op_label(history, self.op.id))
+    }
+
+    /// The label with its transactional id, producer id and epoch, and its fate.
+    pub(crate) fn describe(&self, history: &History) -> String {
+        format!(
+            "{} of {} (producer {}, epoch {}), {}",
+            self.label(history),
+            self.transactional_id,
+            self.producer_id,
+            self.epoch,
+            self.fate_words()
+        )
+    }
+
+    /// `committed`, `aborted (reason)`, `of unknown fate (reason)`.
+    pub(crate) fn fate_words(&self) -> String {
+        match &self.op.outcome {
+            Some(Outcome::TxnCommitted) => "committed".to_string(),
+            Some(Outcome::TxnAborted { reason }) => format!("aborted ({reason})"),
+            Some(Outcome::TxnInfo { reason }) => format!("of unknown fate ({reason})"),
+            Some(other) => format!("of unknown fate ({other:?})"),
+            None => "of unknown fate (never completed)".to_string(),
+        }
+    }
+}
+
+/// Who wrote a value: its send, and the transaction the send belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Writer {
+    pub(crate) send: OpId,
+    pub(crate) txn: Option<TxnIndex>,
+}
+
+/// One ok poll by a read_committed consumer that returned records.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CommittedRead<'h> {
+    pub(crate) op: &'h Op,
+    /// The transaction the poll belongs to (its reader's own).
+    pub(crate) txn: Option<TxnIndex>,
+    pub(crate) records: &'h [Polled],
+}
+
+/// What the read_committed drain read: judged only if the drain reads committed.
+#[derive(Debug, Default)]
+pub(crate) struct Drained {
+    /// Every value it read, ascending.
+    values: Vec<Value>,
+    /// Per partition (by id), the highest offset it read.
+    highest: Vec<Option<i64>>,
+}
+
+impl Drained {
+    pub(crate) fn read(&self, value: Value) -> bool {
+        self.values.binary_search(&value).is_ok()
+    }
+
+    pub(crate) fn highest(&self, partition: PartitionId) -> Option<i64> {
+        self.highest.get(partition.index()).copied().flatten()
+    }
+}
+
+/// Every transaction, every value's writer and every read_committed read.
+#[derive(Debug, Default)]
+pub(crate) struct Txns<'h> {
+    pub(crate) txns: Vec<TxnView<'h>>,
+    /// Every send's value and writer, by value (then send, if a value was
+    /// sent twice: the first send names it).
+    writers: Vec<(Value, Writer)>,
+    /// In op order.
+    committed_reads: Vec<CommittedRead<'h>>,
+    /// `None` unless some drain process reads committed.
+    drained: Option<Drained>,
+}
+
+impl<'h> Txns<'h> {
+    /// One walk over the ops, then a sort of the sends by value. A history
+    /// with no transaction and no read_committed consumer has nothing to
+    /// judge here, and costs nothing (the view's walk noted whether it has one).
+    pub(crate) fn build(history: &'h History, view: &LogView<'h>) -> Txns<'h> {
+        if !view.has_transactions() && history.read_committed_consumers.is_empty() {
+            return Txns::default();
+        }
+        let read_committed: Vec<ProcessId> = sorted(history.read_committed_consumers.iter().copied());
+        let is_read_committed = |process: ProcessId| read_committed.binary_search(&process).is_ok();
+        let mut txns: Vec<TxnView<'h>> = Vec::new();
+        let mut writers = Vec::new();
+        let mut committed_reads = Vec::new();
+        // Per process, its last transaction.
+        let mut last: BTreeMap<ProcessId, TxnIndex> = BTreeMap::new();
+        for op in &history.ops {
+            if let Some(txn) = txn_view(op) {
+                last.insert(op.process, txns.len());
+                txns.push(txn);
+                continue;
+            }
+            let txn = last.get(&op.process).copied().filter(|&t| txns[t].holds(op.invoke_ns));
+            match (&op.call, &op.outcome) {
+                (Call::Send { value, .. }, outcome) => {
+                    writers.push((*value, Writer { send: op.id, txn }));
+                    if let Some(t) = txn {
+                        let landed = match outcome {
+                            Some(Outcome::SendOk { partition, offset }) => view.id(partition).map(|id| (id, *offset)),
+                            _ => None,
+                        };
+                        txns[t].writes.push(Write { op: op.id, value: *value, landed });
+                    }
+                }
+                (Call::Poll, Some(Outcome::PollOk { records })) if !records.is_empty() => {
+                    if let Some(t) = txn {
+                        txns[t].reads.push(op.id);
+                    }
+                    if is_read_committed(op.process) {
+                        committed_reads.push(CommittedRead { op, txn, records });
+                    }
+                }
+                (Call::EndTxn { commit: true, .. }, _) => {
+                    if let Some(t) = txn {
+                        txns[t].commit_asked.get_or_insert(op);
+                    }
+                }
+                _ => {}
+            }
+        }
+        writers.sort_by_key(|&(value, writer)| (value, writer.send));
+        let drained = drained(history, view, &committed_reads, &is_read_committed);
+        Txns { txns, writers, committed_reads, drained }
+    }
+
+    /// Who wrote `value` (none if no send in the history did).
+    pub(crate) fn writer(&self, value: Value) -> Option<Writer> {
+        self.writer_index(value).map(|(_, writer)| writer)
+    }
+
+    /// `value`'s writer and its index among the writers (`0..writer_count()`,
+    /// for state a checker keeps per writer).
+    pub(crate) fn writer_index(&self, value: Value) -> Option<(usize, Writer)> {
+        let at = self.writers.partition_point(|&(v, _)| v < value);
+        self.writers.get(at).filter(|&&(v, _)| v == value).map(|&(_, writer)| (at, writer))
+    }
+
+    pub(crate) fn writer_count(&self) -> usize {
+        self.writers.len()
+    }
+
+    /// The ok polls of read_committed consumers that returned records, in op order.
+    pub(crate) fn committed_reads(&self) -> &[CommittedRead<'h>] {
+        &self.committed_reads
+    }
+
+    /// What the drain read, if it reads committed.
+    pub(crate) fn drained(&self) -> Option<&Drained> {
+        self.drained.as_ref()
+    }
+
+    /// Whether there is anything to judge: a transaction or a read_committed read.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.txns.is_empty() && self.committed_reads.is_empty()
+    }
+}
+
+/// A `txn` operation's view, with nothing belonging to it yet.
+fn txn_view(op: &Op) -> Option<TxnView<'_>> {
+    let Call::Txn { transactional_id, producer_id, epoch, .. } = &op.call else { return None };
+    let fate = match op.outcome {
+        Some(Outcome::TxnCommitted) => Fate::Committed,
+        Some(Outcome::TxnAborted { .. }) => Fate::Aborted,
+        _ => Fate::Unknown,
+    };
+    Some(TxnView {
+        op,
+        transactional_id,
+        producer_id: *producer_id,
+        epoch: *epoch,
+        fate,
+        commit_asked: None,
+        writes: Vec::new(),
+        reads: Vec::new(),
+    })
+}
+
+/// What the drain processes that read committed read, if there are any.
+fn drained(
+    history: &History,
+    view: &LogView<'_>,
+    committed_reads: &[CommittedRead<'_>],
+    is_read_committed: &impl Fn(ProcessId) -> bool,
+) -> Option<Drained> {
+    let drain: Vec<ProcessId> = sorted(history.drain_processes.iter().copied().filter(|&p| is_read_committed(p)));
+    if drain.is_empty() {
+        return None;
+    }
+    let mut values = Vec::new();
+    let mut highest = vec![None; view.partition_count()];
+    for read in committed_reads.iter().filter(|read| drain.binary_search(&read.op.process).is_ok()) {
+        for record in read.records {
+            values.push(record.value);
+            if let Some(id) = view.id(&record.partition) {
+                let top: &mut Option<i64> = &mut highest[id.index()];
+                *top = Some(top.map_or(record.offset, |t: i64| t.max(record.offset)));
+            }
+        }
+    }
+    values.sort_unstable();
+    values.dedup();
+    Some(Drained { values, highest })
+}
+
+fn sorted(processes: impl Iterator<Item = ProcessId>) -> Vec<ProcessId> {
+    let mut list: Vec<ProcessId> = processes.collect();
+    list.sort_unstable();
+    list.dedup();
+    list
+}
