@@ -12,7 +12,9 @@
 //! Code map: `partitioner` (murmur2, keyless strategies), `metadata` (the
 //! cluster view and its refresh schedule), `inflight` (correlation ids and
 //! request deadlines), `producer` (with `idempotence`: producer id, epoch and
-//! sequences), `consumer`. Their tests live in
+//! sequences; `transactional` and `producer_txn`: the transactional
+//! producer), `consumer` (with `read_committed`: markers never returned,
+//! aborted transactions skipped). Their tests live in
 //! `producer_tests.rs` / `consumer_tests.rs` and run against `testkit`'s fake
 //! cluster, including proptest scripts of losses, disconnects and timeouts.
 //!
