@@ -11,7 +11,7 @@ use crate::group::api::GroupRequest;
 use crate::group::coordinator::{CoordinatorOutput, GroupConfig, GroupCoordinator};
 use crate::group::GroupId;
 use crate::protocol::{CorrelationId, ErrorCode, Response};
-use crate::types::{TopicId, TopicPartition};
+use crate::types::{StoredRecord, TopicId, TopicPartition};
 
 /// The internal topic holding group metadata and committed offsets.
 pub const CONSUMER_OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -101,14 +101,24 @@ impl Broker {
         if Some(tp.topic) != self.offsets_topic {
             return;
         }
+        if let Some(records) = self.coordinator_log(tp, "groups") {
+            self.groups.load(now_ms, tp.partition, &records);
+        }
+    }
+
+    /// Every record of `tp`, a coordinator's partition this broker now
+    /// leads, to rebuild the coordinator's state (`what` it holds) from;
+    /// `None` if the log does not read back (the broker has halted).
+    pub(super) fn coordinator_log(&mut self, tp: TopicPartition, what: &str) -> Option<Vec<StoredRecord>> {
         let r = &self.replicas[&tp];
         debug_assert!(matches!(r.role, Role::Leader(_)));
         let (start, end) = (r.log.log_start_offset(), r.log.log_end_offset());
         match r.log.read(self.storage.as_ref(), start, end, u32::MAX) {
-            Ok(records) => {
-                self.groups.load(now_ms, tp.partition, &records);
+            Ok(records) => Some(records),
+            Err(e) => {
+                self.halt_on_corrupt_log(format!("loading {what} from {tp}: {e}"));
+                None
             }
-            Err(e) => self.halt_on_corrupt_log(format!("loading groups from {tp}: {e}")),
         }
     }
 

@@ -199,15 +199,9 @@ impl Broker {
         if Some(tp.topic) != self.txn.state_topic {
             return;
         }
-        let r = &self.replicas[&tp];
-        debug_assert!(matches!(r.role, Role::Leader(_)));
-        let (start, end) = (r.log.log_start_offset(), r.log.log_end_offset());
-        match r.log.read(self.storage.as_ref(), start, end, u32::MAX) {
-            Ok(records) => {
-                self.txn.coordinator.load(tp.partition, leader_epoch, &records);
-                self.drain_txn(now_ms);
-            }
-            Err(e) => self.halt_on_corrupt_log(format!("loading transactions from {tp}: {e}")),
+        if let Some(records) = self.coordinator_log(tp, "transactions") {
+            self.txn.coordinator.load(tp.partition, leader_epoch, &records);
+            self.drain_txn(now_ms);
         }
     }
 

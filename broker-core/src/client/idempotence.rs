@@ -52,8 +52,6 @@ pub(crate) struct Idempotence {
     acked: BTreeMap<TopicPartition, (ProducerEpoch, u64)>,
     /// A gap was found: nothing is sent until the epoch is bumped.
     pub bump_wanted: bool,
-    /// Epoch bumps so far (for tests and the curious).
-    pub bumps: u64,
 }
 
 impl Idempotence {
@@ -96,7 +94,6 @@ impl Idempotence {
     pub fn bump_epoch(&mut self) -> bool {
         assert!(self.bump_wanted, "a bump nobody asked for");
         self.bump_wanted = false;
-        self.bumps += 1;
         self.next_sequence.clear();
         self.acked.clear();
         let (id, epoch) = self.id.expect("bumped only with an id");

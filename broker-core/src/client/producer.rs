@@ -426,6 +426,11 @@ impl Producer {
         next
     }
 
+    /// Whether outputs wait to be polled.
+    pub fn has_pending_output(&self) -> bool {
+        !self.outputs.is_empty()
+    }
+
     /// Records sent and not yet completed.
     pub fn queued_records(&self) -> usize {
         self.live.len()

@@ -103,10 +103,8 @@ enum Pending<R> {
     Markers {
         id: MarkerId,
     },
-    /// The Complete write failed: it is written again at `at_ms`.
-    CompleteDue {
-        at_ms: u64,
-    },
+    /// The Complete write failed: it is written again at the entry's `retry_at_ms`.
+    CompleteDue,
 }
 
 #[derive(Clone, Debug)]
@@ -116,8 +114,8 @@ struct Entry<R> {
     /// False for a new id whose first record is not yet written: a failed
     /// write forgets it again.
     persisted: bool,
-    /// After a failed write, the coordinator's own retries (a timed-out
-    /// transaction's abort) wait until this.
+    /// After a failed write, the coordinator's own retries (a Complete
+    /// record, a timed-out transaction's abort) wait until this.
     retry_at_ms: u64,
 }
 
@@ -318,7 +316,7 @@ impl<R: Clone> TxnCoordinator<R> {
                     }
                     After::SendMarkers(None) => {}
                     // The decision stands; only its completion is to be written again.
-                    After::Complete => entry.pending = Some(Pending::CompleteDue { at_ms: now_ms + COMPLETE_RETRY_MS }),
+                    After::Complete => entry.pending = Some(Pending::CompleteDue),
                 }
                 if !self.ids[&id].persisted {
                     self.ids.remove(&id);
@@ -341,7 +339,7 @@ impl<R: Clone> TxnCoordinator<R> {
         self.ids
             .values()
             .filter_map(|e| match (&e.pending, e.meta.state) {
-                (Some(Pending::CompleteDue { at_ms }), _) => Some(*at_ms),
+                (Some(Pending::CompleteDue), _) => Some(e.retry_at_ms),
                 (None, TxnState::Ongoing) => Some(e.meta.start_ms.saturating_add(e.meta.timeout_ms).max(e.retry_at_ms)),
                 _ => None,
             })
@@ -356,7 +354,7 @@ impl<R: Clone> TxnCoordinator<R> {
             .ids
             .iter()
             .filter(|(_, e)| match (&e.pending, e.meta.state) {
-                (Some(Pending::CompleteDue { at_ms }), _) => *at_ms <= now_ms,
+                (Some(Pending::CompleteDue), _) => e.retry_at_ms <= now_ms,
                 (None, TxnState::Ongoing) => {
                     e.meta.start_ms.saturating_add(e.meta.timeout_ms).max(e.retry_at_ms) <= now_ms
                 }
@@ -366,7 +364,7 @@ impl<R: Clone> TxnCoordinator<R> {
             .collect();
         for id in due {
             let entry = &self.ids[&id];
-            if matches!(entry.pending, Some(Pending::CompleteDue { .. })) {
+            if matches!(entry.pending, Some(Pending::CompleteDue)) {
                 self.ids.get_mut(&id).expect("listed").pending = None;
                 self.write_complete(now_ms, &id);
             } else {

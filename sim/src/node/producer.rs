@@ -93,6 +93,8 @@ struct Workload {
     rng: ChaCha8Rng,
     rate_per_s: f64,
     next_send: Instant,
+    /// A due send found no transaction to go into: it waits for one.
+    waiting: bool,
     counter: u32,
 }
 
@@ -120,6 +122,7 @@ pub async fn run(world: Arc<World>, p: u32) {
         rng: stream(world.seed, Purpose::Workload, process as u64),
         rate_per_s: f64::from(spec.rate_per_s),
         next_send: Instant::now(),
+        waiting: false,
         counter: 0,
     };
     workload.schedule_next();
@@ -153,48 +156,65 @@ pub async fn run(world: Arc<World>, p: u32) {
             }
         }
         let core_deadline = producer.next_timeout_ms().map(|ms| world.clocks.instant_for(node, ms));
-        let send_deadline = chaos.then_some(workload.next_send);
+        // A transactional producer takes a send only into an open transaction,
+        // or when it can begin one: otherwise the send waits, unarmed, for the
+        // producer's answers (which wake this loop), and resumes from now.
+        let can_send = spec.transactions.is_none()
+            || matches!(step, TxnStep::Sending { .. })
+            || (matches!(step, TxnStep::Idle) && producer.transaction_ready());
+        if can_send && workload.waiting {
+            workload.waiting = false;
+            workload.next_send = workload.next_send.max(Instant::now());
+        }
+        let send_deadline = (chaos && can_send).then_some(workload.next_send);
         timer.set(earliest(core_deadline, send_deadline));
-        let wake = next_wake(|cx| net.poll_event(cx), &mut timer).await;
+        // What the loop's top asked of the producer goes out before waiting.
+        let wake = if producer.has_pending_output() {
+            None
+        } else {
+            Some(next_wake(|cx| net.poll_event(cx), &mut timer).await)
+        };
         let now_ms = world.clocks.node_now_ms(node);
-        match wake {
-            Wake::Net(ClientNetEvent::Response { peer: Peer::Broker(broker), correlation_id, response }) => {
-                producer.handle_response(now_ms, broker, correlation_id, response)
-            }
-            Wake::Net(ClientNetEvent::Disconnected { peer: Peer::Broker(broker) }) => {
-                producer.handle_disconnect(now_ms, broker)
-            }
-            // A producer talks to brokers only.
-            Wake::Net(_) => {}
-            Wake::Timer => {
-                producer.handle_timeout(now_ms);
-                while world.phase() == Phase::Chaos && Instant::now() >= workload.next_send {
-                    if let Some(t) = &spec.transactions {
-                        if !in_transaction(
-                            &world,
-                            &mut producer,
-                            &mut step,
-                            &mut workload,
-                            t.abort_ppm,
-                            process,
-                            now_ms,
-                        ) {
-                            // Not ready for a transaction: the send waits for the producer.
-                            workload.next_send = Instant::now() + Duration::from_millis(TXN_WAIT_MS);
-                            break;
+        if let Some(wake) = wake {
+            match wake {
+                Wake::Net(ClientNetEvent::Response { peer: Peer::Broker(broker), correlation_id, response }) => {
+                    producer.handle_response(now_ms, broker, correlation_id, response)
+                }
+                Wake::Net(ClientNetEvent::Disconnected { peer: Peer::Broker(broker) }) => {
+                    producer.handle_disconnect(now_ms, broker)
+                }
+                // A producer talks to brokers only.
+                Wake::Net(_) => {}
+                Wake::Timer => {
+                    producer.handle_timeout(now_ms);
+                    while world.phase() == Phase::Chaos && Instant::now() >= workload.next_send {
+                        if let Some(t) = &spec.transactions {
+                            if !in_transaction(
+                                &world,
+                                &mut producer,
+                                &mut step,
+                                &mut workload,
+                                t.abort_ppm,
+                                process,
+                                now_ms,
+                            ) {
+                                // Not ready for a transaction: the send waits for the producer.
+                                workload.waiting = true;
+                                break;
+                            }
                         }
-                    }
-                    send_one(&world, &spec, &mut workload, &mut producer, &mut ops, process, now_ms);
-                    workload.schedule_next();
-                    if let (Some(t), TxnStep::Sending { txn_op, sent, commit }) = (&spec.transactions, &mut step) {
-                        *sent += 1;
-                        if *sent >= t.records {
-                            let (txn_op, commit) = (*txn_op, *commit);
-                            step = if commit {
-                                end_transaction(&world, &mut producer, txn_op, commit, process, now_ms)
-                            } else {
-                                TxnStep::Flushing { txn_op }
-                            };
+                        send_one(&world, &spec, &mut workload, &mut producer, &mut ops, process, now_ms);
+                        workload.schedule_next();
+                        if let (Some(t), TxnStep::Sending { txn_op, sent, commit }) = (&spec.transactions, &mut step) {
+                            *sent += 1;
+                            if *sent >= t.records {
+                                let (txn_op, commit) = (*txn_op, *commit);
+                                step = if commit {
+                                    end_transaction(&world, &mut producer, txn_op, commit, process, now_ms)
+                                } else {
+                                    TxnStep::Flushing { txn_op }
+                                };
+                            }
                         }
                     }
                 }
@@ -251,9 +271,6 @@ fn send_one(
     };
     producer.send(now_ms, record);
 }
-
-/// How long a due send waits when the producer is not ready for a transaction.
-const TXN_WAIT_MS: u64 = 10;
 
 /// Makes sure a transaction is open for the next send, beginning one if the
 /// producer is ready (and drawing whether it will commit). Returns whether one is open.
