@@ -63,6 +63,12 @@ pub enum Plant {
     /// transactions (no KIP-890 part 2 bump), so a late EndTxn of the
     /// previous transaction ends the current one (KAFKA-17754).
     NoEpochBumpPerTxn,
+    /// A read_committed fetch is served like a read_uncommitted one: up to
+    /// the high watermark, with no aborted transactions listed.
+    ReadCommittedToHw,
+    /// A coordinator that takes over a transaction whose commit was decided
+    /// (PrepareCommit) but not completed writes ABORT markers for it.
+    PreparedCommitAbortedOnFailover,
 }
 
 impl Plant {
@@ -86,6 +92,8 @@ impl Plant {
         Plant::IdempotenceWindow1,
         Plant::ProducerStateLostOnFailover,
         Plant::NoEpochBumpPerTxn,
+        Plant::ReadCommittedToHw,
+        Plant::PreparedCommitAbortedOnFailover,
     ];
 
     pub fn name(self) -> &'static str {
@@ -109,6 +117,8 @@ impl Plant {
             Plant::IdempotenceWindow1 => "idempotence-window-1",
             Plant::ProducerStateLostOnFailover => "producer-state-lost-on-failover",
             Plant::NoEpochBumpPerTxn => "no-epoch-bump-per-txn",
+            Plant::ReadCommittedToHw => "read-committed-to-hw",
+            Plant::PreparedCommitAbortedOnFailover => "prepared-commit-aborted-on-failover",
         }
     }
 
@@ -162,6 +172,12 @@ impl Plant {
             }
             Plant::ProducerStateLostOnFailover => {
                 "a new leader starts without its log's producer state, so a retry of a batch the old leader appended is written again (caught by no-duplicate)"
+            }
+            Plant::ReadCommittedToHw => {
+                "read_committed fetches are served up to the HW with no aborted list, so open and aborted transactions reach read_committed readers (caught by no-aborted-read, no-precommitted-read)"
+            }
+            Plant::PreparedCommitAbortedOnFailover => {
+                "a new coordinator writes ABORT markers for a transaction already decided to commit, so partitions that got COMMIT from the old one disagree with the rest (caught by txn-atomicity, no-lost-committed-write)"
             }
             Plant::NoEpochBumpPerTxn => {
                 "the coordinator does not bump the epoch per transaction, so a delayed EndTxn of the previous transaction ends the current one (KAFKA-17754; shown in the coordinator's unit tests; no catalogue schedule triggers it yet)"

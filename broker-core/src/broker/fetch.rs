@@ -209,7 +209,8 @@ impl Broker {
         // Consumers read committed records only — read_committed ones only
         // below the last stable offset, where every transaction has ended;
         // followers read everything.
-        let read_committed = !replica && isolation == Isolation::ReadCommitted;
+        let read_committed =
+            !replica && isolation == Isolation::ReadCommitted && !self.plants.on(Plant::ReadCommittedToHw);
         let upper = match (replica, read_committed) {
             (true, _) => end,
             (false, true) => lso,

@@ -324,6 +324,7 @@ impl Broker {
         let groups = group::new_coordinator(config.group.clone(), offsets.map(|(_, n)| n), rng_seed, unfenced_commits);
         let txn_config = crate::txn::coordinator::TxnConfig {
             bump_epoch_per_txn: config.txn.bump_epoch_per_txn && !plants.on(Plant::NoEpochBumpPerTxn),
+            abort_prepared_commits_at_load: plants.on(Plant::PreparedCommitAbortedOnFailover),
             ..config.txn.clone()
         };
         let txn = txn::TxnSide::new(txn_config, &layout, offsets);

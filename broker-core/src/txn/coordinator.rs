@@ -31,6 +31,9 @@ pub struct TxnConfig {
     /// KIP-890 part 2: every ending bumps the producer epoch. Off only under
     /// the planted bug `no-epoch-bump-per-txn` (KAFKA-17754).
     pub bump_epoch_per_txn: bool,
+    /// Planted bug `prepared-commit-aborted-on-failover`: markers resent at
+    /// load for a PrepareCommit transaction say ABORT.
+    pub abort_prepared_commits_at_load: bool,
 }
 
 impl Default for TxnConfig {
@@ -41,6 +44,7 @@ impl Default for TxnConfig {
             offsets_topic: None,
             max_transactional_ids: 100_000,
             bump_epoch_per_txn: true,
+            abort_prepared_commits_at_load: false,
         }
     }
 }
@@ -199,7 +203,10 @@ impl<R: Clone> TxnCoordinator<R> {
                 _ => bad += 1,
             }
         }
-        for (id, meta) in latest {
+        for (id, mut meta) in latest {
+            if self.config.abort_prepared_commits_at_load && meta.state == TxnState::PrepareCommit {
+                meta.state = TxnState::PrepareAbort;
+            }
             let prepared = meta.state.is_prepared();
             self.ids.insert(id.clone(), Entry { meta, pending: None, persisted: true, retry_at_ms: 0 });
             if prepared {
