@@ -63,6 +63,9 @@ pub enum ErrorCode {
     /// The session timeout is outside the coordinator's bounds.
     InvalidSessionTimeout,
     GroupMaxSizeReached,
+    /// OffsetFetch with `require_stable` (KIP-447): a transaction holding an
+    /// offset commit for the partition is not decided yet; ask again.
+    UnstableOffsetCommit,
     // Idempotent and transactional producers.
     /// A batch's sequence does not follow the producer's last one (a gap).
     OutOfOrderSequenceNumber,
@@ -116,6 +119,7 @@ impl ErrorCode {
             ErrorCode::InconsistentGroupProtocol => "INCONSISTENT_GROUP_PROTOCOL",
             ErrorCode::InvalidSessionTimeout => "INVALID_SESSION_TIMEOUT",
             ErrorCode::GroupMaxSizeReached => "GROUP_MAX_SIZE_REACHED",
+            ErrorCode::UnstableOffsetCommit => "UNSTABLE_OFFSET_COMMIT",
             ErrorCode::OutOfOrderSequenceNumber => "OUT_OF_ORDER_SEQUENCE_NUMBER",
             ErrorCode::InvalidProducerEpoch => "INVALID_PRODUCER_EPOCH",
             ErrorCode::UnknownProducerId => "UNKNOWN_PRODUCER_ID",
@@ -147,6 +151,7 @@ impl ErrorCode {
                 | ErrorCode::CoordinatorNotAvailable
                 | ErrorCode::CoordinatorLoadInProgress
                 | ErrorCode::ConcurrentTransactions
+                | ErrorCode::UnstableOffsetCommit
         )
     }
 

@@ -121,6 +121,24 @@ pub enum Call {
     /// outcome as its `Txn`. Nothing of the transaction may be visible to a
     /// read_committed reader before a commit is asked for.
     EndTxn { transactional_id: TopicName, commit: bool },
+    /// A consume-transform-produce application (a pipeline) commits its
+    /// consumer offsets in its open transaction (sendOffsetsToTransaction),
+    /// as `member` of `generation` of `group`: `offsets` are the next
+    /// offsets to consume; `transformed` pairs each input value it consumed
+    /// with the output value it sent for it in this transaction. Invoked
+    /// right after those sends and completed at once: it belongs to the
+    /// transaction and shares its fate.
+    TxnOffsets {
+        group: TopicName,
+        generation: i32,
+        member: Option<TopicName>,
+        offsets: Vec<(Partition, i64)>,
+        transformed: Vec<(Value, Value)>,
+    },
+    /// The drain read `group`'s committed offsets (stable: no transaction
+    /// holding one undecided) after every pipeline stopped: a fact, for the
+    /// exactly-once-pipeline checker.
+    GroupOffsets { group: TopicName, offsets: Vec<(Partition, i64)> },
 }
 
 /// What a transaction's application meant to do when it was done.
@@ -231,6 +249,25 @@ pub struct History {
     /// (the others read uncommitted, Kafka's default).
     #[serde(default)]
     pub read_committed_consumers: Vec<ProcessId>,
+    /// The consume-transform-produce applications of the run, one per group.
+    #[serde(default)]
+    pub pipelines: Vec<PipelineInfo>,
+}
+
+/// One group of consume-transform-produce processes: they read `inputs`
+/// read_committed, write each input value's transformation to `output` in a
+/// transaction, and commit their offsets in it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PipelineInfo {
+    pub group: TopicName,
+    pub inputs: Vec<TopicName>,
+    pub output: TopicName,
+    pub processes: Vec<ProcessId>,
+    /// Whether every process of the group had caught up (its last polls
+    /// empty, no transaction open) within the bound after the heal, when
+    /// they were stopped. If not, the committed offsets need not reach the
+    /// input's end (a liveness finding of its own).
+    pub caught_up: bool,
 }
 
 impl History {

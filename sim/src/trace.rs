@@ -155,6 +155,25 @@ impl Trace {
                     h.write_u8(10);
                     h.write_u8(u8::from(*commit));
                 }
+                Call::TxnOffsets { generation, offsets, transformed, .. } => {
+                    h.write_u8(11);
+                    h.write_i32(*generation);
+                    offsets.iter().for_each(|(p, o)| {
+                        h.write_u32(p.partition);
+                        h.write_i64(*o);
+                    });
+                    transformed.iter().for_each(|(i, o)| {
+                        h.write_u64(i.0);
+                        h.write_u64(o.0);
+                    });
+                }
+                Call::GroupOffsets { offsets, .. } => {
+                    h.write_u8(12);
+                    offsets.iter().for_each(|(p, o)| {
+                        h.write_u32(p.partition);
+                        h.write_i64(*o);
+                    });
+                }
             }
             match &op.outcome {
                 None => h.write_u8(0),

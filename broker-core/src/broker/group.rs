@@ -11,7 +11,7 @@ use crate::group::api::GroupRequest;
 use crate::group::coordinator::{CoordinatorOutput, GroupConfig, GroupCoordinator};
 use crate::group::GroupId;
 use crate::protocol::{CorrelationId, ErrorCode, Response};
-use crate::types::{StoredRecord, TopicId, TopicPartition};
+use crate::types::{ProducerId, StoredRecord, TopicId, TopicPartition};
 
 /// The internal topic holding group metadata and committed offsets.
 pub const CONSUMER_OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -79,11 +79,16 @@ impl Broker {
                     CoordinatorOutput::Reply { to: (conn, correlation_id), response } => {
                         self.respond(conn, correlation_id, Response::Group(response));
                     }
-                    CoordinatorOutput::Write { id, partition, records } => {
+                    CoordinatorOutput::Write { id, partition, records, producer } => {
                         let topic = self.offsets_topic.expect("writes only for a loaded partition");
                         let tp = TopicPartition::new(topic, partition);
                         let requester = super::produce::Requester::Coordinator(id);
-                        self.append_for(now_ms, requester, tp, records, OFFSET_COMMIT_TIMEOUT_MS);
+                        match producer {
+                            None => self.append_for(now_ms, requester, tp, records, OFFSET_COMMIT_TIMEOUT_MS),
+                            Some((producer_id, epoch)) => {
+                                self.append_txn_offsets_for(now_ms, requester, tp, records, producer_id, epoch)
+                            }
+                        }
                     }
                 }
             }
@@ -119,6 +124,15 @@ impl Broker {
                 self.halt_on_corrupt_log(format!("loading {what} from {tp}: {e}"));
                 None
             }
+        }
+    }
+
+    /// A transaction marker of `producer_id` is committed in `tp`: if `tp`
+    /// is a partition of `__consumer_offsets`, the transaction's offset
+    /// commits there take effect (COMMIT) or are dropped (ABORT).
+    pub(super) fn offsets_marker_committed(&mut self, tp: TopicPartition, producer_id: ProducerId, commit: bool) {
+        if Some(tp.topic) == self.offsets_topic {
+            self.groups.txn_completed(tp.partition, producer_id, commit);
         }
     }
 

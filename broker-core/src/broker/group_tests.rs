@@ -72,7 +72,11 @@ fn join(group: &GroupId, member: Option<MemberId>) -> Request {
 }
 
 fn fetch_offset(b: &mut Broker, now: u64, group: &GroupId) -> Option<CommittedOffset> {
-    let request = GroupRequest::OffsetFetch(OffsetFetch { group: group.clone(), partitions: Some(vec![EVENTS_0]) });
+    let request = GroupRequest::OffsetFetch(OffsetFetch {
+        group: group.clone(),
+        partitions: Some(vec![EVENTS_0]),
+        require_stable: false,
+    });
     match ask(b, now, 50, Request::Group(request)) {
         Some(Response::Group(GroupResponse::OffsetFetch { error: None, offsets })) => offsets[0].1,
         other => panic!("offset fetch answered {other:?}"),

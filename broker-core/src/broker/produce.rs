@@ -42,16 +42,18 @@ pub(super) enum Requester {
     /// The transaction coordinator's write of a transactional id's state.
     TxnCoordinator(TxnWriteId),
     /// A coordinator's WriteTxnMarkers: one answer per marker, whose
-    /// producers are `producers` (in order).
+    /// producers and markers are `producers` (in order).
     Markers {
         conn: ConnId,
         correlation_id: CorrelationId,
-        producers: Vec<ProducerId>,
+        producers: Vec<(ProducerId, TxnMarker)>,
     },
     /// A marker this broker, as coordinator, wrote to a partition it leads.
     LocalMarker {
         round: MarkerId,
         tp: TopicPartition,
+        producer_id: ProducerId,
+        commit: bool,
     },
 }
 
@@ -180,6 +182,50 @@ impl Broker {
         self.park_one(now_ms, requester, tp, appended, timeout_ms);
     }
 
+    /// Appends a group coordinator's transactional offset commit to `tp` (a
+    /// partition of `__consumer_offsets`) as a transactional batch of
+    /// `producer_id` in `epoch`, with acks=all. As Kafka appends a
+    /// coordinator's batch, its sequence is not checked, but its epoch is:
+    /// a producer that a newer epoch of its id wrote here after is fenced
+    /// (INVALID_PRODUCER_EPOCH).
+    pub(super) fn append_txn_offsets_for(
+        &mut self,
+        now_ms: u64,
+        requester: Requester,
+        tp: TopicPartition,
+        records: Vec<Record>,
+        producer_id: ProducerId,
+        epoch: ProducerEpoch,
+    ) {
+        let stamp = ProducerStamp { id: producer_id, epoch, base_sequence: 0 };
+        let appended = self.append_unsequenced(now_ms, tp, stamp, records);
+        self.park_one(now_ms, requester, tp, appended, crate::broker::group::OFFSET_COMMIT_TIMEOUT_MS);
+    }
+
+    fn append_unsequenced(
+        &mut self,
+        now_ms: u64,
+        tp: TopicPartition,
+        stamp: ProducerStamp,
+        records: Vec<Record>,
+    ) -> Result<(Offset, LeaderEpoch, Offset), ErrorCode> {
+        let r = self.led(tp)?;
+        let Role::Leader(l) = &r.role else { unreachable!("led() checked") };
+        if !l.enough_replicas() && !self.plants.on(Plant::IgnoreMinIsr) {
+            return Err(ErrorCode::NotEnoughReplicas);
+        }
+        let leader_epoch = l.leader_epoch();
+        if r.log.producer_state().epoch_of(stamp.id).is_some_and(|e| e > stamp.epoch) {
+            return Err(ErrorCode::InvalidProducerEpoch);
+        }
+        let r = self.replicas.get_mut(&tp).expect("led() checked");
+        let appended = r.log.append_transactional(self.storage.as_mut(), now_ms, leader_epoch, stamp, &records);
+        let info = self.appended(tp, appended)?;
+        self.wake_fetches(tp);
+        self.update_high_watermark(tp);
+        Ok((info.base_offset, leader_epoch, info.last_offset.next()))
+    }
+
     /// Appends a transaction marker to `tp` for `requester` (a local marker
     /// round), answered once committed.
     pub(super) fn append_marker_for(
@@ -240,11 +286,20 @@ impl Broker {
                 };
                 self.txn.writes_done.push_back((write, result));
             }
-            Requester::LocalMarker { round, tp } => {
-                self.txn.markers_done.push_back((round, tp, answers.first().and_then(|a| a.error)));
+            Requester::LocalMarker { round, tp, producer_id, commit } => {
+                let error = answers.first().and_then(|a| a.error);
+                if error.is_none() {
+                    self.offsets_marker_committed(tp, producer_id, commit);
+                }
+                self.txn.markers_done.push_back((round, tp, error));
             }
             Requester::Markers { conn, correlation_id, producers } => {
-                let results = producers.into_iter().zip(answers).map(|(pid, a)| (pid, a.tp, a.error)).collect();
+                for ((producer_id, marker), a) in producers.iter().zip(&answers) {
+                    if a.error.is_none() {
+                        self.offsets_marker_committed(a.tp, *producer_id, marker.commit);
+                    }
+                }
+                let results = producers.into_iter().zip(answers).map(|((pid, _), a)| (pid, a.tp, a.error)).collect();
                 self.respond(conn, correlation_id, Response::WriteTxnMarkers { results });
             }
         }

@@ -266,7 +266,7 @@ impl Broker {
     fn write_local_marker(&mut self, now_ms: u64, id: MarkerId, tp: TopicPartition) {
         let round = &self.txn.rounds[&id];
         let (producer_id, epoch, marker) = (round.producer_id, round.epoch, round.marker);
-        let requester = Requester::LocalMarker { round: id, tp };
+        let requester = Requester::LocalMarker { round: id, tp, producer_id, commit: marker.commit };
         self.append_marker_for(now_ms, requester, tp, producer_id, epoch, marker);
     }
 
@@ -343,7 +343,7 @@ impl Broker {
                     }
                 };
                 answers.push(answer);
-                producers.push(m.producer_id);
+                producers.push((m.producer_id, m.marker));
             }
         }
         if self.halted.is_some() {

@@ -70,6 +70,11 @@ pub struct MemberConfig {
     /// cooperative-sticky group, the member assigns with the eager sticky
     /// assignor.
     pub direct_handover: bool,
+    /// OffsetFetch asks for stable offsets (KIP-447; Kafka's consumer does
+    /// under read_committed): a partition whose offset an undecided
+    /// transaction holds is answered UNSTABLE_OFFSET_COMMIT, and the fetch
+    /// is reported failed for the application to retry.
+    pub require_stable_offsets: bool,
 }
 
 impl MemberConfig {
@@ -87,6 +92,7 @@ impl MemberConfig {
             retry_backoff_ms: 100,
             stuck_after_fence: false,
             direct_handover: false,
+            require_stable_offsets: false,
         }
     }
 
@@ -113,8 +119,10 @@ pub enum MemberEvent {
     Lost { partitions: Vec<TopicPartition> },
     /// A commit finished: every partition's error (none = committed).
     Committed { commit: u64, partitions: Vec<(TopicPartition, Option<ErrorCode>)> },
-    /// Committed offsets fetched (`None`: none committed).
-    Fetched { offsets: Vec<(TopicPartition, Option<CommittedOffset>)> },
+    /// Committed offsets fetched (`None`: none committed). With `error`
+    /// the fetch failed (no coordinator, a lost request, an unstable
+    /// offset) and every offset is `None`: not known, rather than none.
+    Fetched { offsets: Vec<(TopicPartition, Option<CommittedOffset>)>, error: Option<ErrorCode> },
     /// The member cannot go on (FENCED_INSTANCE_ID, INCONSISTENT_GROUP_PROTOCOL, ...).
     Fatal { error: ErrorCode },
 }
@@ -336,12 +344,15 @@ impl Member {
     pub fn fetch_committed(&mut self, now_ms: u64, partitions: Vec<TopicPartition>) {
         self.now_ms = self.now_ms.max(now_ms);
         let Some(coordinator) = self.coordinator else {
-            self.events.push_back(MemberEvent::Fetched { offsets: partitions.iter().map(|tp| (*tp, None)).collect() });
+            let offsets = partitions.iter().map(|tp| (*tp, None)).collect();
+            let error = Some(ErrorCode::CoordinatorNotAvailable);
+            self.events.push_back(MemberEvent::Fetched { offsets, error });
             return;
         };
         let request = GroupRequest::OffsetFetch(OffsetFetch {
             group: self.config.group.clone(),
             partitions: Some(partitions.clone()),
+            require_stable: self.config.require_stable_offsets,
         });
         self.send(coordinator, request, Pending::Fetch { partitions }, 0);
     }
@@ -448,7 +459,7 @@ impl Member {
                         partitions.iter().map(|tp| (*tp, None)).collect()
                     }
                 };
-                self.events.push_back(MemberEvent::Fetched { offsets });
+                self.events.push_back(MemberEvent::Fetched { offsets, error });
             }
             (pending, response) => panic!("{pending:?} answered with {:?}", response.kind()),
         }
@@ -672,7 +683,7 @@ impl Member {
             }
             Pending::Fetch { partitions } => {
                 let offsets = partitions.into_iter().map(|tp| (tp, None)).collect();
-                self.events.push_back(MemberEvent::Fetched { offsets });
+                self.events.push_back(MemberEvent::Fetched { offsets, error: Some(ErrorCode::NetworkException) });
             }
         }
     }

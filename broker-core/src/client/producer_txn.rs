@@ -4,7 +4,9 @@
 //! producer's batches and connections.
 
 use super::*;
-use crate::client::transactional::{Failure, Phase};
+use crate::client::transactional::{Failure, OffsetsStep, Phase, SentOffsets};
+use crate::group::api::{GroupRequest, GroupResponse, TxnOffsetCommit};
+use crate::group::{GenerationId, GroupId, InstanceId, MemberId};
 use crate::txn::api::{TxnRequest, TxnResponse};
 
 /// A transactional request in flight.
@@ -13,7 +15,15 @@ pub(super) enum TxnCall {
     FindCoordinator,
     Init,
     AddPartitions(Vec<TopicPartition>),
-    End { commit: bool },
+    /// AddOffsetsToTxn.
+    AddOffsets,
+    /// FindCoordinator for the offsets' group.
+    FindGroupCoordinator,
+    /// TxnOffsetCommit.
+    CommitOffsets,
+    End {
+        commit: bool,
+    },
 }
 
 impl Producer {
@@ -51,6 +61,38 @@ impl Producer {
         txn.phase = Phase::Open { abortable: None };
     }
 
+    /// Kafka's `sendOffsetsToTransaction`: `offsets` of `group` (the next
+    /// offsets to consume, as the member `member` of `generation` consumed
+    /// them) are committed with the open transaction, or not at all. They
+    /// go to the transaction coordinator (AddOffsetsToTxn) and then to the
+    /// group's coordinator (TxnOffsetCommit); a commit waits for both. A
+    /// refusal because the member was fenced makes the transaction
+    /// abortable. Offsets sent again in the same transaction replace those
+    /// not yet committed. Panics without an open transaction.
+    pub fn send_offsets_to_transaction(
+        &mut self,
+        now_ms: u64,
+        group: GroupId,
+        generation: GenerationId,
+        member: Option<MemberId>,
+        instance: Option<InstanceId>,
+        offsets: Vec<(TopicPartition, crate::group::api::CommittedOffset)>,
+    ) {
+        let now_ms = self.advance_clock(now_ms);
+        let txn = self.transactions.as_mut().expect("a transactional producer");
+        assert!(matches!(txn.phase, Phase::Open { .. }), "send_offsets_to_transaction without an open transaction");
+        let step = match &txn.offsets {
+            // The group is in the transaction already: only the commit is left.
+            Some(o) if o.group == group && o.step != OffsetsStep::AddToTxn => OffsetsStep::Commit,
+            _ => OffsetsStep::AddToTxn,
+        };
+        if txn.offsets.as_ref().is_some_and(|o| o.group != group) {
+            txn.group_coordinator = None;
+        }
+        txn.offsets = Some(SentOffsets { group, generation, member, instance, offsets, step });
+        self.drive(now_ms);
+    }
+
     /// Asks to commit (`true`) or abort the open transaction. Its end comes
     /// out as [`ProducerOutput::TxnEnded`]. A commit waits for every record
     /// sent in the transaction; an abort drops those not yet sent (they fail).
@@ -81,8 +123,14 @@ impl Producer {
         let Some(txn) = &self.transactions else { return false };
         match &txn.phase {
             Phase::Initializing => true,
-            Phase::Open { .. } => !self.partitions_to_add().is_empty(),
-            Phase::Ending { .. } => !self.partitions_to_add().is_empty() || self.ready_to_end(),
+            Phase::Open { abortable } => {
+                !self.partitions_to_add().is_empty() || (abortable.is_none() && txn.offsets_pending())
+            }
+            Phase::Ending { commit, abortable } => {
+                !self.partitions_to_add().is_empty()
+                    || (*commit && abortable.is_none() && txn.offsets_pending())
+                    || self.ready_to_end()
+            }
             Phase::Ready | Phase::Fatal(_) => false,
         }
     }
@@ -100,10 +148,16 @@ impl Producer {
 
     /// An ending transaction whose every batch is answered may send EndTxn.
     fn ready_to_end(&self) -> bool {
-        matches!(self.transactions.as_ref().map(|t| &t.phase), Some(Phase::Ending { .. }))
+        let Some(txn) = &self.transactions else { return false };
+        // A commit waits for the offsets; an abort (or a commit that will be
+        // refused as abortable) does not.
+        let offsets_wait =
+            matches!(&txn.phase, Phase::Ending { commit: true, abortable: None }) && txn.offsets_pending();
+        matches!(txn.phase, Phase::Ending { .. })
             && self.batches.values().all(VecDeque::is_empty)
             && !self.produce_in_flight()
-            && self.transactions.as_ref().is_some_and(|t| t.adding.is_empty())
+            && txn.adding.is_empty()
+            && !offsets_wait
     }
 
     /// Sends the next transactional request, if one is due.
@@ -123,6 +177,12 @@ impl Producer {
             Phase::Initializing => {
                 let request = TxnRequest::InitProducerId { transactional_id: id, timeout_ms, current: None };
                 self.send_txn(now_ms, coordinator, Request::Txn(request), TxnCall::Init);
+            }
+            Phase::Open { .. } | Phase::Ending { .. }
+                if self.partitions_to_add().is_empty() && self.offsets_request_due() =>
+            {
+                let (producer_id, epoch) = current.expect("a producer id once ready");
+                self.send_offsets_request(now_ms, id, coordinator, producer_id, epoch);
             }
             Phase::Open { .. } | Phase::Ending { .. } if !self.partitions_to_add().is_empty() => {
                 let partitions = self.partitions_to_add();
@@ -159,6 +219,57 @@ impl Producer {
                 }
             }
             Phase::Open { .. } | Phase::Ready | Phase::Fatal(_) => {}
+        }
+    }
+
+    /// Whether the open transaction's offsets have a request to make now
+    /// (not once the transaction is abortable: they could never commit).
+    fn offsets_request_due(&self) -> bool {
+        let Some(txn) = &self.transactions else { return false };
+        let live = match &txn.phase {
+            Phase::Open { abortable } => abortable.is_none(),
+            Phase::Ending { commit, abortable } => *commit && abortable.is_none(),
+            _ => false,
+        };
+        live && txn.offsets_pending()
+    }
+
+    /// The next request of the transaction's offsets: AddOffsetsToTxn, the
+    /// group coordinator's lookup, or TxnOffsetCommit.
+    fn send_offsets_request(
+        &mut self,
+        now_ms: u64,
+        transactional_id: crate::txn::TransactionalId,
+        coordinator: BrokerId,
+        producer_id: crate::types::ProducerId,
+        epoch: crate::types::ProducerEpoch,
+    ) {
+        let txn = self.transactions.as_ref().expect("checked");
+        let sent = txn.offsets.clone().expect("checked");
+        match (sent.step, txn.group_coordinator) {
+            (OffsetsStep::AddToTxn, _) => {
+                let request = TxnRequest::AddOffsets { transactional_id, producer_id, epoch, group: sent.group };
+                self.send_txn(now_ms, coordinator, Request::Txn(request), TxnCall::AddOffsets);
+            }
+            (OffsetsStep::Commit, None) => {
+                let broker = self.metadata.broker_at(txn.attempts);
+                let request = Request::FindCoordinator { group: sent.group };
+                self.send_txn(now_ms, broker, request, TxnCall::FindGroupCoordinator);
+            }
+            (OffsetsStep::Commit, Some(group_coordinator)) => {
+                let request = GroupRequest::TxnOffsetCommit(TxnOffsetCommit {
+                    group: sent.group,
+                    transactional_id,
+                    producer_id,
+                    epoch,
+                    generation: sent.generation,
+                    member: sent.member,
+                    instance: sent.instance,
+                    offsets: sent.offsets,
+                });
+                self.send_txn(now_ms, group_coordinator, Request::Group(request), TxnCall::CommitOffsets);
+            }
+            (OffsetsStep::Done, _) => unreachable!("offsets_request_due checked"),
         }
     }
 
@@ -203,6 +314,30 @@ impl Producer {
                     Err(e) => Some(e),
                 }
             }
+            (TxnCall::AddOffsets, Some(Response::Txn(TxnResponse::AddOffsets(result)))) => match result {
+                Ok(()) => {
+                    if let Some(o) = &mut txn.offsets {
+                        o.step = OffsetsStep::Commit;
+                    }
+                    None
+                }
+                Err(e) => Some(e),
+            },
+            (TxnCall::FindGroupCoordinator, Some(Response::FindCoordinator { error, coordinator })) => {
+                txn.group_coordinator = coordinator;
+                error.or(coordinator.is_none().then_some(ErrorCode::CoordinatorNotAvailable))
+            }
+            (TxnCall::CommitOffsets, Some(Response::Group(GroupResponse::TxnOffsetCommit { partitions }))) => {
+                match partitions.iter().find_map(|(_, e)| *e) {
+                    None => {
+                        if let Some(o) = &mut txn.offsets {
+                            o.step = OffsetsStep::Done;
+                        }
+                        None
+                    }
+                    Some(e) => Some(e),
+                }
+            }
             (TxnCall::End { commit }, Some(Response::Txn(TxnResponse::EndTxn(result)))) => match result {
                 Ok(next_epoch) => {
                     let commit = *commit;
@@ -231,9 +366,20 @@ impl Producer {
     fn txn_failed(&mut self, now_ms: u64, call: TxnCall, error: ErrorCode, backoff: u64) {
         let failure = crate::client::transactional::Transactions::classify(error);
         let txn = self.transactions.as_mut().expect("transactional");
+        let group_call = matches!(call, TxnCall::FindGroupCoordinator | TxnCall::CommitOffsets);
         match failure {
+            // The group's coordinator moved: find it again.
+            Failure::FindCoordinator if group_call => {
+                txn.group_coordinator = None;
+                txn.retry_at_ms = now_ms + backoff;
+            }
             Failure::FindCoordinator => {
                 txn.coordinator = None;
+                txn.retry_at_ms = now_ms + backoff;
+            }
+            // A TxnOffsetCommit timed out at the coordinator's append.
+            Failure::Retry if matches!(call, TxnCall::CommitOffsets) && error == ErrorCode::RequestTimedOut => {
+                txn.group_coordinator = None;
                 txn.retry_at_ms = now_ms + backoff;
             }
             Failure::Retry => txn.retry_at_ms = now_ms + backoff,
@@ -248,7 +394,15 @@ impl Producer {
                     self.drop_batches_of(&stuck, "the partition could not be added to the transaction");
                 }
                 TxnCall::End { commit } => self.end_unknown(commit, error.name()),
-                TxnCall::Init | TxnCall::FindCoordinator => txn.retry_at_ms = now_ms + backoff,
+                // Offsets refused (the member was fenced: KIP-447) cannot
+                // commit with the transaction: it can only be aborted.
+                TxnCall::AddOffsets | TxnCall::CommitOffsets => {
+                    txn.make_abortable(error.name());
+                    txn.retry_at_ms = now_ms + backoff;
+                }
+                TxnCall::Init | TxnCall::FindCoordinator | TxnCall::FindGroupCoordinator => {
+                    txn.retry_at_ms = now_ms + backoff
+                }
             },
             Failure::Fatal => {
                 let commit = match (&call, &txn.phase) {

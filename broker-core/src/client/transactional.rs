@@ -14,6 +14,8 @@
 //! only be aborted); being fenced (a newer epoch exists) is *fatal*: this
 //! producer can do nothing more, as in Kafka.
 
+use crate::group::api::CommittedOffset;
+use crate::group::{GenerationId, GroupId, InstanceId, MemberId};
 use crate::protocol::ErrorCode;
 use crate::txn::TransactionalId;
 use crate::types::{BrokerId, TopicPartition};
@@ -72,6 +74,32 @@ pub(crate) struct Transactions {
     pub adding: BTreeSet<TopicPartition>,
     /// The EndTxn was sent at least once (so a retry must keep its decision).
     pub end_sent: bool,
+    /// The open transaction's consumer offsets (sendOffsetsToTransaction),
+    /// until they are in it.
+    pub offsets: Option<SentOffsets>,
+    /// The coordinator of the offsets' group, once found.
+    pub group_coordinator: Option<BrokerId>,
+}
+
+/// Offsets a consume-transform-produce application commits in its
+/// transaction, as the group member it consumed them as (KIP-447).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SentOffsets {
+    pub group: GroupId,
+    pub generation: GenerationId,
+    pub member: Option<MemberId>,
+    pub instance: Option<InstanceId>,
+    pub offsets: Vec<(TopicPartition, CommittedOffset)>,
+    pub(crate) step: OffsetsStep,
+}
+
+/// How far the offsets have got: AddOffsetsToTxn to the transaction
+/// coordinator, then TxnOffsetCommit to the group's coordinator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum OffsetsStep {
+    AddToTxn,
+    Commit,
+    Done,
 }
 
 impl Transactions {
@@ -87,7 +115,14 @@ impl Transactions {
             added: BTreeSet::new(),
             adding: BTreeSet::new(),
             end_sent: false,
+            offsets: None,
+            group_coordinator: None,
         }
+    }
+
+    /// Whether the transaction's offsets still have a request to make.
+    pub fn offsets_pending(&self) -> bool {
+        self.offsets.as_ref().is_some_and(|o| o.step != OffsetsStep::Done)
     }
 
     /// Whether batches may be sent for partitions of the open transaction.
@@ -127,6 +162,7 @@ impl Transactions {
         self.added.clear();
         self.adding.clear();
         self.end_sent = false;
+        self.offsets = None;
     }
 }
 

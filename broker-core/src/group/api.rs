@@ -6,7 +6,7 @@
 
 use super::{Assignment, AssignorKind, GenerationId, GroupId, InstanceId, MemberId, Subscription};
 use crate::protocol::ErrorCode;
-use crate::types::{LeaderEpoch, Offset, TopicPartition};
+use crate::types::{LeaderEpoch, Offset, ProducerEpoch, ProducerId, TopicPartition};
 use std::sync::Arc;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -118,11 +118,35 @@ pub struct OffsetCommit {
     pub offsets: Vec<(TopicPartition, CommittedOffset)>,
 }
 
+/// TxnOffsetCommit: a transactional producer commits `group`'s offsets in
+/// its open transaction (after AddOffsetsToTxn put the group's partition
+/// in it). They are written at once but take effect only when the
+/// transaction's COMMIT marker reaches the partition; an ABORT drops them.
+/// With a generation and member (KIP-447) the commit is fenced like a
+/// group member's, so a consumer that lost its partitions in a rebalance
+/// cannot commit output for them; with [`GenerationId::NONE`] and no member
+/// it is not (the pre-KIP-447 form).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TxnOffsetCommit {
+    pub group: GroupId,
+    pub transactional_id: crate::txn::TransactionalId,
+    pub producer_id: ProducerId,
+    pub epoch: ProducerEpoch,
+    pub generation: GenerationId,
+    pub member: Option<MemberId>,
+    pub instance: Option<InstanceId>,
+    pub offsets: Vec<(TopicPartition, CommittedOffset)>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OffsetFetch {
     pub group: GroupId,
     /// `None`: every partition the group has an offset for.
     pub partitions: Option<Vec<TopicPartition>>,
+    /// KIP-447: answer UNSTABLE_OFFSET_COMMIT while a transaction holding
+    /// an offset of a requested partition is undecided, instead of the
+    /// offset committed before it (which that transaction may replace).
+    pub require_stable: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -133,6 +157,7 @@ pub enum GroupRequest {
     LeaveGroup(LeaveGroup),
     OffsetCommit(OffsetCommit),
     OffsetFetch(OffsetFetch),
+    TxnOffsetCommit(TxnOffsetCommit),
 }
 
 impl GroupRequest {
@@ -144,6 +169,7 @@ impl GroupRequest {
             GroupRequest::LeaveGroup(r) => &r.group,
             GroupRequest::OffsetCommit(r) => &r.group,
             GroupRequest::OffsetFetch(r) => &r.group,
+            GroupRequest::TxnOffsetCommit(r) => &r.group,
         }
     }
 
@@ -158,6 +184,9 @@ impl GroupRequest {
                 GroupResponse::OffsetCommit { partitions: r.offsets.iter().map(|(tp, _)| (*tp, Some(error))).collect() }
             }
             GroupRequest::OffsetFetch(_) => GroupResponse::OffsetFetch { error: Some(error), offsets: Vec::new() },
+            GroupRequest::TxnOffsetCommit(r) => GroupResponse::TxnOffsetCommit {
+                partitions: r.offsets.iter().map(|(tp, _)| (*tp, Some(error))).collect(),
+            },
         }
     }
 }
@@ -170,4 +199,5 @@ pub enum GroupResponse {
     LeaveGroup { error: Option<ErrorCode> },
     OffsetCommit { partitions: Vec<(TopicPartition, Option<ErrorCode>)> },
     OffsetFetch { error: Option<ErrorCode>, offsets: Vec<(TopicPartition, Option<CommittedOffset>)> },
+    TxnOffsetCommit { partitions: Vec<(TopicPartition, Option<ErrorCode>)> },
 }

@@ -183,6 +183,11 @@ impl ProducerStateTable {
         }
     }
 
+    /// The epoch `pid` last wrote here in, if this table knows it.
+    pub fn epoch_of(&self, pid: ProducerId) -> Option<ProducerEpoch> {
+        self.producers.get(&pid).map(|e| e.epoch)
+    }
+
     /// Whether a marker from `pid` in `epoch` written by a coordinator in
     /// `marker.coordinator_epoch` may be appended (Kafka's
     /// `ProducerAppendInfo.appendEndTxnMarker` checks). A marker for a

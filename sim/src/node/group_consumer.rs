@@ -144,7 +144,7 @@ impl GroupConsumer<'_> {
         let now = self.driver.now_ms();
         self.member().fetch_committed(now, partitions.clone());
         self.driver.flush();
-        let MemberEvent::Fetched { offsets } = self.await_event(|e| matches!(e, MemberEvent::Fetched { .. })).await
+        let MemberEvent::Fetched { offsets, .. } = self.await_event(|e| matches!(e, MemberEvent::Fetched { .. })).await
         else {
             unreachable!("awaited a fetch")
         };

@@ -19,7 +19,7 @@ use crate::group::api::{
 use crate::group::records::{GroupMetadata, MemberMetadata};
 use crate::group::{Assignment, AssignorKind, GenerationId, GroupId, InstanceId, MemberId, Subscription};
 use crate::protocol::ErrorCode;
-use crate::types::TopicPartition;
+use crate::types::{ProducerId, TopicPartition};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -83,6 +83,10 @@ pub(super) struct Group<R> {
     pub sync_write: Option<(WriteId, GenerationId)>,
     /// Committed offsets: applied when their write is durable.
     pub offsets: BTreeMap<TopicPartition, CommittedOffset>,
+    /// Transactional offset commits written but not yet decided, by
+    /// producer: applied at their transaction's COMMIT marker, dropped at
+    /// its ABORT.
+    pub pending_txn_offsets: BTreeMap<ProducerId, BTreeMap<TopicPartition, CommittedOffset>>,
 }
 
 impl<R: Clone> Group<R> {
@@ -100,6 +104,7 @@ impl<R: Clone> Group<R> {
             initial_delay: None,
             sync_write: None,
             offsets: BTreeMap::new(),
+            pending_txn_offsets: BTreeMap::new(),
         }
     }
 

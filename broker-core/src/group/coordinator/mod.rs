@@ -30,6 +30,8 @@ mod offsets;
 mod proptests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod txn_offsets_tests;
 
 pub use group::GroupState;
 
@@ -37,7 +39,7 @@ use super::api::{CommittedOffset, GroupRequest, GroupResponse};
 use super::records::{GroupMetadata, GroupRecord};
 use super::{GroupId, MemberId};
 use crate::protocol::ErrorCode;
-use crate::types::{Record, StoredRecord, TopicPartition};
+use crate::types::{BatchKind, ProducerEpoch, ProducerId, Record, StoredRecord, TopicPartition};
 use group::Group;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -91,6 +93,10 @@ pub enum CoordinatorOutput<R> {
         id: WriteId,
         partition: u32,
         records: Vec<Record>,
+        /// A transactional offset commit's producer: the records go in as a
+        /// transactional batch of it (refused if a newer epoch of it wrote
+        /// there), and take effect at its transaction's marker.
+        producer: Option<(ProducerId, ProducerEpoch)>,
     },
 }
 
@@ -101,6 +107,9 @@ enum WriteKind<R> {
     Metadata { group: GroupId },
     /// An OffsetCommit, answered when the write completes.
     Offsets { group: GroupId, reply: R, offsets: Vec<(TopicPartition, CommittedOffset)> },
+    /// A TxnOffsetCommit, answered when the write completes; its offsets
+    /// then wait for the transaction's marker.
+    TxnOffsets { group: GroupId, reply: R, producer_id: ProducerId, offsets: Vec<(TopicPartition, CommittedOffset)> },
 }
 
 /// Where the state machines put what they want done; owned by the
@@ -128,11 +137,22 @@ impl<R> Out<R> {
     }
 
     fn write(&mut self, group: &GroupId, records: Vec<GroupRecord>, kind: WriteKind<R>) -> WriteId {
+        self.write_as(group, records, kind, None)
+    }
+
+    /// [`Out::write`], as `producer`'s transactional batch when given.
+    fn write_as(
+        &mut self,
+        group: &GroupId,
+        records: Vec<GroupRecord>,
+        kind: WriteKind<R>,
+        producer: Option<(ProducerId, ProducerEpoch)>,
+    ) -> WriteId {
         let id = WriteId(self.next_write);
         self.next_write += 1;
         let partition = partition_for(group, self.offsets_topic_partitions);
         let records = records.iter().map(|r| r.encode(self.now_ms)).collect();
-        self.outputs.push_back(CoordinatorOutput::Write { id, partition, records });
+        self.outputs.push_back(CoordinatorOutput::Write { id, partition, records, producer });
         self.writes.insert(id, kind);
         id
     }
@@ -151,6 +171,9 @@ pub fn partition_for(group: &GroupId, partitions: u32) -> u32 {
     let hash = group.0.encode_utf16().fold(0i32, |h, unit| h.wrapping_mul(31).wrapping_add(i32::from(unit)));
     (hash & 0x7fff_ffff) as u32 % partitions
 }
+
+/// Transactional offset commits awaiting their marker, by producer and group.
+type TxnOffsets = BTreeMap<ProducerId, BTreeMap<GroupId, BTreeMap<TopicPartition, CommittedOffset>>>;
 
 /// What replaying a partition found.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -224,19 +247,49 @@ impl<R: Clone> GroupCoordinator<R> {
         let mut stats = LoadStats::default();
         let mut metadata: BTreeMap<GroupId, GroupMetadata> = BTreeMap::new();
         let mut offsets: BTreeMap<GroupId, BTreeMap<TopicPartition, CommittedOffset>> = BTreeMap::new();
+        // Transactional offset commits whose marker is not (yet) in the log.
+        let mut pending: TxnOffsets = BTreeMap::new();
         for record in records {
             stats.records += 1;
+            match (record.kind, record.producer) {
+                (BatchKind::Marker(marker), Some(stamp)) => {
+                    for (group, committed) in pending.remove(&stamp.id).unwrap_or_default() {
+                        if marker.commit {
+                            offsets.entry(group).or_default().extend(committed);
+                        }
+                    }
+                    continue;
+                }
+                (BatchKind::Marker(_), None) => {
+                    stats.bad_records += 1;
+                    continue;
+                }
+                _ => {}
+            }
             match GroupRecord::decode(record) {
                 Ok(GroupRecord::Metadata { group, metadata: m }) => {
                     metadata.insert(group, m);
                 }
-                Ok(GroupRecord::Offset { group, tp, committed }) => {
-                    offsets.entry(group).or_default().insert(tp, committed);
-                }
+                Ok(GroupRecord::Offset { group, tp, committed }) => match (record.kind, record.producer) {
+                    (BatchKind::Transactional, Some(stamp)) => {
+                        pending.entry(stamp.id).or_default().entry(group).or_default().insert(tp, committed);
+                    }
+                    _ => {
+                        offsets.entry(group).or_default().insert(tp, committed);
+                    }
+                },
                 Err(_) => stats.bad_records += 1,
             }
         }
-        let ids: BTreeSet<GroupId> = metadata.keys().chain(offsets.keys()).cloned().collect();
+        let mut pending_by_group: BTreeMap<GroupId, BTreeMap<ProducerId, BTreeMap<TopicPartition, CommittedOffset>>> =
+            BTreeMap::new();
+        for (producer, groups) in pending {
+            for (group, committed) in groups {
+                pending_by_group.entry(group).or_default().insert(producer, committed);
+            }
+        }
+        let ids: BTreeSet<GroupId> =
+            metadata.keys().chain(offsets.keys()).chain(pending_by_group.keys()).cloned().collect();
         for id in ids {
             if self.partition_for(&id) != partition {
                 stats.bad_records += 1;
@@ -247,6 +300,7 @@ impl<R: Clone> GroupCoordinator<R> {
                 None => Group::new(id.clone()),
             };
             group.offsets = offsets.remove(&id).unwrap_or_default();
+            group.pending_txn_offsets = pending_by_group.remove(&id).unwrap_or_default();
             self.groups.insert(id, group);
             stats.groups += 1;
         }
@@ -296,6 +350,7 @@ impl<R: Clone> GroupCoordinator<R> {
                 None => self.out.reply(reply, GroupResponse::LeaveGroup { error: Some(ErrorCode::UnknownMemberId) }),
             },
             GroupRequest::OffsetCommit(req) => self.commit(now_ms, reply, req),
+            GroupRequest::TxnOffsetCommit(req) => self.txn_commit(now_ms, reply, req),
             GroupRequest::OffsetFetch(req) => {
                 let response = offsets::fetch(self.groups.get(&group_id), &req);
                 self.out.reply(reply, response);
@@ -327,6 +382,39 @@ impl<R: Clone> GroupCoordinator<R> {
                 };
                 let partitions = offsets.iter().map(|(tp, _)| (*tp, error)).collect();
                 self.out.reply(reply, GroupResponse::OffsetCommit { partitions });
+            }
+            WriteKind::TxnOffsets { group, reply, producer_id, offsets } => {
+                let error = match (result, self.groups.get_mut(&group)) {
+                    (Ok(()), Some(g)) => {
+                        g.pending_txn_offsets.entry(producer_id).or_default().extend(offsets.iter().copied());
+                        None
+                    }
+                    (Ok(()), None) => None,
+                    (Err(e), _) => Some(e),
+                };
+                let partitions = offsets.iter().map(|(tp, _)| (*tp, error)).collect();
+                self.out.reply(reply, GroupResponse::TxnOffsetCommit { partitions });
+            }
+        }
+    }
+
+    /// A transaction marker of `producer_id` is committed in `partition` of
+    /// `__consumer_offsets` (Kafka's `onTransactionCompleted`): the offsets
+    /// its transaction committed there take effect (COMMIT) or are dropped
+    /// (ABORT).
+    pub fn txn_completed(&mut self, partition: u32, producer_id: ProducerId, commit: bool) {
+        if !self.owns(partition) {
+            return; // the next coordinator replays the marker
+        }
+        let offsets_topic_partitions = self.config.offsets_topic_partitions;
+        for (id, group) in &mut self.groups {
+            if partition_for(id, offsets_topic_partitions) != partition {
+                continue;
+            }
+            if let Some(offsets) = group.pending_txn_offsets.remove(&producer_id) {
+                if commit {
+                    group.offsets.extend(offsets);
+                }
             }
         }
     }

@@ -19,8 +19,9 @@ pub(super) struct Harness {
     pub now: u64,
     next_token: u64,
     pub answers: BTreeMap<u64, GroupResponse>,
-    /// Writes asked for and not yet completed.
-    writes: Vec<(WriteId, u32, Vec<Record>)>,
+    /// Writes asked for and not yet completed, with the producer of a
+    /// transactional offset commit.
+    pub(super) writes: Vec<(WriteId, u32, Vec<Record>, Option<(ProducerId, ProducerEpoch)>)>,
     /// Records of committed writes, in order, as the partition's log holds them.
     pub log: Vec<StoredRecord>,
 }
@@ -64,7 +65,9 @@ impl Harness {
                 CoordinatorOutput::Reply { to, response } => {
                     assert!(self.answers.insert(to, response).is_none(), "token {to} answered twice");
                 }
-                CoordinatorOutput::Write { id, partition, records } => self.writes.push((id, partition, records)),
+                CoordinatorOutput::Write { id, partition, records, producer } => {
+                    self.writes.push((id, partition, records, producer))
+                }
             }
         }
     }
@@ -81,11 +84,16 @@ impl Harness {
 
     /// Completes every outstanding write with `result`.
     pub(super) fn complete_writes(&mut self, result: Result<(), ErrorCode>) {
-        for (id, _, records) in std::mem::take(&mut self.writes) {
+        for (id, _, records, producer) in std::mem::take(&mut self.writes) {
             if result.is_ok() {
                 for r in records {
                     let offset = Offset(self.log.len() as i64);
-                    self.log.push(StoredRecord::stored(r, offset, LeaderEpoch(0)));
+                    let mut stored = StoredRecord::stored(r, offset, LeaderEpoch(0));
+                    if let Some((pid, epoch)) = producer {
+                        stored.producer = Some(crate::types::ProducerStamp { id: pid, epoch, base_sequence: 0 });
+                        stored.kind = BatchKind::Transactional;
+                    }
+                    self.log.push(stored);
                 }
             }
             self.coord.write_done(self.now, id, result);
@@ -93,7 +101,7 @@ impl Harness {
         }
     }
 
-    fn answer(&mut self, token: u64) -> GroupResponse {
+    pub(super) fn answer(&mut self, token: u64) -> GroupResponse {
         self.answers.remove(&token).unwrap_or_else(|| panic!("token {token} not answered"))
     }
 
@@ -158,7 +166,7 @@ impl Harness {
         }
     }
 
-    fn commit(&mut self, member: Option<&MemberId>, generation: GenerationId, offset: i64) -> u64 {
+    pub(super) fn commit(&mut self, member: Option<&MemberId>, generation: GenerationId, offset: i64) -> u64 {
         self.send(GroupRequest::OffsetCommit(OffsetCommit {
             group: group(),
             generation,
@@ -168,15 +176,19 @@ impl Harness {
         }))
     }
 
-    fn commit_errors(&mut self, token: u64) -> Vec<Option<ErrorCode>> {
+    pub(super) fn commit_errors(&mut self, token: u64) -> Vec<Option<ErrorCode>> {
         match self.answer(token) {
             GroupResponse::OffsetCommit { partitions } => partitions.into_iter().map(|(_, e)| e).collect(),
             other => panic!("not a commit answer: {other:?}"),
         }
     }
 
-    fn fetched(&mut self) -> Option<CommittedOffset> {
-        let token = self.send(GroupRequest::OffsetFetch(OffsetFetch { group: group(), partitions: Some(vec![tp(0)]) }));
+    pub(super) fn fetched(&mut self) -> Option<CommittedOffset> {
+        let token = self.send(GroupRequest::OffsetFetch(OffsetFetch {
+            group: group(),
+            partitions: Some(vec![tp(0)]),
+            require_stable: false,
+        }));
         match self.answer(token) {
             GroupResponse::OffsetFetch { error: None, offsets } => offsets[0].1,
             other => panic!("not an offset fetch answer: {other:?}"),
@@ -188,7 +200,7 @@ impl Harness {
     }
 
     /// Two members joined and synced: generation 1, Stable, `a` leads.
-    fn stable_pair(&mut self) -> (MemberId, MemberId) {
+    pub(super) fn stable_pair(&mut self) -> (MemberId, MemberId) {
         let (a, ja) = self.join_new("a");
         let (b, jb) = self.join_new("b");
         // The initial delay, extended once: b arrived during it.
