@@ -186,6 +186,7 @@ async fn supervise_phases(world: &Arc<World>, node_ids: &mut Vec<NodeId>) -> Opt
         sleep(SUPERVISOR_TICK).await;
     }
     assert!(world.all_producers_finished(), "producers outlived their delivery timeout");
+    stop_pipelines(world).await;
 
     world.set_phase(Phase::Drain);
     world.trace(SUPERVISOR, TraceEvent::Phase { name: "drain" });
@@ -222,6 +223,32 @@ async fn supervise_phases(world: &Arc<World>, node_ids: &mut Vec<NodeId>) -> Opt
         world.scenario.drain_timeout_ms,
         behind.join(", ")
     ))
+}
+
+/// Waits until every pipeline member has caught up with its input (or
+/// the drain timeout has passed), then stops the pipelines, so that the
+/// drain reads their final output and committed offsets.
+async fn stop_pipelines(world: &World) {
+    if world.pipeline_consumers().is_empty() {
+        return;
+    }
+    // A member with no partitions polls nothing: idle means caught up only
+    // once its group has settled with every partition owned.
+    let plans: Vec<crate::groups::GroupPlan> = crate::groups::plans(&world.scenario, |c| world.consumer_process(c))
+        .into_iter()
+        .filter(|p| p.members.iter().any(|m| world.pipeline_processes().contains(m)))
+        .collect();
+    let caught_up = || {
+        let views = world.group_views.lock().expect("group views lock");
+        world.all_pipelines_idle() && plans.iter().all(|p| crate::groups::settled(p, &views))
+    };
+    let bound_ms = plans.iter().map(|p| p.bound_ms).max().unwrap_or(0).max(world.scenario.drain_timeout_ms);
+    let deadline = Instant::now() + Duration::from_millis(bound_ms);
+    while !caught_up() && Instant::now() < deadline {
+        sleep(SUPERVISOR_TICK).await;
+    }
+    world.stop_pipelines(caught_up());
+    world.trace(SUPERVISOR, TraceEvent::Phase { name: "pipelines-stopped" });
 }
 
 /// Group liveness: waits until every consumer group has settled (one
@@ -372,6 +399,28 @@ async fn run_faults(world: &Arc<World>, nemesis: &mut Nemesis, start: Instant, c
     }
 }
 
+/// The run's pipelines, one per group, with their member processes.
+fn pipelines(scenario: &Scenario, world: &World) -> Vec<crate::history::PipelineInfo> {
+    let mut by_group: BTreeMap<String, crate::history::PipelineInfo> = BTreeMap::new();
+    for (c, (_, spec, _)) in scenario.consumers().iter().enumerate() {
+        let (Some(pipeline), Some(group)) = (&spec.pipeline, &spec.group) else { continue };
+        let info = by_group.entry(group.id.clone()).or_insert_with(|| crate::history::PipelineInfo {
+            group: group.id.as_str().into(),
+            output: world.topic_name(&pipeline.output),
+            caught_up: world.pipelines_caught_up(),
+            ..Default::default()
+        });
+        for topic in &spec.topics {
+            let name = world.topic_name(topic);
+            if !info.inputs.contains(&name) {
+                info.inputs.push(name);
+            }
+        }
+        info.processes.push(world.consumer_process(c as u32));
+    }
+    by_group.into_values().collect()
+}
+
 fn judge(
     scenario: &Scenario,
     seed: u64,
@@ -394,10 +443,13 @@ fn judge(
         .map(|(c, _)| world.consumer_process(c as u32))
         .chain(world.has_transactions().then(|| world.drain_process()))
         .collect();
+    let pipeline_processes = world.pipeline_processes();
     history.idempotent_producers = (0..scenario.producer_count())
         .filter(|p| node::producer::spec_of(world, *p).idempotence)
         .map(|p| world.producer_process(p))
+        .chain(pipeline_processes.iter().copied())
         .collect();
+    history.pipelines = pipelines(scenario, world);
     let mut report = check_history(&history);
     // Every acknowledging producer's acks are judged: acks=all ones must
     // hold; acks=1 losses are Kafka's documented weakness, which scenarios
@@ -405,6 +457,7 @@ fn judge(
     let acks_all = (0..scenario.producer_count())
         .filter(|p| node::producer::spec_of(world, *p).acks != broker_core::protocol::Acks::None)
         .map(|p| world.producer_process(p))
+        .chain(pipeline_processes)
         .collect();
     let replication = world.replication.lock().expect("replication lock").finish(acks_all);
     crate::checker::replicas::merge(&mut report, crate::checker::replicas::check_replicas(&history, &replication));

@@ -96,6 +96,10 @@ pub struct World {
     pub group_views: Mutex<crate::groups::GroupViews>,
     /// Group liveness findings, written by the supervisor.
     pub group_liveness: Mutex<Vec<String>>,
+    /// Per pipeline member process, whether it last reported itself caught up.
+    pipelines_idle: Mutex<std::collections::BTreeMap<ProcessId, bool>>,
+    pipelines_stopped: std::sync::atomic::AtomicBool,
+    pipelines_caught_up: std::sync::atomic::AtomicBool,
 }
 
 impl World {
@@ -142,6 +146,9 @@ impl World {
             heal_ns: AtomicU64::new(u64::MAX),
             group_views: Mutex::default(),
             group_liveness: Mutex::default(),
+            pipelines_idle: Mutex::default(),
+            pipelines_stopped: std::sync::atomic::AtomicBool::new(false),
+            pipelines_caught_up: std::sync::atomic::AtomicBool::new(false),
             clocks: Clocks::new(nodes.len()),
             trace: Mutex::new(Trace::new(names, keep_trace_lines)),
             history: Mutex::new(History::with_capacity(expected_sends(&scenario))),
@@ -247,7 +254,50 @@ impl World {
 
     /// Whether any producer of the scenario is transactional.
     pub fn has_transactions(&self) -> bool {
-        self.scenario.producers().iter().any(|(_, spec)| spec.transactions.is_some())
+        self.scenario.has_transactions()
+    }
+
+    /// The consumer numbers of pipeline members (consumers with `transform_to`).
+    pub fn pipeline_consumers(&self) -> Vec<u32> {
+        let consumers = self.scenario.consumers();
+        consumers
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, spec, _))| spec.pipeline.is_some())
+            .map(|(c, _)| c as u32)
+            .collect()
+    }
+
+    /// The processes of pipeline members.
+    pub fn pipeline_processes(&self) -> Vec<ProcessId> {
+        self.pipeline_consumers().into_iter().map(|c| self.consumer_process(c)).collect()
+    }
+
+    /// A pipeline member reports whether it has caught up (after the chaos
+    /// phase, with producers done: its last polls empty, no transaction open).
+    pub fn pipeline_idle(&self, process: ProcessId, idle: bool) {
+        self.pipelines_idle.lock().expect("pipelines lock").insert(process, idle);
+    }
+
+    /// Whether every pipeline member has reported itself caught up.
+    pub fn all_pipelines_idle(&self) -> bool {
+        let idle = self.pipelines_idle.lock().expect("pipelines lock");
+        self.pipeline_consumers().iter().all(|c| idle.get(&self.consumer_process(*c)).copied().unwrap_or(false))
+    }
+
+    /// The supervisor stops the pipelines before the drain: from now on they
+    /// begin no transaction. `caught_up`: they had all caught up by then.
+    pub fn stop_pipelines(&self, caught_up: bool) {
+        self.pipelines_caught_up.store(caught_up, Ordering::Relaxed);
+        self.pipelines_stopped.store(true, Ordering::Relaxed);
+    }
+
+    pub fn pipelines_stopped(&self) -> bool {
+        self.pipelines_stopped.load(Ordering::Relaxed)
+    }
+
+    pub fn pipelines_caught_up(&self) -> bool {
+        self.pipelines_caught_up.load(Ordering::Relaxed)
     }
 
     pub fn all_brokers(&self) -> Vec<BrokerId> {
@@ -475,7 +525,7 @@ fn expected_sends(scenario: &Scenario) -> usize {
 /// of replication factor 3 (at most the cluster's size) and
 /// min.insync.replicas 2 (at most that).
 fn transaction_state_topic(scenario: &Scenario) -> Option<TopicRequest> {
-    let transactional = scenario.workload.producers.iter().any(|p| p.transactions.is_some());
+    let transactional = scenario.has_transactions();
     let replication_factor = scenario.cluster.brokers.min(3);
     transactional.then(|| TopicRequest {
         name: TRANSACTION_STATE_TOPIC.to_string(),

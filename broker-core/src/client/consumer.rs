@@ -225,6 +225,9 @@ struct PartitionState {
     retry_at_ms: u64,
     /// OFFSET_OUT_OF_RANGE or truncation without a reset policy: nothing until `seek()`.
     paused: bool,
+    /// Where the last successful fetch said the readable log ends (the last
+    /// stable offset under read_committed, else the high watermark).
+    fetched_end: Option<Offset>,
     /// The partition's id under metadata version `tp_version` (version 0,
     /// the default, knows no topics, so `None` is right for it).
     tp: Option<TopicPartition>,
@@ -246,6 +249,7 @@ impl Default for PartitionState {
             buffered: VecDeque::new(),
             retry_at_ms: 0,
             paused: false,
+            fetched_end: None,
             tp: None,
             tp_version: 0,
         }
@@ -362,6 +366,16 @@ impl Consumer {
         state.reset_in_flight = None;
         state.validation_in_flight = None;
         self.seeked = true;
+    }
+
+    /// Whether the partition is read to its end as far as the consumer
+    /// knows (Kafka's `currentLag` is 0): it has a position, nothing
+    /// buffered, and its last fetch ended at or before the position.
+    pub fn caught_up(&self, topic: &str, partition: u32) -> bool {
+        self.assigned.get(&(topic.to_string(), partition)).is_some_and(|s| {
+            s.buffered.is_empty()
+                && matches!((s.position, s.fetched_end), (Some(position), Some(end)) if position >= end)
+        })
     }
 
     pub fn position(&self, topic: &str, partition: u32) -> Option<Offset> {
@@ -681,6 +695,12 @@ impl Consumer {
             state.retry_at_ms = now_ms + backoff;
             return;
         };
+        if answer.error.is_none() && current {
+            state.fetched_end = Some(match isolation {
+                Isolation::ReadCommitted => answer.last_stable_offset,
+                Isolation::ReadUncommitted => answer.high_watermark,
+            });
+        }
         match answer.error {
             None if current => {
                 assert!(state.buffered.is_empty(), "fetched {tp} while records were buffered");

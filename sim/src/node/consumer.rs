@@ -127,11 +127,22 @@ impl ConsumerDriver {
 
     /// Waits for one network event or timer and feeds it to the consumer.
     pub async fn wait(&mut self, until: Option<Instant>) {
+        self.timer.set(earliest(self.next_deadline(), until));
+        let wake = next_wake(|cx| self.net.poll_event(cx), &mut self.timer).await;
+        self.handle_wake(wake);
+    }
+
+    /// When the consumer or its member next needs a timeout.
+    pub fn next_deadline(&self) -> Option<Instant> {
         let core = self.consumer.next_timeout_ms().map(|ms| self.world.clocks.instant_for(self.node, ms));
         let member = self.member.as_ref().and_then(Member::next_timeout_ms);
         let member = member.map(|ms| self.world.clocks.instant_for(self.node, ms));
-        self.timer.set(earliest(earliest(core, member), until));
-        let wake = next_wake(|cx| self.net.poll_event(cx), &mut self.timer).await;
+        earliest(core, member)
+    }
+
+    /// Feeds what woke the node (an event of this driver's connections, or
+    /// a timer) to the consumer and its member, and carries out their outputs.
+    pub fn handle_wake(&mut self, wake: Wake<ClientNetEvent>) {
         let now = self.now_ms();
         match wake {
             Wake::Net(ClientNetEvent::Response { peer: Peer::Broker(broker), correlation_id, response }) => {

@@ -7,15 +7,18 @@ use super::consumer::ConsumerDriver;
 use super::partition_name;
 use super::{next_wake, Wake};
 use crate::history::Partition;
+use crate::history::{Call, Outcome};
 use crate::net::ClientNetEvent;
 use crate::timer::Timer;
 use crate::world::World;
 use broker_core::client::consumer::{AutoOffsetReset, ConsumerConfig};
+use broker_core::group::api::{GroupRequest, GroupResponse, OffsetFetch};
+use broker_core::group::GroupId;
 use broker_core::protocol::Isolation;
 use broker_core::protocol::{ListOffsetsPartition, ListOffsetsPartitionResponse, OffsetSpec, Request, Response};
 use broker_core::types::{BrokerId, LeaderEpoch, Offset, TopicPartition};
 use madsim::time::{Duration, Instant};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// How long the drain waits for one ListOffsets answer before asking again.
@@ -62,7 +65,78 @@ pub async fn run(world: Arc<World>) {
         }
         driver.poll_op(Instant::now() + DRAIN_POLL, |_| false).await;
     }
+    group_offsets(&mut driver).await;
     world.drain_finished();
+}
+
+/// Records each pipeline group's final committed offsets (a `group-offsets`
+/// op), asked of its coordinator with `require_stable` until answered
+/// without error: the pipelines were stopped before the drain, so every
+/// transaction holding an offset gets decided.
+async fn group_offsets(driver: &mut ConsumerDriver) {
+    let world = driver.world.clone();
+    let groups: BTreeSet<String> = world
+        .scenario
+        .consumers()
+        .into_iter()
+        .filter(|(_, spec, _)| spec.pipeline.is_some())
+        .filter_map(|(_, spec, _)| spec.group.as_ref().map(|g| g.id.clone()))
+        .collect();
+    let brokers = world.all_brokers();
+    let mut correlation = 1u64 << 44; // apart from the consumer's and end_offsets' ids
+    let mut timer = Timer::default();
+    for group in groups {
+        let id = GroupId::new(&group);
+        let mut attempt = 0usize;
+        let offsets = loop {
+            attempt += 1;
+            correlation += 1;
+            let broker = brokers[attempt % brokers.len()];
+            driver.net.send(broker, correlation, Request::FindCoordinator { group: id.clone() });
+            let coordinator = match answer(driver, &mut timer, correlation).await {
+                Some(Response::FindCoordinator { error: None, coordinator: Some(c) }) => c,
+                _ => {
+                    pause(driver, &mut timer).await;
+                    continue;
+                }
+            };
+            correlation += 1;
+            let fetch = OffsetFetch { group: id.clone(), partitions: None, require_stable: true };
+            driver.net.send(coordinator, correlation, Request::Group(GroupRequest::OffsetFetch(fetch)));
+            match answer(driver, &mut timer, correlation).await {
+                Some(Response::Group(GroupResponse::OffsetFetch { error: None, offsets })) => break offsets,
+                _ => pause(driver, &mut timer).await,
+            }
+        };
+        let offsets = offsets
+            .into_iter()
+            .filter_map(|(tp, c)| Some((partition_name(&world, tp), c?.offset.0)))
+            .filter(|(_, o)| *o >= 0)
+            .collect();
+        let op = world.invoke(driver.process, Call::GroupOffsets { group: group.as_str().into(), offsets });
+        world.complete(op, Outcome::Ok);
+    }
+}
+
+/// The answer to request `correlation`, or `None` if it does not come
+/// within a second (or its connection broke).
+async fn answer(driver: &mut ConsumerDriver, timer: &mut Timer, correlation: u64) -> Option<Response> {
+    timer.set(Some(Instant::now() + LIST_OFFSETS_RETRY));
+    loop {
+        match next_wake(|cx| driver.net.poll_event(cx), timer).await {
+            Wake::Net(ClientNetEvent::Response { correlation_id, response, .. }) if correlation_id == correlation => {
+                return Some(response)
+            }
+            Wake::Net(ClientNetEvent::Disconnected { .. }) | Wake::Timer => return None,
+            Wake::Net(_) => {}
+        }
+    }
+}
+
+/// Waits a moment before asking again.
+async fn pause(driver: &mut ConsumerDriver, timer: &mut Timer) {
+    timer.set(Some(Instant::now() + DRAIN_POLL));
+    while !matches!(next_wake(|cx| driver.net.poll_event(cx), timer).await, Wake::Timer) {}
 }
 
 /// Asks each partition's replicas for its end offset (the high watermark:

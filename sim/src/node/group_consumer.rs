@@ -26,40 +26,25 @@ use broker_core::types::{LeaderEpoch, Offset, TopicId, TopicPartition};
 use madsim::time::{Duration, Instant};
 use std::collections::BTreeSet;
 
-struct GroupConsumer<'a> {
-    driver: ConsumerDriver,
-    group: &'a GroupSpec,
-    name: TopicName,
-    owned: BTreeSet<TopicPartition>,
+/// Pause before a pipeline asks again for committed offsets it could not get.
+const FETCH_RETRY_MS: u64 = 100;
+
+pub(super) struct GroupConsumer<'a> {
+    pub driver: ConsumerDriver,
+    pub group: &'a GroupSpec,
+    pub name: TopicName,
+    pub owned: BTreeSet<TopicPartition>,
     next_auto_commit_ms: u64,
+    /// A pipeline member: it commits its offsets in its transactions, not
+    /// here, and takes a partition only from a known committed offset.
+    transactional: bool,
 }
 
-pub async fn run(mut driver: ConsumerDriver, spec: &ConsumerSpec, group: &GroupSpec) {
-    let world = driver.world.clone();
-    let mut config = MemberConfig::new(GroupId::new(&group.id), world.node_name(driver.node));
-    config.assignors = group.assignors.clone();
-    config.session_timeout_ms = group.session_timeout_ms;
-    config.heartbeat_interval_ms = group.heartbeat_interval_ms;
-    config.max_poll_interval_ms = group.max_poll_interval_ms;
-    config.request_timeout_ms = spec.request_timeout_ms;
-    if group.static_membership {
-        config.instance = Some(broker_core::group::InstanceId(world.node_name(driver.node).into()));
+pub async fn run(driver: ConsumerDriver, spec: &ConsumerSpec, group: &GroupSpec) {
+    let mut g = start(driver, spec, group);
+    if let Some(pipeline) = &spec.pipeline {
+        return super::pipeline::run(g, spec, pipeline).await;
     }
-    config.stuck_after_fence = world.plants.on(broker_core::plant::Plant::StuckAfterFence);
-    config.direct_handover = world.plants.on(broker_core::plant::Plant::CooperativeDirectHandover);
-    let mut member = Member::new(config, world.all_brokers(), driver.node);
-    let topics: Vec<TopicId> = spec.topics.iter().filter_map(|t| world.layout.topic_by_name(t).map(|t| t.id)).collect();
-    let now = driver.now_ms();
-    member.subscribe(now, topics);
-    driver.member = Some(member);
-    driver.flush();
-    let mut g = GroupConsumer {
-        driver,
-        group,
-        name: group.id.as_str().into(),
-        owned: BTreeSet::new(),
-        next_auto_commit_ms: now + group.auto_commit_interval_ms,
-    };
     let poll_timeout = Duration::from_millis(spec.poll_timeout_ms);
     // Unlike assign-mode consumers, members go on after the chaos phase: the
     // supervisor waits for their group to settle (group liveness), and the
@@ -85,13 +70,44 @@ pub async fn run(mut driver: ConsumerDriver, spec: &ConsumerSpec, group: &GroupS
     }
 }
 
+/// The member joins its group (subscribes).
+fn start<'a>(mut driver: ConsumerDriver, spec: &ConsumerSpec, group: &'a GroupSpec) -> GroupConsumer<'a> {
+    let world = driver.world.clone();
+    let mut config = MemberConfig::new(GroupId::new(&group.id), world.node_name(driver.node));
+    config.assignors = group.assignors.clone();
+    config.session_timeout_ms = group.session_timeout_ms;
+    config.heartbeat_interval_ms = group.heartbeat_interval_ms;
+    config.max_poll_interval_ms = group.max_poll_interval_ms;
+    config.request_timeout_ms = spec.request_timeout_ms;
+    if group.static_membership {
+        config.instance = Some(broker_core::group::InstanceId(world.node_name(driver.node).into()));
+    }
+    config.stuck_after_fence = world.plants.on(broker_core::plant::Plant::StuckAfterFence);
+    config.direct_handover = world.plants.on(broker_core::plant::Plant::CooperativeDirectHandover);
+    config.require_stable_offsets = spec.pipeline.is_some();
+    let mut member = Member::new(config, world.all_brokers(), driver.node);
+    let topics: Vec<TopicId> = spec.topics.iter().filter_map(|t| world.layout.topic_by_name(t).map(|t| t.id)).collect();
+    let now = driver.now_ms();
+    member.subscribe(now, topics);
+    driver.member = Some(member);
+    driver.flush();
+    GroupConsumer {
+        driver,
+        group,
+        name: group.id.as_str().into(),
+        owned: BTreeSet::new(),
+        next_auto_commit_ms: now + group.auto_commit_interval_ms,
+        transactional: spec.pipeline.is_some(),
+    }
+}
+
 impl GroupConsumer<'_> {
-    fn member(&mut self) -> &mut Member {
+    pub fn member(&mut self) -> &mut Member {
         self.driver.member.as_mut().expect("a group consumer has a member")
     }
 
     /// One turn of the application's poll loop.
-    async fn app_turn(&mut self) {
+    pub async fn app_turn(&mut self) {
         let now = self.driver.now_ms();
         self.member().poll(now);
         self.driver.flush();
@@ -114,7 +130,9 @@ impl GroupConsumer<'_> {
                 }
                 MemberEvent::Assigned { partitions } => self.take(partitions).await,
                 MemberEvent::Revoke { partitions } => {
-                    if self.group.commit != CommitMode::CommitThenProcess {
+                    // A pipeline has nothing to commit here: its offsets
+                    // went with its last transaction.
+                    if self.group.commit != CommitMode::CommitThenProcess && !self.transactional {
                         self.commit_positions(&partitions).await;
                     }
                     self.give_up(&partitions, false);
@@ -130,7 +148,7 @@ impl GroupConsumer<'_> {
                 }
             }
         }
-        if self.group.commit == CommitMode::Auto && now >= self.next_auto_commit_ms {
+        if self.group.commit == CommitMode::Auto && !self.transactional && now >= self.next_auto_commit_ms {
             self.next_auto_commit_ms = now + self.group.auto_commit_interval_ms;
             let owned: Vec<TopicPartition> = self.owned.iter().copied().collect();
             self.commit_positions(&owned).await;
@@ -141,12 +159,10 @@ impl GroupConsumer<'_> {
     /// consumer reads them from there (or per `auto_offset_reset` where none
     /// is committed).
     async fn take(&mut self, partitions: Vec<TopicPartition>) {
-        let now = self.driver.now_ms();
-        self.member().fetch_committed(now, partitions.clone());
-        self.driver.flush();
-        let MemberEvent::Fetched { offsets, .. } = self.await_event(|e| matches!(e, MemberEvent::Fetched { .. })).await
-        else {
-            unreachable!("awaited a fetch")
+        let offsets = if self.transactional {
+            self.fetch_stable(&partitions).await
+        } else {
+            self.fetch_committed(&partitions).await.0
         };
         self.owned.extend(partitions.iter().copied());
         self.reassign();
@@ -158,6 +174,41 @@ impl GroupConsumer<'_> {
             let p = partition_name(&self.driver.world, tp);
             self.driver.consumer.seek(&p.topic, p.partition, committed.offset);
             self.driver.record_move(tp, committed.offset, SeekCause::Committed);
+        }
+    }
+
+    /// The committed offsets of `partitions`, and the fetch's error (with
+    /// which every offset is `None`: unknown).
+    async fn fetch_committed(
+        &mut self,
+        partitions: &[TopicPartition],
+    ) -> (Vec<(TopicPartition, Option<CommittedOffset>)>, Option<ErrorCode>) {
+        let now = self.driver.now_ms();
+        self.member().fetch_committed(now, partitions.to_vec());
+        self.driver.flush();
+        let MemberEvent::Fetched { offsets, error } =
+            self.await_event(|e| matches!(e, MemberEvent::Fetched { .. })).await
+        else {
+            unreachable!("awaited a fetch")
+        };
+        (offsets, error)
+    }
+
+    /// The committed offsets of `partitions`, asked for until the answer
+    /// is known and stable (no transaction holding one undecided, KIP-447):
+    /// a pipeline must not guess where its input stands.
+    pub async fn fetch_stable(
+        &mut self,
+        partitions: &[TopicPartition],
+    ) -> Vec<(TopicPartition, Option<CommittedOffset>)> {
+        loop {
+            let (offsets, error) = self.fetch_committed(partitions).await;
+            let Some(error) = error else { return offsets };
+            tracing::debug!(node = self.driver.node, %error, "committed offsets not known yet: asking again");
+            let retry = Instant::now() + Duration::from_millis(FETCH_RETRY_MS);
+            while Instant::now() < retry {
+                self.driver.wait(Some(retry)).await;
+            }
         }
     }
 
@@ -242,7 +293,7 @@ impl GroupConsumer<'_> {
     /// waiting for it; the others stay queued for the next turn. The member
     /// answers every fetch and commit (at the latest when its request times
     /// out), so the wait is bounded.
-    async fn await_event(&mut self, wanted: impl Fn(&MemberEvent) -> bool) -> MemberEvent {
+    pub async fn await_event(&mut self, wanted: impl Fn(&MemberEvent) -> bool) -> MemberEvent {
         loop {
             if let Some(i) = self.driver.member_events.iter().position(&wanted) {
                 return self.driver.member_events.remove(i).expect("found");
@@ -266,11 +317,16 @@ impl GroupConsumer<'_> {
 
     /// Tells the supervisor what the member now knows (group liveness).
     fn report(&self, view: MemberView) {
+        if self.transactional {
+            // What it owns changed: a pipeline member has not caught up
+            // with it until it says so again.
+            self.driver.world.pipeline_idle(self.driver.process, false);
+        }
         let mut views = self.driver.world.group_views.lock().expect("group views lock");
         views.entry(self.group.id.clone()).or_default().insert(self.driver.process, view);
     }
 
-    fn names(&self, partitions: &[TopicPartition]) -> Vec<Partition> {
+    pub fn names(&self, partitions: &[TopicPartition]) -> Vec<Partition> {
         partitions.iter().map(|tp| partition_name(&self.driver.world, *tp)).collect()
     }
 

@@ -8,6 +8,7 @@ pub mod consumer;
 pub mod controller;
 pub mod drain;
 pub mod group_consumer;
+pub mod pipeline;
 pub mod producer;
 
 use crate::world::World;

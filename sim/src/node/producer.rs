@@ -371,7 +371,7 @@ fn abandon(world: &World, step: &mut TxnStep, why: &str) {
     }
 }
 
-fn outcome_of(world: &World, outcome: SendOutcome) -> Outcome {
+pub(super) fn outcome_of(world: &World, outcome: SendOutcome) -> Outcome {
     match outcome {
         SendOutcome::Ok { tp, offset } => Outcome::SendOk { partition: partition_name(world, tp), offset: offset.0 },
         SendOutcome::Fail { error } => Outcome::SendFail { error },

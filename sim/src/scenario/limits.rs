@@ -193,6 +193,9 @@ pub const GROUP_HEARTBEAT_INTERVAL_MS: IntLimit =
 pub const MAX_POLL_INTERVAL_MS: IntLimit = int("workload.consumers.max_poll_interval_ms", 1, HOUR_MS, D(300_000));
 pub const AUTO_COMMIT_INTERVAL_MS: IntLimit = int("workload.consumers.auto_commit_interval_ms", 1, HOUR_MS, D(5_000));
 pub const PROCESSING_MS: IntLimit = int("workload.consumers.processing_ms", 0, 600_000, D(0));
+pub const PIPELINE_ABORT_RATE: FloatLimit = float("workload.consumers.abort_rate", 0.0, 1.0, D(0.0));
+pub const PIPELINE_TRANSACTION_TIMEOUT_MS: IntLimit =
+    int("workload.consumers.transaction_timeout_ms", 1, 900_000, D(60_000));
 
 // [[faults]]
 pub const FAULTS: IntLimit = int("faults (entries)", 0, 10_000, Derived);
@@ -284,6 +287,8 @@ pub const LIMITS: &[Limit] = &[
     Limit::Int(MAX_POLL_INTERVAL_MS),
     Limit::Int(AUTO_COMMIT_INTERVAL_MS),
     Limit::Int(PROCESSING_MS),
+    Limit::Float(PIPELINE_ABORT_RATE),
+    Limit::Int(PIPELINE_TRANSACTION_TIMEOUT_MS),
     Limit::Int(FAULTS),
     Limit::Int(AT_MS),
     Limit::Int(FAULT_LATENCY_MS),
@@ -320,6 +325,9 @@ pub const RULES: &[&str] = &[
      `commit`, `auto_commit_interval_ms`, `processing_ms`, `static_membership`: only with `group`",
     "`workload.consumers.heartbeat_interval_ms` < `session_timeout_ms`",
     "`workload.consumers.auto_commit_interval_ms` only with `commit = \"auto\"` (its default)",
+    "`workload.consumers.transform_to` (a pipeline): needs `group`, names a topic in `[[topics]]` that the \
+     entry does not read; no `commit` (offsets commit in the transactions); `isolation` read_committed (the \
+     default with it); `abort_rate`, `transaction_timeout_ms` only with it",
     "`workload.consumers.assignor`: at least one, no name twice; entries naming the same `group` share at least one",
     "`faults.at_ms` <= `duration_ms`",
     "`faults.min_ms` <= `faults.max_ms`",

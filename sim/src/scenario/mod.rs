@@ -25,7 +25,8 @@ pub use limits::{Limit, LIMITS, MAX_FILE_BYTES};
 pub use schema::{
     AssignmentSpec, BrokerSpec, ClusterSpec, CommitMode, ConsumerSpec, ControllerSpec, DiskFaultSpec, DiskSpec,
     ExpectSpec, Fault, FlushSpec, GroupSpec, IsolationSpec, KeyMode, NemesisSpec, NetworkSpec, PartitionerSpec,
-    ProducerSpec, ResetSpec, Scenario, TimedFault, TopicSpec, TransactionSpec, WorkloadSpec, CONTROLLER_NODE,
+    PipelineSpec, ProducerSpec, ResetSpec, Scenario, TimedFault, TopicSpec, TransactionSpec, WorkloadSpec,
+    CONTROLLER_NODE,
 };
 
 impl Scenario {

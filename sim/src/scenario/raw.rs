@@ -163,6 +163,9 @@ pub(super) struct RawConsumer {
     pub auto_commit_interval_ms: Option<S<Int>>,
     pub processing_ms: Option<S<Int>>,
     pub static_membership: Option<S<bool>>,
+    pub transform_to: Option<S<String>>,
+    pub abort_rate: Option<S<Num>>,
+    pub transaction_timeout_ms: Option<S<Int>>,
 }
 
 /// One `[[faults]]` entry: every key any verb takes. Which keys a verb takes

@@ -311,6 +311,22 @@ pub struct ConsumerSpec {
     /// Subscribe mode: the consumers of this spec form (or join) a group
     /// and get their partitions from it; `None`: assign mode (`assignment`).
     pub group: Option<GroupSpec>,
+    /// A consume-transform-produce application (`transform_to`): each
+    /// member writes every record it consumes, transformed, to the output
+    /// topic and commits its offsets, all in one transaction.
+    pub pipeline: Option<PipelineSpec>,
+}
+
+/// What a pipeline member does with what it consumes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PipelineSpec {
+    /// The output topic.
+    pub output: String,
+    /// The chance, in parts per million, that a transaction is aborted on
+    /// purpose (its input is then consumed again from the committed offsets).
+    pub abort_ppm: u32,
+    /// The member's producer's `transaction.timeout.ms`.
+    pub transaction_timeout_ms: u64,
 }
 
 /// A consumer group (`group = "..."` on a consumer entry) and how its
@@ -695,6 +711,13 @@ impl Scenario {
     /// Producers across every `[[workload.producers]]` entry.
     pub fn producer_count(&self) -> u32 {
         self.workload.producers.iter().map(|p| p.count).sum()
+    }
+
+    /// Whether any producer is transactional or any consumer a pipeline
+    /// (whose members write in transactions).
+    pub fn has_transactions(&self) -> bool {
+        self.workload.producers.iter().any(|p| p.transactions.is_some())
+            || self.workload.consumers.iter().any(|c| c.pipeline.is_some())
     }
 
     pub fn consumer_count(&self) -> u32 {

@@ -353,6 +353,7 @@ fn full_scenario_reads_every_key() {
                     request_timeout_ms: 5000,
                     isolation: IsolationSpec::ReadUncommitted,
                     group: None,
+                    pipeline: None,
                 },
                 ConsumerSpec {
                     count: 1,
@@ -1307,6 +1308,7 @@ fn default_consumer() -> ConsumerSpec {
         request_timeout_ms: 30_000,
         isolation: IsolationSpec::ReadUncommitted,
         group: None,
+        pipeline: None,
     }
 }
 
@@ -1808,4 +1810,55 @@ fn stop_is_a_controlled_shutdown_of_a_broker_or_the_controller() {
         "stop applies to brokers and the controller only, but \"producer-0\" is a producer",
     );
     check(&with_fault("verb = \"stop\"\n"), 12, 8, "verb \"stop\" needs `node`");
+}
+
+// ---- pipelines (transform_to) ----------------------------------------------------
+
+/// MIN plus a `results` topic and one consumer entry reading "orders"; `keys` start on line 16.
+fn with_pipeline(keys: &str) -> String {
+    format!("{MIN}\n[[topics]]\nname = \"results\"\npartitions = 2\n\n[[workload.consumers]]\ntopics = [\"orders\"]\n{keys}")
+}
+
+#[test]
+fn a_pipeline_reads_committed_and_takes_its_transaction_settings() {
+    let consumer = parse(&with_pipeline(
+        "group = \"p\"\ntransform_to = \"results\"\nabort_rate = 0.25\ntransaction_timeout_ms = 5000\n",
+    ))
+    .unwrap()
+    .workload
+    .consumers
+    .remove(0);
+    assert_eq!(consumer.isolation, IsolationSpec::ReadCommitted, "read_committed is a pipeline's default");
+    assert_eq!(
+        consumer.pipeline,
+        Some(PipelineSpec { output: "results".into(), abort_ppm: 250_000, transaction_timeout_ms: 5000 })
+    );
+    let plain = parse(&with_pipeline("group = \"p\"\n")).unwrap().workload.consumers.remove(0);
+    assert_eq!((plain.pipeline, plain.isolation), (None, IsolationSpec::ReadUncommitted));
+}
+
+#[test]
+fn pipeline_keys_are_checked() {
+    check(&with_pipeline("transform_to = \"results\"\n"), 16, 16, "transform_to needs `group`");
+    check(&with_pipeline("group = \"p\"\ntransform_to = \"orders\"\n"), 17, 16, "which this entry also reads");
+    check(&with_pipeline("group = \"p\"\ntransform_to = \"nope\"\n"), 17, 16, "nope");
+    check(
+        &with_pipeline("group = \"p\"\ntransform_to = \"results\"\ncommit = \"auto\"\n"),
+        18,
+        10,
+        "`commit` does not apply to a pipeline",
+    );
+    check(
+        &with_pipeline("group = \"p\"\ntransform_to = \"results\"\nisolation = \"read_uncommitted\"\n"),
+        18,
+        13,
+        "a pipeline (transform_to) reads with isolation = \"read_committed\"",
+    );
+    check(&with_pipeline("group = \"p\"\nabort_rate = 0.5\n"), 17, 14, "abort_rate only applies to a pipeline");
+    check(
+        &with_pipeline("group = \"p\"\ntransform_to = \"results\"\nabort_rate = 1.5\n"),
+        18,
+        14,
+        "abort_rate must be between 0.0 and 1.0",
+    );
 }

@@ -17,6 +17,7 @@ use super::raw::{
     RawFault, RawGroups, RawKeys, RawNemesis, RawNetwork, RawProducer, RawScenario, RawTopic, RawWorkload, Verb,
     DISK_FAULT_KEYS, S,
 };
+use super::schema::PipelineSpec;
 use super::schema::CONTROLLER_NODE;
 use super::schema::{
     AssignmentSpec, BrokerSpec, ClusterSpec, CommitMode, ConsumerSpec, ControllerSpec, DiskFaultSpec, DiskSpec,
@@ -583,6 +584,12 @@ impl Cx<'_> {
             return Err(self.blame(&[span_of(&c.fetch_min_bytes), span_of(&c.fetch_max_bytes)], msg));
         }
         let group = self.group(c)?;
+        let pipeline = self.pipeline(c, &names, group.is_some(), topics)?;
+        let isolation = match (&c.isolation, &pipeline) {
+            (Some(i), _) => i.get_ref().0,
+            (None, Some(_)) => IsolationSpec::ReadCommitted,
+            (None, None) => IsolationSpec::ReadUncommitted,
+        };
         Ok(ConsumerSpec {
             count,
             topics: names,
@@ -596,9 +603,60 @@ impl Cx<'_> {
             max_partition_fetch_bytes: self.int_or(&c.max_partition_fetch_bytes, limits::MAX_PARTITION_FETCH_BYTES)?
                 as u32,
             request_timeout_ms: self.int_or(&c.request_timeout_ms, limits::CONSUMER_REQUEST_TIMEOUT_MS)? as u64,
-            isolation: c.isolation.as_ref().map_or(IsolationSpec::ReadUncommitted, |i| i.get_ref().0),
+            isolation,
             group,
+            pipeline,
         })
+    }
+
+    /// `transform_to` and the keys only a pipeline takes.
+    fn pipeline(
+        &self,
+        c: &RawConsumer,
+        inputs: &[String],
+        grouped: bool,
+        topics: &[TopicSpec],
+    ) -> R<Option<PipelineSpec>> {
+        let Some(output) = &c.transform_to else {
+            let only = [
+                ("abort_rate", span_of(&c.abort_rate)),
+                ("transaction_timeout_ms", span_of(&c.transaction_timeout_ms)),
+            ];
+            if let Some((key, Some(span))) = only.into_iter().find(|(_, s)| s.is_some()) {
+                let msg = format!("{key} only applies to a pipeline (a consumer with transform_to)");
+                return Err(self.err(span, msg));
+            }
+            return Ok(None);
+        };
+        if !grouped {
+            let msg = "transform_to needs `group`: a pipeline's members commit their offsets to their group \
+                       in each transaction";
+            return Err(self.err(output.span(), msg));
+        }
+        let topic = self.topic(output, topics)?;
+        if inputs.contains(&topic.name) {
+            let msg = format!(
+                "transform_to names {:?}, which this entry also reads; a pipeline writes to another topic",
+                topic.name
+            );
+            return Err(self.err(output.span(), msg));
+        }
+        if let Some(commit) = &c.commit {
+            let msg = "`commit` does not apply to a pipeline (transform_to): its offsets commit in its transactions";
+            return Err(self.err(commit.span(), msg));
+        }
+        if let Some(isolation) = c.isolation.as_ref().filter(|i| i.get_ref().0 != IsolationSpec::ReadCommitted) {
+            let msg = "a pipeline (transform_to) reads with isolation = \"read_committed\" (its default); \
+                       read_uncommitted would transform records of transactions that abort";
+            return Err(self.err(isolation.span(), msg));
+        }
+        let abort_rate = self.float_or(&c.abort_rate, limits::PIPELINE_ABORT_RATE, limits::PIPELINE_ABORT_RATE.key)?;
+        Ok(Some(PipelineSpec {
+            output: topic.name.clone(),
+            abort_ppm: (abort_rate * 1e6).round() as u32,
+            transaction_timeout_ms: self.int_or(&c.transaction_timeout_ms, limits::PIPELINE_TRANSACTION_TIMEOUT_MS)?
+                as u64,
+        }))
     }
 
     /// `group` and the keys only a group member takes (subscribe mode);
