@@ -1,7 +1,8 @@
 //! A consume-transform-produce application (a pipeline member): a group
 //! member that reads its input read_committed and, for each polled batch,
 //! opens a transaction, sends one output value per input record to the
-//! output topic, commits its consumer positions in the transaction
+//! output topic (after `processing_ms` of transforming, with the
+//! transaction open), commits its consumer positions in the transaction
 //! (sendOffsetsToTransaction, as the group member it is: KIP-447), and
 //! commits — or, at the scenario's abort rate, aborts on purpose.
 //!
@@ -144,7 +145,17 @@ pub(super) async fn run(mut g: GroupConsumer<'_>, spec: &ConsumerSpec, pipeline:
             continue; // stopped during the poll: nothing more is transformed
         }
         let consumed = consumed_from(&g, &records);
-        if !t.transact(&mut g, records).await {
+        // The group membership the records were consumed under (Kafka's
+        // `consumer.groupMetadata()` at poll time): the offsets are committed
+        // as that member, so a member fenced while it transforms is refused.
+        let member = g.member();
+        let consumed_as = (member.generation(), member.member_id().cloned());
+        if consumed_as.0 .0 < 0 {
+            // Outside any generation: nothing may be committed for them.
+            t.rewind(&mut g, consumed).await;
+            continue;
+        }
+        if !t.transact(&mut g, records, consumed_as).await {
             t.rewind(&mut g, consumed).await;
         }
         // The checkers give a transaction what its process invokes up to the
@@ -182,7 +193,12 @@ impl Transformer {
     }
 
     /// One transaction over `records`. Returns whether it committed.
-    async fn transact(&mut self, g: &mut GroupConsumer<'_>, records: Vec<Polled>) -> bool {
+    async fn transact(
+        &mut self,
+        g: &mut GroupConsumer<'_>,
+        records: Vec<Polled>,
+        (generation, member_id): (broker_core::group::GenerationId, Option<broker_core::group::MemberId>),
+    ) -> bool {
         let now = self.world.clocks.node_now_ms(self.node);
         let (producer_id, epoch) = self.producer.producer_id_and_epoch().expect("ready: it has a producer id");
         self.producer.begin_transaction(now);
@@ -196,6 +212,15 @@ impl Transformer {
             intent,
         };
         let txn_op = self.world.invoke(self.process, call);
+        // Transforming takes the group's `processing_ms`, with the
+        // transaction open (the member keeps heartbeating meanwhile).
+        if g.group.processing_ms > 0 {
+            let done = Instant::now() + Duration::from_millis(g.group.processing_ms);
+            while Instant::now() < done {
+                self.wait(&mut g.driver, Some(done)).await;
+            }
+        }
+        let now = self.world.clocks.node_now_ms(self.node);
         let mut transformed = Vec::with_capacity(records.len());
         for r in &records {
             let output = self.next_value();
@@ -223,8 +248,7 @@ impl Transformer {
                 offsets.push((tp, position));
             }
         }
-        let member = g.member();
-        let (generation, member_id, instance) = (member.generation(), member.member_id().cloned(), None);
+        let instance = None;
         let call = Call::TxnOffsets {
             group: g.name.clone(),
             generation: generation.0,
