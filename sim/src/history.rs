@@ -121,6 +121,12 @@ pub enum Call {
     /// outcome as its `Txn`. Nothing of the transaction may be visible to a
     /// read_committed reader before a commit is asked for.
     EndTxn { transactional_id: TopicName, commit: bool },
+    /// A transactional producer's InitProducerId was answered: from now on
+    /// this incarnation of `transactional_id` writes as `producer_id` in
+    /// `epoch`, and every older incarnation is fenced. A fact, recorded as a
+    /// zero-length operation when the producer learns it (`zombie-fenced`
+    /// judges older incarnations' commits against its time).
+    ProducerInit { transactional_id: TopicName, producer_id: i64, epoch: i16 },
 }
 
 /// What a transaction's application meant to do when it was done.

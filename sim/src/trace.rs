@@ -155,6 +155,11 @@ impl Trace {
                     h.write_u8(10);
                     h.write_u8(u8::from(*commit));
                 }
+                Call::ProducerInit { producer_id, epoch, .. } => {
+                    h.write_u8(11);
+                    h.write_i64(*producer_id);
+                    h.write_i16(*epoch);
+                }
             }
             match &op.outcome {
                 None => h.write_u8(0),
