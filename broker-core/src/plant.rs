@@ -69,6 +69,10 @@ pub enum Plant {
     /// A coordinator that takes over a transaction whose commit was decided
     /// (PrepareCommit) but not completed writes ABORT markers for it.
     PreparedCommitAbortedOnFailover,
+    /// InitProducerId bumps the epoch but forgets the older incarnation's
+    /// open transaction instead of aborting it: no markers, so its
+    /// partitions never learn the newer epoch and keep taking its writes.
+    InitForgetsOpenTxn,
 }
 
 impl Plant {
@@ -94,6 +98,7 @@ impl Plant {
         Plant::NoEpochBumpPerTxn,
         Plant::ReadCommittedToHw,
         Plant::PreparedCommitAbortedOnFailover,
+        Plant::InitForgetsOpenTxn,
     ];
 
     pub fn name(self) -> &'static str {
@@ -119,6 +124,7 @@ impl Plant {
             Plant::NoEpochBumpPerTxn => "no-epoch-bump-per-txn",
             Plant::ReadCommittedToHw => "read-committed-to-hw",
             Plant::PreparedCommitAbortedOnFailover => "prepared-commit-aborted-on-failover",
+            Plant::InitForgetsOpenTxn => "init-forgets-open-txn",
         }
     }
 
@@ -174,10 +180,13 @@ impl Plant {
                 "a new leader starts without its log's producer state, so a retry of a batch the old leader appended is written again (caught by no-duplicate)"
             }
             Plant::ReadCommittedToHw => {
-                "read_committed fetches are served up to the HW with no aborted list, so open and aborted transactions reach read_committed readers (caught by no-aborted-read, no-precommitted-read)"
+                "read_committed fetches are served up to the HW with no aborted list, so open and aborted transactions reach read_committed readers (caught by no-aborted-read, no-precommitted-read, lso)"
             }
             Plant::PreparedCommitAbortedOnFailover => {
                 "a new coordinator writes ABORT markers for a transaction already decided to commit, so partitions that got COMMIT from the old one disagree with the rest (caught by txn-atomicity, no-lost-committed-write)"
+            }
+            Plant::InitForgetsOpenTxn => {
+                "a new incarnation's InitProducerId forgets the old one's open transaction instead of aborting it, so the zombie's later writes land and the new incarnation's commit markers commit them (caught by zombie-fenced)"
             }
             Plant::NoEpochBumpPerTxn => {
                 "the coordinator does not bump the epoch per transaction, so a delayed EndTxn of the previous transaction ends the current one (KAFKA-17754; shown in the coordinator's unit tests; no catalogue schedule triggers it yet)"

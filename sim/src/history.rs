@@ -139,6 +139,12 @@ pub enum Call {
     /// holding one undecided) after every pipeline stopped: a fact, for the
     /// exactly-once-pipeline checker.
     GroupOffsets { group: TopicName, offsets: Vec<(Partition, i64)> },
+    /// A transactional producer's InitProducerId was answered: from now on
+    /// this incarnation of `transactional_id` writes as `producer_id` in
+    /// `epoch`, and every older incarnation is fenced. A fact, recorded as a
+    /// zero-length operation when the producer learns it (`zombie-fenced`
+    /// judges older incarnations' commits against its time).
+    ProducerInit { transactional_id: TopicName, producer_id: i64, epoch: i16 },
 }
 
 /// What a transaction's application meant to do when it was done.

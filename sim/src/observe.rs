@@ -72,7 +72,8 @@ impl Recorder {
         let judged = match *event {
             BrokerEvent::BecameLeader { tp, .. }
             | BrokerEvent::HighWatermark { tp, .. }
-            | BrokerEvent::ServedHighWatermark { tp, .. } => self.index_of(tp).is_some(),
+            | BrokerEvent::ServedHighWatermark { tp, .. }
+            | BrokerEvent::ServedLastStableOffset { tp, .. } => self.index_of(tp).is_some(),
             _ => false,
         };
         if !judged {
@@ -99,6 +100,16 @@ impl Recorder {
             }
             BrokerEvent::ServedHighWatermark { tp, leader_epoch, high_watermark } => {
                 (tp, ReplicaEventKind::ServedHw { broker: id, leader_epoch, hw: high_watermark.0 })
+            }
+            BrokerEvent::ServedLastStableOffset { tp, leader_epoch, last_stable_offset, high_watermark, read_to } => {
+                let kind = ReplicaEventKind::ServedLso {
+                    broker: id,
+                    leader_epoch,
+                    lso: last_stable_offset.0,
+                    hw: high_watermark.0,
+                    read_to: read_to.map(|to| to.0),
+                };
+                (tp, kind)
             }
             BrokerEvent::Registered { .. } | BrokerEvent::BecameFollower { .. } | BrokerEvent::Truncated { .. } => {
                 return
@@ -129,6 +140,8 @@ impl Recorder {
             isr: view.isr,
             // Only running brokers answer the snapshot request.
             live: true,
+            lso: view.last_stable_offset.0,
+            open_txns: view.open_txns.iter().map(|&(first, producer)| (first.0, producer.0)).collect(),
             records,
         });
     }

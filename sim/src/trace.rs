@@ -174,6 +174,11 @@ impl Trace {
                         h.write_i64(*o);
                     });
                 }
+                Call::ProducerInit { producer_id, epoch, .. } => {
+                    h.write_u8(13);
+                    h.write_i64(*producer_id);
+                    h.write_i16(*epoch);
+                }
             }
             match &op.outcome {
                 None => h.write_u8(0),

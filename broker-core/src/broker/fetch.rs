@@ -9,7 +9,7 @@ use crate::plant::Plant;
 use crate::protocol::{
     CorrelationId, ErrorCode, FetchPartition, FetchPartitionResponse, Isolation, ReplicaId, Response,
 };
-use crate::types::{Offset, TopicPartition};
+use crate::types::{LeaderEpoch, Offset, TopicPartition};
 use rand::Rng;
 
 /// Probability that the `fetch-skips-record` plant drops a record from a
@@ -242,6 +242,10 @@ impl Broker {
         };
         match result {
             Ok(mut records) => {
+                if !replica && isolation == Isolation::ReadCommitted {
+                    let read_to = records.last().map(|r| r.offset.next());
+                    self.report_served_lso(p.tp, leader_epoch, lso, hw, read_to);
+                }
                 let bytes: usize = records.iter().map(|r| r.size_bytes()).sum();
                 *remaining = remaining.saturating_sub(bytes);
                 if !replica
@@ -274,6 +278,33 @@ impl Broker {
                 fetch_error(p.tp, ErrorCode::KafkaStorageError, hw, start, end)
             }
         }
+    }
+}
+
+impl Broker {
+    /// Reports a read_committed answer's LSO when it changed, or when the
+    /// records served reach past it (which they never may).
+    fn report_served_lso(
+        &mut self,
+        tp: TopicPartition,
+        leader_epoch: LeaderEpoch,
+        lso: Offset,
+        hw: Offset,
+        read_to: Option<Offset>,
+    ) {
+        let r = self.replicas.get_mut(&tp).expect("led");
+        if r.last_served_lso == Some(lso) && read_to.is_none_or(|to| to <= lso) {
+            return;
+        }
+        r.last_served_lso = Some(lso);
+        let event = BrokerEvent::ServedLastStableOffset {
+            tp,
+            leader_epoch,
+            last_stable_offset: lso,
+            high_watermark: hw,
+            read_to,
+        };
+        self.events.push_back(event);
     }
 }
 

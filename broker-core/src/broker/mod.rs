@@ -48,7 +48,7 @@ use crate::protocol::{
     Request, Response, TopicMetadata,
 };
 use crate::storage::Storage;
-use crate::types::{BrokerEpoch, BrokerId, LeaderEpoch, Offset, StoredRecord, TopicId, TopicPartition};
+use crate::types::{BrokerEpoch, BrokerId, LeaderEpoch, Offset, ProducerId, StoredRecord, TopicId, TopicPartition};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, VecDeque};
@@ -165,6 +165,18 @@ pub enum BrokerEvent {
         leader_epoch: LeaderEpoch,
         high_watermark: Offset,
     },
+    /// A read_committed consumer fetch was answered with this last stable
+    /// offset and high watermark, and records up to `read_to` (exclusive;
+    /// `None`: no records — a consumer may wait at a position past the LSO
+    /// of a new leader whose HW lags). Reported when the LSO differs from
+    /// the last one served for the partition, and whenever records reach past it.
+    ServedLastStableOffset {
+        tp: TopicPartition,
+        leader_epoch: LeaderEpoch,
+        last_stable_offset: Offset,
+        high_watermark: Offset,
+        read_to: Option<Offset>,
+    },
     /// A follower cut its log.
     Truncated {
         tp: TopicPartition,
@@ -190,6 +202,8 @@ struct Replica {
     role: Role,
     /// The last HW reported as served to a consumer (for `ServedHighWatermark`).
     last_served_hw: Option<Offset>,
+    /// The last LSO reported as served to a read_committed consumer (for `ServedLastStableOffset`).
+    last_served_lso: Option<Offset>,
 }
 
 /// A request of the broker's own, awaiting its answer.
@@ -316,7 +330,10 @@ impl Broker {
                 log.mark_flushed_by_clean_shutdown();
             }
             let high_watermark = hws.get(&tp).map_or(Offset::ZERO, |&hw| hw.min(log.log_end_offset()));
-            replicas.insert(tp, Replica { log, high_watermark, role: Role::Idle, last_served_hw: None });
+            replicas.insert(
+                tp,
+                Replica { log, high_watermark, role: Role::Idle, last_served_hw: None, last_served_lso: None },
+            );
         }
         let purgatory = FetchPurgatory::new(config.fetch_purgatory_limit);
         let offsets = Broker::offsets_topic_id(&layout);
@@ -325,6 +342,7 @@ impl Broker {
         let txn_config = crate::txn::coordinator::TxnConfig {
             bump_epoch_per_txn: config.txn.bump_epoch_per_txn && !plants.on(Plant::NoEpochBumpPerTxn),
             abort_prepared_commits_at_load: plants.on(Plant::PreparedCommitAbortedOnFailover),
+            forget_open_txn_at_init: plants.on(Plant::InitForgetsOpenTxn),
             ..config.txn.clone()
         };
         let txn = txn::TxnSide::new(txn_config, &layout, offsets);
@@ -386,6 +404,8 @@ impl Broker {
             log_start: r.log.log_start_offset(),
             log_end: r.log.log_end_offset(),
             high_watermark: r.high_watermark,
+            last_stable_offset: r.log.last_stable_offset(r.high_watermark),
+            open_txns: r.log.open_transactions(),
             leading,
             leader_epoch,
             isr,
@@ -843,6 +863,10 @@ pub struct ReplicaView {
     pub log_start: Offset,
     pub log_end: Offset,
     pub high_watermark: Offset,
+    /// `last_stable_offset(high_watermark)`: where read_committed readers stop.
+    pub last_stable_offset: Offset,
+    /// Transactions open in the log: (first offset, producer), earliest first.
+    pub open_txns: Vec<(Offset, ProducerId)>,
     pub leading: bool,
     pub leader_epoch: Option<LeaderEpoch>,
     pub isr: Vec<BrokerId>,

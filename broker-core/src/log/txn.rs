@@ -84,6 +84,11 @@ impl PartitionLog {
         Ok(info)
     }
 
+    /// Every transaction open in this partition: (first offset, producer), earliest first.
+    pub fn open_transactions(&self) -> Vec<(Offset, ProducerId)> {
+        self.producers.open_txns().collect()
+    }
+
     /// Whether `producer_id` has a transaction open in this partition.
     pub fn has_open_txn(&self, producer_id: ProducerId) -> bool {
         self.producers.has_open_txn(producer_id)

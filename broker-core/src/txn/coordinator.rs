@@ -34,6 +34,9 @@ pub struct TxnConfig {
     /// Planted bug `prepared-commit-aborted-on-failover`: markers resent at
     /// load for a PrepareCommit transaction say ABORT.
     pub abort_prepared_commits_at_load: bool,
+    /// Planted bug `init-forgets-open-txn`: InitProducerId drops an open
+    /// transaction instead of aborting it.
+    pub forget_open_txn_at_init: bool,
 }
 
 impl Default for TxnConfig {
@@ -45,6 +48,7 @@ impl Default for TxnConfig {
             max_transactional_ids: 100_000,
             bump_epoch_per_txn: true,
             abort_prepared_commits_at_load: false,
+            forget_open_txn_at_init: false,
         }
     }
 }
@@ -430,7 +434,7 @@ impl<R: Clone> TxnCoordinator<R> {
                 return refuse(ErrorCode::ProducerFenced);
             }
         }
-        if meta.state == TxnState::Ongoing {
+        if meta.state == TxnState::Ongoing && !self.config.forget_open_txn_at_init {
             // Fence the old incarnation: abort its transaction in a newer
             // epoch; the new one retries until that is done.
             let next = TxnMetadata {

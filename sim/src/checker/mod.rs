@@ -78,6 +78,15 @@ pub enum Invariant {
     /// A read_committed reader saw some of a transaction's writes and
     /// stepped over others, or the drain read some but not all (`atomicity`).
     TxnAtomicity,
+    /// A transaction of an older epoch of a transactional id committed after
+    /// a newer incarnation of the id initialised (`zombie`).
+    ZombieFenced,
+    /// A read_committed poll returned a record past a transaction still
+    /// open below it (at or beyond the last stable offset; `lso`), a leader
+    /// served a last stable offset above its high watermark or read
+    /// committed past it, or, after the heal, a leader's last stable offset
+    /// is not its high watermark: a transaction stayed open (`replicas`).
+    Lso,
     /// A cycle of write-write dependencies between transactions (`dependencies`).
     G0,
     /// A cycle of write-write and write-read dependencies with at least one
@@ -119,6 +128,8 @@ impl Invariant {
         Invariant::NoPrecommittedRead,
         Invariant::NoLostCommittedWrite,
         Invariant::TxnAtomicity,
+        Invariant::ZombieFenced,
+        Invariant::Lso,
         Invariant::G0,
         Invariant::G1c,
         Invariant::GSingle,
@@ -152,6 +163,8 @@ impl Invariant {
             Invariant::NoPrecommittedRead => "no-precommitted-read",
             Invariant::NoLostCommittedWrite => "no-lost-committed-write",
             Invariant::TxnAtomicity => "txn-atomicity",
+            Invariant::ZombieFenced => "zombie-fenced",
+            Invariant::Lso => "lso",
             Invariant::G0 => "g0",
             Invariant::G1c => "g1c",
             Invariant::GSingle => "g-single",
@@ -209,6 +222,7 @@ mod groups;
 mod groups_tests;
 mod log_view;
 mod losses;
+mod lso;
 mod offsets;
 mod partition_log;
 mod per_process;
@@ -223,6 +237,9 @@ mod txn_checks;
 #[cfg(test)]
 mod txn_tests;
 mod visibility;
+mod zombie;
+#[cfg(test)]
+mod zombie_lso_tests;
 
 pub use evidence::MAX_EVIDENCE;
 pub use groups::Delivery;
@@ -271,6 +288,8 @@ pub fn check_history(history: &crate::history::History) -> CheckReport {
     let reordered_sends = sends::check(history, &view, &mut findings);
     txn_checks::check(history, &view, &txns, &mut findings);
     atomicity::check(history, &view, &txns, &visibility, &mut findings);
+    zombie::check(history, &txns, &mut findings);
+    lso::check(history, &view, &txns, &visibility, &mut findings);
     dependencies::check(history, &view, &txns, &visibility, &mut findings);
     let (violations, counts) = findings.into_parts();
     CheckReport { violations, counts, reordered_sends, truncations_detected: view.truncation_seeks(), group_delivery }

@@ -52,6 +52,10 @@ pub(crate) struct TxnView<'h> {
     /// The first `end-txn` asking to commit it: before that, none of its
     /// records may be visible to a read_committed reader.
     pub(crate) commit_asked: Option<&'h Op>,
+    /// The first `end-txn` (commit or abort): until the coordinator has it,
+    /// nobody but the coordinator (a timeout, a newer incarnation) can end
+    /// the transaction.
+    pub(crate) end_asked: Option<&'h Op>,
     /// Its sends, in op order.
     pub(crate) writes: Vec<Write>,
     /// Its ok polls that returned records (consume-transform-produce), in op order.
@@ -128,6 +132,16 @@ impl Drained {
     }
 }
 
+/// An answered InitProducerId (`producer-init`): a new incarnation of a
+/// transactional id, which fences every older one from that time on.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Init<'h> {
+    pub(crate) op: &'h Op,
+    pub(crate) transactional_id: &'h TopicName,
+    pub(crate) producer_id: i64,
+    pub(crate) epoch: i16,
+}
+
 /// Every transaction, every value's writer and every read_committed read.
 #[derive(Debug, Default)]
 pub(crate) struct Txns<'h> {
@@ -139,6 +153,8 @@ pub(crate) struct Txns<'h> {
     committed_reads: Vec<CommittedRead<'h>>,
     /// `None` unless some drain process reads committed.
     drained: Option<Drained>,
+    /// Every answered InitProducerId, in op order.
+    inits: Vec<Init<'h>>,
 }
 
 impl<'h> Txns<'h> {
@@ -154,6 +170,7 @@ impl<'h> Txns<'h> {
         let mut txns: Vec<TxnView<'h>> = Vec::new();
         let mut writers = Vec::new();
         let mut committed_reads = Vec::new();
+        let mut inits = Vec::new();
         // Per process, its last transaction.
         let mut last: BTreeMap<ProcessId, TxnIndex> = BTreeMap::new();
         for op in &history.ops {
@@ -182,17 +199,23 @@ impl<'h> Txns<'h> {
                         committed_reads.push(CommittedRead { op, txn, records });
                     }
                 }
-                (Call::EndTxn { commit: true, .. }, _) => {
+                (Call::EndTxn { commit, .. }, _) => {
                     if let Some(t) = txn {
-                        txns[t].commit_asked.get_or_insert(op);
+                        txns[t].end_asked.get_or_insert(op);
+                        if *commit {
+                            txns[t].commit_asked.get_or_insert(op);
+                        }
                     }
+                }
+                (Call::ProducerInit { transactional_id, producer_id, epoch }, Some(_)) => {
+                    inits.push(Init { op, transactional_id, producer_id: *producer_id, epoch: *epoch })
                 }
                 _ => {}
             }
         }
         writers.sort_by_key(|&(value, writer)| (value, writer.send));
         let drained = drained(history, view, &committed_reads, &is_read_committed);
-        Txns { txns, writers, committed_reads, drained }
+        Txns { txns, writers, committed_reads, drained, inits }
     }
 
     /// Who wrote `value` (none if no send in the history did).
@@ -214,6 +237,11 @@ impl<'h> Txns<'h> {
     /// The ok polls of read_committed consumers that returned records, in op order.
     pub(crate) fn committed_reads(&self) -> &[CommittedRead<'h>] {
         &self.committed_reads
+    }
+
+    /// Every answered InitProducerId, in op order.
+    pub(crate) fn inits(&self) -> &[Init<'h>] {
+        &self.inits
     }
 
     /// What the drain read, if it reads committed.
@@ -242,6 +270,7 @@ fn txn_view(op: &Op) -> Option<TxnView<'_>> {
         epoch: *epoch,
         fate,
         commit_asked: None,
+        end_asked: None,
         writes: Vec::new(),
         reads: Vec::new(),
     })

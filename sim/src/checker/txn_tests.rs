@@ -49,6 +49,22 @@ impl Script {
         self.history.invoke(process, self.now_ns, call)
     }
 
+    /// beginTransaction by `process` as an incarnation of `transactional_id`
+    /// writing as `producer_id` in `epoch`.
+    pub(super) fn begin_as(&mut self, process: ProcessId, transactional_id: &str, producer_id: i64, epoch: i16) -> u64 {
+        let call =
+            Call::Txn { transactional_id: transactional_id.into(), producer_id, epoch, intent: TxnIntent::Commit };
+        self.history.invoke(process, self.now_ns, call)
+    }
+
+    /// `process`'s InitProducerId for `transactional_id` answered now (a fact).
+    pub(super) fn init(&mut self, process: ProcessId, transactional_id: &str, producer_id: i64, epoch: i16) -> u64 {
+        let call = Call::ProducerInit { transactional_id: transactional_id.into(), producer_id, epoch };
+        let op = self.history.invoke(process, self.now_ns, call);
+        self.history.complete(op, self.now_ns, Outcome::Ok);
+        op
+    }
+
     /// A send of `value` by its process, answered 1ms later with `outcome`.
     pub(super) fn send(&mut self, value: Value, partition: u32, outcome: Outcome) -> u64 {
         let call = Call::Send { topic: "t".into(), partition: Some(partition), value };

@@ -379,7 +379,12 @@ impl Transformer {
                     let op = self.ops.remove(&id).expect("every completion has an invocation");
                     self.world.complete(op, super::producer::outcome_of(&self.world, outcome));
                 }
-                ProducerOutput::TxnReady { .. } => {}
+                ProducerOutput::TxnReady { producer_id, epoch } => {
+                    let transactional_id = TopicName::from(self.producer.transactional_id().expect("transactional"));
+                    let call = Call::ProducerInit { transactional_id, producer_id: producer_id.0, epoch: epoch.0 };
+                    let op = self.world.invoke(self.process, call);
+                    self.world.complete(op, Outcome::Ok);
+                }
                 ProducerOutput::TxnEnded { commit, outcome } => self.ended = Some((commit, outcome)),
             }
         }

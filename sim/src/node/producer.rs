@@ -10,7 +10,11 @@
 //! end it as an `end-txn` operation) beside its sends. A commit refused
 //! because the transaction became abortable is followed by an abort, as a
 //! Kafka application must. Fenced (a newer incarnation, or a transaction
-//! timed out), it starts a new producer with the same transactional id.
+//! timed out), it starts a new producer with the same transactional id —
+//! unless the id is a shared `transactional_id`: then another instance
+//! took it over, and this one stops. Each answered InitProducerId is
+//! recorded as a `producer-init` fact. A producer with a `start_ms` (a
+//! standby) starts that late.
 
 use super::{earliest, next_wake, partition_name, Wake};
 use crate::history::{Call, Outcome, TopicName, TxnIntent, Value};
@@ -51,11 +55,13 @@ pub fn producer_config(spec: &ProducerSpec) -> ProducerConfig {
     }
 }
 
-/// The config of producer node `node`: transactional ones take their node's name as `transactional.id`.
+/// The config of producer node `node`: transactional ones take the shared
+/// `transactional_id` or else their node's name as `transactional.id`.
 fn node_config(world: &World, spec: &ProducerSpec, node: usize) -> ProducerConfig {
     let mut config = producer_config(spec);
     if let Some(t) = &spec.transactions {
-        config.transactional_id = Some(TransactionalId::new(world.node_name(node)));
+        let id = t.transactional_id.clone().unwrap_or_else(|| world.node_name(node).to_string());
+        config.transactional_id = Some(TransactionalId::new(&id));
         config.transaction_timeout_ms = t.timeout_ms;
     }
     config
@@ -112,6 +118,12 @@ pub async fn run(world: Arc<World>, p: u32) {
     let process = world.producer_process(p);
     world.trace(node, TraceEvent::Boot);
     let spec = spec_of(&world, p).clone();
+    if spec.start_ms > 0 {
+        // A standby: it starts later (during the chaos phase, as validated).
+        madsim::time::sleep(Duration::from_millis(spec.start_ms)).await;
+    }
+    // Shared with other processes: fenced, this one was replaced and stops.
+    let shared_id = spec.transactions.as_ref().is_some_and(|t| t.transactional_id.is_some());
     let mut net = ClientNet::bind(world.clone(), node).await;
     let config = node_config(&world, &spec, node);
     let mut incarnation = 0u64;
@@ -149,6 +161,9 @@ pub async fn run(world: Arc<World>, p: u32) {
                 for (_, op) in std::mem::take(&mut ops) {
                     let reason = "its producer was fenced and replaced before an answer".to_string();
                     world.complete(op, Outcome::SendInfo { reason });
+                }
+                if shared_id {
+                    break;
                 }
                 incarnation += 1;
                 let seed = core_seed(world.seed, node as u64) ^ incarnation.rotate_left(32);
@@ -228,7 +243,12 @@ pub async fn run(world: Arc<World>, p: u32) {
                     let op = ops.remove(&id).expect("every completion has an invocation");
                     world.complete(op, outcome_of(&world, outcome));
                 }
-                ProducerOutput::TxnReady { .. } => {}
+                ProducerOutput::TxnReady { producer_id, epoch } => {
+                    let transactional_id = TopicName::from(producer.transactional_id().expect("transactional"));
+                    let call = Call::ProducerInit { transactional_id, producer_id: producer_id.0, epoch: epoch.0 };
+                    let op = world.invoke(process, call);
+                    world.complete(op, Outcome::Ok);
+                }
                 ProducerOutput::TxnEnded { commit, outcome } => {
                     let now_ms = world.clocks.node_now_ms(node);
                     step = transaction_ended(&world, &mut producer, step, commit, outcome, now_ms);

@@ -170,6 +170,8 @@ pub const TRANSACTION_RECORDS: IntLimit = int("workload.producers.transaction_re
 pub const ABORT_RATE: FloatLimit = float("workload.producers.abort_rate", 0.0, 1.0, D(0.0));
 // Kafka's transaction.max.timeout.ms is 900,000.
 pub const TRANSACTION_TIMEOUT_MS: IntLimit = int("workload.producers.transaction_timeout_ms", 1, 900_000, D(60_000));
+pub const TRANSACTIONAL_ID_BYTES: IntLimit = int("workload.producers.transactional_id (bytes)", 1, 255, Derived);
+pub const PRODUCER_START_MS: IntLimit = int("workload.producers.start_ms", 0, HOUR_MS, D(0));
 
 // [[workload.consumers]]; defaults are Kafka's consumer defaults except auto_offset_reset.
 pub const CONSUMER_COUNT: IntLimit = int("workload.consumers.count", 1, 1000, D(1));
@@ -272,6 +274,8 @@ pub const LIMITS: &[Limit] = &[
     Limit::Int(TRANSACTION_RECORDS),
     Limit::Float(ABORT_RATE),
     Limit::Int(TRANSACTION_TIMEOUT_MS),
+    Limit::Int(TRANSACTIONAL_ID_BYTES),
+    Limit::Int(PRODUCER_START_MS),
     Limit::Int(CONSUMER_COUNT),
     Limit::Int(TOTAL_CONSUMERS),
     Limit::Int(POLL_TIMEOUT_MS),
@@ -317,7 +321,9 @@ pub const RULES: &[&str] = &[
     "`workload.producers.topic`, `workload.consumers.topics`: name a topic in `[[topics]]`",
     "`workload.producers.keys.partition` < that topic's `partitions`",
     "`workload.producers.delivery_timeout_ms` >= `linger_ms` + `request_timeout_ms` (as Kafka requires)",
-    "`workload.producers.transactional = true` needs idempotence (it is implied; `idempotence = false` beside it is refused); `transaction_records`, `abort_rate`, `transaction_timeout_ms` only with it",
+    "`workload.producers.transactional = true` needs idempotence (it is implied; `idempotence = false` beside it is refused); `transaction_records`, `abort_rate`, `transaction_timeout_ms`, `transactional_id` only with it",
+    "`workload.producers.transactional_id`: no control characters, not a producer's node name (`producer-N`, that producer's own id); entries sharing it share one transactional id",
+    "`workload.producers.start_ms` < `duration_ms`",
     "`workload.producers.idempotence = true` needs `acks = \"all\"`, `retries` > 0 and `max_in_flight` <= 5 (as Kafka requires)",
     "`workload.consumers.fetch_min_bytes` <= `fetch_max_bytes`",
     "`workload.consumers.group`: no control characters; with it, no `assignment` (the group assigns partitions)",

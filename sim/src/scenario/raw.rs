@@ -137,6 +137,8 @@ pub(super) struct RawProducer {
     pub transaction_records: Option<S<Int>>,
     pub abort_rate: Option<S<Num>>,
     pub transaction_timeout_ms: Option<S<Int>>,
+    pub transactional_id: Option<S<String>>,
+    pub start_ms: Option<S<Int>>,
 }
 
 #[derive(Deserialize)]

@@ -225,9 +225,13 @@ pub struct ProducerSpec {
     /// `enable.idempotence` (default false in ksim, true in Kafka): needs
     /// acks=all, retries > 0 and max_in_flight <= 5.
     pub idempotence: bool,
-    /// A transactional producer (`transactional.id` = its node's name):
+    /// A transactional producer (`transactional.id` = its node's name, or the shared `transactional_id`):
     /// records go out in transactions of `records` each, some aborted on purpose.
     pub transactions: Option<TransactionSpec>,
+    /// When the producer starts (simulated ms; 0: at once). A later start
+    /// makes a standby: with a shared `transactional_id`, a replacement
+    /// instance that takes the id over from a stalled one.
+    pub start_ms: u64,
 }
 
 /// How a transactional producer groups its records.
@@ -240,6 +244,13 @@ pub struct TransactionSpec {
     pub abort_ppm: u32,
     /// `transaction.timeout.ms` (Kafka: 60,000).
     pub timeout_ms: u64,
+    /// An explicit `transactional.id`, which every process of the entry
+    /// (and of any other entry naming it) shares: each one's
+    /// InitProducerId fences the others' older incarnations. A fenced
+    /// process does not start again (it was replaced) but stops producing.
+    /// `None`: the id is the process's node name, its own, and a fenced
+    /// process starts a new incarnation.
+    pub transactional_id: Option<String>,
 }
 
 /// A consumer's `isolation.level`.

@@ -319,6 +319,7 @@ fn full_scenario_reads_every_key() {
                     partitioner: PartitionerSpec::RoundRobin,
                     idempotence: false,
                     transactions: None,
+                    start_ms: 0,
                 },
                 ProducerSpec {
                     count: 1,
@@ -336,6 +337,7 @@ fn full_scenario_reads_every_key() {
                     partitioner: PartitionerSpec::Sticky,
                     idempotence: false,
                     transactions: None,
+                    start_ms: 0,
                 },
             ],
             consumers: vec![
@@ -1861,4 +1863,20 @@ fn pipeline_keys_are_checked() {
         14,
         "abort_rate must be between 0.0 and 1.0",
     );
+}
+
+#[test]
+fn a_shared_transactional_id_and_a_standby_start() {
+    let producer =
+        |extra: &str| format!("{MIN}\n[[workload.producers]]\ntopic = \"orders\"\nrate_per_s = 1\n{extra}\n");
+    let ok = parse(&producer("transactional = true\ntransactional_id = \"orders-app\"\nstart_ms = 500"))
+        .expect("a standby sharing a transactional id");
+    let spec = &ok.workload.producers[0];
+    assert_eq!(spec.transactions.as_ref().and_then(|t| t.transactional_id.as_deref()), Some("orders-app"));
+    assert_eq!(spec.start_ms, 500);
+    check(&producer("transactional_id = \"x\""), 13, 20, "transactional_id only applies with transactional = true");
+    check(&producer("transactional = true\ntransactional_id = \"producer-3\""), 14, 20, "is a producer's node name");
+    check(&producer("transactional = true\ntransactional_id = \"\""), 14, 20, "1 to 255 bytes");
+    check(&producer("transactional = true\ntransactional_id = \"a\\u0007\""), 14, 20, "control character");
+    check(&producer("start_ms = 60000"), 13, 12, "start_ms 60000 is not before duration_ms");
 }

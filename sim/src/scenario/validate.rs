@@ -63,7 +63,7 @@ impl Cx<'_> {
         };
         let topics = self.topics(&raw.topics, cluster.brokers)?;
         let workload = match &raw.workload {
-            Some(w) => self.workload(w, &topics)?,
+            Some(w) => self.workload(w, &topics, duration_ms)?,
             None => WorkloadSpec::default(),
         };
         let nodes = Nodes {
@@ -428,11 +428,11 @@ impl Cx<'_> {
         })
     }
 
-    fn workload(&self, w: &RawWorkload, topics: &[TopicSpec]) -> R<WorkloadSpec> {
+    fn workload(&self, w: &RawWorkload, topics: &[TopicSpec], duration_ms: u64) -> R<WorkloadSpec> {
         let mut producers = Vec::with_capacity(w.producers.len());
         let mut total = 0;
         for p in &w.producers {
-            let spec = self.producer(p.get_ref(), topics)?;
+            let spec = self.producer(p.get_ref(), topics, duration_ms)?;
             total += i64::from(spec.count);
             if total > limits::TOTAL_PRODUCERS.max {
                 let max = limits::TOTAL_PRODUCERS.max;
@@ -460,7 +460,7 @@ impl Cx<'_> {
         Ok(WorkloadSpec { producers, consumers })
     }
 
-    fn producer(&self, p: &RawProducer, topics: &[TopicSpec]) -> R<ProducerSpec> {
+    fn producer(&self, p: &RawProducer, topics: &[TopicSpec], duration_ms: u64) -> R<ProducerSpec> {
         let count = self.int_or(&p.count, limits::PRODUCER_COUNT)? as u32;
         let topic = self.topic(&p.topic, topics)?;
         let rate_per_s = self.int(&p.rate_per_s, limits::RATE_PER_S)? as u32;
@@ -494,12 +494,14 @@ impl Cx<'_> {
                 abort_ppm: (self.float_or(&p.abort_rate, limits::ABORT_RATE, limits::ABORT_RATE.key)? * 1e6).round()
                     as u32,
                 timeout_ms: self.int_or(&p.transaction_timeout_ms, limits::TRANSACTION_TIMEOUT_MS)? as u64,
+                transactional_id: p.transactional_id.as_ref().map(|id| self.transactional_id(id)).transpose()?,
             })
         } else {
             let only = [
                 ("transaction_records", span_of(&p.transaction_records)),
                 ("abort_rate", span_of(&p.abort_rate)),
                 ("transaction_timeout_ms", span_of(&p.transaction_timeout_ms)),
+                ("transactional_id", span_of(&p.transactional_id)),
             ];
             if let Some((key, Some(span))) = only.into_iter().find(|(_, s)| s.is_some()) {
                 return Err(self.err(span, format!("{key} only applies with transactional = true")));
@@ -522,6 +524,14 @@ impl Cx<'_> {
                 return Err(self.blame(&[span, span_of(&p.idempotence)], msg));
             }
         }
+        let start_ms = self.int_or(&p.start_ms, limits::PRODUCER_START_MS)? as u64;
+        if start_ms >= duration_ms {
+            let msg = format!(
+                "start_ms {start_ms} is not before duration_ms ({duration_ms}): a producer starts during the \
+                 chaos phase, at 0..{duration_ms} ms"
+            );
+            return Err(self.err(span_of(&p.start_ms).expect("a start past 0 was written"), msg));
+        }
         Ok(ProducerSpec {
             count,
             topic: topic.name.clone(),
@@ -538,7 +548,34 @@ impl Cx<'_> {
             partitioner: p.partitioner.as_ref().map_or(PartitionerSpec::Sticky, |x| x.get_ref().0),
             idempotence,
             transactions,
+            start_ms,
         })
+    }
+
+    /// An explicit `transactional.id`: 1 to 255 bytes, no control
+    /// characters, and not `producer-N` (a producer's own default id, which
+    /// would share it without saying so).
+    fn transactional_id(&self, v: &S<String>) -> R<String> {
+        let (id, max) = (v.get_ref(), limits::TRANSACTIONAL_ID_BYTES.max);
+        let bytes = id.len() as i64;
+        if id.is_empty() || bytes > max {
+            let msg = format!("transactional_id is {bytes} bytes long; a transactional.id here is 1 to {max} bytes");
+            return Err(self.err(v.span(), msg));
+        }
+        if let Some(bad) = id.chars().find(|c| c.is_control()) {
+            let msg = format!("transactional_id {id:?} contains the control character {bad:?}");
+            return Err(self.err(v.span(), msg));
+        }
+        let numbered =
+            id.strip_prefix("producer-").is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        if numbered {
+            let msg = format!(
+                "transactional_id {id:?} is a producer's node name, which is that producer's own transactional id; \
+                 name the shared id otherwise"
+            );
+            return Err(self.err(v.span(), msg));
+        }
+        Ok(id.clone())
     }
 
     fn keys(&self, k: &S<RawKeys>, topic: &TopicSpec) -> R<KeyMode> {

@@ -13,6 +13,9 @@
 //!   are elected, and a cleanly elected leader holds everything committed.
 //! - replication-liveness (`liveness`): after heal and drain, one leader
 //!   whose ISR holds every live replica, HW = LEO, followers caught up.
+//! - lso (`lso`, the replica half): what read_committed readers were
+//!   served against the LSO and HW, and after heal and drain no
+//!   transaction left open (LSO = HW on every final leader).
 //!
 //! One walk over the events in time order keeps, per partition, the
 //! committed log (offset -> record) and the leadership state; then the
@@ -24,6 +27,7 @@ mod committed;
 mod leadership;
 mod liveness;
 mod logs;
+mod lso;
 mod matching;
 mod observations;
 mod served;
@@ -46,8 +50,13 @@ use served::ServedHws;
 use std::fmt;
 
 /// The invariants `check_replicas` judges: every one appears in its counts.
-pub(crate) const JUDGED: &[Invariant] =
-    &[Invariant::NoLostAckedWrite, Invariant::HwConsistency, Invariant::Leadership, Invariant::ReplicationLiveness];
+pub(crate) const JUDGED: &[Invariant] = &[
+    Invariant::NoLostAckedWrite,
+    Invariant::HwConsistency,
+    Invariant::Leadership,
+    Invariant::ReplicationLiveness,
+    Invariant::Lso,
+];
 
 /// Runs every replica checker over one run's observations.
 pub fn check_replicas(history: &History, replication: &Replication) -> CheckReport {
@@ -75,11 +84,13 @@ pub fn check_replicas(history: &History, replication: &Replication) -> CheckRepo
     }
     let unverified = acked::check(&mut ctx, &finals, &partitions);
     liveness::check(&mut ctx, &finals, &partitions, &unverified);
+    lso::check_final(&mut ctx, &finals);
     let (violations, counts) = ctx.findings.into_parts();
     CheckReport { violations, counts, ..CheckReport::default() }
 }
 
-/// Adds a replica report to a history report (their invariants are disjoint).
+/// Adds a replica report to a history report (their invariants are
+/// disjoint but for `lso`, judged on both sides: its counts add up).
 pub fn merge(into: &mut CheckReport, replicas: CheckReport) {
     into.violations.extend(replicas.violations);
     into.violations.sort_by_key(|v| v.invariant);
@@ -181,6 +192,9 @@ impl PartitionState {
                     self.served.check(ctx, partition, id, tenure, *hw, unclean);
                 }
             }
+            ReplicaEventKind::ServedLso { lso, hw, read_to, .. } => {
+                lso::served(ctx, partition, id, *lso, *hw, *read_to)
+            }
         }
     }
 }
@@ -247,6 +261,10 @@ impl fmt::Display for EventLabel<'_> {
             }
             ReplicaEventKind::ServedHw { broker, leader_epoch, hw } => {
                 write!(f, "{broker}, leader at {leader_epoch}, served HW {hw} ({time})")
+            }
+            ReplicaEventKind::ServedLso { broker, leader_epoch, lso, hw, read_to } => {
+                let records = read_to.map_or("no records".to_string(), |to| format!("records up to {to}"));
+                write!(f, "{broker}, leader at {leader_epoch}, served read_committed {records} with LSO {lso} and HW {hw} ({time})")
             }
         }
     }

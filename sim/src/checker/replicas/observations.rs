@@ -109,6 +109,11 @@ pub enum ReplicaEventKind {
     /// consumer can see). A simulator may record only changes: a repeat of
     /// the previous value served by the same leadership adds nothing.
     ServedHw { broker: BrokerId, leader_epoch: LeaderEpoch, hw: i64 },
+    /// The last stable offset and HW a leader put into a fetch response to
+    /// a read_committed consumer, and where the records it returned ended
+    /// (`read_to`, exclusive; `None`: it returned none). Recorded when the
+    /// LSO changed for the partition, and whenever the records reach past it.
+    ServedLso { broker: BrokerId, leader_epoch: LeaderEpoch, lso: i64, hw: i64, read_to: Option<i64> },
 }
 
 /// One replica's final state, after the heal and the drain.
@@ -127,6 +132,13 @@ pub struct ReplicaSnapshot {
     pub isr: Vec<BrokerId>,
     /// The broker is running (a crashed broker's snapshot is its disk state).
     pub live: bool,
+    /// Its last stable offset (read_committed readers stop there): its HW
+    /// unless a transaction is open below it.
+    #[serde(default)]
+    pub lso: i64,
+    /// The transactions open in its log: (first offset, producer id), earliest first.
+    #[serde(default)]
+    pub open_txns: Vec<(i64, i64)>,
     /// Its whole log, `[log_start, log_end)`, in offset order.
     pub records: Vec<ReplicaRecord>,
 }
@@ -198,7 +210,8 @@ impl ReplicaEventKind {
             ReplicaEventKind::Elected { leader_epoch, .. }
             | ReplicaEventKind::BecameLeader { leader_epoch, .. }
             | ReplicaEventKind::HighWatermark { leader_epoch, .. }
-            | ReplicaEventKind::ServedHw { leader_epoch, .. } => *leader_epoch,
+            | ReplicaEventKind::ServedHw { leader_epoch, .. }
+            | ReplicaEventKind::ServedLso { leader_epoch, .. } => *leader_epoch,
         }
     }
 }

@@ -261,6 +261,8 @@ impl Generator {
                 hw: if leads { p.hw } else { p.follower_hw[i] },
                 isr: if leads { p.isr.iter().map(|&i| broker(i)).collect() } else { Vec::new() },
                 live: true,
+                lso: if leads { p.hw } else { p.follower_hw[i] },
+                open_txns: Vec::new(),
                 records,
             });
         }

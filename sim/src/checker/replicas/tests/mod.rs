@@ -134,6 +134,8 @@ impl Story {
             hw,
             isr: brokers(isr),
             live: true,
+            lso: hw,
+            open_txns: Vec::new(),
             records: records.to_vec(),
         });
     }
@@ -149,6 +151,7 @@ impl Story {
             ReplicaEventKind::BecameLeader { .. } => "lead",
             ReplicaEventKind::HighWatermark { .. } => "commit",
             ReplicaEventKind::ServedHw { .. } => "serve",
+            ReplicaEventKind::ServedLso { .. } => "serve-lso",
         };
         self.replication.events.iter_mut().filter(|event| named(event) == kind).collect()
     }
@@ -343,7 +346,7 @@ const CASES: &[Case] = &[
             let leader = s.snapshot_of(2);
             leader.records.remove(3);
             leader.log_end = 3;
-            leader.hw = 3;
+            (leader.hw, leader.lso) = (3, 3);
         },
         "no-lost-acked-write: partition t-0 value p1:3 acked at offset 3 to op 3 (process 1, \
          170ms..180ms): the final leader broker-2 (e1, log [0, 3)) has no record there; the drain read it there\n\
@@ -474,7 +477,8 @@ const CASES: &[Case] = &[
             s.insert(207, became_leader(3, 0, 4));
             s.snapshot_of(2).is_leader = false;
             let leader = s.snapshot_of(3);
-            (leader.is_leader, leader.leader_epoch, leader.isr, leader.hw) = (true, e(2), brokers(&[1, 2, 3]), 4);
+            (leader.is_leader, leader.leader_epoch, leader.isr) = (true, e(2), brokers(&[1, 2, 3]));
+            (leader.hw, leader.lso) = (4, 4);
         },
         "leadership: partition t-0: broker-3 became leader at e0 with log [0, 4) and hw 3 (207ms) without being \
          elected: the controller's decision at e0 was: the controller elected broker-1 at e0 from isr [broker-1, \
@@ -536,7 +540,7 @@ const CASES: &[Case] = &[
             follower.records.truncate(3);
             (follower.log_end, follower.hw) = (3, 3);
             let leader = s.snapshot_of(2);
-            (leader.isr, leader.hw) = (brokers(&[1, 2]), 3);
+            (leader.isr, leader.hw, leader.lso) = (brokers(&[1, 2]), 3, 3);
         },
         "replication-liveness: partition t-0: the leader broker-2's ISR [broker-1, broker-2] lacks live replicas \
          [broker-3]\n\
@@ -573,6 +577,64 @@ const CASES: &[Case] = &[
          replication-liveness: partition t-0: the final leader is broker-2 at e1, not the controller's latest \
          choice: the controller elected broker-3 at e2 from isr [broker-1, broker-2, broker-3] (230ms)\n\
          count replication-liveness = 2\n",
+    ),
+    // ---- lso ----
+    (
+        "a read_committed fetch served an LSO below the HW, records below it",
+        |s| {
+            let kind =
+                ReplicaEventKind::ServedLso { broker: b(2), leader_epoch: e(1), lso: 3, hw: 4, read_to: Some(3) };
+            s.insert(205, kind);
+        },
+        "",
+    ),
+    (
+        "a read_committed fetch served records at the LSO",
+        |s| {
+            let kind =
+                ReplicaEventKind::ServedLso { broker: b(2), leader_epoch: e(1), lso: 3, hw: 4, read_to: Some(4) };
+            s.insert(205, kind);
+        },
+        "lso: partition t-0: a read_committed fetch returned records up to offset 3, at or beyond the LSO 3: \
+         broker-2, leader at e1, served read_committed records up to 4 with LSO 3 and HW 4 (205ms)\n\
+         count lso = 1\n",
+    ),
+    (
+        "a served LSO above the HW",
+        |s| {
+            let kind =
+                ReplicaEventKind::ServedLso { broker: b(2), leader_epoch: e(1), lso: 5, hw: 4, read_to: Some(4) };
+            s.insert(205, kind);
+        },
+        "lso: partition t-0: the LSO 5 served is above the HW 4: \
+         broker-2, leader at e1, served read_committed records up to 4 with LSO 5 and HW 4 (205ms)\n\
+         count lso = 1\n",
+    ),
+    (
+        "a transaction left open at the end",
+        |s| {
+            let leader = s.snapshot_of(2);
+            leader.lso = 3;
+            leader.open_txns = vec![(3, 1001)];
+        },
+        "lso: partition t-0: after the heal and the drain the leader broker-2's LSO 3 is not its HW 4: \
+         transactions left open: producer 1001 from offset 3\n\
+         count lso = 1\n",
+    ),
+    (
+        "a consumer waiting past a new leader's lagging LSO got no records",
+        |s| {
+            let kind = ReplicaEventKind::ServedLso { broker: b(2), leader_epoch: e(1), lso: 2, hw: 3, read_to: None };
+            s.insert(145, kind);
+        },
+        "",
+    ),
+    (
+        "a follower's LSO below its HW is not judged",
+        |s| {
+            s.snapshot_of(3).lso = 1;
+        },
+        "",
     ),
 ];
 
