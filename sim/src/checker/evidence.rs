@@ -30,6 +30,8 @@ pub(crate) const JUDGED: &[Invariant] = &[
     Invariant::NoPrecommittedRead,
     Invariant::NoLostCommittedWrite,
     Invariant::TxnAtomicity,
+    Invariant::ExactlyOncePipeline,
+    Invariant::PipelineLiveness,
     Invariant::G0,
     Invariant::G1c,
     Invariant::GSingle,

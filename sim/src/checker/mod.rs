@@ -78,6 +78,14 @@ pub enum Invariant {
     /// A read_committed reader saw some of a transaction's writes and
     /// stepped over others, or the drain read some but not all (`atomicity`).
     TxnAtomicity,
+    /// A consume-transform-produce application's committed output reflects
+    /// an input twice, not at all below the group's committed offsets, or
+    /// beyond them, or holds an output of no known input (`pipeline`).
+    ExactlyOncePipeline,
+    /// Liveness: a consume-transform-produce group did not catch up after
+    /// the heal, or caught up with committed offsets short of the input it
+    /// read (`pipeline`).
+    PipelineLiveness,
     /// A cycle of write-write dependencies between transactions (`dependencies`).
     G0,
     /// A cycle of write-write and write-read dependencies with at least one
@@ -119,6 +127,8 @@ impl Invariant {
         Invariant::NoPrecommittedRead,
         Invariant::NoLostCommittedWrite,
         Invariant::TxnAtomicity,
+        Invariant::ExactlyOncePipeline,
+        Invariant::PipelineLiveness,
         Invariant::G0,
         Invariant::G1c,
         Invariant::GSingle,
@@ -152,6 +162,8 @@ impl Invariant {
             Invariant::NoPrecommittedRead => "no-precommitted-read",
             Invariant::NoLostCommittedWrite => "no-lost-committed-write",
             Invariant::TxnAtomicity => "txn-atomicity",
+            Invariant::ExactlyOncePipeline => "exactly-once-pipeline",
+            Invariant::PipelineLiveness => "pipeline-liveness",
             Invariant::G0 => "g0",
             Invariant::G1c => "g1c",
             Invariant::GSingle => "g-single",
@@ -212,6 +224,9 @@ mod losses;
 mod offsets;
 mod partition_log;
 mod per_process;
+mod pipeline;
+#[cfg(test)]
+mod pipeline_tests;
 mod polls;
 pub mod recovery;
 pub mod replicas;
@@ -272,6 +287,7 @@ pub fn check_history(history: &crate::history::History) -> CheckReport {
     txn_checks::check(history, &view, &txns, &mut findings);
     atomicity::check(history, &view, &txns, &visibility, &mut findings);
     dependencies::check(history, &view, &txns, &visibility, &mut findings);
+    pipeline::check(history, &view, &txns, &mut findings);
     let (violations, counts) = findings.into_parts();
     CheckReport { violations, counts, reordered_sends, truncations_detected: view.truncation_seeks(), group_delivery }
 }
