@@ -302,8 +302,8 @@ impl<'s, 'a, 'h> Judge<'s, 'a, 'h> {
             if committed <= record.offset {
                 findings.found(Invariant::PipelineLiveness, || {
                     format!(
-                        "group {}: every process had caught up, but {} ({}) is short of the end of what the \
-                         drain read there, {}: it read {} at offset {} ({})",
+                        "group {}: every process had caught up, but its {} ({}): short of the end of what the \
+                         drain read there, {} (it read {} at offset {}, {})",
                         self.pipeline.group,
                         self.committed_words(&[record]),
                         op_label(self.shared.history, op.id),

@@ -280,9 +280,9 @@ fn output_committed_beyond_the_committed_offsets_is_a_disagreement() {
          2; op 25 (process 9, 110ms..110ms)), yet its output is committed: p5:603 at out-0 offset 7, transformed \
          by op 21 (process 5, 61ms..61ms) in generation 1 in transaction op 17 (process 5, 51ms..64ms) of tx-g \
          (producer 1005, epoch 0), committed\n\
-         pipeline-liveness: group g: every process had caught up, but committed offset of in-0 is 2 (op 25 \
-         (process 9, 110ms..110ms)) is short of the end of what the drain read there, 4: it read p1:3 at offset \
-         3 (op 23 (process 9, 100ms..101ms))\n\
+         pipeline-liveness: group g: every process had caught up, but its committed offset of in-0 is 2 (op 25 \
+         (process 9, 110ms..110ms)): short of the end of what the drain read there, 4 (it read p1:3 at offset \
+         3, op 23 (process 9, 100ms..101ms))\n\
          count exactly-once-pipeline = 2\n\
          count pipeline-liveness = 1\n"
     );
@@ -315,9 +315,9 @@ fn a_caught_up_group_with_an_offset_short_of_the_input_end_is_a_liveness_finding
     p.drain(100, &inputs, &clean_output(), Some(4));
     assert_eq!(
         p.check(),
-        "pipeline-liveness: group g: every process had caught up, but committed offset of in-0 is 4 (op 26 \
-         (process 9, 110ms..110ms)) is short of the end of what the drain read there, 5: it read p1:4 at offset \
-         4 (op 24 (process 9, 100ms..101ms))\n\
+        "pipeline-liveness: group g: every process had caught up, but its committed offset of in-0 is 4 (op 26 \
+         (process 9, 110ms..110ms)): short of the end of what the drain read there, 5 (it read p1:4 at offset \
+         4, op 24 (process 9, 100ms..101ms))\n\
          count pipeline-liveness = 1\n"
     );
     // The same, not caught up: only that is reported.
