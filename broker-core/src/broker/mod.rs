@@ -883,4 +883,6 @@ mod idempotence_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod txn_offsets_tests;
+#[cfg(test)]
 mod txn_tests;

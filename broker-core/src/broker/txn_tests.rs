@@ -2,7 +2,9 @@
 //! broker leads `events-0` and `__transaction_state-0`): a transaction from
 //! InitProducerId to its markers, read_committed fetches before and after,
 //! an abort's records listed as aborted, and KIP-890's verification of a
-//! write to a partition the transaction never added.
+//! write to a partition the transaction never added. It leads
+//! `__consumer_offsets-0` too (`txn_offsets_tests` commits offsets in
+//! transactions).
 
 use super::*;
 use crate::controller::{ControllerRequest, ControllerResponse, MetadataImage, ProducerIdBlock};
@@ -16,22 +18,23 @@ use bytes::Bytes;
 const EVENTS: TopicPartition = TopicPartition { topic: TopicId(0), partition: 0 };
 
 fn layout() -> ClusterLayout {
-    ClusterLayout::single_replica(1, &[("events".to_string(), 1), (TRANSACTION_STATE_TOPIC.to_string(), 1)])
+    let topics = [("events", 1), (TRANSACTION_STATE_TOPIC, 1), (CONSUMER_OFFSETS_TOPIC, 1)];
+    ClusterLayout::single_replica(1, &topics.map(|(name, partitions)| (name.to_string(), partitions)))
 }
 
-fn id() -> TransactionalId {
+pub(super) fn id() -> TransactionalId {
     TransactionalId::new("app")
 }
 
-struct Harness {
-    b: Broker,
-    now: u64,
+pub(super) struct Harness {
+    pub(super) b: Broker,
+    pub(super) now: u64,
     next_correlation: u64,
 }
 
 impl Harness {
     /// Broker 0, registered, holding a block of producer ids, leading everything.
-    fn new() -> Harness {
+    pub(super) fn new() -> Harness {
         let disk = SharedMemStorage::default();
         let b = Broker::start(BrokerId(0), BrokerConfig::default(), layout(), Plants::none(), Box::new(disk), 0, 7)
             .expect("starts");
@@ -60,7 +63,7 @@ impl Harness {
     }
 
     /// Sends `request` and returns the answer to it (skipping everything else).
-    fn ask(&mut self, request: Request) -> Response {
+    pub(super) fn ask(&mut self, request: Request) -> Response {
         self.next_correlation += 1;
         let correlation = self.next_correlation;
         self.b.handle_request(self.now, 1, correlation, request);
@@ -76,7 +79,7 @@ impl Harness {
             .expect("answered")
     }
 
-    fn txn(&mut self, request: TxnRequest) -> TxnResponse {
+    pub(super) fn txn(&mut self, request: TxnRequest) -> TxnResponse {
         match self.ask(Request::Txn(request)) {
             Response::Txn(r) => r,
             other => panic!("answered {other:?}"),
@@ -123,7 +126,7 @@ impl Harness {
     }
 }
 
-fn init(h: &mut Harness) -> (ProducerId, ProducerEpoch) {
+pub(super) fn init(h: &mut Harness) -> (ProducerId, ProducerEpoch) {
     match h.txn(TxnRequest::InitProducerId { transactional_id: id(), timeout_ms: 60_000, current: None }) {
         TxnResponse::InitProducerId(Ok(pe)) => pe,
         other => panic!("{other:?}"),

@@ -1093,3 +1093,7 @@ mod tests;
 #[cfg(test)]
 #[path = "producer_txn_tests.rs"]
 mod txn_tests;
+
+#[cfg(test)]
+#[path = "producer_txn_offsets_tests.rs"]
+mod txn_offsets_tests;

@@ -206,7 +206,7 @@ impl Producer {
                     txn.phase = Phase::Open { abortable };
                     let outcome = TxnOutcome::CommitRefused { reason };
                     self.outputs.push_back(ProducerOutput::TxnEnded { commit, outcome });
-                } else if txn.added.is_empty() && !txn.end_sent {
+                } else if txn.added.is_empty() && !txn.offsets_added() && !txn.end_sent {
                     // Nothing reached the coordinator: the transaction ends here.
                     txn.ended();
                     let outcome = if commit { TxnOutcome::Committed } else { aborted("nothing was written") };

@@ -1,28 +1,40 @@
 //! The transactional producer against a fake cluster for its batches and
-//! the real transaction coordinator (its writes committed at once, its
-//! markers delivered at once): the order of its requests, the epochs, and
-//! what aborting and being fenced do to its records.
+//! the real transaction and group coordinators (their writes committed at
+//! once unless held, markers delivered at once): the order of its requests,
+//! the epochs, and what aborting and being fenced do to its records.
 
 use super::*;
 use crate::client::testkit::FakeCluster;
 use crate::client::transactional::TxnOutcome;
+use crate::group::api::GroupRequest;
+use crate::group::coordinator::{CoordinatorOutput, GroupConfig, GroupCoordinator, WriteId};
 use crate::txn::api::TxnRequest;
 use crate::txn::coordinator::{TxnConfig, TxnCoordinator, TxnOutput};
-use crate::types::{LeaderEpoch, ProducerEpoch, ProducerId};
+use crate::types::{LeaderEpoch, ProducerEpoch, ProducerId, TopicId};
 
 const T: &str = "t";
 
-struct World {
-    cluster: FakeCluster,
-    coordinator: TxnCoordinator<(usize, BrokerId, u64)>,
+/// `__consumer_offsets`, one partition: the group coordinator's.
+const OFFSETS_TOPIC: TopicId = TopicId(99);
+
+/// Who an answer goes to: a producer's index, the broker it asked, its correlation id.
+type Reply = (usize, BrokerId, u64);
+
+pub(super) struct World {
+    pub(super) cluster: FakeCluster,
+    coordinator: TxnCoordinator<Reply>,
+    groups: GroupCoordinator<Reply>,
+    /// While set, the group coordinator's writes wait in `held_writes`.
+    pub(super) hold_group_writes: bool,
+    held_writes: Vec<WriteId>,
     next_pid: i64,
-    now: u64,
+    pub(super) now: u64,
     /// Every request each producer sent, in order (producer index, request).
-    log: Vec<(usize, Request)>,
+    pub(super) log: Vec<(usize, Request)>,
     outputs: Vec<(usize, ProducerOutput)>,
 }
 
-fn config(id: &str) -> ProducerConfig {
+pub(super) fn config(id: &str) -> ProducerConfig {
     ProducerConfig {
         idempotence: true,
         transactional_id: Some(TransactionalId::new(id)),
@@ -32,12 +44,20 @@ fn config(id: &str) -> ProducerConfig {
 }
 
 impl World {
-    fn new() -> World {
-        let mut coordinator = TxnCoordinator::new(TxnConfig { state_partitions: 1, ..TxnConfig::default() });
+    pub(super) fn new() -> World {
+        let offsets_topic = Some((OFFSETS_TOPIC, 1));
+        let mut coordinator =
+            TxnCoordinator::new(TxnConfig { state_partitions: 1, offsets_topic, ..TxnConfig::default() });
         coordinator.load(0, LeaderEpoch(0), &[]);
+        let mut groups =
+            GroupCoordinator::new(GroupConfig { offsets_topic_partitions: 1, ..GroupConfig::default() }, 7, false);
+        groups.load(0, 0, &[]);
         World {
             cluster: FakeCluster::new(1, &[(T, 2)]),
             coordinator,
+            groups,
+            hold_group_writes: false,
+            held_writes: vec![],
             next_pid: 40,
             now: 0,
             log: vec![],
@@ -46,7 +66,7 @@ impl World {
     }
 
     /// Runs `producers` until none has anything to send or wait for now.
-    fn pump(&mut self, producers: &mut [&mut Producer]) {
+    pub(super) fn pump(&mut self, producers: &mut [&mut Producer]) {
         for _ in 0..1_000 {
             let mut idle = true;
             for (i, p) in producers.iter_mut().enumerate() {
@@ -71,9 +91,13 @@ impl World {
 
     fn answer(&mut self, i: usize, p: &mut Producer, broker: BrokerId, correlation_id: u64, request: Request) {
         match request {
-            Request::FindTxnCoordinator { .. } => {
+            Request::FindTxnCoordinator { .. } | Request::FindCoordinator { .. } => {
                 let response = Response::FindCoordinator { error: None, coordinator: Some(BrokerId(0)) };
                 p.handle_response(self.now, broker, correlation_id, response);
+            }
+            Request::Group(request) => {
+                self.groups.handle_request(self.now, (i, broker, correlation_id), request);
+                self.settle_groups(i, p);
             }
             Request::Txn(request) => {
                 let mut next_pid = self.next_pid;
@@ -102,12 +126,63 @@ impl World {
                 }
                 TxnOutput::Reply { .. } => {}
                 TxnOutput::Write { id, .. } => self.coordinator.write_done(self.now, id, Ok(())),
-                TxnOutput::Markers { id, .. } => self.coordinator.markers_done(self.now, id),
+                TxnOutput::Markers { id, producer_id, commit, partitions, .. } => {
+                    for tp in partitions.iter().filter(|tp| tp.topic == OFFSETS_TOPIC) {
+                        self.groups.txn_completed(tp.partition, producer_id, commit);
+                    }
+                    self.coordinator.markers_done(self.now, id);
+                }
             }
         }
     }
 
-    fn ended(&self, i: usize) -> Vec<TxnOutcome> {
+    /// Commits the group coordinator's writes at once (unless held);
+    /// answers meant for producer `i` go to `p`.
+    fn settle_groups(&mut self, i: usize, p: &mut Producer) {
+        while let Some(o) = self.groups.poll_output() {
+            match o {
+                CoordinatorOutput::Reply { to: (to, broker, correlation_id), response } if to == i => {
+                    p.handle_response(self.now, broker, correlation_id, Response::Group(response));
+                }
+                CoordinatorOutput::Reply { .. } => {}
+                CoordinatorOutput::Write { id, .. } if self.hold_group_writes => self.held_writes.push(id),
+                CoordinatorOutput::Write { id, .. } => self.groups.write_done(self.now, id, Ok(())),
+            }
+        }
+    }
+
+    /// Commits the held group coordinator writes; answers go to producer `i`, `p`.
+    pub(super) fn release_group_writes(&mut self, i: usize, p: &mut Producer) {
+        self.hold_group_writes = false;
+        for id in std::mem::take(&mut self.held_writes) {
+            self.groups.write_done(self.now, id, Ok(()));
+        }
+        self.settle_groups(i, p);
+    }
+
+    /// The group's stable committed offset of `tp` (OffsetFetch with require_stable).
+    pub(super) fn group_offset(
+        &mut self,
+        group: &crate::group::GroupId,
+        tp: TopicPartition,
+    ) -> Result<Option<i64>, ErrorCode> {
+        let fetch =
+            crate::group::api::OffsetFetch { group: group.clone(), partitions: Some(vec![tp]), require_stable: true };
+        self.groups.handle_request(self.now, (usize::MAX, BrokerId(0), 0), GroupRequest::OffsetFetch(fetch));
+        match self.groups.poll_output() {
+            Some(CoordinatorOutput::Reply {
+                response: crate::group::api::GroupResponse::OffsetFetch { error: None, offsets },
+                ..
+            }) => Ok(offsets[0].1.map(|c| c.offset.0)),
+            Some(CoordinatorOutput::Reply {
+                response: crate::group::api::GroupResponse::OffsetFetch { error: Some(e), .. },
+                ..
+            }) => Err(e),
+            other => panic!("offset fetch answered {other:?}"),
+        }
+    }
+
+    pub(super) fn ended(&self, i: usize) -> Vec<TxnOutcome> {
         self.outputs
             .iter()
             .filter_map(|(at, o)| match o {
@@ -117,7 +192,7 @@ impl World {
             .collect()
     }
 
-    fn outcomes(&self) -> Vec<SendOutcome> {
+    pub(super) fn outcomes(&self) -> Vec<SendOutcome> {
         self.outputs
             .iter()
             .filter_map(|(_, o)| match o {
@@ -128,7 +203,7 @@ impl World {
     }
 }
 
-fn record(id: u64, partition: u32) -> ProducerRecord {
+pub(super) fn record(id: u64, partition: u32) -> ProducerRecord {
     ProducerRecord {
         id: RecordId(id),
         topic: TopicName::from(T),

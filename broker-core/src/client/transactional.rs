@@ -125,6 +125,13 @@ impl Transactions {
         self.offsets.as_ref().is_some_and(|o| o.step != OffsetsStep::Done)
     }
 
+    /// Whether AddOffsetsToTxn put the group's offsets partition in the
+    /// open transaction: only EndTxn may end it then, even with no records
+    /// (the offsets would otherwise stay pending until the transaction timed out).
+    pub fn offsets_added(&self) -> bool {
+        self.offsets.as_ref().is_some_and(|o| o.step != OffsetsStep::AddToTxn)
+    }
+
     /// Whether batches may be sent for partitions of the open transaction.
     pub fn writing(&self) -> bool {
         matches!(self.phase, Phase::Open { .. } | Phase::Ending { .. })

@@ -32,6 +32,8 @@ pub(crate) const JUDGED: &[Invariant] = &[
     Invariant::TxnAtomicity,
     Invariant::ZombieFenced,
     Invariant::Lso,
+    Invariant::ExactlyOncePipeline,
+    Invariant::PipelineLiveness,
     Invariant::G0,
     Invariant::G1c,
     Invariant::GSingle,

@@ -87,6 +87,14 @@ pub enum Invariant {
     /// committed past it, or, after the heal, a leader's last stable offset
     /// is not its high watermark: a transaction stayed open (`replicas`).
     Lso,
+    /// A consume-transform-produce application's committed output reflects
+    /// an input twice, not at all below the group's committed offsets, or
+    /// beyond them, or holds an output of no known input (`pipeline`).
+    ExactlyOncePipeline,
+    /// Liveness: a consume-transform-produce group did not catch up after
+    /// the heal, or caught up with committed offsets short of the input it
+    /// read (`pipeline`).
+    PipelineLiveness,
     /// A cycle of write-write dependencies between transactions (`dependencies`).
     G0,
     /// A cycle of write-write and write-read dependencies with at least one
@@ -130,6 +138,8 @@ impl Invariant {
         Invariant::TxnAtomicity,
         Invariant::ZombieFenced,
         Invariant::Lso,
+        Invariant::ExactlyOncePipeline,
+        Invariant::PipelineLiveness,
         Invariant::G0,
         Invariant::G1c,
         Invariant::GSingle,
@@ -165,6 +175,8 @@ impl Invariant {
             Invariant::TxnAtomicity => "txn-atomicity",
             Invariant::ZombieFenced => "zombie-fenced",
             Invariant::Lso => "lso",
+            Invariant::ExactlyOncePipeline => "exactly-once-pipeline",
+            Invariant::PipelineLiveness => "pipeline-liveness",
             Invariant::G0 => "g0",
             Invariant::G1c => "g1c",
             Invariant::GSingle => "g-single",
@@ -226,6 +238,9 @@ mod lso;
 mod offsets;
 mod partition_log;
 mod per_process;
+mod pipeline;
+#[cfg(test)]
+mod pipeline_tests;
 mod polls;
 pub mod recovery;
 pub mod replicas;
@@ -291,6 +306,7 @@ pub fn check_history(history: &crate::history::History) -> CheckReport {
     zombie::check(history, &txns, &mut findings);
     lso::check(history, &view, &txns, &visibility, &mut findings);
     dependencies::check(history, &view, &txns, &visibility, &mut findings);
+    pipeline::check(history, &view, &txns, &mut findings);
     let (violations, counts) = findings.into_parts();
     CheckReport { violations, counts, reordered_sends, truncations_detected: view.truncation_seeks(), group_delivery }
 }

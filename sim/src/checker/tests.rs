@@ -127,7 +127,7 @@ fn three_acked() -> Script {
 fn empty_history_is_clean_and_reports_every_judged_invariant() {
     let report = check_history(&History::default());
     assert!(report.violations.is_empty());
-    assert_eq!(report.counts.len(), 23);
+    assert_eq!(report.counts.len(), 25);
     assert!(report.counts.values().all(|&n| n == 0));
     assert!(!report.counts.contains_key(&Invariant::DrainIncomplete));
     assert!(!report.counts.contains_key(&Invariant::Crash));

@@ -1,11 +1,11 @@
 //! Transactions as the history records them, for the transaction checkers
-//! (`txn_checks`, `atomicity`, `dependencies`).
+//! (`txn_checks`, `atomicity`, `dependencies`, `pipeline`).
 //!
 //! A `txn` operation is invoked at beginTransaction and completed with the
-//! transaction's fate. The sends and polls that its process invokes while it
-//! is open (from its invocation to its completion, or on to the end if it
-//! never completed) belong to it, and so does the `end-txn` that asks to
-//! commit. A process has at most one open transaction, so the last `txn`
+//! transaction's fate. The sends, polls and offset commits (`txn-offsets`)
+//! that its process invokes while it is open (from its invocation to its
+//! completion, or on to the end if it never completed) belong to it, and so
+//! does the `end-txn` that asks to commit. A process has at most one open transaction, so the last `txn`
 //! its process invoked is the only candidate for each op.
 //!
 //! Values are unique per send, so a read value names its send, and the send
@@ -142,10 +142,24 @@ pub(crate) struct Init<'h> {
     pub(crate) epoch: i16,
 }
 
+/// One `txn-offsets` operation (sendOffsetsToTransaction) and the
+/// transaction it belongs to (none if its process had none open, which a
+/// pipeline never does).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct OffsetCommit<'h> {
+    pub(crate) op: &'h Op,
+    pub(crate) txn: Option<TxnIndex>,
+}
+
 /// Every transaction, every value's writer and every read_committed read.
 #[derive(Debug, Default)]
 pub(crate) struct Txns<'h> {
     pub(crate) txns: Vec<TxnView<'h>>,
+    /// Every `txn-offsets` op, in op order.
+    offset_commits: Vec<OffsetCommit<'h>>,
+    /// Every `group-offsets` op (the drain reading a group's final committed
+    /// offsets), in op order.
+    group_offsets: Vec<&'h Op>,
     /// Every send's value and writer, by value (then send, if a value was
     /// sent twice: the first send names it).
     writers: Vec<(Value, Writer)>,
@@ -171,6 +185,7 @@ impl<'h> Txns<'h> {
         let mut writers = Vec::new();
         let mut committed_reads = Vec::new();
         let mut inits = Vec::new();
+        let (mut offset_commits, mut group_offsets) = (Vec::new(), Vec::new());
         // Per process, its last transaction.
         let mut last: BTreeMap<ProcessId, TxnIndex> = BTreeMap::new();
         for op in &history.ops {
@@ -210,12 +225,14 @@ impl<'h> Txns<'h> {
                 (Call::ProducerInit { transactional_id, producer_id, epoch }, Some(_)) => {
                     inits.push(Init { op, transactional_id, producer_id: *producer_id, epoch: *epoch })
                 }
+                (Call::TxnOffsets { .. }, _) => offset_commits.push(OffsetCommit { op, txn }),
+                (Call::GroupOffsets { .. }, Some(Outcome::Ok)) => group_offsets.push(op),
                 _ => {}
             }
         }
         writers.sort_by_key(|&(value, writer)| (value, writer.send));
         let drained = drained(history, view, &committed_reads, &is_read_committed);
-        Txns { txns, writers, committed_reads, drained, inits }
+        Txns { txns, offset_commits, group_offsets, writers, committed_reads, drained, inits }
     }
 
     /// Who wrote `value` (none if no send in the history did).
@@ -242,6 +259,16 @@ impl<'h> Txns<'h> {
     /// Every answered InitProducerId, in op order.
     pub(crate) fn inits(&self) -> &[Init<'h>] {
         &self.inits
+    }
+
+    /// Every `txn-offsets` op with its transaction, in op order.
+    pub(crate) fn offset_commits(&self) -> &[OffsetCommit<'h>] {
+        &self.offset_commits
+    }
+
+    /// Every ok `group-offsets` op, in op order.
+    pub(crate) fn group_offsets(&self) -> &[&'h Op] {
+        &self.group_offsets
     }
 
     /// What the drain read, if it reads committed.

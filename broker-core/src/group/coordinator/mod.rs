@@ -441,6 +441,9 @@ fn coordinator_error(produce_error: ErrorCode) -> ErrorCode {
         ErrorCode::NotLeaderOrFollower | ErrorCode::KafkaStorageError | ErrorCode::NotCoordinator => {
             ErrorCode::NotCoordinator
         }
+        // A TxnOffsetCommit's producer is fenced (a newer epoch wrote the
+        // partition): the producer must learn it, not retry elsewhere.
+        ErrorCode::InvalidProducerEpoch | ErrorCode::ProducerFenced => produce_error,
         _ => ErrorCode::CoordinatorNotAvailable,
     }
 }

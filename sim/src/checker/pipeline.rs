@@ -1,0 +1,399 @@
+//! End-to-end exactly-once of consume-transform-produce applications
+//! (`History::pipelines`), judged per pipeline group from what the
+//! read_committed drain read and from the pairs the pipeline's processes
+//! recorded in their transactions' `txn-offsets` ops (each names an input
+//! value and the output value sent for it).
+//!
+//! The drain read every partition from its start, committed only, so its
+//! reads of the output topic are the committed output, and its reads of the
+//! input topics place every input value at a (partition, offset). After the
+//! pipelines stopped it read the group's committed offsets (`group-offsets`):
+//! c_p per input partition p. No offset committed for p (absent, or Kafka's
+//! -1) means nothing is consumed: c_p is 0, below every offset the drain
+//! read (it read from the log start, so nothing below the log start is judged).
+//!
+//! - **exactly-once-pipeline**:
+//!   1. every output record the drain read is the output of some
+//!      transformed pair (output of unknown origin, else);
+//!   2. no input is reflected twice in the drained output: at most one
+//!      output per input record the drain read (a value the drain read at
+//!      k offsets, a plain producer's retry written twice, may have k);
+//!   3. with the group's committed offsets read: every input record the
+//!      drain read below c_p has an output in the drained output (else it
+//!      is lost), and every drained output's input lies below c_p (else
+//!      output and offsets disagree: output committed for input the group
+//!      will consume again). An output whose input the drain never read
+//!      cannot be placed, and is judged by 1 and 2 only (the input's loss
+//!      is the drain checkers' to find).
+//! - **pipeline-liveness**: a pipeline group that had not caught up when
+//!   stopped (one finding); and one that had, whose committed offset c_p
+//!   lies below the end of what the drain read of p (the offset after the
+//!   last input record it read there). c_p above that end is not judged:
+//!   the trailing offsets may hold only aborted or undecided transactions'
+//!   records and control markers, which a read_committed consumer's
+//!   position passes but no read shows, so the log end is not known here.
+//!
+//! Without a `group-offsets` op for the group (the drain did not finish),
+//! 1 and 2 only. Without a read_committed drain there is no committed
+//! output to judge: only a group that had not caught up is reported.
+//! Near-linear: the drain's records and the pairs are sorted once and kept
+//! in maps keyed by value.
+
+use super::evidence::{op_label, Findings};
+use super::log_view::{LogView, OpId, PartitionId};
+use super::txn::{OffsetCommit, Txns};
+use super::Invariant;
+use crate::history::{Call, History, Op, PipelineInfo, ProcessId, Value};
+use std::collections::BTreeMap;
+
+/// One distinct record the drain read, and the first poll that returned it.
+#[derive(Clone, Copy, Debug)]
+struct Record {
+    partition: PartitionId,
+    offset: i64,
+    value: Value,
+    read_by: OpId,
+}
+
+/// A transformed pair: the input value, and the `txn-offsets` op that named it.
+#[derive(Clone, Copy, Debug)]
+struct Origin<'h> {
+    input: Value,
+    output: Value,
+    commit: OffsetCommit<'h>,
+}
+
+impl Origin<'_> {
+    fn group(&self) -> &str {
+        match &self.commit.op.call {
+            Call::TxnOffsets { group, .. } => group,
+            _ => unreachable!("origins come from txn-offsets ops"),
+        }
+    }
+}
+
+/// What a partition is to the pipeline being judged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    Input,
+    Output,
+    Other,
+}
+
+/// What every pipeline's judgement reads.
+struct Shared<'a, 'h> {
+    history: &'h History,
+    view: &'a LogView<'h>,
+    txns: &'a Txns<'h>,
+    /// The drain's records, by partition then offset.
+    records: Vec<Record>,
+    /// Every transformed pair, by output value.
+    origins: BTreeMap<Value, Origin<'h>>,
+}
+
+pub(crate) fn check(history: &History, view: &LogView<'_>, txns: &Txns<'_>, findings: &mut Findings) {
+    if history.pipelines.is_empty() {
+        return;
+    }
+    let drain: Vec<ProcessId> =
+        history.drain_processes.iter().copied().filter(|p| history.read_committed_consumers.contains(p)).collect();
+    let shared = Shared { history, view, txns, records: drained_records(view, txns, &drain), origins: origins(txns) };
+    for (index, pipeline) in history.pipelines.iter().enumerate() {
+        if !pipeline.caught_up {
+            findings.found(Invariant::PipelineLiveness, || {
+                format!(
+                    "group {} (processes {:?}): not every process had caught up (its last polls empty, no \
+                     transaction open) when the pipelines were stopped, within the bound after the heal",
+                    pipeline.group, pipeline.processes
+                )
+            });
+        }
+        if drain.is_empty() {
+            continue;
+        }
+        // Two pipelines writing one topic: the first reports its unknown outputs.
+        let first_of_output = history.pipelines[..index].iter().all(|p| p.output != pipeline.output);
+        Judge::new(&shared, pipeline, first_of_output, findings).run(findings);
+    }
+}
+
+/// The drain's records, distinct by (partition, offset, value), by partition then offset.
+fn drained_records(view: &LogView<'_>, txns: &Txns<'_>, drain: &[ProcessId]) -> Vec<Record> {
+    let mut records = Vec::new();
+    for read in txns.committed_reads().iter().filter(|read| drain.contains(&read.op.process)) {
+        for polled in read.records {
+            let Some(partition) = view.id(&polled.partition) else { continue };
+            records.push(Record { partition, offset: polled.offset, value: polled.value, read_by: read.op.id });
+        }
+    }
+    records.sort_unstable_by_key(|r| (r.partition, r.offset, r.value, r.read_by));
+    records.dedup_by_key(|r| (r.partition, r.offset, r.value));
+    records
+}
+
+/// Every transformed pair of every `txn-offsets` op, by output value (the
+/// first pair naming an output, in op order, is its origin).
+fn origins<'h>(txns: &Txns<'h>) -> BTreeMap<Value, Origin<'h>> {
+    let mut origins = BTreeMap::new();
+    for &commit in txns.offset_commits() {
+        let Call::TxnOffsets { transformed, .. } = &commit.op.call else { continue };
+        for &(input, output) in transformed {
+            origins.entry(output).or_insert(Origin { input, output, commit });
+        }
+    }
+    origins
+}
+
+/// One pipeline group's judgement.
+struct Judge<'s, 'a, 'h> {
+    shared: &'s Shared<'a, 'h>,
+    pipeline: &'h PipelineInfo,
+    /// By input value, the drain's records of it in the input topics.
+    inputs: BTreeMap<Value, Vec<Record>>,
+    /// By input value, the drain's records in the output topic that are its outputs.
+    outputs: BTreeMap<Value, Vec<(Record, Origin<'h>)>>,
+    /// By input value, every pair of the group that transformed it (for evidence).
+    transformed: BTreeMap<Value, Vec<Origin<'h>>>,
+    /// The drain's last `group-offsets` op for the group, and c_p by partition.
+    committed: Option<(&'h Op, BTreeMap<PartitionId, i64>)>,
+}
+
+impl<'s, 'a, 'h> Judge<'s, 'a, 'h> {
+    /// Sorts the drain's records by role and reports outputs of unknown
+    /// origin (if this pipeline reports its output topic's).
+    fn new(
+        shared: &'s Shared<'a, 'h>,
+        pipeline: &'h PipelineInfo,
+        report_unknown: bool,
+        findings: &mut Findings,
+    ) -> Judge<'s, 'a, 'h> {
+        let Shared { history, view, txns, .. } = *shared;
+        let mut roles = vec![Role::Other; view.partition_count()];
+        for id in view.ids() {
+            let topic = &view.name(id).topic;
+            if *topic == pipeline.output {
+                roles[id.index()] = Role::Output;
+            } else if pipeline.inputs.contains(topic) {
+                roles[id.index()] = Role::Input;
+            }
+        }
+        let mut inputs: BTreeMap<Value, Vec<Record>> = BTreeMap::new();
+        let mut outputs: BTreeMap<Value, Vec<(Record, Origin<'h>)>> = BTreeMap::new();
+        let group: &str = &pipeline.group;
+        for &record in &shared.records {
+            match roles[record.partition.index()] {
+                Role::Input => inputs.entry(record.value).or_default().push(record),
+                Role::Output => match shared.origins.get(&record.value) {
+                    Some(origin) if origin.group() == group => {
+                        outputs.entry(origin.input).or_default().push((record, *origin))
+                    }
+                    Some(_) => {} // another pipeline's output
+                    None if report_unknown => findings.found(Invariant::ExactlyOncePipeline, || {
+                        format!(
+                            "group {group}: output of unknown origin: the drain read {} at {} ({}), and no \
+                             txn-offsets op pairs it with an input",
+                            record.value,
+                            position(view, &record),
+                            op_label(history, record.read_by)
+                        )
+                    }),
+                    None => {}
+                },
+                Role::Other => {}
+            }
+        }
+        let mut transformed: BTreeMap<Value, Vec<Origin<'h>>> = BTreeMap::new();
+        for &commit in txns.offset_commits() {
+            let Call::TxnOffsets { group: of, transformed: pairs, .. } = &commit.op.call else { continue };
+            if &**of == group {
+                for &(input, output) in pairs {
+                    transformed.entry(input).or_default().push(Origin { input, output, commit });
+                }
+            }
+        }
+        let committed = txns.group_offsets().iter().rev().find_map(|&op| match &op.call {
+            Call::GroupOffsets { group: of, offsets } if &**of == group => {
+                let by_id = offsets.iter().filter_map(|(p, offset)| view.id(p).map(|id| (id, *offset))).collect();
+                Some((op, by_id))
+            }
+            _ => None,
+        });
+        Judge { shared, pipeline, inputs, outputs, transformed, committed }
+    }
+
+    fn run(&self, findings: &mut Findings) {
+        // Every input value with a record or an output, once, ascending.
+        let mut values: Vec<Value> = self.inputs.keys().chain(self.outputs.keys()).copied().collect();
+        values.sort_unstable();
+        values.dedup();
+        for value in values {
+            self.judge_input(value, findings);
+        }
+        if self.pipeline.caught_up {
+            self.judge_ends(findings);
+        }
+    }
+
+    /// Checks 2 and 3 for one input value.
+    fn judge_input(&self, input: Value, findings: &mut Findings) {
+        let records = self.inputs.get(&input).map_or(&[][..], Vec::as_slice);
+        let outputs = self.outputs.get(&input).map_or(&[][..], Vec::as_slice);
+        let allowed = records.len().max(1);
+        let group = &self.pipeline.group;
+        if outputs.len() > allowed {
+            findings.found(Invariant::ExactlyOncePipeline, || {
+                format!(
+                    "group {group}: input {input} ({}) is reflected {} times in the committed output: {}",
+                    self.positions(records),
+                    outputs.len(),
+                    self.describe_outputs(outputs)
+                )
+            });
+        }
+        let Some((op, _)) = &self.committed else { return };
+        if records.is_empty() {
+            return;
+        }
+        let (below, above): (Vec<Record>, Vec<Record>) =
+            records.iter().partition(|record| record.offset < self.committed_offset(record.partition));
+        let reflected = outputs.len().min(allowed);
+        if below.len() > reflected {
+            findings.found(Invariant::ExactlyOncePipeline, || {
+                let has = match reflected {
+                    0 => "no output".to_string(),
+                    n => format!("only {n} output(s)"),
+                };
+                format!(
+                    "group {group}: input {input} lost: at {}, below the group's committed offsets ({}; {}), it \
+                     has {has} in the committed output; {}",
+                    self.positions(&below),
+                    self.committed_words(&below),
+                    op_label(self.shared.history, op.id),
+                    self.describe_transforms(input)
+                )
+            });
+        } else if reflected > below.len() {
+            findings.found(Invariant::ExactlyOncePipeline, || {
+                format!(
+                    "group {group}: offsets and output disagree: input {input} at {} lies at or above the \
+                     group's committed offsets ({}; {}), yet its output is committed: {}",
+                    self.positions(&above),
+                    self.committed_words(&above),
+                    op_label(self.shared.history, op.id),
+                    self.describe_outputs(&outputs[below.len()..reflected])
+                )
+            });
+        }
+    }
+
+    /// Check 4 for a group that caught up: c_p reaches the end of what the drain read of p.
+    fn judge_ends(&self, findings: &mut Findings) {
+        let Some((op, _)) = &self.committed else { return };
+        // The drain's last input record per partition.
+        let mut last: BTreeMap<PartitionId, Record> = BTreeMap::new();
+        for record in self.inputs.values().flatten() {
+            let top = last.entry(record.partition).or_insert(*record);
+            if record.offset > top.offset {
+                *top = *record;
+            }
+        }
+        for (partition, record) in last {
+            let committed = self.committed_offset(partition);
+            if committed <= record.offset {
+                findings.found(Invariant::PipelineLiveness, || {
+                    format!(
+                        "group {}: every process had caught up, but its {} ({}): short of the end of what the \
+                         drain read there, {} (it read {} at offset {}, {})",
+                        self.pipeline.group,
+                        self.committed_words(&[record]),
+                        op_label(self.shared.history, op.id),
+                        record.offset + 1,
+                        record.value,
+                        record.offset,
+                        op_label(self.shared.history, record.read_by)
+                    )
+                });
+            }
+        }
+    }
+
+    /// c_p: the group's committed offset of `partition` (0 if none).
+    fn committed_offset(&self, partition: PartitionId) -> i64 {
+        let committed = self.committed.as_ref().and_then(|(_, offsets)| offsets.get(&partition).copied());
+        committed.filter(|&offset| offset >= 0).unwrap_or(0)
+    }
+
+    /// `committed offset of in-0 is 5` or `no committed offset of in-0`, per distinct partition.
+    fn committed_words(&self, records: &[Record]) -> String {
+        let mut partitions: Vec<PartitionId> = records.iter().map(|r| r.partition).collect();
+        partitions.dedup();
+        let words: Vec<String> = partitions
+            .into_iter()
+            .map(|partition| {
+                let name = self.shared.view.name(partition);
+                match self.committed.as_ref().and_then(|(_, offsets)| offsets.get(&partition)) {
+                    Some(&offset) if offset >= 0 => format!("committed offset of {name} is {offset}"),
+                    _ => format!("no committed offset of {name}"),
+                }
+            })
+            .collect();
+        words.join(", ")
+    }
+
+    /// `in-0 offset 3 (read by op 7 (...))`, comma-separated; `not read by the drain` for none.
+    fn positions(&self, records: &[Record]) -> String {
+        if records.is_empty() {
+            return "not read by the drain".to_string();
+        }
+        let each: Vec<String> = records
+            .iter()
+            .map(|r| {
+                format!("{} (read by {})", position(self.shared.view, r), op_label(self.shared.history, r.read_by))
+            })
+            .collect();
+        each.join(", ")
+    }
+
+    /// `p10:0 at out-0 offset 4, transformed by op 12 (...) in generation 3 in transaction ...`, `; `-separated.
+    fn describe_outputs(&self, outputs: &[(Record, Origin<'h>)]) -> String {
+        let each: Vec<String> = outputs
+            .iter()
+            .map(|(record, origin)| {
+                format!("{} at {}, transformed {}", record.value, position(self.shared.view, record), self.by(origin))
+            })
+            .collect();
+        each.join("; ")
+    }
+
+    /// What became of an input: every pair of the group that transformed it.
+    fn describe_transforms(&self, input: Value) -> String {
+        match self.transformed.get(&input) {
+            None => "no txn-offsets op of the group transformed it".to_string(),
+            Some(pairs) => {
+                let each: Vec<String> = pairs
+                    .iter()
+                    .map(|origin| format!("transformed into {} {}", origin.output, self.by(origin)))
+                    .collect();
+                each.join("; ")
+            }
+        }
+    }
+
+    /// `by op 12 (...) in generation 3 in transaction op 10 (...) of tx-1 (producer 1001, epoch 0), committed`.
+    fn by(&self, origin: &Origin<'h>) -> String {
+        let generation = match &origin.commit.op.call {
+            Call::TxnOffsets { generation, .. } => *generation,
+            _ => unreachable!("origins come from txn-offsets ops"),
+        };
+        let txn = match origin.commit.txn {
+            Some(t) => format!("in {}", self.shared.txns.txns[t].describe(self.shared.history)),
+            None => "outside any transaction".to_string(),
+        };
+        format!("by {} in generation {generation} {txn}", op_label(self.shared.history, origin.commit.op.id))
+    }
+}
+
+/// `out-0 offset 4`.
+fn position(view: &LogView<'_>, record: &Record) -> String {
+    format!("{} offset {}", view.name(record.partition), record.offset)
+}
