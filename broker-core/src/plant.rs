@@ -73,6 +73,10 @@ pub enum Plant {
     /// open transaction instead of aborting it: no markers, so its
     /// partitions never learn the newer epoch and keep taking its writes.
     InitForgetsOpenTxn,
+    /// A new leader of a coordinator partition loads its state at once,
+    /// from records above the HW too (found by ksim's pipeline in
+    /// random-nemesis).
+    CoordinatorLoadsUncommitted,
 }
 
 impl Plant {
@@ -99,6 +103,7 @@ impl Plant {
         Plant::ReadCommittedToHw,
         Plant::PreparedCommitAbortedOnFailover,
         Plant::InitForgetsOpenTxn,
+        Plant::CoordinatorLoadsUncommitted,
     ];
 
     pub fn name(self) -> &'static str {
@@ -125,6 +130,7 @@ impl Plant {
             Plant::ReadCommittedToHw => "read-committed-to-hw",
             Plant::PreparedCommitAbortedOnFailover => "prepared-commit-aborted-on-failover",
             Plant::InitForgetsOpenTxn => "init-forgets-open-txn",
+            Plant::CoordinatorLoadsUncommitted => "coordinator-loads-uncommitted",
         }
     }
 
@@ -187,6 +193,9 @@ impl Plant {
             }
             Plant::InitForgetsOpenTxn => {
                 "a new incarnation's InitProducerId forgets the old one's open transaction instead of aborting it, so the zombie's later writes land and the new incarnation's commit markers commit them (caught by zombie-fenced)"
+            }
+            Plant::CoordinatorLoadsUncommitted => {
+                "a new leader of a coordinator partition loads its state at once, uncommitted tail included: a PrepareCommit its predecessor never committed gets markers and answers a retried EndTxn, and a later leader without it aborts the transaction (caught by no-lost-committed-write, exactly-once-pipeline)"
             }
             Plant::NoEpochBumpPerTxn => {
                 "the coordinator does not bump the epoch per transaction, so a delayed EndTxn of the previous transaction ends the current one (KAFKA-17754; shown in the coordinator's unit tests; no catalogue schedule triggers it yet)"

@@ -168,8 +168,39 @@ impl Broker {
         self.events.push_back(BrokerEvent::BecameLeader { tp, leader_epoch, log_end, high_watermark: hw });
         // A single-member ISR commits everything at once.
         self.update_high_watermark(tp);
-        self.coordinate_partition(now_ms, tp);
-        self.coordinate_txn_partition(now_ms, tp, leader_epoch);
+        if Some(tp.topic) == self.offsets_topic || Some(tp.topic) == self.txn.state_topic {
+            self.coordinator_loads.insert(tp, (log_end, leader_epoch));
+            self.load_committed_coordinators(now_ms);
+        }
+    }
+
+    /// Loads the coordinator state (groups, transactional ids) of every
+    /// coordinator partition this broker leads whose HW has reached the log
+    /// end it had when it became leader. Until then the partition's groups
+    /// and ids are answered NOT_COORDINATOR: the tail of a new leader's log
+    /// may be records its predecessor wrote and never committed, and a
+    /// leader elected after this one may not have them. Acting on them — a
+    /// PrepareCommit's markers, a retried EndTxn answered from it — could
+    /// decide a transaction one way here and the other way there.
+    pub(super) fn load_committed_coordinators(&mut self, now_ms: u64) {
+        if self.coordinator_loads.is_empty() {
+            return;
+        }
+        let ready: Vec<(TopicPartition, LeaderEpoch)> = self
+            .coordinator_loads
+            .iter()
+            .filter_map(|(tp, (log_end, epoch))| {
+                let r = self.replicas.get(tp)?;
+                let Role::Leader(l) = &r.role else { return None };
+                let committed = r.high_watermark >= *log_end || self.plants.on(Plant::CoordinatorLoadsUncommitted);
+                (l.leader_epoch() == *epoch && committed).then_some((*tp, *epoch))
+            })
+            .collect();
+        for (tp, epoch) in ready {
+            self.coordinator_loads.remove(&tp);
+            self.coordinate_partition(now_ms, tp);
+            self.coordinate_txn_partition(now_ms, tp, epoch);
+        }
     }
 
     fn become_follower(&mut self, tp: TopicPartition, leader: BrokerId, leader_epoch: LeaderEpoch) {
@@ -177,6 +208,7 @@ impl Broker {
         let r = self.replicas.get_mut(&tp).expect("a replica of ours");
         r.role = Role::Follower(FollowerState { leader, leader_epoch, phase: Phase::NeedsTruncation });
         self.events.push_back(BrokerEvent::BecameFollower { tp, leader, leader_epoch });
+        self.coordinator_loads.remove(&tp);
         self.resign_partition(tp);
         self.resign_txn_partition(tp);
     }
@@ -184,6 +216,7 @@ impl Broker {
     fn become_idle(&mut self, tp: TopicPartition) {
         self.fail_produces(tp, ErrorCode::NotLeaderOrFollower);
         self.replicas.get_mut(&tp).expect("a replica of ours").role = Role::Idle;
+        self.coordinator_loads.remove(&tp);
         self.resign_partition(tp);
         self.resign_txn_partition(tp);
     }

@@ -273,6 +273,11 @@ pub struct Broker {
     /// The transaction coordinator of the `__transaction_state` partitions
     /// this broker leads, its marker rounds, and verifications in flight.
     txn: txn::TxnSide,
+    /// Coordinator partitions this broker leads whose state is not loaded
+    /// yet: loaded once the HW reaches the log end it had when it became
+    /// leader (with that leader epoch), so that a coordinator never acts on
+    /// records a later leader may not have.
+    coordinator_loads: BTreeMap<TopicPartition, (Offset, LeaderEpoch)>,
 }
 
 /// Written by a controlled shutdown after everything is flushed, removed at
@@ -372,6 +377,7 @@ impl Broker {
             groups,
             offsets_topic: offsets.map(|(id, _)| id),
             group_writes_done: VecDeque::new(),
+            coordinator_loads: BTreeMap::new(),
             txn,
         };
         broker.storage.delete(CLEAN_SHUTDOWN_FILE);
@@ -640,6 +646,7 @@ impl Broker {
         self.drive_control(now_ms);
         self.drive_producer_ids(now_ms);
         self.drive_followers(now_ms);
+        self.load_committed_coordinators(now_ms);
         self.drain_coordinator(now_ms);
         self.drain_txn(now_ms);
     }
