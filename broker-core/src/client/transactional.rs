@@ -150,11 +150,14 @@ impl Transactions {
     /// What an error answer to a transactional request means.
     pub fn classify(error: ErrorCode) -> Failure {
         match error {
-            ErrorCode::NotCoordinator | ErrorCode::CoordinatorNotAvailable => Failure::FindCoordinator,
-            ErrorCode::ConcurrentTransactions
-            | ErrorCode::CoordinatorLoadInProgress
-            | ErrorCode::RequestTimedOut
-            | ErrorCode::NetworkException => Failure::Retry,
+            // A lost request (disconnect) looks the coordinator up again, as
+            // Kafka's TxnRequestHandler does: it may be gone for good.
+            ErrorCode::NotCoordinator | ErrorCode::CoordinatorNotAvailable | ErrorCode::NetworkException => {
+                Failure::FindCoordinator
+            }
+            ErrorCode::ConcurrentTransactions | ErrorCode::CoordinatorLoadInProgress | ErrorCode::RequestTimedOut => {
+                Failure::Retry
+            }
             ErrorCode::ProducerFenced | ErrorCode::InvalidProducerEpoch | ErrorCode::InvalidProducerIdMapping => {
                 Failure::Fatal
             }
