@@ -154,6 +154,7 @@ impl Producer {
         let offsets_wait =
             matches!(&txn.phase, Phase::Ending { commit: true, abortable: None }) && txn.offsets_pending();
         matches!(txn.phase, Phase::Ending { .. })
+            && self.unplaced.is_empty()
             && self.batches.values().all(VecDeque::is_empty)
             && !self.produce_in_flight()
             && txn.adding.is_empty()
@@ -431,6 +432,13 @@ impl Producer {
     /// transaction); one sent before waits for nothing more either: its
     /// outcome is unknown.
     fn drop_unsent(&mut self, why: &str) {
+        // Records still waiting for their topic's metadata belong to this
+        // transaction too: left queued, they would be placed into the next
+        // one's batches (seen in random-nemesis seed 419).
+        let unplaced: Vec<_> = std::mem::take(&mut self.unplaced).into_values().flatten().collect();
+        for u in unplaced {
+            self.complete(u.id, SendOutcome::Fail { error: why.to_string() });
+        }
         let all: Vec<TopicPartition> = self.batches.keys().copied().collect();
         self.drop_batches_of(&all, why);
     }

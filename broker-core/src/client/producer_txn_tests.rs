@@ -290,3 +290,37 @@ fn a_new_incarnation_fences_the_old_one() {
     assert!(matches!(&w.ended(0)[..], [TxnOutcome::Unknown { .. }]));
     assert!(w.cluster.log(w.cluster.tp(T, 0)).is_empty(), "the zombie wrote nothing");
 }
+
+/// A record of a topic the metadata does not know yet waits unplaced; the
+/// transaction it was sent in must not leave it behind for the next one
+/// (random-nemesis seed 419: an aborted transaction's records landed in the
+/// next transaction's batch and were committed with it).
+#[test]
+fn records_waiting_for_metadata_belong_to_their_transaction() {
+    let unknown = |id: u64| ProducerRecord {
+        id: RecordId(id),
+        topic: "not-yet-known".into(),
+        partition: None,
+        key: None,
+        value: bytes::Bytes::from_static(b"v"),
+    };
+    let mut w = World::new();
+    let mut p = Producer::new(config("app"), w.cluster.brokers.clone(), 1);
+    w.pump(&mut [&mut p]);
+    p.begin_transaction(w.now);
+    p.send(w.now, unknown(1));
+    w.pump(&mut [&mut p]);
+    assert!(w.outcomes().is_empty(), "waiting for metadata");
+    // Aborting fails it at once.
+    p.end_transaction(w.now, false);
+    w.pump(&mut [&mut p]);
+    assert!(matches!(&w.outcomes()[..], [SendOutcome::Fail { .. }]));
+    assert!(matches!(&w.ended(0)[..], [TxnOutcome::Aborted { .. }]));
+    // A commit waits for it: the transaction does not end while it is unplaced.
+    p.begin_transaction(w.now);
+    p.send(w.now, unknown(2));
+    p.end_transaction(w.now, true);
+    w.pump(&mut [&mut p]);
+    assert_eq!(w.ended(0).len(), 1, "the commit waits for the record still waiting for metadata");
+    assert!(!p.transaction_ready());
+}
