@@ -14,6 +14,10 @@ use std::sync::Arc;
 const SESSION_MS: u64 = 10_000;
 const REBALANCE_MS: u64 = 30_000;
 
+/// A write asked for: its id, partition, records, and the producer of a
+/// transactional offset commit.
+pub(super) type AskedWrite = (WriteId, u32, Vec<Record>, Option<(ProducerId, ProducerEpoch)>);
+
 pub(super) struct Harness {
     pub coord: GroupCoordinator<u64>,
     pub now: u64,
@@ -21,7 +25,7 @@ pub(super) struct Harness {
     pub answers: BTreeMap<u64, GroupResponse>,
     /// Writes asked for and not yet completed, with the producer of a
     /// transactional offset commit.
-    pub(super) writes: Vec<(WriteId, u32, Vec<Record>, Option<(ProducerId, ProducerEpoch)>)>,
+    pub(super) writes: Vec<AskedWrite>,
     /// Records of committed writes, in order, as the partition's log holds them.
     pub log: Vec<StoredRecord>,
 }
