@@ -77,6 +77,14 @@ pub enum Plant {
     /// from records above the HW too (found by ksim's pipeline in
     /// random-nemesis).
     CoordinatorLoadsUncommitted,
+    /// A broker that becomes a partition's leader keeps its producers'
+    /// sequences but forgets their open transactions (Kafka's
+    /// `ongoingTxns`): the LSO passes what they wrote under the old leader.
+    OpenTxnsLostOnFailover,
+    /// A transaction marker that could not be written (refused by the
+    /// partition, or its WriteTxnMarkers lost) counts as written: the
+    /// coordinator completes the transaction without it.
+    MarkerErrorsIgnored,
 }
 
 impl Plant {
@@ -104,6 +112,8 @@ impl Plant {
         Plant::PreparedCommitAbortedOnFailover,
         Plant::InitForgetsOpenTxn,
         Plant::CoordinatorLoadsUncommitted,
+        Plant::OpenTxnsLostOnFailover,
+        Plant::MarkerErrorsIgnored,
     ];
 
     pub fn name(self) -> &'static str {
@@ -131,6 +141,8 @@ impl Plant {
             Plant::PreparedCommitAbortedOnFailover => "prepared-commit-aborted-on-failover",
             Plant::InitForgetsOpenTxn => "init-forgets-open-txn",
             Plant::CoordinatorLoadsUncommitted => "coordinator-loads-uncommitted",
+            Plant::OpenTxnsLostOnFailover => "open-txns-lost-on-failover",
+            Plant::MarkerErrorsIgnored => "marker-errors-ignored",
         }
     }
 
@@ -198,7 +210,13 @@ impl Plant {
                 "a new leader of a coordinator partition loads its state at once, uncommitted tail included: a PrepareCommit its predecessor never committed gets markers and answers a retried EndTxn, and a later leader without it aborts the transaction (caught by no-lost-committed-write, exactly-once-pipeline)"
             }
             Plant::NoEpochBumpPerTxn => {
-                "the coordinator does not bump the epoch per transaction, so a delayed EndTxn of the previous transaction ends the current one (KAFKA-17754; shown in the coordinator's unit tests; no catalogue schedule triggers it yet)"
+                "the coordinator does not bump the epoch per transaction, so a delayed EndTxn of an earlier transaction ends the current one part-way (KAFKA-17754; caught by txn-atomicity, no-aborted-read, no-precommitted-read, no-lost-committed-write in delayed-endtxn)"
+            }
+            Plant::OpenTxnsLostOnFailover => {
+                "a new leader forgets the open transactions it replicated, so the LSO passes records of transactions not yet committed (caught by no-precommitted-read; no-aborted-read when they then abort)"
+            }
+            Plant::MarkerErrorsIgnored => {
+                "a marker refused or lost counts as written, so a transaction completes with a partition still open there, and that partition's records take the fate of the producer's next marker (caught by txn-atomicity, no-lost-committed-write)"
             }
         }
     }

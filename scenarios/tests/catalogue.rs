@@ -55,6 +55,14 @@ const PLANT_TESTS: &[(Plant, &str, Invariant, u64)] = &[
     // from any start).
     (Plant::InitForgetsOpenTxn, "zombie-producer.toml", Invariant::ZombieFenced, 5),
     (Plant::ReadCommittedToHw, "txn-coordinator-crash.toml", Invariant::Lso, 5),
+    // A late EndTxn must land in a later transaction part-way through: 12
+    // of the first 20 seeds (the first at seed 0; at most 3 seeds from any start).
+    (Plant::NoEpochBumpPerTxn, "delayed-endtxn.toml", Invariant::TxnAtomicity, 5),
+    // Every one of the first 20 seeds.
+    (Plant::OpenTxnsLostOnFailover, "txn-leader-failover.toml", Invariant::NoPrecommittedRead, 5),
+    // A marker must fail as a leader dies: 9 of the first 20 seeds (the
+    // first at seed 0; at most 3 seeds from any start).
+    (Plant::MarkerErrorsIgnored, "txn-leader-failover.toml", Invariant::TxnAtomicity, 5),
 ];
 
 fn main() {

@@ -155,9 +155,13 @@ impl Broker {
         self.fail_produces(tp, ErrorCode::NotLeaderOrFollower);
         let config = self.leader_config(tp);
         let forget_producers = self.plants.on(Plant::ProducerStateLostOnFailover);
+        let forget_open_txns = self.plants.on(Plant::OpenTxnsLostOnFailover);
         let r = self.replicas.get_mut(&tp).expect("a replica of ours");
         if forget_producers {
             r.log.forget_producers();
+        }
+        if forget_open_txns {
+            r.log.forget_open_txns();
         }
         let log_end = r.log.log_end_offset();
         let hw = r.high_watermark.min(log_end);

@@ -12,6 +12,7 @@
 
 use super::produce::{ProduceCall, Requester};
 use super::{Broker, ConnId, Outstanding, Role};
+use crate::plant::Plant;
 use crate::protocol::{CorrelationId, ErrorCode, MarkerRequest, Peer, ProduceBatch, Request, Response};
 use crate::txn::api::{TxnRequest, TxnResponse};
 use crate::txn::coordinator::{MarkerId, TxnConfig, TxnCoordinator, TxnOutput, TxnWriteId};
@@ -294,6 +295,7 @@ impl Broker {
     }
 
     fn marker_answered(&mut self, now_ms: u64, id: MarkerId, tp: TopicPartition, error: Option<ErrorCode>) {
+        let ignore_errors = self.plants.on(Plant::MarkerErrorsIgnored);
         let Some(round) = self.txn.rounds.get_mut(&id) else { return };
         round.in_flight.remove(&tp);
         match error {
@@ -301,6 +303,10 @@ impl Broker {
             // epoch wrote there) or a newer coordinator wrote one: this round's
             // decision was superseded there, and nothing is left to write.
             None | Some(ErrorCode::InvalidProducerEpoch) | Some(ErrorCode::TransactionCoordinatorFenced) => {
+                round.pending.remove(&tp);
+            }
+            // Planted bug `marker-errors-ignored`: the failed marker counts as written.
+            Some(_) if ignore_errors => {
                 round.pending.remove(&tp);
             }
             Some(_) => round.retry_at_ms = now_ms + MARKER_RETRY_MS,

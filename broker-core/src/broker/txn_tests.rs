@@ -8,10 +8,11 @@
 
 use super::*;
 use crate::controller::{ControllerRequest, ControllerResponse, MetadataImage, ProducerIdBlock};
+use crate::plant::Plant;
 use crate::protocol::{Acks, FetchPartition, Isolation, ProduceBatch};
 use crate::storage::SharedMemStorage;
 use crate::txn::api::{TxnRequest, TxnResponse};
-use crate::txn::TransactionalId;
+use crate::txn::{TransactionalId, TxnState};
 use crate::types::{BatchKind, ProducerEpoch, ProducerId, ProducerStamp, Record, TopicId};
 use bytes::Bytes;
 
@@ -35,11 +36,16 @@ pub(super) struct Harness {
 impl Harness {
     /// Broker 0, registered, holding a block of producer ids, leading everything.
     pub(super) fn new() -> Harness {
+        Harness::start(layout(), Plants::none())
+    }
+
+    /// Broker 0 of `layout` with `plants` on, registered, holding a block of producer ids.
+    pub(super) fn start(layout: ClusterLayout, plants: Plants) -> Harness {
         let disk = SharedMemStorage::default();
-        let b = Broker::start(BrokerId(0), BrokerConfig::default(), layout(), Plants::none(), Box::new(disk), 0, 7)
+        let b = Broker::start(BrokerId(0), BrokerConfig::default(), layout.clone(), plants, Box::new(disk), 0, 7)
             .expect("starts");
         let mut h = Harness { b, now: 0, next_correlation: 100 };
-        h.b.apply_image(0, MetadataImage::initial(&layout()));
+        h.b.apply_image(0, MetadataImage::initial(&layout));
         for _ in 0..3 {
             h.answer_controller();
         }
@@ -177,4 +183,92 @@ fn a_write_to_a_partition_the_transaction_never_added_is_refused() {
     let p = init(&mut h);
     assert_eq!(h.produce(stamp(p, 0), &[1]), Some(ErrorCode::InvalidTxnState), "KIP-890 part 1");
     assert_eq!(h.fetch(Isolation::ReadUncommitted).0, Vec::<u8>::new(), "nothing was written");
+}
+
+/// The broker leads `events-0` again, in a newer leader epoch (a failover
+/// back to it, as far as the partition can tell).
+fn lead_events_again(h: &mut Harness) {
+    let mut image = MetadataImage::initial(&layout());
+    image.version += 10;
+    let state = image.partitions.get_mut(&EVENTS).expect("events-0");
+    state.leader_epoch = state.leader_epoch.next();
+    state.partition_epoch += 1;
+    h.b.apply_image(h.now, image);
+    std::iter::from_fn(|| h.b.poll_output()).for_each(drop);
+}
+
+/// A transaction open in `events-0` with two records; then a new leader epoch.
+fn open_transaction_then_failover(h: &mut Harness) {
+    let p = init(h);
+    let add =
+        TxnRequest::AddPartitions { transactional_id: id(), producer_id: p.0, epoch: p.1, partitions: vec![EVENTS] };
+    assert_eq!(h.txn(add), TxnResponse::AddPartitions(Ok(())));
+    assert_eq!(h.produce(stamp(p, 0), &[1, 2]), None);
+    assert_eq!(h.fetch(Isolation::ReadCommitted), (vec![], Offset(0), vec![]), "held at the open transaction");
+    lead_events_again(h);
+}
+
+#[test]
+fn a_new_leader_keeps_readers_back_at_a_transaction_it_replicated_open() {
+    let mut h = Harness::new();
+    open_transaction_then_failover(&mut h);
+    assert_eq!(h.fetch(Isolation::ReadCommitted), (vec![], Offset(0), vec![]), "still held: nothing ended it");
+}
+
+#[test]
+fn the_planted_bug_makes_a_new_leader_forget_open_transactions() {
+    let mut h = Harness::start(layout(), [Plant::OpenTxnsLostOnFailover].into_iter().collect());
+    open_transaction_then_failover(&mut h);
+    let (values, lso, _) = h.fetch(Isolation::ReadCommitted);
+    assert_eq!((values, lso), (vec![1, 2], Offset(2)), "the LSO passes a transaction never committed");
+}
+
+/// Broker 0 coordinates (`__transaction_state-0`); `events-0` is led by
+/// broker 1, so its marker goes out in WriteTxnMarkers. A transaction on
+/// it is committed, and the marker request is answered NOT_LEADER_OR_FOLLOWER.
+/// Returns the harness and the state the coordinator then holds.
+fn commit_with_a_refused_marker(plants: Plants) -> (Harness, TxnState) {
+    let layout =
+        ClusterLayout::single_replica(2, &[(TRANSACTION_STATE_TOPIC.to_string(), 1), ("events".to_string(), 1)]);
+    let remote = TopicPartition { topic: TopicId(1), partition: 0 };
+    let mut h = Harness::start(layout, plants);
+    let p = init(&mut h);
+    let add =
+        TxnRequest::AddPartitions { transactional_id: id(), producer_id: p.0, epoch: p.1, partitions: vec![remote] };
+    assert_eq!(h.txn(add), TxnResponse::AddPartitions(Ok(())));
+    let end = TxnRequest::EndTxn { transactional_id: id(), producer_id: p.0, epoch: p.1, commit: true };
+    h.b.handle_request(h.now, 1, 1, Request::Txn(end));
+    let sends: Vec<CorrelationId> = std::iter::from_fn(|| h.b.poll_output())
+        .filter_map(|o| match o {
+            BrokerOutput::Send {
+                to: Peer::Broker(BrokerId(1)),
+                correlation_id,
+                request: Request::WriteTxnMarkers { .. },
+            } => Some(correlation_id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sends.len(), 1, "one marker request to events-0's leader");
+    let results = vec![(p.0, remote, Some(ErrorCode::NotLeaderOrFollower))];
+    h.b.handle_response(h.now, Peer::Broker(BrokerId(1)), sends[0], Response::WriteTxnMarkers { results });
+    std::iter::from_fn(|| h.b.poll_output()).for_each(drop);
+    let state = h.b.txn.coordinator.metadata(&id()).expect("known").state;
+    (h, state)
+}
+
+#[test]
+fn a_refused_marker_is_retried_and_the_transaction_stays_prepared() {
+    let (mut h, state) = commit_with_a_refused_marker(Plants::none());
+    assert_eq!(state, TxnState::PrepareCommit, "not complete without its marker");
+    h.now += 1_000;
+    h.b.handle_timeout(h.now);
+    let retried = std::iter::from_fn(|| h.b.poll_output())
+        .any(|o| matches!(o, BrokerOutput::Send { request: Request::WriteTxnMarkers { .. }, .. }));
+    assert!(retried, "the marker is sent again");
+}
+
+#[test]
+fn the_planted_bug_completes_a_transaction_whose_marker_was_refused() {
+    let (_, state) = commit_with_a_refused_marker([Plant::MarkerErrorsIgnored].into_iter().collect());
+    assert_eq!(state, TxnState::CompleteCommit, "completed with events-0 still open");
 }

@@ -355,6 +355,13 @@ impl PartitionLog {
         self.producers.clear();
     }
 
+    /// Forgets every open transaction, keeping the producers' sequences:
+    /// only the planted bug `open-txns-lost-on-failover` calls this, on a
+    /// new leader.
+    pub fn forget_open_txns(&mut self) {
+        self.producers.forget_open_txns();
+    }
+
     /// Appends records fetched from the leader, keeping the leader's offsets,
     /// timestamps and epochs. The first must be at `log_end_offset()` and the
     /// rest dense after it, else [`AppendError::NonContiguous`]; their epochs

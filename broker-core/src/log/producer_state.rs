@@ -239,6 +239,16 @@ impl ProducerStateTable {
         self.open_txns.clear();
     }
 
+    /// Forgets every open transaction but keeps the producers (what the
+    /// planted bug `open-txns-lost-on-failover` does to a new leader): their
+    /// markers then end nothing here.
+    pub fn forget_open_txns(&mut self) {
+        for entry in self.producers.values_mut() {
+            entry.txn_first_offset = None;
+        }
+        self.open_txns.clear();
+    }
+
     /// How a batch of sequences `first_seq..=last_seq` from `pid` in `epoch` is to be handled.
     pub fn check(&self, pid: ProducerId, epoch: ProducerEpoch, first_seq: i32, last_seq: i32) -> AppendCheck {
         assert!(first_seq >= 0 && last_seq >= 0, "sequences are non-negative");
