@@ -173,6 +173,11 @@ impl Broker {
         // A single-member ISR commits everything at once.
         self.update_high_watermark(tp);
         if Some(tp.topic) == self.offsets_topic || Some(tp.topic) == self.txn.state_topic {
+            // A leader re-elected in a newer epoch with no image in between
+            // takes over a log end too: what it loaded in the old epoch must
+            // not serve (and write) until the HW reaches it.
+            self.resign_partition(tp);
+            self.resign_txn_partition(tp);
             self.coordinator_loads.insert(tp, (log_end, leader_epoch));
             self.load_committed_coordinators(now_ms);
         }

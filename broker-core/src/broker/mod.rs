@@ -882,6 +882,8 @@ pub struct ReplicaView {
 #[cfg(test)]
 mod checkpoint_tests;
 #[cfg(test)]
+mod coordinator_load_tests;
+#[cfg(test)]
 mod durability_tests;
 #[cfg(test)]
 mod group_tests;
