@@ -1,7 +1,10 @@
 //! `ksim bench`: the substrate's ceiling (bare madsim request/response over
 //! the same connections ksim uses) and the standard scenario, measured in one
-//! process so their ratio means something. Medians over seeds.
+//! process so their ratio means something. Medians over seeds. Also the
+//! checkers' cost per stage (`RunResult::checker_stages`): median wall time
+//! per seed, share of the seed's wall time, and time per 1,000 history ops.
 
+use crate::checker::StageTimes;
 use crate::runner::{run_seed, RunOptions};
 use crate::scenario::Scenario;
 use madsim::net::Endpoint;
@@ -35,6 +38,47 @@ pub struct BenchReport {
     pub median_wall_ms: f64,
     pub median_sim_seconds: f64,
     pub median_messages: f64,
+    /// The chaos phase's simulated length (the scenario's, or `--duration-ms`).
+    pub duration_ms: u64,
+    /// History operations per seed (median): the checkers' input size.
+    pub median_ops: f64,
+    /// All checker stages together, wall ms per seed (median).
+    pub median_checker_ms: f64,
+    /// All checker stages' share of the seed's wall time (median over seeds).
+    pub checker_share: f64,
+    /// All checker stages, wall ms per 1,000 history ops (median over seeds).
+    pub checker_ms_per_kop: f64,
+    /// Each checker stage, in the order run (history checkers, then
+    /// `replicas` and `recovery`).
+    pub checker_stages: Vec<StageCost>,
+}
+
+/// One checker stage's cost; each figure is a median over seeds, so
+/// medians of stages need not add up to the median of the whole.
+#[derive(Debug, Serialize)]
+pub struct StageCost {
+    pub stage: &'static str,
+    /// Wall ms per seed.
+    pub median_ms: f64,
+    /// Share of the seed's whole wall time (run and checks).
+    pub share: f64,
+    /// Wall ms per 1,000 history operations.
+    pub ms_per_kop: f64,
+}
+
+/// The scenario with its chaos phase `duration_ms` long; timed faults after
+/// the new end are dropped (they could not fire: the chaos phase ends first).
+pub fn with_duration(scenario: &Scenario, duration_ms: u64) -> Result<Scenario, String> {
+    if duration_ms == 0 {
+        return Err("--duration-ms must be positive".into());
+    }
+    if let Some(p) = scenario.workload.producers.iter().find(|p| p.start_ms >= duration_ms) {
+        return Err(format!("a producer starts at {} ms, not before --duration-ms {duration_ms}", p.start_ms));
+    }
+    let mut s = scenario.clone();
+    s.duration_ms = duration_ms;
+    s.faults.retain(|f| f.at_ms <= duration_ms);
+    Ok(s)
 }
 
 pub fn cmd_bench(scenario: &Arc<Scenario>, seeds: u64, json: bool) -> ExitCode {
@@ -52,6 +96,16 @@ pub fn cmd_bench(scenario: &Arc<Scenario>, seeds: u64, json: bool) -> ExitCode {
         println!("  messages per wall second            {:>12.0}", report.msgs_per_s);
         println!("  ratio to substrate                  {:>12.1}%", report.msgs_ratio * 100.0);
         println!("peak RSS                              {:>12.1} MiB", report.peak_rss_mib);
+        println!(
+            "checkers, {} ms of chaos, {:.0} history ops per seed (median); medians per seed:",
+            report.duration_ms, report.median_ops
+        );
+        println!("  {:<14} {:>10} {:>8} {:>12}", "stage", "wall ms", "share", "ms/1000 ops");
+        let rows = report.checker_stages.iter().map(|c| (c.stage, c.median_ms, c.share, c.ms_per_kop));
+        let total = ("all", report.median_checker_ms, report.checker_share, report.checker_ms_per_kop);
+        for (stage, ms, share, per_kop) in rows.chain([total]) {
+            println!("  {stage:<14} {ms:>10.2} {:>7.1}% {per_kop:>12.3}", share * 100.0);
+        }
     }
     ExitCode::SUCCESS
 }
@@ -64,8 +118,12 @@ pub fn bench(scenario: &Arc<Scenario>, seeds: u64) -> BenchReport {
     let mut rates = Vec::new();
     let mut sims = Vec::new();
     let mut msgs = Vec::new();
+    let mut ops = Vec::new();
+    let mut checks = Vec::new();
     for seed in 0..seeds {
         let r = run_seed(scenario, seed, &RunOptions::default());
+        checks.push(SeedChecks { stages: r.checker_stages.clone(), wall_seconds: r.wall_seconds, ops: r.ops as f64 });
+        ops.push(r.ops as f64);
         walls.push(r.wall_seconds);
         speedups.push(r.sim_seconds / r.wall_seconds);
         rates.push(r.messages as f64 / r.wall_seconds);
@@ -74,6 +132,20 @@ pub fn bench(scenario: &Arc<Scenario>, seeds: u64) -> BenchReport {
     }
     let median_wall = median(&mut walls);
     let msgs_per_s = median(&mut rates);
+    // Stage names in the order run (a seed that crashed gives none).
+    let names: Vec<&'static str> = checks
+        .iter()
+        .map(|c| c.stages.iter().map(|(name, _)| *name).collect())
+        .max_by_key(Vec::len)
+        .unwrap_or_default();
+    let checker_stages = names
+        .iter()
+        .map(|&stage| {
+            let (median_ms, share, ms_per_kop) = stage_cost(&checks, Some(stage));
+            StageCost { stage, median_ms, share, ms_per_kop }
+        })
+        .collect();
+    let (median_checker_ms, checker_share, checker_ms_per_kop) = stage_cost(&checks, None);
     BenchReport {
         substrate_msgs_per_s,
         sim_speedup: median(&mut speedups),
@@ -86,7 +158,38 @@ pub fn bench(scenario: &Arc<Scenario>, seeds: u64) -> BenchReport {
         median_wall_ms: median_wall * 1e3,
         median_sim_seconds: median(&mut sims),
         median_messages: median(&mut msgs),
+        duration_ms: scenario.duration_ms,
+        median_ops: median(&mut ops),
+        median_checker_ms,
+        checker_share,
+        checker_ms_per_kop,
+        checker_stages,
     }
+}
+
+/// One seed's checker stages, wall time and history size.
+struct SeedChecks {
+    stages: StageTimes,
+    wall_seconds: f64,
+    ops: f64,
+}
+
+impl SeedChecks {
+    /// Wall seconds of `stage`, or of every stage.
+    fn seconds(&self, stage: Option<&str>) -> f64 {
+        let chosen = self.stages.iter().filter(|(name, _)| stage.is_none_or(|s| s == *name));
+        chosen.map(|(_, d)| d.as_secs_f64()).sum()
+    }
+}
+
+/// Medians over seeds of `stage` (or all stages): wall ms, share of the
+/// seed's wall time, wall ms per 1,000 history ops.
+fn stage_cost(checks: &[SeedChecks], stage: Option<&str>) -> (f64, f64, f64) {
+    let mut ms: Vec<f64> = checks.iter().map(|c| c.seconds(stage) * 1e3).collect();
+    let mut shares: Vec<f64> = checks.iter().map(|c| c.seconds(stage) / c.wall_seconds).collect();
+    let per_kop = |c: &SeedChecks| if c.ops > 0.0 { c.seconds(stage) * 1e6 / c.ops } else { 0.0 };
+    let mut per_kop: Vec<f64> = checks.iter().map(per_kop).collect();
+    (median(&mut ms), median(&mut shares), median(&mut per_kop))
 }
 
 fn median(xs: &mut [f64]) -> f64 {
@@ -171,4 +274,21 @@ pub fn peak_rss_mib() -> f64 {
                 .and_then(|kb| kb.parse::<f64>().ok())
         })
         .map_or(0.0, |kb| kb / 1024.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shorter_chaos_phase_drops_the_faults_it_cannot_reach() {
+        let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios/bench/standard.toml");
+        let standard = Scenario::load(std::path::Path::new(file)).expect("the standard scenario loads");
+        let short = with_duration(&standard, 30_000).expect("valid");
+        assert_eq!(short.duration_ms, 30_000);
+        assert!(short.faults.iter().all(|f| f.at_ms <= 30_000));
+        assert_eq!(short.faults.len(), standard.faults.iter().filter(|f| f.at_ms <= 30_000).count());
+        assert_eq!(with_duration(&standard, 120_000).expect("valid").faults, standard.faults);
+        assert!(with_duration(&standard, 0).is_err());
+    }
 }

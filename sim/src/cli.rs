@@ -76,6 +76,11 @@ enum Command {
         /// The standard scenario file.
         #[arg(long, default_value = "scenarios/bench/standard.toml")]
         scenario: PathBuf,
+        /// Override the chaos phase's length (simulated ms), to measure how
+        /// the checkers scale with history size; timed faults after the new
+        /// end are dropped.
+        #[arg(long)]
+        duration_ms: Option<u64>,
     },
 }
 
@@ -141,11 +146,20 @@ pub fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Command::Bench { json, seeds, scenario } => {
-            let loaded = match load(&scenario) {
+        Command::Bench { json, seeds, scenario, duration_ms } => {
+            let mut loaded = match load(&scenario) {
                 Ok(s) => s,
                 Err(code) => return code,
             };
+            if let Some(ms) = duration_ms {
+                match crate::bench::with_duration(&loaded, ms) {
+                    Ok(s) => loaded = Arc::new(s),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::from(2);
+                    }
+                }
+            }
             crate::bench::cmd_bench(&loaded, seeds.clamp(1, 100_000), json)
         }
     }

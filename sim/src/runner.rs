@@ -6,7 +6,7 @@
 //! to its end within the scenario's drain timeout. Then the checkers judge the
 //! history.
 
-use crate::checker::{check_history, Invariant, Violation};
+use crate::checker::{check_history_timed, Invariant, StageTimes, Stopwatch, Violation};
 use crate::nemesis::{Nemesis, RandomNemesis, Undo};
 use crate::node;
 use crate::scenario::Scenario;
@@ -85,6 +85,10 @@ pub struct RunResult {
     pub nemesis: Option<String>,
     #[serde(skip)]
     pub wall_seconds: f64,
+    /// Wall time of each checker stage: the history checkers
+    /// (`checker::HISTORY_STAGES`), then `replicas` and `recovery`.
+    #[serde(skip)]
+    pub checker_stages: StageTimes,
     #[serde(skip)]
     pub trace_lines: Vec<String>,
     #[serde(skip)]
@@ -450,7 +454,8 @@ fn judge(
         .chain(pipeline_processes.iter().copied())
         .collect();
     history.pipelines = pipelines(scenario, world);
-    let mut report = check_history(&history);
+    let (mut report, mut checker_stages) = check_history_timed(&history);
+    let mut clock = Stopwatch::start();
     // Every acknowledging producer's acks are judged: acks=all ones must
     // hold; acks=1 losses are Kafka's documented weakness, which scenarios
     // with acks=1 producers list as expected.
@@ -461,8 +466,12 @@ fn judge(
         .collect();
     let replication = world.replication.lock().expect("replication lock").finish(acks_all);
     crate::checker::replicas::merge(&mut report, crate::checker::replicas::check_replicas(&history, &replication));
+    drop(replication);
+    clock.lap("replicas");
     let recoveries = world.recoveries();
     crate::checker::replicas::merge(&mut report, crate::checker::recovery::check_recoveries(&recoveries));
+    clock.lap("recovery");
+    checker_stages.extend(clock.laps());
     let mut counts = report.counts;
     let mut all = report.violations;
     for v in liveness {
@@ -500,6 +509,7 @@ fn judge(
         plants,
         nemesis: world.nemesis_mix.lock().expect("nemesis lock").clone(),
         wall_seconds: wall.elapsed().as_secs_f64(),
+        checker_stages,
         trace_lines: trace.take_lines(),
         history: options.keep_history.then_some(history),
     }
@@ -529,6 +539,7 @@ fn crashed(scenario: &Scenario, seed: u64, detail: String, wall: std::time::Inst
         plants: scenario.plant.clone(),
         nemesis: None,
         wall_seconds: wall.elapsed().as_secs_f64(),
+        checker_stages: Vec::new(),
         trace_lines: Vec::new(),
         history: None,
     }

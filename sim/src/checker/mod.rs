@@ -288,25 +288,109 @@ impl CheckReport {
     }
 }
 
+/// The history checkers' stages, in the order `check_history_timed` runs and
+/// names them: building the shared views, each checker, then `finish`
+/// (gathering the report and freeing the views).
+pub const HISTORY_STAGES: &[&str] = &[
+    "log_view",
+    "txns",
+    "visibility",
+    "offsets",
+    "losses",
+    "polls",
+    "corrupt",
+    "groups",
+    "sends",
+    "txn_checks",
+    "atomicity",
+    "zombie",
+    "lso",
+    "dependencies",
+    "pipeline",
+    "finish",
+];
+
+/// Wall time per checker stage, in the order run.
+pub type StageTimes = Vec<(&'static str, std::time::Duration)>;
+
+/// Laps of a wall clock, one per stage. `std::time::Instant` reads the real
+/// clock outside a madsim runtime (the runner checks after dropping it);
+/// inside one madsim answers with simulated time, which never feeds a result.
+pub struct Stopwatch {
+    last: std::time::Instant,
+    laps: StageTimes,
+}
+
+impl Stopwatch {
+    pub fn start() -> Self {
+        Stopwatch { last: std::time::Instant::now(), laps: Vec::new() }
+    }
+
+    /// Ends the stage `name` (begun at the previous lap, or the start).
+    pub fn lap(&mut self, name: &'static str) {
+        let now = std::time::Instant::now();
+        self.laps.push((name, now.saturating_duration_since(self.last)));
+        self.last = now;
+    }
+
+    pub fn laps(self) -> StageTimes {
+        self.laps
+    }
+}
+
 /// Runs every history checker (all but drain-incomplete and crash, which the runner judges).
 pub fn check_history(history: &crate::history::History) -> CheckReport {
+    check_history_timed(history).0
+}
+
+/// `check_history`, with the wall time of each stage (`HISTORY_STAGES`).
+/// Timing changes nothing the checkers see or report.
+pub fn check_history_timed(history: &crate::history::History) -> (CheckReport, StageTimes) {
+    let mut clock = Stopwatch::start();
     let view = LogView::build(history);
+    clock.lap("log_view");
     // Nothing to build (and no walk) without transactions or read_committed readers.
     let txns = txn::Txns::build(history, &view);
+    clock.lap("txns");
     let visibility = visibility::Visibility::build(history, &view, &txns);
+    clock.lap("visibility");
     let mut findings = evidence::Findings::new();
     offsets::check(history, &view, &mut findings);
+    clock.lap("offsets");
     losses::check(history, &view, &visibility, &mut findings);
+    clock.lap("losses");
     polls::check(history, &view, &visibility, &mut findings);
+    clock.lap("polls");
     corrupt::check(history, &mut findings);
+    clock.lap("corrupt");
     let group_delivery = groups::check(history, &view, &visibility, &mut findings);
+    clock.lap("groups");
     let reordered_sends = sends::check(history, &view, &mut findings);
+    clock.lap("sends");
     txn_checks::check(history, &view, &txns, &mut findings);
+    clock.lap("txn_checks");
     atomicity::check(history, &view, &txns, &visibility, &mut findings);
+    clock.lap("atomicity");
     zombie::check(history, &txns, &mut findings);
+    clock.lap("zombie");
     lso::check(history, &view, &txns, &visibility, &mut findings);
+    clock.lap("lso");
     dependencies::check(history, &view, &txns, &visibility, &mut findings);
+    clock.lap("dependencies");
     pipeline::check(history, &view, &txns, &mut findings);
+    clock.lap("pipeline");
     let (violations, counts) = findings.into_parts();
-    CheckReport { violations, counts, reordered_sends, truncations_detected: view.truncation_seeks(), group_delivery }
+    let report = CheckReport {
+        violations,
+        counts,
+        reordered_sends,
+        truncations_detected: view.truncation_seeks(),
+        group_delivery,
+    };
+    // Freeing the views is part of the checkers' cost.
+    drop(visibility);
+    drop(txns);
+    drop(view);
+    clock.lap("finish");
+    (report, clock.laps())
 }

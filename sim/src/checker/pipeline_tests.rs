@@ -352,3 +352,21 @@ fn an_input_value_written_twice_may_be_reflected_twice() {
     assert!(report.contains("is reflected 3 times"), "{report}");
     assert!(report.ends_with("count exactly-once-pipeline = 2\n"), "{report}");
 }
+
+#[test]
+fn the_timed_checkers_report_what_check_history_does_and_name_every_stage() {
+    let mut clean = run(true, aborted(), true);
+    clean.drain(100, &inputs(), &clean_output(), Some(4));
+    let mut twice = run(true, committed(), true);
+    let mut output = clean_output();
+    output.extend([(3, out(inputs()[2].1, 3)), (4, out(inputs()[3].1, 3))]);
+    output.sort();
+    twice.drain(100, &inputs(), &output, Some(4));
+    for history in [&clean.history, &twice.history, &History::default()] {
+        let (report, stages) = super::check_history_timed(history);
+        assert_eq!(report, check_history(history));
+        let names: Vec<&str> = stages.iter().map(|(name, _)| *name).collect();
+        assert_eq!(names, super::HISTORY_STAGES);
+    }
+    assert_ne!(super::check_history_timed(&twice.history).0.count(Invariant::ExactlyOncePipeline), 0);
+}

@@ -834,6 +834,16 @@ fn standard_shaped_history(seed: u64, ops: usize) -> History {
 }
 
 #[test]
+fn timing_the_stages_changes_no_report() {
+    for seed in 0..20 {
+        let history = model_history(seed, 300);
+        let (report, stages) = super::check_history_timed(&history);
+        assert_eq!(report, check_history(&history));
+        assert_eq!(stages.iter().map(|(name, _)| *name).collect::<Vec<_>>(), super::HISTORY_STAGES);
+    }
+}
+
+#[test]
 fn checker_speed_on_a_standard_shaped_history() {
     let history = standard_shaped_history(1, 100_000);
     let records: usize = history
