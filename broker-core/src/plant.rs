@@ -77,6 +77,10 @@ pub enum Plant {
     /// from records above the HW too (found by ksim's pipeline in
     /// random-nemesis).
     CoordinatorLoadsUncommitted,
+    /// The group coordinator never learns that a transaction's marker
+    /// reached its `__consumer_offsets` partition: transactional offset
+    /// commits stay pending (until the partition is loaded again).
+    TxnOffsetsNeverComplete,
     /// A broker that becomes a partition's leader keeps its producers'
     /// sequences but forgets their open transactions (Kafka's
     /// `ongoingTxns`): the LSO passes what they wrote under the old leader.
@@ -112,6 +116,7 @@ impl Plant {
         Plant::PreparedCommitAbortedOnFailover,
         Plant::InitForgetsOpenTxn,
         Plant::CoordinatorLoadsUncommitted,
+        Plant::TxnOffsetsNeverComplete,
         Plant::OpenTxnsLostOnFailover,
         Plant::MarkerErrorsIgnored,
     ];
@@ -141,6 +146,7 @@ impl Plant {
             Plant::PreparedCommitAbortedOnFailover => "prepared-commit-aborted-on-failover",
             Plant::InitForgetsOpenTxn => "init-forgets-open-txn",
             Plant::CoordinatorLoadsUncommitted => "coordinator-loads-uncommitted",
+            Plant::TxnOffsetsNeverComplete => "txn-offsets-never-complete",
             Plant::OpenTxnsLostOnFailover => "open-txns-lost-on-failover",
             Plant::MarkerErrorsIgnored => "marker-errors-ignored",
         }
@@ -205,6 +211,9 @@ impl Plant {
             }
             Plant::InitForgetsOpenTxn => {
                 "a new incarnation's InitProducerId forgets the old one's open transaction instead of aborting it, so the zombie's later writes land and the new incarnation's commit markers commit them (caught by zombie-fenced)"
+            }
+            Plant::TxnOffsetsNeverComplete => {
+                "the group coordinator is not told when a transaction's marker is committed in its __consumer_offsets partition, so transactional offset commits stay pending: stable offset fetches are answered UNSTABLE_OFFSET_COMMIT and a pipeline cannot rewind or start a partition (caught by pipeline-liveness)"
             }
             Plant::CoordinatorLoadsUncommitted => {
                 "a new leader of a coordinator partition loads its state at once, uncommitted tail included: a PrepareCommit its predecessor never committed gets markers and answers a retried EndTxn, and a later leader without it aborts the transaction (caught by no-lost-committed-write, exactly-once-pipeline)"

@@ -40,6 +40,7 @@ const PLANT_TESTS: &[(Plant, &str, Invariant, u64)] = &[
     (Plant::RefuseTornTail, "torn-write-recovery.toml", Invariant::RecoveryBounded, 5),
     (Plant::StaleGenerationCommit, "zombie-consumer.toml", Invariant::NoStaleCommit, 5),
     (Plant::StaleGenerationCommit, "eos-pipeline.toml", Invariant::ExactlyOncePipeline, 5),
+    (Plant::TxnOffsetsNeverComplete, "eos-pipeline.toml", Invariant::PipelineLiveness, 5),
     (Plant::StuckAfterFence, "zombie-consumer.toml", Invariant::GroupLiveness, 5),
     (Plant::CooperativeDirectHandover, "eager-vs-cooperative.toml", Invariant::SingleOwner, 5),
     (Plant::FetchSkipsRecord, "coordinator-failover.toml", Invariant::AtLeastOnceConsumption, 5),

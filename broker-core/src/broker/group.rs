@@ -131,7 +131,7 @@ impl Broker {
     /// is a partition of `__consumer_offsets`, the transaction's offset
     /// commits there take effect (COMMIT) or are dropped (ABORT).
     pub(super) fn offsets_marker_committed(&mut self, tp: TopicPartition, producer_id: ProducerId, commit: bool) {
-        if Some(tp.topic) == self.offsets_topic {
+        if Some(tp.topic) == self.offsets_topic && !self.plants.on(crate::plant::Plant::TxnOffsetsNeverComplete) {
             self.groups.txn_completed(tp.partition, producer_id, commit);
         }
     }
