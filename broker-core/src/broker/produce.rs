@@ -57,6 +57,21 @@ pub(super) enum Requester {
     },
 }
 
+/// What a batch appended as leader is (Kafka's append origin and
+/// transactional flag together).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum AppendKind {
+    /// A plain or idempotent client batch, or a coordinator's own records.
+    Data,
+    /// A transactional producer's batch: sequence-checked, opens its
+    /// transaction here.
+    Transactional,
+    /// A group coordinator's transactional offset commit on a producer's
+    /// behalf: as Kafka appends a coordinator's batch, its sequence is not
+    /// checked, only its epoch.
+    CoordinatorTransactional,
+}
+
 /// An acks=all request waiting for the high watermark.
 #[derive(Clone, Debug)]
 struct PendingProduce {
@@ -121,7 +136,10 @@ impl Broker {
             }
             let appended = match refused.get(&tp) {
                 Some(&error) => Err(error),
-                None => self.append_as_leader(now_ms, tp, acks, producer, transactional_id.is_some(), records),
+                None => {
+                    let kind = if transactional_id.is_some() { AppendKind::Transactional } else { AppendKind::Data };
+                    self.append_as_leader(now_ms, tp, acks, producer, kind, records)
+                }
             };
             match appended {
                 Ok((base_offset, leader_epoch, needed)) => {
@@ -178,7 +196,7 @@ impl Broker {
         records: Vec<Record>,
         timeout_ms: u64,
     ) {
-        let appended = self.append_as_leader(now_ms, tp, Acks::All, None, false, records);
+        let appended = self.append_as_leader(now_ms, tp, Acks::All, None, AppendKind::Data, records);
         self.park_one(now_ms, requester, tp, appended, timeout_ms);
     }
 
@@ -197,33 +215,10 @@ impl Broker {
         producer_id: ProducerId,
         epoch: ProducerEpoch,
     ) {
-        let stamp = ProducerStamp { id: producer_id, epoch, base_sequence: 0 };
-        let appended = self.append_unsequenced(now_ms, tp, stamp, records);
+        let stamp = Some(ProducerStamp { id: producer_id, epoch, base_sequence: 0 });
+        let appended =
+            self.append_as_leader(now_ms, tp, Acks::All, stamp, AppendKind::CoordinatorTransactional, records);
         self.park_one(now_ms, requester, tp, appended, crate::broker::group::OFFSET_COMMIT_TIMEOUT_MS);
-    }
-
-    fn append_unsequenced(
-        &mut self,
-        now_ms: u64,
-        tp: TopicPartition,
-        stamp: ProducerStamp,
-        records: Vec<Record>,
-    ) -> Result<(Offset, LeaderEpoch, Offset), ErrorCode> {
-        let r = self.led(tp)?;
-        let Role::Leader(l) = &r.role else { unreachable!("led() checked") };
-        if !l.enough_replicas() && !self.plants.on(Plant::IgnoreMinIsr) {
-            return Err(ErrorCode::NotEnoughReplicas);
-        }
-        let leader_epoch = l.leader_epoch();
-        if r.log.producer_state().epoch_of(stamp.id).is_some_and(|e| e > stamp.epoch) {
-            return Err(ErrorCode::InvalidProducerEpoch);
-        }
-        let r = self.replicas.get_mut(&tp).expect("led() checked");
-        let appended = r.log.append_transactional(self.storage.as_mut(), now_ms, leader_epoch, stamp, &records);
-        let info = self.appended(tp, appended)?;
-        self.wake_fetches(tp);
-        self.update_high_watermark(tp);
-        Ok((info.base_offset, leader_epoch, info.last_offset.next()))
     }
 
     /// Appends a transaction marker to `tp` for `requester` (a local marker
@@ -314,9 +309,10 @@ impl Broker {
         tp: TopicPartition,
         acks: Acks,
         producer: Option<ProducerStamp>,
-        transactional: bool,
+        kind: AppendKind,
         records: Vec<Record>,
     ) -> Result<(Offset, LeaderEpoch, Offset), ErrorCode> {
+        let transactional = kind != AppendKind::Data;
         let r = self.led(tp)?;
         if records.is_empty() || records.len() > MAX_BATCH_RECORDS {
             return Err(ErrorCode::InvalidRequest);
@@ -332,7 +328,13 @@ impl Broker {
             return Err(ErrorCode::InvalidRequest);
         }
         let r = self.replicas.get_mut(&tp).expect("led() checked");
-        if let Some(stamp) = producer {
+        if let (Some(stamp), AppendKind::CoordinatorTransactional) = (producer, kind) {
+            // A coordinator's batch: no sequence to check, but an epoch a
+            // newer one of its producer has written here since is fenced.
+            if r.log.producer_state().epoch_of(stamp.id).is_some_and(|e| e > stamp.epoch) {
+                return Err(ErrorCode::InvalidProducerEpoch);
+            }
+        } else if let Some(stamp) = producer {
             match r.log.check_producer(stamp, records.len()) {
                 AppendCheck::Append => {}
                 AppendCheck::Duplicate { first_offset, last_offset } => {

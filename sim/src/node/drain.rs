@@ -136,6 +136,11 @@ async fn answer(driver: &mut ConsumerDriver, timer: &mut Timer, correlation: u64
 /// Waits a moment before asking again.
 async fn pause(driver: &mut ConsumerDriver, timer: &mut Timer) {
     timer.set(Some(Instant::now() + DRAIN_POLL));
+    wait_out(driver, timer).await;
+}
+
+/// Waits until `timer` fires, dropping whatever arrives meanwhile.
+async fn wait_out(driver: &mut ConsumerDriver, timer: &mut Timer) {
     while !matches!(next_wake(|cx| driver.net.poll_event(cx), timer).await, Wake::Timer) {}
 }
 
@@ -200,7 +205,7 @@ async fn end_offsets(driver: &mut ConsumerDriver, partitions: &[TopicPartition])
         }
         if ends.len() < partitions.len() && !timed_out {
             // Wait out the round before asking again.
-            while !matches!(next_wake(|cx| driver.net.poll_event(cx), &mut timer).await, Wake::Timer) {}
+            wait_out(driver, &mut timer).await;
         }
     }
     ends

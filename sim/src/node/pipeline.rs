@@ -183,13 +183,9 @@ impl Transformer {
         if self.producer.transaction_fatal().is_none() {
             return;
         }
-        for (_, op) in std::mem::take(&mut self.ops) {
-            let reason = "its producer was fenced and replaced before an answer".to_string();
-            self.world.complete(op, Outcome::SendInfo { reason });
-        }
+        super::producer::abandon_sends(&self.world, &mut self.ops);
         self.incarnation += 1;
-        let seed = core_seed(self.world.seed, self.node as u64) ^ self.incarnation.rotate_left(32);
-        self.producer = Producer::new(self.config.clone(), self.world.all_brokers(), seed);
+        self.producer = super::producer::next_incarnation(&self.world, self.node, &self.config, self.incarnation);
     }
 
     /// One transaction over `records`. Returns whether it committed.
@@ -380,10 +376,7 @@ impl Transformer {
                     self.world.complete(op, super::producer::outcome_of(&self.world, outcome));
                 }
                 ProducerOutput::TxnReady { producer_id, epoch } => {
-                    let transactional_id = TopicName::from(self.producer.transactional_id().expect("transactional"));
-                    let call = Call::ProducerInit { transactional_id, producer_id: producer_id.0, epoch: epoch.0 };
-                    let op = self.world.invoke(self.process, call);
-                    self.world.complete(op, Outcome::Ok);
+                    super::producer::record_init(&self.world, self.process, &self.producer, producer_id, epoch)
                 }
                 ProducerOutput::TxnEnded { commit, outcome } => self.ended = Some((commit, outcome)),
             }

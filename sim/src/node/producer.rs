@@ -158,16 +158,12 @@ pub async fn run(world: Arc<World>, p: u32) {
             if producer.transaction_fatal().is_some() {
                 // Fenced: this incarnation is done; a new one takes the id.
                 abandon(&world, &mut step, "the producer was fenced");
-                for (_, op) in std::mem::take(&mut ops) {
-                    let reason = "its producer was fenced and replaced before an answer".to_string();
-                    world.complete(op, Outcome::SendInfo { reason });
-                }
+                abandon_sends(&world, &mut ops);
                 if shared_id {
                     break;
                 }
                 incarnation += 1;
-                let seed = core_seed(world.seed, node as u64) ^ incarnation.rotate_left(32);
-                producer = Producer::new(config.clone(), world.all_brokers(), seed);
+                producer = next_incarnation(&world, node, &config, incarnation);
             }
         }
         let core_deadline = producer.next_timeout_ms().map(|ms| world.clocks.instant_for(node, ms));
@@ -244,10 +240,7 @@ pub async fn run(world: Arc<World>, p: u32) {
                     world.complete(op, outcome_of(&world, outcome));
                 }
                 ProducerOutput::TxnReady { producer_id, epoch } => {
-                    let transactional_id = TopicName::from(producer.transactional_id().expect("transactional"));
-                    let call = Call::ProducerInit { transactional_id, producer_id: producer_id.0, epoch: epoch.0 };
-                    let op = world.invoke(process, call);
-                    world.complete(op, Outcome::Ok);
+                    record_init(&world, process, &producer, producer_id, epoch)
                 }
                 ProducerOutput::TxnEnded { commit, outcome } => {
                     let now_ms = world.clocks.node_now_ms(node);
@@ -389,6 +382,35 @@ fn abandon(world: &World, step: &mut TxnStep, why: &str) {
             world.complete(txn_op, outcome);
         }
     }
+}
+
+/// A fenced producer's sends still unanswered end unknown: they may have landed.
+pub(super) fn abandon_sends(world: &World, ops: &mut BTreeMap<RecordId, u64>) {
+    for (_, op) in std::mem::take(ops) {
+        let reason = "its producer was fenced and replaced before an answer".to_string();
+        world.complete(op, Outcome::SendInfo { reason });
+    }
+}
+
+/// The producer that takes over a fenced one's transactional id on node
+/// `node`: its `incarnation`-th, with a seed of its own.
+pub(super) fn next_incarnation(world: &World, node: usize, config: &ProducerConfig, incarnation: u64) -> Producer {
+    let seed = core_seed(world.seed, node as u64) ^ incarnation.rotate_left(32);
+    Producer::new(config.clone(), world.all_brokers(), seed)
+}
+
+/// Records an answered InitProducerId as a `producer-init` fact.
+pub(super) fn record_init(
+    world: &World,
+    process: u32,
+    producer: &Producer,
+    producer_id: broker_core::types::ProducerId,
+    epoch: broker_core::types::ProducerEpoch,
+) {
+    let transactional_id = TopicName::from(producer.transactional_id().expect("transactional"));
+    let call = Call::ProducerInit { transactional_id, producer_id: producer_id.0, epoch: epoch.0 };
+    let op = world.invoke(process, call);
+    world.complete(op, Outcome::Ok);
 }
 
 pub(super) fn outcome_of(world: &World, outcome: SendOutcome) -> Outcome {
