@@ -55,6 +55,14 @@ pub trait Storage {
     fn fsync(&mut self, file: &str);
     /// Every file whose path starts with `prefix`, sorted.
     fn list(&self, prefix: &str) -> Vec<String>;
+    /// Whether reads are pure at present: no fault can make a read return
+    /// other bytes than were written (none has been able to since the node
+    /// started), and a read takes no simulated time. Then a reader may keep
+    /// what it read instead of reading it again (the log's decoded tail).
+    /// The default, false, is always safe.
+    fn reads_are_pure(&self) -> bool {
+        false
+    }
 }
 
 /// The entries of a checkpoint file in Kafka's text format — version `0`, the
@@ -114,6 +122,9 @@ pub struct MemStorage {
     /// Per file, the length at its last fsync (absent: never synced).
     synced_len: BTreeMap<String, usize>,
     fsyncs: u64,
+    /// What [`Storage::reads_are_pure`] answers: false unless a test asks
+    /// (tests that damage bytes in place would read them through a cache).
+    pure_reads: bool,
 }
 
 impl MemStorage {
@@ -127,6 +138,10 @@ impl MemStorage {
     /// How many fsyncs were made.
     pub fn fsyncs(&self) -> u64 {
         self.fsyncs
+    }
+    /// A store whose reads are pure ([`Storage::reads_are_pure`]).
+    pub fn with_pure_reads() -> Self {
+        MemStorage { pure_reads: true, ..Self::default() }
     }
     /// Every file falls back to its length at its last fsync; never-synced
     /// files vanish.
@@ -209,6 +224,9 @@ impl Storage for MemStorage {
     }
     fn list(&self, prefix: &str) -> Vec<String> {
         names_with_prefix(&self.files, prefix)
+    }
+    fn reads_are_pure(&self) -> bool {
+        self.pure_reads
     }
 }
 

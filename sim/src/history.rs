@@ -24,6 +24,10 @@ impl Value {
     pub fn process(self) -> ProcessId {
         (self.0 >> 32) as ProcessId
     }
+    /// The sending process's count of values before this one.
+    pub fn counter(self) -> u32 {
+        self.0 as u32
+    }
     /// Eight self-checking bytes: process (16 bits), counter (32), and a
     /// 16-bit check of those six bytes (folded CRC-32C), so a flipped bit
     /// reads as garbage rather than as another value (all but 1 in 65,536

@@ -36,6 +36,7 @@
 //! start plus every batch, trimmed by retention).
 
 mod codec;
+mod decoded_tail;
 mod epoch_cache;
 mod epoch_checkpoint;
 mod index;
@@ -68,8 +69,10 @@ pub use txn_index::{MAX_ABORTED_TXNS, MAX_RECENT_TXNS};
 use crate::storage::{write_durably, Storage, StorageError};
 use crate::types::{BatchKind, LeaderEpoch, Offset, ProducerStamp, Record, StoredRecord};
 use codec::{encode_batch, BatchHeader, RecordView};
+use decoded_tail::DecodedTail;
 use segment::Segment;
 use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
 use std::fmt;
 use txn_index::TxnIndex;
 
@@ -276,6 +279,10 @@ pub struct PartitionLog {
     scratch: Vec<u8>,
     /// What `open` read.
     recovery: RecoveryStats,
+    /// The active segment's newest batches as reads decoded them, served
+    /// again while the storage's reads are pure. A cache behind `&self`
+    /// reads: what it holds never changes what a read returns.
+    decoded: RefCell<DecodedTail>,
 }
 
 impl fmt::Debug for PartitionLog {
@@ -597,7 +604,7 @@ impl PartitionLog {
                 let run = batch..batch_run_end(&segment.batches, batch, end);
                 batch = run.end;
                 let decoded_from = out.len();
-                segment.read_batches(storage, run, &mut out, !self.skip_crc_on_read)?;
+                self.read_run(storage, segment, run, &mut out)?;
                 // Only the first batch of a read can start before `from`.
                 let before = out[decoded_from..].iter().take_while(|r| r.offset < next).count();
                 out.drain(decoded_from..decoded_from + before);
@@ -614,6 +621,47 @@ impl PartitionLog {
         }
         assert!(!out.is_empty() && next == end);
         Ok(out)
+    }
+
+    /// Appends the records of `segment`'s batches `run` to `out`: those the
+    /// decoded tail holds from there, the rest read from storage (and, if
+    /// the storage's reads are pure and they are among the active segment's
+    /// newest, kept in the tail).
+    fn read_run(
+        &self,
+        storage: &dyn Storage,
+        segment: &Segment,
+        run: std::ops::Range<usize>,
+        out: &mut Vec<StoredRecord>,
+    ) -> Result<(), LogError> {
+        let verify_crc = !self.skip_crc_on_read;
+        if !(storage.reads_are_pure() && std::ptr::eq(segment, self.active())) {
+            return segment.read_batches(storage, run, out, verify_crc);
+        }
+        let mut next = run.start;
+        {
+            let tail = self.decoded.borrow();
+            while next < run.end {
+                let Some(records) = tail.get(segment.batches[next].base_offset) else { break };
+                out.extend_from_slice(records);
+                next += 1;
+            }
+        }
+        if next == run.end {
+            return Ok(());
+        }
+        let mut at = out.len();
+        segment.read_batches(storage, next..run.end, out, verify_crc)?;
+        let newest = segment.batches.len().saturating_sub(DecodedTail::BATCHES);
+        let keep_from = segment.batches[newest].base_offset;
+        let mut tail = self.decoded.borrow_mut();
+        for meta in &segment.batches[next..run.end] {
+            let count = (meta.last_offset.0 - meta.base_offset.0 + 1) as usize;
+            tail.insert(meta.base_offset, &out[at..at + count], keep_from);
+            at += count;
+        }
+        assert_eq!(at, out.len(), "every batch's records, densely");
+        Ok(())
     }
 
     /// [`PartitionLog::read`] in whole batches, as a replica fetch needs

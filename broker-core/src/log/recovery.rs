@@ -122,6 +122,7 @@ impl PartitionLog {
             txns: TxnIndex::default(),
             scratch: Vec::new(),
             recovery: stats,
+            decoded: Default::default(),
         };
         log.load_producer_state(storage);
         assert!(log.log_start_offset() <= log.log_end);

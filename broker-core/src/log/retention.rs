@@ -75,6 +75,7 @@ impl PartitionLog {
     fn delete_oldest_segment(&mut self, storage: &mut dyn Storage) {
         assert!(self.segments.len() > 1, "the active segment is never deleted");
         let segment = self.segments.remove(0);
+        self.decoded.get_mut().clear();
         assert!(!segment.is_empty() && segment.end_offset() == self.log_start_offset());
         segment.delete_files(storage);
         self.size_bytes -= segment.size_bytes;

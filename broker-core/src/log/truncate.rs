@@ -29,6 +29,7 @@ impl PartitionLog {
         if offset >= self.log_end {
             return Ok(());
         }
+        self.decoded.get_mut().clear();
         self.epochs.truncate_from_end(offset);
         if offset <= self.log_start_offset() {
             producer_snapshot::delete_where(storage, &self.dir, |_| true);

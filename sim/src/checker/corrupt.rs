@@ -4,6 +4,7 @@
 //! decode but were never sent are caught here too.
 
 use super::evidence::{op_label, Findings};
+use super::value_index::ValueIndex;
 use super::Invariant;
 use crate::history::{Call, History, Outcome, Value};
 
@@ -17,10 +18,11 @@ pub(super) fn check(history: &History, findings: &mut Findings) {
         })
         .collect();
     sent.sort_unstable();
+    let index = ValueIndex::new(&sent, |&v| Value(v));
     for op in &history.ops {
         let Some(Outcome::PollOk { records }) = &op.outcome else { continue };
         for record in records {
-            let known = record.value != Value::CORRUPT && sent.binary_search(&record.value.0).is_ok();
+            let known = record.value != Value::CORRUPT && index.find(&sent, |&v| Value(v), record.value).is_some();
             if !known {
                 findings.found(Invariant::NoCorruptRead, || {
                     let what = match record.value {

@@ -124,7 +124,13 @@ impl<'a, 'h> Dependencies<'a, 'h> {
         }
         deps.reads();
         // One edge per (from, to, kind): the first seen, for the evidence.
-        deps.edges.sort_by_key(|e| (e.from, e.to, e.dep));
+        // (Sorting with the index is unstable-safe and faster than a stable sort.)
+        assert!(deps.edges.len() < u32::MAX as usize, "edge indices are u32");
+        let mut order: Vec<(u32, u32, Dep, u32)> =
+            deps.edges.iter().zip(0..).map(|(e, index)| (e.from, e.to, e.dep, index)).collect();
+        order.sort_unstable();
+        order.dedup_by_key(|&mut (from, to, dep, _)| (from, to, dep));
+        deps.edges = order.into_iter().map(|(_, _, _, index)| deps.edges[index as usize]).collect();
         deps.edges.dedup_by_key(|e| (e.from, e.to, e.dep));
         deps
     }
@@ -167,11 +173,8 @@ impl<'a, 'h> Dependencies<'a, 'h> {
     fn write_order(&mut self, partition: PartitionId) {
         let log = self.view.log(partition);
         let mut chain = Vec::new();
-        for (offset, value, _) in log.sightings() {
-            // A value seen at several offsets counts at its lowest.
-            if log.offsets_of(value).next() != Some(offset) {
-                continue;
-            }
+        // A value seen at several offsets counts at its lowest.
+        for (offset, value) in log.lowest_sightings() {
             if let Some(node) = self.writer_node(value) {
                 chain.push((offset, node));
             }
@@ -216,7 +219,10 @@ impl<'a, 'h> Dependencies<'a, 'h> {
                 };
                 reached.push((reader, partition, record.offset));
                 let Some(writer) = self.writer_node(record.value) else { continue };
-                if writer != reader {
+                // A transaction's records read in a row make one edge (the
+                // final dedup would drop the rest; fewer to sort).
+                let repeat = self.edges.last().is_some_and(|e| (e.from, e.to, e.dep) == (writer, reader, Dep::Wr));
+                if writer != reader && !repeat {
                     let why = Why::Wr { partition, offset: record.offset, value: record.value };
                     self.edges.push(Edge { from: writer, to: reader, dep: Dep::Wr, why });
                 }

@@ -251,6 +251,7 @@ mod txn;
 mod txn_checks;
 #[cfg(test)]
 mod txn_tests;
+mod value_index;
 mod visibility;
 mod zombie;
 #[cfg(test)]

@@ -285,6 +285,16 @@ impl PartitionLog {
         self.entries.iter().map(|e| (e.offset, e.value, e.sighting()))
     }
 
+    /// Every (offset, value) observed where the offset is the lowest the
+    /// value was seen at, by offset then value.
+    pub fn lowest_sightings(&self) -> impl Iterator<Item = (i64, Value)> + '_ {
+        let mut lowest = vec![false; self.entries.len()];
+        for run in self.by_value.chunk_by(|a, b| a.0 == b.0) {
+            lowest[run[0].1 as usize] = true;
+        }
+        self.entries.iter().zip(lowest).filter(|(_, lowest)| *lowest).map(|(e, _)| (e.offset, e.value))
+    }
+
     /// Every (value, offset) observed, by value then offset.
     pub fn placements(&self) -> impl Iterator<Item = (Value, i64)> + '_ {
         self.by_value.iter().map(|&(value, index)| (value, self.entries[index as usize].offset))

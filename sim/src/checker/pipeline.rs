@@ -36,15 +36,14 @@
 //! Without a `group-offsets` op for the group (the drain did not finish),
 //! 1 and 2 only. Without a read_committed drain there is no committed
 //! output to judge: only a group that had not caught up is reported.
-//! Near-linear: the drain's records and the pairs are sorted once and kept
-//! in maps keyed by value.
+//! Near-linear: the drain's records and the pairs are sorted once, by value,
+//! and walked in step.
 
 use super::evidence::{op_label, Findings};
 use super::log_view::{LogView, OpId, PartitionId};
 use super::txn::{OffsetCommit, Txns};
 use super::Invariant;
 use crate::history::{Call, History, Op, PipelineInfo, ProcessId, Value};
-use std::collections::BTreeMap;
 
 /// One distinct record the drain read, and the first poll that returned it.
 #[derive(Clone, Copy, Debug)]
@@ -87,8 +86,15 @@ struct Shared<'a, 'h> {
     txns: &'a Txns<'h>,
     /// The drain's records, by partition then offset.
     records: Vec<Record>,
-    /// Every transformed pair, by output value.
-    origins: BTreeMap<Value, Origin<'h>>,
+    /// Every transformed pair, by output value (one per output).
+    origins: Vec<Origin<'h>>,
+}
+
+impl<'h> Shared<'_, 'h> {
+    /// The transformed pair whose output is `output`, if any.
+    fn origin(&self, output: Value) -> Option<&Origin<'h>> {
+        self.origins.binary_search_by_key(&output, |origin| origin.output).ok().map(|at| &self.origins[at])
+    }
 }
 
 pub(crate) fn check(history: &History, view: &LogView<'_>, txns: &Txns<'_>, findings: &mut Findings) {
@@ -131,31 +137,43 @@ fn drained_records(view: &LogView<'_>, txns: &Txns<'_>, drain: &[ProcessId]) -> 
     records
 }
 
+/// The pairs one op transformed (none for any other op).
+fn pairs(op: &Op) -> &[(Value, Value)] {
+    match &op.call {
+        Call::TxnOffsets { transformed, .. } => transformed,
+        _ => &[],
+    }
+}
+
 /// Every transformed pair of every `txn-offsets` op, by output value (the
 /// first pair naming an output, in op order, is its origin).
-fn origins<'h>(txns: &Txns<'h>) -> BTreeMap<Value, Origin<'h>> {
-    let mut origins = BTreeMap::new();
-    for &commit in txns.offset_commits() {
-        let Call::TxnOffsets { transformed, .. } = &commit.op.call else { continue };
-        for &(input, output) in transformed {
-            origins.entry(output).or_insert(Origin { input, output, commit });
-        }
-    }
+fn origins<'h>(txns: &Txns<'h>) -> Vec<Origin<'h>> {
+    let mut origins: Vec<Origin<'h>> = txns
+        .offset_commits()
+        .iter()
+        .flat_map(|&commit| pairs(commit.op).iter().map(move |&(input, output)| Origin { input, output, commit }))
+        .collect();
+    // Each output's first pair in op order leads its run and is kept (an
+    // output is sent once, so one op never pairs it twice).
+    origins.sort_unstable_by_key(|origin| (origin.output, origin.commit.op.id));
+    origins.dedup_by_key(|origin| origin.output);
     origins
 }
 
-/// One pipeline group's judgement.
+/// One pipeline group's judgement. Sorted vectors, not maps: a standard
+/// seed's pipeline has tens of thousands of inputs, and a map entry (with
+/// its own vector) per input cost more than the rest of the checker.
 struct Judge<'s, 'a, 'h> {
     shared: &'s Shared<'a, 'h>,
     pipeline: &'h PipelineInfo,
-    /// By input value, the drain's records of it in the input topics.
-    inputs: BTreeMap<Value, Vec<Record>>,
-    /// By input value, the drain's records in the output topic that are its outputs.
-    outputs: BTreeMap<Value, Vec<(Record, Origin<'h>)>>,
-    /// By input value, every pair of the group that transformed it (for evidence).
-    transformed: BTreeMap<Value, Vec<Origin<'h>>>,
-    /// The drain's last `group-offsets` op for the group, and c_p by partition.
-    committed: Option<(&'h Op, BTreeMap<PartitionId, i64>)>,
+    /// The drain's records in the input topics, by value (then partition and offset).
+    inputs: Vec<Record>,
+    /// The drain's records in the output topic that are the group's outputs,
+    /// with their origins, by input value (then partition and offset).
+    outputs: Vec<(Record, Origin<'h>)>,
+    /// The drain's last `group-offsets` op for the group, and c_p by
+    /// partition index (`None`: no offset committed).
+    committed: Option<(&'h Op, Vec<Option<i64>>)>,
 }
 
 impl<'s, 'a, 'h> Judge<'s, 'a, 'h> {
@@ -177,16 +195,14 @@ impl<'s, 'a, 'h> Judge<'s, 'a, 'h> {
                 roles[id.index()] = Role::Input;
             }
         }
-        let mut inputs: BTreeMap<Value, Vec<Record>> = BTreeMap::new();
-        let mut outputs: BTreeMap<Value, Vec<(Record, Origin<'h>)>> = BTreeMap::new();
+        let mut inputs: Vec<Record> = Vec::new();
+        let mut outputs: Vec<(Record, Origin<'h>)> = Vec::new();
         let group: &str = &pipeline.group;
         for &record in &shared.records {
             match roles[record.partition.index()] {
-                Role::Input => inputs.entry(record.value).or_default().push(record),
-                Role::Output => match shared.origins.get(&record.value) {
-                    Some(origin) if origin.group() == group => {
-                        outputs.entry(origin.input).or_default().push((record, *origin))
-                    }
+                Role::Input => inputs.push(record),
+                Role::Output => match shared.origin(record.value) {
+                    Some(origin) if origin.group() == group => outputs.push((record, *origin)),
                     Some(_) => {} // another pipeline's output
                     None if report_unknown => findings.found(Invariant::ExactlyOncePipeline, || {
                         format!(
@@ -202,42 +218,47 @@ impl<'s, 'a, 'h> Judge<'s, 'a, 'h> {
                 Role::Other => {}
             }
         }
-        let mut transformed: BTreeMap<Value, Vec<Origin<'h>>> = BTreeMap::new();
-        for &commit in txns.offset_commits() {
-            let Call::TxnOffsets { group: of, transformed: pairs, .. } = &commit.op.call else { continue };
-            if &**of == group {
-                for &(input, output) in pairs {
-                    transformed.entry(input).or_default().push(Origin { input, output, commit });
-                }
-            }
-        }
+        // Each value's records by partition then offset (unique keys).
+        inputs.sort_unstable_by_key(|record| (record.value, record.partition, record.offset));
+        outputs.sort_unstable_by_key(|(record, origin)| (origin.input, record.partition, record.offset));
         let committed = txns.group_offsets().iter().rev().find_map(|&op| match &op.call {
             Call::GroupOffsets { group: of, offsets } if &**of == group => {
-                let by_id = offsets.iter().filter_map(|(p, offset)| view.id(p).map(|id| (id, *offset))).collect();
-                Some((op, by_id))
+                let mut by_index = vec![None; view.partition_count()];
+                for (partition, offset) in offsets {
+                    if let Some(id) = view.id(partition) {
+                        by_index[id.index()] = Some(*offset);
+                    }
+                }
+                Some((op, by_index))
             }
             _ => None,
         });
-        Judge { shared, pipeline, inputs, outputs, transformed, committed }
+        Judge { shared, pipeline, inputs, outputs, committed }
     }
 
     fn run(&self, findings: &mut Findings) {
-        // Every input value with a record or an output, once, ascending.
-        let mut values: Vec<Value> = self.inputs.keys().chain(self.outputs.keys()).copied().collect();
-        values.sort_unstable();
-        values.dedup();
-        for value in values {
-            self.judge_input(value, findings);
+        // Every input value with a record or an output, once, ascending:
+        // a merge of the two sorted vectors.
+        let (mut i, mut o) = (0, 0);
+        while i < self.inputs.len() || o < self.outputs.len() {
+            let value = match (self.inputs.get(i), self.outputs.get(o)) {
+                (Some(record), Some((_, origin))) => record.value.min(origin.input),
+                (Some(record), None) => record.value,
+                (None, Some((_, origin))) => origin.input,
+                (None, None) => unreachable!("the loop's condition"),
+            };
+            let records_end = i + self.inputs[i..].iter().take_while(|r| r.value == value).count();
+            let outputs_end = o + self.outputs[o..].iter().take_while(|(_, origin)| origin.input == value).count();
+            self.judge_input(value, &self.inputs[i..records_end], &self.outputs[o..outputs_end], findings);
+            (i, o) = (records_end, outputs_end);
         }
         if self.pipeline.caught_up {
             self.judge_ends(findings);
         }
     }
 
-    /// Checks 2 and 3 for one input value.
-    fn judge_input(&self, input: Value, findings: &mut Findings) {
-        let records = self.inputs.get(&input).map_or(&[][..], Vec::as_slice);
-        let outputs = self.outputs.get(&input).map_or(&[][..], Vec::as_slice);
+    /// Checks 2 and 3 for one input value: the drain's records of it, and its outputs.
+    fn judge_input(&self, input: Value, records: &[Record], outputs: &[(Record, Origin<'h>)], findings: &mut Findings) {
         let allowed = records.len().max(1);
         let group = &self.pipeline.group;
         if outputs.len() > allowed {
@@ -254,11 +275,14 @@ impl<'s, 'a, 'h> Judge<'s, 'a, 'h> {
         if records.is_empty() {
             return;
         }
-        let (below, above): (Vec<Record>, Vec<Record>) =
-            records.iter().partition(|record| record.offset < self.committed_offset(record.partition));
+        let is_below = |record: &&Record| record.offset < self.committed_offset(record.partition);
+        let below = records.iter().filter(is_below).count();
         let reflected = outputs.len().min(allowed);
-        if below.len() > reflected {
+        // The evidence's record lists are built only for a finding.
+        let split = || -> (Vec<Record>, Vec<Record>) { records.iter().partition(is_below) };
+        if below > reflected {
             findings.found(Invariant::ExactlyOncePipeline, || {
+                let (below, _) = split();
                 let has = match reflected {
                     0 => "no output".to_string(),
                     n => format!("only {n} output(s)"),
@@ -272,15 +296,16 @@ impl<'s, 'a, 'h> Judge<'s, 'a, 'h> {
                     self.describe_transforms(input)
                 )
             });
-        } else if reflected > below.len() {
+        } else if reflected > below {
             findings.found(Invariant::ExactlyOncePipeline, || {
+                let (_, above) = split();
                 format!(
                     "group {group}: offsets and output disagree: input {input} at {} lies at or above the \
                      group's committed offsets ({}; {}), yet its output is committed: {}",
                     self.positions(&above),
                     self.committed_words(&above),
                     op_label(self.shared.history, op.id),
-                    self.describe_outputs(&outputs[below.len()..reflected])
+                    self.describe_outputs(&outputs[below..reflected])
                 )
             });
         }
@@ -290,15 +315,15 @@ impl<'s, 'a, 'h> Judge<'s, 'a, 'h> {
     fn judge_ends(&self, findings: &mut Findings) {
         let Some((op, _)) = &self.committed else { return };
         // The drain's last input record per partition.
-        let mut last: BTreeMap<PartitionId, Record> = BTreeMap::new();
-        for record in self.inputs.values().flatten() {
-            let top = last.entry(record.partition).or_insert(*record);
-            if record.offset > top.offset {
-                *top = *record;
+        let mut last: Vec<Option<Record>> = vec![None; self.shared.view.partition_count()];
+        for record in &self.inputs {
+            let top = &mut last[record.partition.index()];
+            if top.is_none_or(|top| record.offset > top.offset) {
+                *top = Some(*record);
             }
         }
-        for (partition, record) in last {
-            let committed = self.committed_offset(partition);
+        for record in last.into_iter().flatten() {
+            let committed = self.committed_offset(record.partition);
             if committed <= record.offset {
                 findings.found(Invariant::PipelineLiveness, || {
                     format!(
@@ -319,7 +344,7 @@ impl<'s, 'a, 'h> Judge<'s, 'a, 'h> {
 
     /// c_p: the group's committed offset of `partition` (0 if none).
     fn committed_offset(&self, partition: PartitionId) -> i64 {
-        let committed = self.committed.as_ref().and_then(|(_, offsets)| offsets.get(&partition).copied());
+        let committed = self.committed.as_ref().and_then(|(_, offsets)| offsets[partition.index()]);
         committed.filter(|&offset| offset >= 0).unwrap_or(0)
     }
 
@@ -331,8 +356,8 @@ impl<'s, 'a, 'h> Judge<'s, 'a, 'h> {
             .into_iter()
             .map(|partition| {
                 let name = self.shared.view.name(partition);
-                match self.committed.as_ref().and_then(|(_, offsets)| offsets.get(&partition)) {
-                    Some(&offset) if offset >= 0 => format!("committed offset of {name} is {offset}"),
+                match self.committed.as_ref().and_then(|(_, offsets)| offsets[partition.index()]) {
+                    Some(offset) if offset >= 0 => format!("committed offset of {name} is {offset}"),
                     _ => format!("no committed offset of {name}"),
                 }
             })
@@ -367,16 +392,21 @@ impl<'s, 'a, 'h> Judge<'s, 'a, 'h> {
 
     /// What became of an input: every pair of the group that transformed it.
     fn describe_transforms(&self, input: Value) -> String {
-        match self.transformed.get(&input) {
-            None => "no txn-offsets op of the group transformed it".to_string(),
-            Some(pairs) => {
-                let each: Vec<String> = pairs
-                    .iter()
-                    .map(|origin| format!("transformed into {} {}", origin.output, self.by(origin)))
-                    .collect();
-                each.join("; ")
-            }
+        let group: &str = &self.pipeline.group;
+        let each: Vec<String> = self
+            .shared
+            .txns
+            .offset_commits()
+            .iter()
+            .filter(|commit| matches!(&commit.op.call, Call::TxnOffsets { group: of, .. } if &**of == group))
+            .flat_map(|&commit| pairs(commit.op).iter().map(move |&(input, output)| Origin { input, output, commit }))
+            .filter(|origin| origin.input == input)
+            .map(|origin| format!("transformed into {} {}", origin.output, self.by(&origin)))
+            .collect();
+        if each.is_empty() {
+            return "no txn-offsets op of the group transformed it".to_string();
         }
+        each.join("; ")
     }
 
     /// `by op 12 (...) in generation 3 in transaction op 10 (...) of tx-1 (producer 1001, epoch 0), committed`.

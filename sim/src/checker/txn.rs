@@ -15,6 +15,7 @@
 
 use super::evidence::op_label;
 use super::log_view::{LogView, OpId, PartitionId};
+use super::value_index::ValueIndex;
 use crate::history::{Call, History, Op, Outcome, Polled, ProcessId, TopicName, Value};
 use std::collections::BTreeMap;
 
@@ -163,6 +164,8 @@ pub(crate) struct Txns<'h> {
     /// Every send's value and writer, by value (then send, if a value was
     /// sent twice: the first send names it).
     writers: Vec<(Value, Writer)>,
+    /// Finds a value in `writers`.
+    index: ValueIndex,
     /// In op order.
     committed_reads: Vec<CommittedRead<'h>>,
     /// `None` unless some drain process reads committed.
@@ -230,9 +233,11 @@ impl<'h> Txns<'h> {
                 _ => {}
             }
         }
-        writers.sort_by_key(|&(value, writer)| (value, writer.send));
+        // Unique keys (a send is one op): an unstable sort orders them as a stable one would.
+        writers.sort_unstable_by_key(|&(value, writer)| (value, writer.send));
         let drained = drained(history, view, &committed_reads, &is_read_committed);
-        Txns { txns, offset_commits, group_offsets, writers, committed_reads, drained, inits }
+        let index = ValueIndex::new(&writers, |&(value, _)| value);
+        Txns { txns, offset_commits, group_offsets, writers, index, committed_reads, drained, inits }
     }
 
     /// Who wrote `value` (none if no send in the history did).
@@ -243,8 +248,8 @@ impl<'h> Txns<'h> {
     /// `value`'s writer and its index among the writers (`0..writer_count()`,
     /// for state a checker keeps per writer).
     pub(crate) fn writer_index(&self, value: Value) -> Option<(usize, Writer)> {
-        let at = self.writers.partition_point(|&(v, _)| v < value);
-        self.writers.get(at).filter(|&&(v, _)| v == value).map(|&(_, writer)| (at, writer))
+        let at = self.index.find(&self.writers, |&(value, _)| value, value)?;
+        Some((at, self.writers[at].1))
     }
 
     pub(crate) fn writer_count(&self) -> usize {

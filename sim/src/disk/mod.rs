@@ -145,6 +145,10 @@ pub struct Disk {
     /// Writes past this many bytes fail with [`StorageError::DiskFull`].
     capacity_bytes: u64,
     faults: DiskFaults,
+    /// Some fault has been on since the disk was made: bytes read once may
+    /// read otherwise later (a misdirected write lands on them), so reads
+    /// are never pure again (`Storage::reads_are_pure`).
+    faulted: bool,
     /// Unsynced writes older than this become durable on their own
     /// (Linux's `dirty_expire_centisecs`); `None`: only fsync makes data durable.
     writeback_expire_ms: Option<u64>,
@@ -166,6 +170,7 @@ impl Disk {
             used_bytes: 0,
             capacity_bytes: MAX_DISK_BYTES,
             faults: DiskFaults::default(),
+            faulted: false,
             writeback_expire_ms: None,
             rng,
             stats: DiskStats::default(),
@@ -202,7 +207,15 @@ impl Disk {
     }
 
     pub fn set_faults(&mut self, faults: DiskFaults) {
+        self.faulted |= faults.any();
         self.faults = faults;
+    }
+
+    /// Reads return what was written, draw nothing from the fault stream
+    /// and take no simulated time: no fault has ever been on and there is
+    /// no latency model. Then skipping a read changes nothing.
+    pub fn reads_are_pure(&self) -> bool {
+        !self.faulted && self.latency.is_none()
     }
 
     pub fn set_writeback_expire_ms(&mut self, expire_ms: Option<u64>) {
@@ -464,6 +477,9 @@ impl Storage for SharedDisk {
     }
     fn read_at(&self, file: &str, position: u64, len: u64) -> Option<Vec<u8>> {
         self.with(|d| d.read_at(file, position, len))
+    }
+    fn reads_are_pure(&self) -> bool {
+        self.with(|d| d.reads_are_pure())
     }
     fn len(&self, file: &str) -> Option<u64> {
         self.with(|d| d.len(file))
