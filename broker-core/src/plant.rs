@@ -204,7 +204,7 @@ impl Plant {
                 "a new leader starts without its log's producer state, so a retry of a batch the old leader appended is written again (caught by no-duplicate)"
             }
             Plant::ReadCommittedToHw => {
-                "read_committed fetches are served up to the HW with no aborted list, so open and aborted transactions reach read_committed readers (caught by no-aborted-read, no-precommitted-read, lso)"
+                "read_committed fetches are served up to the HW with no aborted list (and ListOffsets answers read_committed consumers with the HW), so open and aborted transactions reach read_committed readers (caught by no-aborted-read, no-precommitted-read, lso)"
             }
             Plant::PreparedCommitAbortedOnFailover => {
                 "a new coordinator writes ABORT markers for a transaction already decided to commit, so partitions that got COMMIT from the old one disagree with the rest (caught by txn-atomicity, no-lost-committed-write)"

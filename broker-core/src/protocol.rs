@@ -297,11 +297,7 @@ pub struct MarkerRequest {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {
     /// One batch per partition. `timeout_ms` bounds how long the broker may wait for acks.
-    Produce {
-        acks: Acks,
-        timeout_ms: u64,
-        batches: Vec<ProduceBatch>,
-    },
+    Produce { acks: Acks, timeout_ms: u64, batches: Vec<ProduceBatch> },
     /// An idempotent producer asks for a producer id: any broker answers
     /// with a fresh one at epoch 0 from its block (Kafka answers a
     /// non-transactional InitProducerId the same way). The producer bumps
@@ -321,36 +317,30 @@ pub enum Request {
     },
     /// A follower asks where its epochs end in the leader's log (KIP-101/279);
     /// a consumer asks where the epoch of its last consumed record ends (KIP-320).
-    OffsetsForLeaderEpoch {
-        partitions: Vec<EpochQuery>,
-    },
+    OffsetsForLeaderEpoch { partitions: Vec<EpochQuery> },
     /// Broker ↔ controller traffic (registration, heartbeats, AlterPartition).
     Controller(crate::controller::ControllerRequest),
     ListOffsets {
+        /// The consumer's `isolation.level` (ListOffsets v2+): the latest
+        /// offset a read_committed consumer may start at is the last stable
+        /// offset, not the high watermark.
+        isolation: Isolation,
         partitions: Vec<ListOffsetsPartition>,
     },
     /// `None` asks for every topic.
-    Metadata {
-        topics: Option<Vec<String>>,
-    },
+    Metadata { topics: Option<Vec<String>> },
     /// Which broker coordinates `group` (the leader of its `__consumer_offsets` partition).
-    FindCoordinator {
-        group: GroupId,
-    },
+    FindCoordinator { group: GroupId },
     /// JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch.
     Group(GroupRequest),
     /// Which broker coordinates `transactional_id` (the leader of its
     /// `__transaction_state` partition); answered with `FindCoordinator`.
-    FindTxnCoordinator {
-        transactional_id: TransactionalId,
-    },
+    FindTxnCoordinator { transactional_id: TransactionalId },
     /// InitProducerId (transactional), AddPartitionsToTxn, AddOffsetsToTxn,
     /// EndTxn, and KIP-890's verification.
     Txn(crate::txn::api::TxnRequest),
     /// A transaction coordinator's markers, to the leader of each partition.
-    WriteTxnMarkers {
-        markers: Vec<MarkerRequest>,
-    },
+    WriteTxnMarkers { markers: Vec<MarkerRequest> },
 }
 
 impl Request {

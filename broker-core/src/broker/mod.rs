@@ -44,8 +44,8 @@ use crate::group::coordinator::{GroupConfig, GroupCoordinator, WriteId};
 use crate::log::{FlushPolicy, LogConfig, LogError, PartitionLog, RecoveryStats};
 use crate::plant::{Plant, Plants};
 use crate::protocol::{
-    CorrelationId, ErrorCode, ListOffsetsPartition, ListOffsetsPartitionResponse, OffsetSpec, PartitionMetadata, Peer,
-    Request, Response, TopicMetadata,
+    CorrelationId, ErrorCode, Isolation, ListOffsetsPartition, ListOffsetsPartitionResponse, OffsetSpec,
+    PartitionMetadata, Peer, Request, Response, TopicMetadata,
 };
 use crate::storage::Storage;
 use crate::types::{BrokerEpoch, BrokerId, LeaderEpoch, Offset, ProducerId, StoredRecord, TopicId, TopicPartition};
@@ -465,8 +465,8 @@ impl Broker {
                 let partitions = partitions.iter().map(|q| self.epoch_end(q)).collect();
                 self.respond(conn, correlation_id, Response::OffsetsForLeaderEpoch { partitions });
             }
-            Request::ListOffsets { partitions } => {
-                let partitions = partitions.iter().map(|p| self.list_offset(p)).collect();
+            Request::ListOffsets { isolation, partitions } => {
+                let partitions = partitions.iter().map(|p| self.list_offset(p, isolation)).collect();
                 self.respond(conn, correlation_id, Response::ListOffsets { partitions });
             }
             Request::Metadata { topics } => {
@@ -785,7 +785,7 @@ impl Broker {
         answer(None, r.log.end_offset_for_epoch(q.leader_epoch))
     }
 
-    fn list_offset(&self, p: &ListOffsetsPartition) -> ListOffsetsPartitionResponse {
+    fn list_offset(&self, p: &ListOffsetsPartition, isolation: Isolation) -> ListOffsetsPartitionResponse {
         let tp = p.tp;
         let answer = |error, offset, leader_epoch| ListOffsetsPartitionResponse { tp, error, offset, leader_epoch };
         // KIP-320: fenced by the sender's leader epoch, as fetches are.
@@ -795,11 +795,18 @@ impl Broker {
         };
         let Role::Leader(l) = &r.role else { unreachable!("led") };
         assert!(p.current_leader_epoch == LeaderEpoch::NONE || p.current_leader_epoch == l.leader_epoch());
-        // read_uncommitted consumers see up to the high watermark.
+        // The latest offset is where a consumer's reads end: the high
+        // watermark read_uncommitted, the last stable offset read_committed
+        // (a consumer starting at the high watermark would skip the records
+        // of transactions still open below it, should they commit).
+        let read_committed = isolation == Isolation::ReadCommitted && !self.plants.on(Plant::ReadCommittedToHw);
         match p.spec {
             OffsetSpec::Earliest => answer(None, r.log.log_start_offset(), l.leader_epoch()),
             OffsetSpec::Latest if !l.high_watermark_known() => {
                 answer(Some(ErrorCode::OffsetNotAvailable), Offset(-1), l.leader_epoch())
+            }
+            OffsetSpec::Latest if read_committed => {
+                answer(None, r.log.last_stable_offset(r.high_watermark), l.leader_epoch())
             }
             OffsetSpec::Latest => answer(None, r.high_watermark, l.leader_epoch()),
         }

@@ -159,6 +159,7 @@ fn list_offsets_and_metadata() {
     let mut b = start(&Disk::default(), Plants::none());
     produce(&mut b, 1_000, T0, &[1, 2]);
     let request = Request::ListOffsets {
+        isolation: Isolation::ReadUncommitted,
         partitions: vec![
             list_at(OffsetSpec::Earliest, LeaderEpoch::NONE),
             list_at(OffsetSpec::Latest, LeaderEpoch::FIRST),
@@ -197,8 +198,10 @@ fn list_offsets_is_fenced_by_leader_epoch_both_ways() {
     image.partitions.get_mut(&T0).expect("in the layout").leader_epoch = LeaderEpoch(2);
     b.apply_image(1_001, image);
     let asked = [LeaderEpoch(1), LeaderEpoch(3), LeaderEpoch(2), LeaderEpoch::NONE];
-    let request =
-        Request::ListOffsets { partitions: asked.iter().map(|&e| list_at(OffsetSpec::Earliest, e)).collect() };
+    let request = Request::ListOffsets {
+        isolation: Isolation::ReadUncommitted,
+        partitions: asked.iter().map(|&e| list_at(OffsetSpec::Earliest, e)).collect(),
+    };
     b.handle_request(1_002, 1, 3, request);
     let Some(BrokerOutput::Respond { response: Response::ListOffsets { partitions }, .. }) = next_response(&mut b)
     else {

@@ -163,6 +163,50 @@ fn a_committed_transaction_becomes_visible_to_read_committed_readers() {
     assert_eq!(h.produce(stamp(p, 2), &[3]), Some(ErrorCode::InvalidProducerEpoch));
 }
 
+/// ListOffsets(latest) of `events-0`: where a consumer of `isolation` resetting to latest starts.
+fn latest(h: &mut Harness, isolation: Isolation) -> Offset {
+    let partition =
+        ListOffsetsPartition { tp: EVENTS, spec: OffsetSpec::Latest, current_leader_epoch: LeaderEpoch::NONE };
+    match h.ask(Request::ListOffsets { isolation, partitions: vec![partition] }) {
+        Response::ListOffsets { partitions } => {
+            assert_eq!(partitions[0].error, None);
+            partitions[0].offset
+        }
+        other => panic!("answered {other:?}"),
+    }
+}
+
+/// A transaction open in `events-0` with records 1 and 2 at offsets 0 and 1.
+fn open_two(h: &mut Harness) -> (ProducerId, ProducerEpoch) {
+    let p = init(h);
+    let add =
+        TxnRequest::AddPartitions { transactional_id: id(), producer_id: p.0, epoch: p.1, partitions: vec![EVENTS] };
+    h.txn(add);
+    h.produce(stamp(p, 0), &[1, 2]);
+    p
+}
+
+#[test]
+fn list_offsets_latest_is_the_lso_for_read_committed_consumers() {
+    let mut h = Harness::new();
+    let p = open_two(&mut h);
+    // A read_committed consumer starting at the HW would never read the
+    // open transaction's records once it commits.
+    assert_eq!(latest(&mut h, Isolation::ReadUncommitted), Offset(2));
+    assert_eq!(latest(&mut h, Isolation::ReadCommitted), Offset(0));
+    let end = TxnRequest::EndTxn { transactional_id: id(), producer_id: p.0, epoch: p.1, commit: true };
+    h.txn(end);
+    assert_eq!(latest(&mut h, Isolation::ReadCommitted), Offset(3), "past the marker once decided");
+    assert_eq!(latest(&mut h, Isolation::ReadUncommitted), Offset(3));
+}
+
+#[test]
+fn list_offsets_latest_is_the_hw_for_read_committed_consumers_with_the_plant() {
+    let mut h = Harness::start(layout(), Plants::none().with(Plant::ReadCommittedToHw));
+    open_two(&mut h);
+    assert_eq!(latest(&mut h, Isolation::ReadCommitted), Offset(2));
+}
+
 #[test]
 fn an_aborted_transaction_is_listed_for_read_committed_readers_to_skip() {
     let mut h = Harness::new();

@@ -595,7 +595,7 @@ impl Consumer {
                 });
                 state.reset_in_flight = Some(correlation_id);
             }
-            let request = Request::ListOffsets { partitions: request_partitions };
+            let request = Request::ListOffsets { isolation: self.config.isolation, partitions: request_partitions };
             self.outputs.push_back(ConsumerOutput::Send { broker, correlation_id, request });
             let deadline = now_ms + self.config.request_timeout_ms;
             self.in_flight.insert(correlation_id, broker, deadline, Pending::ListOffsets { partitions });

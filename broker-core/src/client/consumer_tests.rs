@@ -170,7 +170,7 @@ impl World {
         self.sent
             .iter()
             .filter_map(|(_, r)| match r {
-                Request::ListOffsets { partitions } => {
+                Request::ListOffsets { partitions, .. } => {
                     Some(partitions.iter().map(|p| (p.tp.partition, p.spec)).collect())
                 }
                 _ => None,
@@ -593,7 +593,7 @@ fn list_offsets_carries_the_leader_epoch_and_retries_when_fenced_or_unknown() {
     w.cluster.append(tp, &records(3));
     w.hold = |r| matches!(r, Request::ListOffsets { .. });
     w.assign(&[0]);
-    let Request::ListOffsets { partitions } = &w.held[0].2 else { panic!() };
+    let Request::ListOffsets { partitions, .. } = &w.held[0].2 else { panic!() };
     assert_eq!(partitions[0].current_leader_epoch, LeaderEpoch(1), "the epoch the metadata named");
     for error in [ErrorCode::FencedLeaderEpoch, ErrorCode::UnknownLeaderEpoch] {
         let metadata_requests = w.kinds_sent().matches('M').count();
@@ -768,6 +768,26 @@ fn a_transaction_becomes_visible_only_with_its_commit_marker() {
     assert_eq!(w.poll(), vec![(0, 5)]);
     assert_eq!(w.c.position(T, 0), Some(Offset(7)), "past p2's ABORT marker at 6");
     assert_eq!(fetch_offsets(&w), vec![0, 3, 7], "markers are never fetched twice");
+}
+
+#[test]
+fn a_read_committed_consumer_reset_to_latest_starts_at_the_lso() {
+    for (isolation, start) in [(Isolation::ReadCommitted, 1), (Isolation::ReadUncommitted, 3)] {
+        let cfg = ConsumerConfig { isolation, ..config(AutoOffsetReset::Latest) };
+        let mut w = World::new(AutoOffsetReset::Latest, 1, 1).with_config(cfg);
+        let tp = w.tp(0);
+        // p1's transaction is open from offset 1.
+        write(&mut w.cluster, tp, &[Step::Plain, Step::Write(1), Step::Write(1)]);
+        w.assign(&[0]);
+        w.poll();
+        assert_eq!(w.c.position(T, 0), Some(Offset(start)), "{isolation:?}");
+        write(&mut w.cluster, tp, &[Step::Commit(1), Step::Plain]);
+        w.release();
+        let got: Vec<i64> = offsets(&poll_all(&mut w));
+        // Starting at the HW, read_committed would never see p1's records.
+        let expected = if isolation == Isolation::ReadCommitted { vec![1, 2, 4] } else { vec![4] };
+        assert_eq!(got, expected, "{isolation:?}");
+    }
 }
 
 #[test]

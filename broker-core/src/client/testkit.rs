@@ -353,7 +353,7 @@ impl FakeCluster {
                 let partitions = partitions.iter().map(|fp| self.fetch_partition(broker, fp, *isolation)).collect();
                 Some(Response::Fetch { partitions })
             }
-            Request::ListOffsets { partitions } => {
+            Request::ListOffsets { isolation, partitions } => {
                 let partitions = partitions
                     .iter()
                     .map(|p| {
@@ -368,6 +368,7 @@ impl FakeCluster {
                         }
                         let offset = match p.spec {
                             OffsetSpec::Earliest => self.start(tp),
+                            OffsetSpec::Latest if *isolation == Isolation::ReadCommitted => self.txn_state(tp).0 .0,
                             OffsetSpec::Latest => self.end(tp),
                         };
                         ListOffsetsPartitionResponse {

@@ -14,8 +14,9 @@ use crate::world::World;
 use broker_core::client::consumer::{AutoOffsetReset, ConsumerConfig};
 use broker_core::group::api::{GroupRequest, GroupResponse, OffsetFetch};
 use broker_core::group::GroupId;
-use broker_core::protocol::Isolation;
-use broker_core::protocol::{ListOffsetsPartition, ListOffsetsPartitionResponse, OffsetSpec, Request, Response};
+use broker_core::protocol::{
+    Isolation, ListOffsetsPartition, ListOffsetsPartitionResponse, OffsetSpec, Request, Response,
+};
 use broker_core::types::{BrokerId, LeaderEpoch, Offset, TopicPartition};
 use madsim::time::{Duration, Instant};
 use std::collections::{BTreeMap, BTreeSet};
@@ -174,7 +175,11 @@ async fn end_offsets(driver: &mut ConsumerDriver, partitions: &[TopicPartition])
         }
         for (broker, partitions) in by_broker {
             correlation += 1;
-            driver.net.send(broker, correlation, Request::ListOffsets { partitions });
+            // The log's end, whatever the drain's isolation: it reads until its
+            // position passes it (a read_committed position steps over
+            // aborted records and markers too).
+            let isolation = Isolation::ReadUncommitted;
+            driver.net.send(broker, correlation, Request::ListOffsets { isolation, partitions });
         }
         timer.set(Some(Instant::now() + LIST_OFFSETS_RETRY));
         let mut timed_out = false;
