@@ -89,6 +89,10 @@ pub enum Plant {
     /// partition, or its WriteTxnMarkers lost) counts as written: the
     /// coordinator completes the transaction without it.
     MarkerErrorsIgnored,
+    /// The transaction coordinator never aborts a transaction open past its
+    /// timeout: one whose producer died hangs, holding the LSO of its
+    /// partitions back for good (the hanging transaction of KIP-664).
+    TxnTimeoutNeverAborts,
 }
 
 impl Plant {
@@ -119,6 +123,7 @@ impl Plant {
         Plant::TxnOffsetsNeverComplete,
         Plant::OpenTxnsLostOnFailover,
         Plant::MarkerErrorsIgnored,
+        Plant::TxnTimeoutNeverAborts,
     ];
 
     pub fn name(self) -> &'static str {
@@ -149,6 +154,7 @@ impl Plant {
             Plant::TxnOffsetsNeverComplete => "txn-offsets-never-complete",
             Plant::OpenTxnsLostOnFailover => "open-txns-lost-on-failover",
             Plant::MarkerErrorsIgnored => "marker-errors-ignored",
+            Plant::TxnTimeoutNeverAborts => "txn-timeout-never-aborts",
         }
     }
 
@@ -226,6 +232,9 @@ impl Plant {
             }
             Plant::MarkerErrorsIgnored => {
                 "a marker refused or lost counts as written, so a transaction completes with a partition still open there, and that partition's records take the fate of the producer's next marker (caught by txn-atomicity, no-lost-committed-write)"
+            }
+            Plant::TxnTimeoutNeverAborts => {
+                "the transaction coordinator never aborts a transaction open past its timeout, so one whose producer died mid-transaction hangs: the LSO of its partitions stays at its first offset and read_committed readers stop there for good (caught by lso: the LSO never reaches the HW after the heal)"
             }
         }
     }

@@ -348,6 +348,7 @@ impl Broker {
             bump_epoch_per_txn: config.txn.bump_epoch_per_txn && !plants.on(Plant::NoEpochBumpPerTxn),
             abort_prepared_commits_at_load: plants.on(Plant::PreparedCommitAbortedOnFailover),
             forget_open_txn_at_init: plants.on(Plant::InitForgetsOpenTxn),
+            leave_timed_out_txns_open: plants.on(Plant::TxnTimeoutNeverAborts),
             ..config.txn.clone()
         };
         let txn = txn::TxnSide::new(txn_config, &layout, offsets);

@@ -37,6 +37,9 @@ pub struct TxnConfig {
     /// Planted bug `init-forgets-open-txn`: InitProducerId drops an open
     /// transaction instead of aborting it.
     pub forget_open_txn_at_init: bool,
+    /// Planted bug `txn-timeout-never-aborts`: a transaction open past its
+    /// timeout is never aborted.
+    pub leave_timed_out_txns_open: bool,
 }
 
 impl Default for TxnConfig {
@@ -49,6 +52,7 @@ impl Default for TxnConfig {
             bump_epoch_per_txn: true,
             abort_prepared_commits_at_load: false,
             forget_open_txn_at_init: false,
+            leave_timed_out_txns_open: false,
         }
     }
 }
@@ -347,14 +351,20 @@ impl<R: Clone> TxnCoordinator<R> {
 
     /// The earliest transaction timeout, or a Complete write to retry.
     pub fn next_deadline_ms(&self) -> Option<u64> {
-        self.ids
-            .values()
-            .filter_map(|e| match (&e.pending, e.meta.state) {
-                (Some(Pending::CompleteDue), _) => Some(e.retry_at_ms),
-                (None, TxnState::Ongoing) => Some(e.meta.start_ms.saturating_add(e.meta.timeout_ms).max(e.retry_at_ms)),
-                _ => None,
-            })
-            .min()
+        self.ids.values().filter_map(|e| self.due_ms(e)).min()
+    }
+
+    /// When the coordinator acts on `e` by itself: a failed Complete write
+    /// is written again, an open transaction is aborted at its timeout.
+    fn due_ms(&self, e: &Entry<R>) -> Option<u64> {
+        match (&e.pending, e.meta.state) {
+            (Some(Pending::CompleteDue), _) => Some(e.retry_at_ms),
+            // Planted bug `txn-timeout-never-aborts`: no abort is ever due.
+            (None, TxnState::Ongoing) if !self.config.leave_timed_out_txns_open => {
+                Some(e.meta.start_ms.saturating_add(e.meta.timeout_ms).max(e.retry_at_ms))
+            }
+            _ => None,
+        }
     }
 
     /// Aborts transactions open longer than their timeout, bumping the
@@ -364,13 +374,7 @@ impl<R: Clone> TxnCoordinator<R> {
         let due: Vec<TransactionalId> = self
             .ids
             .iter()
-            .filter(|(_, e)| match (&e.pending, e.meta.state) {
-                (Some(Pending::CompleteDue), _) => e.retry_at_ms <= now_ms,
-                (None, TxnState::Ongoing) => {
-                    e.meta.start_ms.saturating_add(e.meta.timeout_ms).max(e.retry_at_ms) <= now_ms
-                }
-                _ => false,
-            })
+            .filter(|(_, e)| self.due_ms(e).is_some_and(|at| at <= now_ms))
             .map(|(id, _)| id.clone())
             .collect();
         for id in due {

@@ -209,6 +209,21 @@ fn a_transaction_past_its_timeout_is_aborted_and_its_producer_fenced() {
     assert_eq!(end(&mut h, p, true), TxnResponse::EndTxn(Err(ErrorCode::ProducerFenced)));
 }
 
+/// The planted bug `txn-timeout-never-aborts`: no abort is ever due, so a
+/// transaction whose producer went away stays open.
+#[test]
+fn a_timed_out_transaction_stays_open_when_timeouts_never_abort() {
+    let mut h = Harness::new(TxnConfig { leave_timed_out_txns_open: true, ..TxnConfig::default() });
+    let p = init(&mut h);
+    add(&mut h, p, &[T0]);
+    assert_eq!(h.c.next_deadline_ms(), None, "no timeout is armed");
+    h.now += 60_000;
+    h.c.handle_timeout(h.now);
+    h.pump();
+    assert!(h.writes.is_empty() && h.deliver_markers().is_empty(), "nothing is aborted");
+    assert_eq!(h.state(), TxnState::Ongoing);
+}
+
 #[test]
 fn requests_wait_for_the_transition_in_flight_and_verify_reads_state() {
     let mut h = Harness::new(TxnConfig::default());

@@ -118,8 +118,9 @@ pub async fn run(world: Arc<World>, p: u32) {
     let process = world.producer_process(p);
     world.trace(node, TraceEvent::Boot);
     let spec = spec_of(&world, p).clone();
-    if spec.start_ms > 0 {
-        // A standby: it starts later (during the chaos phase, as validated).
+    if spec.start_ms > 0 && world.phase() == Phase::Chaos {
+        // A standby: it starts later (during the chaos phase, as validated;
+        // booted again by the heal after a crash, it finds the workload over).
         madsim::time::sleep(Duration::from_millis(spec.start_ms)).await;
     }
     // Shared with other processes: fenced, this one was replaced and stops.

@@ -337,7 +337,7 @@ pub const RULES: &[&str] = &[
     "`workload.consumers.assignor`: at least one, no name twice; entries naming the same `group` share at least one",
     "`faults.at_ms` <= `duration_ms`",
     "`faults.min_ms` <= `faults.max_ms`",
-    "`faults.node`: an existing node (`controller` included); `crash`/`restart` not a producer",
+    "`faults.node`: an existing node (`controller` included); `restart` not a producer (a crashed producer stays down until the heal)",
     "`power-loss`, `disk-fault`, `disk-full`, `disk-heal`: only brokers and the controller (clients have no disk)",
     "`power-loss`: exactly one of `node` and `nodes`; `nodes` non-empty, each node at most once",
     "`disk-fault`: at least one of `bit_flip_read`, `bit_flip_write`, `lost_write`, `misdirected_write` above 0",

@@ -747,12 +747,17 @@ fn fault_names_a_missing_broker() {
 }
 
 #[test]
-fn crash_on_a_producer() {
+fn producers_crash_but_do_not_restart() {
+    let producer = format!("{MIN}\n[[workload.producers]]\ntopic = \"orders\"\nrate_per_s = 10\n");
+    let crash = format!("{producer}\n[[faults]]\nat_ms = 1\nverb = \"crash\"\nnode = \"producer-0\"\n");
+    let scenario = Scenario::parse(&crash, "t.toml").expect("parses");
+    assert_eq!(scenario.faults[0].fault.to_string(), "crash producer-0");
     check(
-        &format!("{MIN}\n[[workload.producers]]\ntopic = \"orders\"\nrate_per_s = 10\n\n[[faults]]\nat_ms = 1\nverb = \"crash\"\nnode = \"producer-0\"\n"),
-        17,
+        &format!("{crash}\n[[faults]]\nat_ms = 2\nverb = \"restart\"\nnode = \"producer-0\"\n"),
+        22,
         8,
-        "crash applies to brokers, the controller and consumers, but \"producer-0\" is a producer",
+        "restart applies to brokers, the controller and consumers, but \"producer-0\" is a producer \
+         (a crashed producer stays down until the heal)",
     );
 }
 

@@ -964,13 +964,15 @@ impl Cx<'_> {
 
     /// A node a crash can kill and a restart boot again: a broker, the
     /// controller, or a consumer (a new process that rejoins its group or
-    /// takes its partitions again); not a producer.
+    /// takes its partitions again). A producer can be killed but not
+    /// restarted: a new process would send its values again. It stays down
+    /// until the heal, which boots it to find the workload over.
     fn crashable_node(&self, v: &S<String>, nodes: &Nodes, verb: Verb) -> R<String> {
         let name = v.get_ref();
-        if kind_of(name) == Some(NodeKind::Producer) {
+        if kind_of(name) == Some(NodeKind::Producer) && verb == Verb::Restart {
             let msg = format!(
-                "{} applies to brokers, the controller and consumers, but {name:?} is a producer; {}",
-                verb.name(),
+                "restart applies to brokers, the controller and consumers, but {name:?} is a producer \
+                 (a crashed producer stays down until the heal); {}",
                 nodes.describe(NodeKind::Broker)
             );
             return Err(self.err(v.span(), msg));
