@@ -131,13 +131,18 @@ pub enum Call {
     /// offsets to consume; `transformed` pairs each input value it consumed
     /// with the output value it sent for it in this transaction. Invoked
     /// right after those sends and completed at once: it belongs to the
-    /// transaction and shares its fate.
+    /// transaction and shares its fate. `polled` is the poll op whose
+    /// records the transaction consumed: invoked before the transaction
+    /// began, it is the transaction's read all the same (the checkers take
+    /// it as one, as Kafka's exactly-once makes it).
     TxnOffsets {
         group: TopicName,
         generation: i32,
         member: Option<TopicName>,
         offsets: Vec<(Partition, i64)>,
         transformed: Vec<(Value, Value)>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        polled: Option<u64>,
     },
     /// The drain read `group`'s committed offsets (stable: no transaction
     /// holding one undecided) after every pipeline stopped: a fact, for the

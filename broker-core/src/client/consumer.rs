@@ -225,9 +225,9 @@ struct PartitionState {
     retry_at_ms: u64,
     /// OFFSET_OUT_OF_RANGE or truncation without a reset policy: nothing until `seek()`.
     paused: bool,
-    /// Where the last successful fetch said the readable log ends (the last
-    /// stable offset under read_committed, else the high watermark).
-    fetched_end: Option<Offset>,
+    /// The high watermark the last successful fetch reported (under
+    /// read_committed too: see `caught_up`), and when it was answered.
+    fetched_hw: Option<(Offset, u64)>,
     /// The partition's id under metadata version `tp_version` (version 0,
     /// the default, knows no topics, so `None` is right for it).
     tp: Option<TopicPartition>,
@@ -249,7 +249,7 @@ impl Default for PartitionState {
             buffered: VecDeque::new(),
             retry_at_ms: 0,
             paused: false,
-            fetched_end: None,
+            fetched_hw: None,
             tp: None,
             tp_version: 0,
         }
@@ -369,12 +369,21 @@ impl Consumer {
     }
 
     /// Whether the partition is read to its end as far as the consumer
-    /// knows (Kafka's `currentLag` is 0): it has a position, nothing
-    /// buffered, and its last fetch ended at or before the position.
-    pub fn caught_up(&self, topic: &str, partition: u32) -> bool {
+    /// knows since `since_ms`: it has a position, nothing buffered, and the
+    /// position is at or past the high watermark its last fetch reported,
+    /// which was answered at or after `since_ms` (a fetch answered before
+    /// the last writes knows nothing of them). Under read_committed
+    /// too, unlike Kafka's `currentLag` (measured from the last stable
+    /// offset): a position held at the LSO by a transaction still undecided
+    /// below the high watermark has not read what that transaction's
+    /// marker, when it lands, may make readable. (A read_committed position
+    /// steps over aborted records and markers, so it reaches the high
+    /// watermark once every transaction below it is decided.)
+    pub fn caught_up(&self, topic: &str, partition: u32, since_ms: u64) -> bool {
         self.assigned.get(&(topic.to_string(), partition)).is_some_and(|s| {
             s.buffered.is_empty()
-                && matches!((s.position, s.fetched_end), (Some(position), Some(end)) if position >= end)
+                && matches!((s.position, s.fetched_hw), (Some(position), Some((hw, at_ms)))
+                    if position >= hw && at_ms >= since_ms)
         })
     }
 
@@ -696,10 +705,7 @@ impl Consumer {
             return;
         };
         if answer.error.is_none() && current {
-            state.fetched_end = Some(match isolation {
-                Isolation::ReadCommitted => answer.last_stable_offset,
-                Isolation::ReadUncommitted => answer.high_watermark,
-            });
+            state.fetched_hw = Some((answer.high_watermark, now_ms));
         }
         match answer.error {
             None if current => {

@@ -791,6 +791,25 @@ fn a_read_committed_consumer_reset_to_latest_starts_at_the_lso() {
 }
 
 #[test]
+fn a_read_committed_consumer_held_at_the_lso_has_not_caught_up() {
+    let mut w = txn_world(Isolation::ReadCommitted, 500, 1 << 20);
+    let tp = w.tp(0);
+    write(&mut w.cluster, tp, &[Step::Plain, Step::Write(1), Step::Plain]);
+    w.assign(&[0]);
+    assert_eq!(w.poll(), vec![(0, 0)]);
+    w.poll();
+    assert_eq!(w.c.position(T, 0), Some(Offset(1)), "held at the LSO");
+    assert!(!w.c.caught_up(T, 0, 0), "p1's transaction is undecided below the HW");
+    write(&mut w.cluster, tp, &[Step::Commit(1)]);
+    w.release();
+    assert_eq!(offsets(&poll_all(&mut w)), vec![1, 2]);
+    w.poll();
+    assert_eq!(w.c.position(T, 0), Some(Offset(4)), "past the marker");
+    assert!(w.c.caught_up(T, 0, 0));
+    assert!(!w.c.caught_up(T, 0, u64::MAX), "not by a fetch answered that late");
+}
+
+#[test]
 fn an_aborted_transaction_spanning_fetches_is_skipped_in_each() {
     // 40 bytes: two records of 17 bytes per fetch.
     let mut w = txn_world(Isolation::ReadCommitted, 500, 40);

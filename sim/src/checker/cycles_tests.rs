@@ -60,6 +60,41 @@ fn a_plain_record_between_two_of_a_transactions_records_is_g0() {
     );
 }
 
+/// A pipeline's transaction (process 1) consumes a poll made before it
+/// began — t-0 offset 0, a plain send — and writes t-1 offset 1. Process
+/// 2's transaction wrote t-1 offset 0, then t-0 offset 1: what the pipeline
+/// read was not its latest. With the poll named by the pipeline's
+/// `txn-offsets` op (`named`), the poll is the transaction's read.
+fn consumed_before_it_began(named: bool) -> Script {
+    let mut s = Script::default();
+    s.read_committed(1);
+    s.at(10).send_ok(v(3, 0), 0, 0);
+    let poll = s.at(20).poll(1, &[(0, 0, v(3, 0))]);
+    let b = s.at(21).begin(2);
+    s.at(22).send_ok(v(2, 0), 1, 0);
+    s.at(23).send_ok(v(2, 1), 0, 1);
+    s.at(24).end(b, true, committed());
+    let a = s.at(30).begin(1);
+    s.at(31).send_ok(v(1, 0), 1, 1);
+    if named {
+        s.at(32).consumed(1, poll);
+    }
+    s.at(33).end(a, true, committed());
+    s
+}
+
+#[test]
+fn a_poll_a_pipeline_transaction_consumed_is_the_transactions_read() {
+    assert_eq!(check(&consumed_before_it_began(false)), "", "a poll of its own: no cycle");
+    assert_eq!(
+        check(&consumed_before_it_began(true)),
+        "g-single: a cycle of 2: transaction op 6 (process 1, 30ms..35ms) -[rw t-0: read up to offset 0, next \
+         written at 1]-> transaction op 2 (process 2, 21ms..26ms) -[ww t-1: offset 0 then 1]-> transaction op 6 \
+         (process 1, 30ms..35ms)\n\
+         count g-single = 1\n"
+    );
+}
+
 #[test]
 fn a_write_order_the_same_in_every_partition_is_no_cycle() {
     assert_eq!(check(&two_writers([0, 0, 1, 1])), "");

@@ -8,7 +8,9 @@
 //! ones that a read_committed read observed (they must have committed);
 //! each plain send that was acked or read (a one-write transaction; a
 //! definitely failed one never happened); and each read_committed poll
-//! outside any transaction (a read-only one). Aborted transactions and
+//! outside any transaction (a read-only one). A poll a pipeline's
+//! transaction consumed (its `txn-offsets` op names it) is that
+//! transaction's read, though it came before the transaction began. Aborted transactions and
 //! unobserved unknown-fate ones are left out, their records gaps in the log.
 //!
 //! Edges, per partition, over the offsets observed to hold a node's value

@@ -84,6 +84,7 @@ impl Pipe {
             member: Some("m-1".into()),
             offsets: vec![(at("in", 0), next)],
             transformed: transformed.to_vec(),
+            polled: None,
         };
         self.op(PIPE, call, 0, Outcome::Ok);
     }

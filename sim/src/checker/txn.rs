@@ -59,14 +59,16 @@ pub(crate) struct TxnView<'h> {
     pub(crate) end_asked: Option<&'h Op>,
     /// Its sends, in op order.
     pub(crate) writes: Vec<Write>,
-    /// Its ok polls that returned records (consume-transform-produce), in op order.
+    /// Its ok polls that returned records, in op order: those invoked while
+    /// it was open, and the poll a pipeline's transaction consumed (named by
+    /// its `txn-offsets` op; invoked before the transaction began).
     pub(crate) reads: Vec<OpId>,
 }
 
 impl TxnView<'_> {
     /// Whether an op invoked at `ns` by the same process belongs to it.
     fn holds(&self, ns: u64) -> bool {
-        self.op.invoke_ns <= ns && self.op.complete_ns.is_none_or(|end| ns <= end)
+        holds(self.op, ns)
     }
 
     /// `transaction op 3 (process 1, 10ms..50ms)`: how cycles name it.
@@ -189,6 +191,7 @@ impl<'h> Txns<'h> {
         let mut committed_reads = Vec::new();
         let mut inits = Vec::new();
         let (mut offset_commits, mut group_offsets) = (Vec::new(), Vec::new());
+        let consumed = consumed_polls(history);
         // Per process, its last transaction.
         let mut last: BTreeMap<ProcessId, TxnIndex> = BTreeMap::new();
         for op in &history.ops {
@@ -198,6 +201,9 @@ impl<'h> Txns<'h> {
                 continue;
             }
             let txn = last.get(&op.process).copied().filter(|&t| txns[t].holds(op.invoke_ns));
+            // A poll a pipeline's transaction consumed, invoked before it began.
+            let txn =
+                txn.or_else(|| consumed.binary_search_by_key(&op.id, |&(poll, _)| poll).ok().map(|at| consumed[at].1));
             match (&op.call, &op.outcome) {
                 (Call::Send { value, .. }, outcome) => {
                     writers.push((*value, Writer { send: op.id, txn }));
@@ -210,7 +216,8 @@ impl<'h> Txns<'h> {
                     }
                 }
                 (Call::Poll, Some(Outcome::PollOk { records })) if !records.is_empty() => {
-                    if let Some(t) = txn {
+                    // A consumed poll's transaction comes later in op order.
+                    if let Some(t) = txn.filter(|&t| t < txns.len()) {
                         txns[t].reads.push(op.id);
                     }
                     if is_read_committed(op.process) {
@@ -232,6 +239,10 @@ impl<'h> Txns<'h> {
                 (Call::GroupOffsets { .. }, Some(Outcome::Ok)) => group_offsets.push(op),
                 _ => {}
             }
+        }
+        for &(poll, t) in &consumed {
+            txns[t].reads.push(poll);
+            txns[t].reads.sort_unstable();
         }
         // Unique keys (a send is one op): an unstable sort orders them as a stable one would.
         writers.sort_unstable_by_key(|&(value, writer)| (value, writer.send));
@@ -306,6 +317,40 @@ fn txn_view(op: &Op) -> Option<TxnView<'_>> {
         writes: Vec::new(),
         reads: Vec::new(),
     })
+}
+
+/// Whether an op invoked at `ns` by the process of transaction `txn` belongs to it.
+fn holds(txn: &Op, ns: u64) -> bool {
+    txn.invoke_ns <= ns && txn.complete_ns.is_none_or(|end| ns <= end)
+}
+
+/// (poll op, transaction) for every poll a pipeline's transaction consumed
+/// (its `txn-offsets` op names it), by poll op. Transactions are numbered
+/// as `Txns::build` numbers them: in op order.
+fn consumed_polls(history: &History) -> Vec<(OpId, TxnIndex)> {
+    let mut consumed = Vec::new();
+    // Per process, its last transaction: its index and its op.
+    let mut last: BTreeMap<ProcessId, (TxnIndex, &Op)> = BTreeMap::new();
+    let mut count = 0;
+    for op in &history.ops {
+        match &op.call {
+            Call::Txn { .. } => {
+                last.insert(op.process, (count, op));
+                count += 1;
+            }
+            Call::TxnOffsets { polled: Some(poll), .. } => {
+                let Some(&(t, txn)) = last.get(&op.process) else { continue };
+                // The poll's own process, before the transaction.
+                let polled = history.ops.get(*poll as usize).filter(|p| p.process == op.process && p.id < txn.id);
+                if let (true, Some(polled)) = (holds(txn, op.invoke_ns), polled) {
+                    consumed.push((polled.id, t));
+                }
+            }
+            _ => {}
+        }
+    }
+    consumed.sort_unstable();
+    consumed
 }
 
 /// What the drain processes that read committed read, if there are any.

@@ -95,6 +95,21 @@ impl Script {
         self.history.complete(txn, self.now_ns + 2 * MS, outcome);
     }
 
+    /// A pipeline's sendOffsetsToTransaction by `process` now, naming `poll`
+    /// as the poll its open transaction consumed.
+    pub(super) fn consumed(&mut self, process: ProcessId, poll: u64) {
+        let call = Call::TxnOffsets {
+            group: "g".into(),
+            generation: 1,
+            member: None,
+            offsets: Vec::new(),
+            transformed: Vec::new(),
+            polled: Some(poll),
+        };
+        let op = self.history.invoke(process, self.now_ns, call);
+        self.history.complete(op, self.now_ns, Outcome::Ok);
+    }
+
     pub(super) fn seek(&mut self, process: ProcessId, partition: u32, offset: i64) {
         let call = Call::Seek { partition: part(partition), offset, cause: Default::default() };
         let op = self.history.invoke(process, self.now_ns, call);

@@ -98,8 +98,8 @@ impl ConsumerDriver {
 
     /// One poll operation: returns as soon as records are available, or
     /// empty-handed at `deadline` (or when `stop` says so).
-    /// Returns the records, as the history has them.
-    pub async fn poll_op(&mut self, deadline: Instant, stop: impl Fn(&World) -> bool) -> Vec<Polled> {
+    /// Returns the poll's op and its records, as the history has them.
+    pub async fn poll_op(&mut self, deadline: Instant, stop: impl Fn(&World) -> bool) -> (u64, Vec<Polled>) {
         let mut op = self.world.invoke(self.process, Call::Poll);
         self.moved = false;
         let records = loop {
@@ -122,7 +122,7 @@ impl ConsumerDriver {
         };
         let records: Vec<Polled> = records.into_iter().map(|r| polled(&self.world, r)).collect();
         self.world.complete(op, Outcome::PollOk { records: records.clone() });
-        records
+        (op, records)
     }
 
     /// Waits for one network event or timer and feeds it to the consumer.

@@ -51,7 +51,7 @@ pub async fn run(driver: ConsumerDriver, spec: &ConsumerSpec, group: &GroupSpec)
     // run's end stops them.
     loop {
         g.app_turn().await;
-        let records = g.driver.poll_op(Instant::now() + poll_timeout, |_| false).await;
+        let (_, records) = g.driver.poll_op(Instant::now() + poll_timeout, |_| false).await;
         if records.is_empty() {
             continue;
         }

@@ -112,6 +112,9 @@ pub(super) async fn run(mut g: GroupConsumer<'_>, spec: &ConsumerSpec, pipeline:
     };
     let poll_timeout = Duration::from_millis(spec.poll_timeout_ms);
     let mut empty_polls = 0u32;
+    // When the member first saw the chaos over and every producer done (on
+    // its consumer's clock): only fetches answered since know every input.
+    let mut settled_at_ms: Option<u64> = None;
     let mut owned = g.owned.clone();
     // Like every group member, it goes on to the end of the run (its group
     // must settle); once the pipelines are stopped it only stays a member.
@@ -128,15 +131,22 @@ pub(super) async fn run(mut g: GroupConsumer<'_>, spec: &ConsumerSpec, pipeline:
             owned = g.owned.clone();
             empty_polls = 0;
         }
-        let records = g.driver.poll_op(Instant::now() + poll_timeout, |_| false).await;
+        let (poll, records) = g.driver.poll_op(Instant::now() + poll_timeout, |_| false).await;
         if records.is_empty() {
             empty_polls = empty_polls.saturating_add(1);
-            let settled = t.world.phase() != Phase::Chaos && t.world.all_producers_finished();
-            let read_all = g.owned.iter().all(|tp| {
-                let p = partition_name(&t.world, *tp);
-                g.driver.consumer.caught_up(&p.topic, p.partition)
+            if settled_at_ms.is_none() && t.world.phase() != Phase::Chaos && t.world.all_producers_finished() {
+                settled_at_ms = Some(g.driver.now_ms());
+            }
+            // A fetch answered before the producers' last writes (or while
+            // their transactions' markers were still on the way) knows
+            // nothing of them: caught up only on a fetch answered since.
+            let read_all = settled_at_ms.is_some_and(|since| {
+                g.owned.iter().all(|tp| {
+                    let p = partition_name(&t.world, *tp);
+                    g.driver.consumer.caught_up(&p.topic, p.partition, since)
+                })
             });
-            t.world.pipeline_idle(process, settled && read_all && empty_polls >= IDLE_POLLS);
+            t.world.pipeline_idle(process, read_all && empty_polls >= IDLE_POLLS);
             continue;
         }
         empty_polls = 0;
@@ -155,7 +165,7 @@ pub(super) async fn run(mut g: GroupConsumer<'_>, spec: &ConsumerSpec, pipeline:
             t.rewind(&mut g, consumed).await;
             continue;
         }
-        if !t.transact(&mut g, records, consumed_as).await {
+        if !t.transact(&mut g, poll, records, consumed_as).await {
             t.rewind(&mut g, consumed).await;
         }
         // The checkers give a transaction what its process invokes up to the
@@ -188,10 +198,12 @@ impl Transformer {
         self.producer = super::producer::next_incarnation(&self.world, self.node, &self.config, self.incarnation);
     }
 
-    /// One transaction over `records`. Returns whether it committed.
+    /// One transaction over `records`, which poll op `poll` returned.
+    /// Returns whether it committed.
     async fn transact(
         &mut self,
         g: &mut GroupConsumer<'_>,
+        poll: u64,
         records: Vec<Polled>,
         (generation, member_id): (broker_core::group::GenerationId, Option<broker_core::group::MemberId>),
     ) -> bool {
@@ -251,6 +263,7 @@ impl Transformer {
             member: member_id.as_ref().map(|m| m.0.as_ref().into()),
             offsets: offsets.iter().map(|(tp, o)| (partition_name(&self.world, *tp), o.0)).collect(),
             transformed,
+            polled: Some(poll),
         };
         let op = self.world.invoke(self.process, call);
         self.world.complete(op, Outcome::Ok);
