@@ -7,6 +7,7 @@
 //! history.
 
 use crate::checker::{check_history_timed, Invariant, StageTimes, Stopwatch, Violation};
+use crate::disk::{Disk, DiskStats};
 use crate::nemesis::{Nemesis, RandomNemesis, Undo};
 use crate::node;
 use crate::scenario::Scenario;
@@ -433,7 +434,13 @@ fn judge(
     options: &RunOptions,
     wall: std::time::Instant,
 ) -> RunResult {
+    // The run is over: of the disks only their counters are read from here
+    // on, and their files are the largest thing the checkers do not need.
+    let disk = world.all_disks().map(|(_, d)| d.with(|d| d.stats())).fold(DiskStats::default(), |a, b| a + b);
+    world.all_disks().for_each(|(_, d)| d.with(Disk::release_files));
     let mut history = std::mem::take(&mut *world.history.lock().expect("history lock"));
+    // Its slack (the op vector grows by doubling) is the next largest.
+    history.ops.shrink_to_fit();
     history.drain_processes = vec![world.drain_process()];
     history.ordered_producers = (0..scenario.producer_count())
         .filter(|p| node::producer::promises_order(node::producer::spec_of(world, *p)))
@@ -454,7 +461,10 @@ fn judge(
         .chain(pipeline_processes.iter().copied())
         .collect();
     history.pipelines = pipelines(scenario, world);
-    let (mut report, mut checker_stages) = check_history_timed(&history);
+    // The replica checkers first, so that the replicas' observations (the
+    // records of every leader change and final snapshot) are freed before
+    // the history checkers build their views; their findings are merged
+    // after the history's, as ever.
     let mut clock = Stopwatch::start();
     // Every acknowledging producer's acks are judged: acks=all ones must
     // hold; acks=1 losses are Kafka's documented weakness, which scenarios
@@ -465,9 +475,14 @@ fn judge(
         .chain(pipeline_processes)
         .collect();
     let replication = world.replication.lock().expect("replication lock").finish(acks_all);
-    crate::checker::replicas::merge(&mut report, crate::checker::replicas::check_replicas(&history, &replication));
+    let replica_report = crate::checker::replicas::check_replicas(&history, &replication);
     drop(replication);
     clock.lap("replicas");
+    let replica_laps = clock.laps();
+    let (mut report, mut checker_stages) = check_history_timed(&history);
+    crate::checker::replicas::merge(&mut report, replica_report);
+    checker_stages.extend(replica_laps);
+    let mut clock = Stopwatch::start();
     let recoveries = world.recoveries();
     crate::checker::replicas::merge(&mut report, crate::checker::recovery::check_recoveries(&recoveries));
     clock.lap("recovery");
@@ -500,7 +515,7 @@ fn judge(
             .count() as u64,
         rebalance_pauses_ms: crate::rebalance::partition_pauses_ms(&history),
         group_delivery: report.group_delivery,
-        disk: world.all_disks().map(|(_, d)| d.with(|d| d.stats())).fold(Default::default(), |a, b| a + b),
+        disk,
         trace_hash: format!("{:016x}", trace.hash()),
         sim_seconds: world.sim_seconds(),
         events: trace.events(),

@@ -89,7 +89,15 @@ struct Edge {
     from: u32,
     to: u32,
     dep: Dep,
+    /// Its place in the order edges were found (for an unstable sort that
+    /// keeps the first of equal ones).
+    seq: u32,
     why: Why,
+}
+
+fn push_edge(edges: &mut Vec<Edge>, from: u32, to: u32, dep: Dep, why: Why) {
+    let seq = u32::try_from(edges.len()).expect("fewer than 2^32 edges");
+    edges.push(Edge { from, to, dep, seq, why });
 }
 
 struct Dependencies<'a, 'h> {
@@ -126,13 +134,8 @@ impl<'a, 'h> Dependencies<'a, 'h> {
         }
         deps.reads();
         // One edge per (from, to, kind): the first seen, for the evidence.
-        // (Sorting with the index is unstable-safe and faster than a stable sort.)
-        assert!(deps.edges.len() < u32::MAX as usize, "edge indices are u32");
-        let mut order: Vec<(u32, u32, Dep, u32)> =
-            deps.edges.iter().zip(0..).map(|(e, index)| (e.from, e.to, e.dep, index)).collect();
-        order.sort_unstable();
-        order.dedup_by_key(|&mut (from, to, dep, _)| (from, to, dep));
-        deps.edges = order.into_iter().map(|(_, _, _, index)| deps.edges[index as usize]).collect();
+        deps.edges.sort_unstable_by_key(|e| (e.from, e.to, e.dep, e.seq));
+        deps.edges.dedup_by_key(|e| (e.from, e.to, e.dep));
         deps.edges.dedup_by_key(|e| (e.from, e.to, e.dep));
         deps
     }
@@ -187,7 +190,7 @@ impl<'a, 'h> Dependencies<'a, 'h> {
                 for &(to_offset, to) in pair[1] {
                     if from != to {
                         let why = Why::Ww { partition, from: from_offset, to: to_offset };
-                        self.edges.push(Edge { from, to, dep: Dep::Ww, why });
+                        push_edge(&mut self.edges, from, to, Dep::Ww, why);
                     }
                 }
             }
@@ -226,7 +229,7 @@ impl<'a, 'h> Dependencies<'a, 'h> {
                 let repeat = self.edges.last().is_some_and(|e| (e.from, e.to, e.dep) == (writer, reader, Dep::Wr));
                 if writer != reader && !repeat {
                     let why = Why::Wr { partition, offset: record.offset, value: record.value };
-                    self.edges.push(Edge { from: writer, to: reader, dep: Dep::Wr, why });
+                    push_edge(&mut self.edges, writer, reader, Dep::Wr, why);
                 }
             }
         }
@@ -239,7 +242,7 @@ impl<'a, 'h> Dependencies<'a, 'h> {
             for &(_, writer) in chain[at..].iter().take_while(|(offset, _)| *offset == next) {
                 if writer != reader {
                     let why = Why::Rw { partition, read: highest, next };
-                    self.edges.push(Edge { from: reader, to: writer, dep: Dep::Rw, why });
+                    push_edge(&mut self.edges, reader, writer, Dep::Rw, why);
                 }
             }
         }

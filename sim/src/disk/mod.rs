@@ -202,6 +202,12 @@ impl Disk {
         }
     }
 
+    /// Drops every file's bytes, keeping the counters: for a run that is
+    /// over, whose disks are read no more.
+    pub fn release_files(&mut self) {
+        self.files = BTreeMap::new();
+    }
+
     pub fn used_bytes(&self) -> u64 {
         self.used_bytes
     }
