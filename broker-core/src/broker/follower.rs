@@ -71,14 +71,26 @@ impl Broker {
         by_leader
     }
 
+    /// Whether a fetch or epoch query may go to `leader` now: none in
+    /// flight to it, and no backoff after a failed one.
+    fn leader_ready(&self, leader: BrokerId, now_ms: u64) -> bool {
+        let busy = self.in_flight(|o| {
+            matches!(o, Outstanding::ReplicaFetch { leader: l, .. } | Outstanding::EpochQuery { leader: l, .. } if *l == leader)
+        });
+        !busy && self.fetch_backoff.get(&leader).is_none_or(|&until| now_ms >= until)
+    }
+
     pub(super) fn drive_followers(&mut self, now_ms: u64) {
         let Some(broker_epoch) = self.control.broker_epoch else { return };
+        // Most calls find every leader's fetch in flight (a replica fetch
+        // long-polls): look before building the per-leader lists.
+        let ready = |f: &FollowerState| self.leader_ready(f.leader, now_ms);
+        if !self.replicas.values().any(|r| matches!(&r.role, Role::Follower(f) if ready(f))) {
+            return;
+        }
         let rule = self.truncation_rule();
         for (leader, partitions) in self.followed() {
-            let busy = self.in_flight(|o| {
-                matches!(o, Outstanding::ReplicaFetch { leader: l, .. } | Outstanding::EpochQuery { leader: l, .. } if *l == leader)
-            });
-            if busy || self.fetch_backoff.get(&leader).is_some_and(|&until| now_ms < until) {
+            if !self.leader_ready(leader, now_ms) {
                 continue;
             }
             self.fetch_backoff.remove(&leader);

@@ -591,8 +591,12 @@ impl PartitionLog {
         if from >= end {
             return Ok(Vec::new());
         }
-        // Sized for the common small read; a long one grows as usual.
-        let mut out = Vec::with_capacity(((end.0 - from.0) as usize).min(READ_PRESIZE_RECORDS));
+        // Sized for the common small read (a fetch's byte budget cuts a long
+        // one short); a read without a byte limit (the simulator's
+        // observer reads windows of a replica's log) returns its whole range.
+        let range = (end.0 - from.0) as usize;
+        let presize = if max_bytes == u32::MAX { range } else { range.min(READ_PRESIZE_RECORDS) };
+        let mut out = Vec::with_capacity(presize);
         let mut budget = max_bytes as usize;
         let mut next = from;
         for segment in &self.segments[self.segment_index(from)..] {
