@@ -223,6 +223,7 @@ pub struct Violation {
 }
 
 mod atomicity;
+mod bucket_sort;
 mod corrupt;
 mod cycles;
 #[cfg(test)]

@@ -39,6 +39,7 @@
 //! Near-linear: the drain's records and the pairs are sorted once, by value,
 //! and walked in step.
 
+use super::bucket_sort::sort_by_bucket;
 use super::evidence::{op_label, Findings};
 use super::log_view::{LogView, OpId, PartitionId};
 use super::txn::{OffsetCommit, Txns};
@@ -132,7 +133,9 @@ fn drained_records(view: &LogView<'_>, txns: &Txns<'_>, drain: &[ProcessId]) -> 
             records.push(Record { partition, offset: polled.offset, value: polled.value, read_by: read.op.id });
         }
     }
-    records.sort_unstable_by_key(|r| (r.partition, r.offset, r.value, r.read_by));
+    // By partition first: the drain reads each from its start, in order.
+    let partitions = view.partition_count();
+    sort_by_bucket(&mut records, partitions, |r| r.partition.index(), |r| (r.offset, r.value, r.read_by));
     records.dedup_by_key(|r| (r.partition, r.offset, r.value));
     records
 }

@@ -13,9 +13,13 @@
 //! consumers are judged here: the others may see aborted and open
 //! transactions' records, as Kafka's default isolation allows.
 
+use super::bucket_sort::sort_by_bucket;
 use super::evidence::op_label;
 use super::log_view::{LogView, OpId, PartitionId};
 use super::value_index::ValueIndex;
+
+/// Processes the writers' sort buckets by (more fall back to one sort).
+const PROCESS_BUCKETS: usize = 1 << 10;
 use crate::history::{Call, History, Op, Outcome, Polled, ProcessId, TopicName, Value};
 use std::collections::BTreeMap;
 
@@ -244,8 +248,14 @@ impl<'h> Txns<'h> {
             txns[t].reads.push(poll);
             txns[t].reads.sort_unstable();
         }
-        // Unique keys (a send is one op): an unstable sort orders them as a stable one would.
-        writers.sort_unstable_by_key(|&(value, writer)| (value, writer.send));
+        // Unique keys (a send is one op), so the order is the stable one;
+        // by process first, whose values the history has in counter order.
+        sort_by_bucket(
+            &mut writers,
+            PROCESS_BUCKETS,
+            |&(value, _)| value.process() as usize,
+            |&(value, writer)| (value, writer.send),
+        );
         let drained = drained(history, view, &committed_reads, &is_read_committed);
         let index = ValueIndex::new(&writers, |&(value, _)| value);
         Txns { txns, offset_commits, group_offsets, writers, index, committed_reads, drained, inits }
