@@ -336,6 +336,11 @@ impl Broker {
             }
         } else if let Some(stamp) = producer {
             match r.log.check_producer(stamp, records.len()) {
+                // A plain batch of a producer whose transaction is open
+                // here (Kafka's ProducerAppendInfo refuses it the same way).
+                AppendCheck::Append if !transactional && r.log.producer_state().has_open_txn(stamp.id) => {
+                    return Err(ErrorCode::InvalidTxnState);
+                }
                 AppendCheck::Append => {}
                 AppendCheck::Duplicate { first_offset, last_offset } => {
                     assert_eq!(last_offset.0 - first_offset.0 + 1, records.len() as i64, "a retry of {stamp:?}");

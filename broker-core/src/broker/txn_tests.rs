@@ -93,11 +93,16 @@ impl Harness {
     }
 
     fn produce(&mut self, stamp: ProducerStamp, values: &[u8]) -> Option<ErrorCode> {
+        self.produce_as(stamp, Some(id()), values)
+    }
+
+    /// A batch of `values` from `stamp`'s producer, transactional if it names a transactional id.
+    fn produce_as(&mut self, stamp: ProducerStamp, txn: Option<TransactionalId>, values: &[u8]) -> Option<ErrorCode> {
         let records = values
             .iter()
             .map(|v| Record { key: None, value: Bytes::copy_from_slice(&[*v]), timestamp_ms: 0 })
             .collect();
-        let batch = ProduceBatch { tp: EVENTS, records, producer: Some(stamp), transactional_id: Some(id()) };
+        let batch = ProduceBatch { tp: EVENTS, records, producer: Some(stamp), transactional_id: txn };
         match self.ask(Request::Produce { acks: Acks::All, timeout_ms: 1_000, batches: vec![batch] }) {
             Response::Produce { partitions } => partitions[0].error,
             other => panic!("answered {other:?}"),
@@ -227,6 +232,18 @@ fn a_write_to_a_partition_the_transaction_never_added_is_refused() {
     let p = init(&mut h);
     assert_eq!(h.produce(stamp(p, 0), &[1]), Some(ErrorCode::InvalidTxnState), "KIP-890 part 1");
     assert_eq!(h.fetch(Isolation::ReadUncommitted).0, Vec::<u8>::new(), "nothing was written");
+}
+
+#[test]
+fn a_plain_batch_of_a_producer_whose_transaction_is_open_is_refused() {
+    let mut h = Harness::new();
+    let p = open_two(&mut h);
+    assert_eq!(h.produce_as(stamp(p, 2), None, &[9]), Some(ErrorCode::InvalidTxnState));
+    assert_eq!(h.fetch(Isolation::ReadUncommitted).0, vec![1, 2], "nothing more was written");
+    let end = TxnRequest::EndTxn { transactional_id: id(), producer_id: p.0, epoch: p.1, commit: true };
+    let TxnResponse::EndTxn(Ok(next_epoch)) = h.txn(end) else { panic!("ended") };
+    // Decided: the producer's plain batches are its own business again.
+    assert_eq!(h.produce_as(stamp((p.0, next_epoch), 0), None, &[9]), None);
 }
 
 /// The broker leads `events-0` again, in a newer leader epoch (a failover
