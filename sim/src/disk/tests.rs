@@ -206,3 +206,17 @@ fn a_latency_model_does_not_move_the_fault_draws() {
     };
     assert_eq!(reads(disk()), reads(slow_disk()));
 }
+
+#[test]
+fn reads_are_pure_only_on_a_disk_no_fault_ever_touched_and_without_service_times() {
+    let mut d = disk();
+    assert!(d.reads_are_pure(), "a plain disk");
+    d.set_faults(DiskFaults { misdirected_write: 0.1, ..Default::default() });
+    assert!(!d.reads_are_pure(), "a misdirected write may land on bytes already read");
+    d.set_faults(DiskFaults::default());
+    assert!(!d.reads_are_pure(), "what the fault did stays on the disk");
+    let mut read_flips = disk();
+    read_flips.set_faults(DiskFaults { bit_flip_read: 0.1, ..Default::default() });
+    assert!(!read_flips.reads_are_pure());
+    assert!(!slow_disk().reads_are_pure(), "a read takes simulated time");
+}
