@@ -269,7 +269,7 @@ pub struct Broker {
     /// `__consumer_offsets`, if the layout has it.
     offsets_topic: Option<TopicId>,
     /// Coordinator writes whose outcome is known, not yet handed back.
-    group_writes_done: VecDeque<(WriteId, Result<(), ErrorCode>)>,
+    group_writes_done: VecDeque<(WriteId, Result<Offset, ErrorCode>)>,
     /// The transaction coordinator of the `__transaction_state` partitions
     /// this broker leads, its marker rounds, and verifications in flight.
     txn: txn::TxnSide,

@@ -268,8 +268,9 @@ impl Broker {
                 self.respond(conn, correlation_id, Response::Produce { partitions: answers })
             }
             Requester::Coordinator(write) => {
+                // One batch: where it was appended is its base offset.
                 let result = match answers.iter().find_map(|a| a.error) {
-                    None => Ok(()),
+                    None => Ok(answers.first().map_or(Offset(-1), |a| a.base_offset)),
                     Some(error) => Err(error),
                 };
                 self.group_writes_done.push_back((write, result));

@@ -178,11 +178,12 @@ impl World {
                         self.to_members.push_back((i, id, Response::Group(response)))
                     }
                     CoordinatorOutput::Write { id, records, .. } => {
+                        let base = Offset(self.log.len() as i64);
                         for r in records {
                             let offset = Offset(self.log.len() as i64);
                             self.log.push(StoredRecord::stored(r, offset, LeaderEpoch(0)));
                         }
-                        self.coordinator.write_done(self.now, id, Ok(()));
+                        self.coordinator.write_done(self.now, id, Ok(base));
                     }
                 }
             }

@@ -27,6 +27,8 @@ pub(super) struct World {
     /// While set, the group coordinator's writes wait in `held_writes`.
     pub(super) hold_group_writes: bool,
     held_writes: Vec<WriteId>,
+    /// Group coordinator writes completed: each one's append offset.
+    group_writes: i64,
     next_pid: i64,
     pub(super) now: u64,
     /// Every request each producer sent, in order (producer index, request).
@@ -58,6 +60,7 @@ impl World {
             groups,
             hold_group_writes: false,
             held_writes: vec![],
+            group_writes: 0,
             next_pid: 40,
             now: 0,
             log: vec![],
@@ -146,7 +149,10 @@ impl World {
                 }
                 CoordinatorOutput::Reply { .. } => {}
                 CoordinatorOutput::Write { id, .. } if self.hold_group_writes => self.held_writes.push(id),
-                CoordinatorOutput::Write { id, .. } => self.groups.write_done(self.now, id, Ok(())),
+                CoordinatorOutput::Write { id, .. } => {
+                    self.group_writes += 1;
+                    self.groups.write_done(self.now, id, Ok(Offset(self.group_writes)))
+                }
             }
         }
     }
@@ -155,7 +161,8 @@ impl World {
     pub(super) fn release_group_writes(&mut self, i: usize, p: &mut Producer) {
         self.hold_group_writes = false;
         for id in std::mem::take(&mut self.held_writes) {
-            self.groups.write_done(self.now, id, Ok(()));
+            self.group_writes += 1;
+            self.groups.write_done(self.now, id, Ok(Offset(self.group_writes)));
         }
         self.settle_groups(i, p);
     }

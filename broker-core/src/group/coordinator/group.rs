@@ -19,7 +19,7 @@ use crate::group::api::{
 use crate::group::records::{GroupMetadata, MemberMetadata};
 use crate::group::{Assignment, AssignorKind, GenerationId, GroupId, InstanceId, MemberId, Subscription};
 use crate::protocol::ErrorCode;
-use crate::types::{ProducerId, TopicPartition};
+use crate::types::{Offset, ProducerId, TopicPartition};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -83,10 +83,14 @@ pub(super) struct Group<R> {
     pub sync_write: Option<(WriteId, GenerationId)>,
     /// Committed offsets: applied when their write is durable.
     pub offsets: BTreeMap<TopicPartition, CommittedOffset>,
+    /// Where in `__consumer_offsets` the write behind each of `offsets` was
+    /// appended (its batch's base offset): a committed transaction's offset
+    /// replaces only an older one (Kafka's `olderThan`).
+    pub offsets_appended_at: BTreeMap<TopicPartition, Offset>,
     /// Transactional offset commits written but not yet decided, by
-    /// producer: applied at their transaction's COMMIT marker, dropped at
-    /// its ABORT.
-    pub pending_txn_offsets: BTreeMap<ProducerId, BTreeMap<TopicPartition, CommittedOffset>>,
+    /// producer, each with where it was appended: applied at their
+    /// transaction's COMMIT marker, dropped at its ABORT.
+    pub pending_txn_offsets: BTreeMap<ProducerId, super::PlacedOffsets>,
 }
 
 impl<R: Clone> Group<R> {
@@ -104,7 +108,33 @@ impl<R: Clone> Group<R> {
             initial_delay: None,
             sync_write: None,
             offsets: BTreeMap::new(),
+            offsets_appended_at: BTreeMap::new(),
             pending_txn_offsets: BTreeMap::new(),
+        }
+    }
+
+    /// Plain commits appended at `at` and now durable: they take effect.
+    pub fn commit_offsets(&mut self, offsets: impl IntoIterator<Item = (TopicPartition, CommittedOffset)>, at: Offset) {
+        for (tp, committed) in offsets {
+            self.offsets.insert(tp, committed);
+            self.offsets_appended_at.insert(tp, at);
+        }
+    }
+
+    /// `producer`'s transaction committed: each offset it committed takes
+    /// effect unless the group's offset for that partition was appended
+    /// after it (a plain commit written while the transaction was open
+    /// stands, as in Kafka).
+    pub fn complete_txn_offsets(&mut self, producer: ProducerId, commit: bool) {
+        let Some(pending) = self.pending_txn_offsets.remove(&producer) else { return };
+        if !commit {
+            return;
+        }
+        for (tp, (committed, at)) in pending {
+            if self.offsets_appended_at.get(&tp).is_none_or(|&held| held < at) {
+                self.offsets.insert(tp, committed);
+                self.offsets_appended_at.insert(tp, at);
+            }
         }
     }
 

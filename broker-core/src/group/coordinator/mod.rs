@@ -39,7 +39,7 @@ use super::api::{CommittedOffset, GroupRequest, GroupResponse};
 use super::records::{GroupMetadata, GroupRecord};
 use super::{GroupId, MemberId};
 use crate::protocol::ErrorCode;
-use crate::types::{BatchKind, ProducerEpoch, ProducerId, Record, StoredRecord, TopicPartition};
+use crate::types::{BatchKind, Offset, ProducerEpoch, ProducerId, Record, StoredRecord, TopicPartition};
 use group::Group;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -172,8 +172,11 @@ pub fn partition_for(group: &GroupId, partitions: u32) -> u32 {
     (hash & 0x7fff_ffff) as u32 % partitions
 }
 
+/// Committed offsets, each with where it was appended.
+type PlacedOffsets = BTreeMap<TopicPartition, (CommittedOffset, Offset)>;
+
 /// Transactional offset commits awaiting their marker, by producer and group.
-type TxnOffsets = BTreeMap<ProducerId, BTreeMap<GroupId, BTreeMap<TopicPartition, CommittedOffset>>>;
+type TxnOffsets = BTreeMap<ProducerId, BTreeMap<GroupId, PlacedOffsets>>;
 
 /// What replaying a partition found.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -246,7 +249,8 @@ impl<R: Clone> GroupCoordinator<R> {
         self.owned.insert(partition);
         let mut stats = LoadStats::default();
         let mut metadata: BTreeMap<GroupId, GroupMetadata> = BTreeMap::new();
-        let mut offsets: BTreeMap<GroupId, BTreeMap<TopicPartition, CommittedOffset>> = BTreeMap::new();
+        // Each committed offset with where it was appended.
+        let mut offsets: BTreeMap<GroupId, PlacedOffsets> = BTreeMap::new();
         // Transactional offset commits whose marker is not (yet) in the log.
         let mut pending: TxnOffsets = BTreeMap::new();
         for record in records {
@@ -254,8 +258,15 @@ impl<R: Clone> GroupCoordinator<R> {
             match (record.kind, record.producer) {
                 (BatchKind::Marker(marker), Some(stamp)) => {
                     for (group, committed) in pending.remove(&stamp.id).unwrap_or_default() {
-                        if marker.commit {
-                            offsets.entry(group).or_default().extend(committed);
+                        if !marker.commit {
+                            continue;
+                        }
+                        // Only over an offset appended before it, as live.
+                        let held = offsets.entry(group).or_default();
+                        for (tp, (offset, at)) in committed {
+                            if held.get(&tp).is_none_or(|&(_, held_at)| held_at < at) {
+                                held.insert(tp, (offset, at));
+                            }
                         }
                     }
                     continue;
@@ -272,17 +283,17 @@ impl<R: Clone> GroupCoordinator<R> {
                 }
                 Ok(GroupRecord::Offset { group, tp, committed }) => match (record.kind, record.producer) {
                     (BatchKind::Transactional, Some(stamp)) => {
-                        pending.entry(stamp.id).or_default().entry(group).or_default().insert(tp, committed);
+                        let pending = pending.entry(stamp.id).or_default().entry(group).or_default();
+                        pending.insert(tp, (committed, record.offset));
                     }
                     _ => {
-                        offsets.entry(group).or_default().insert(tp, committed);
+                        offsets.entry(group).or_default().insert(tp, (committed, record.offset));
                     }
                 },
                 Err(_) => stats.bad_records += 1,
             }
         }
-        let mut pending_by_group: BTreeMap<GroupId, BTreeMap<ProducerId, BTreeMap<TopicPartition, CommittedOffset>>> =
-            BTreeMap::new();
+        let mut pending_by_group: BTreeMap<GroupId, BTreeMap<ProducerId, PlacedOffsets>> = BTreeMap::new();
         for (producer, groups) in pending {
             for (group, committed) in groups {
                 pending_by_group.entry(group).or_default().insert(producer, committed);
@@ -299,7 +310,10 @@ impl<R: Clone> GroupCoordinator<R> {
                 Some(m) => Group::loaded(id.clone(), m, now_ms),
                 None => Group::new(id.clone()),
             };
-            group.offsets = offsets.remove(&id).unwrap_or_default();
+            for (tp, (committed, at)) in offsets.remove(&id).unwrap_or_default() {
+                group.offsets.insert(tp, committed);
+                group.offsets_appended_at.insert(tp, at);
+            }
             group.pending_txn_offsets = pending_by_group.remove(&id).unwrap_or_default();
             self.groups.insert(id, group);
             stats.groups += 1;
@@ -359,25 +373,26 @@ impl<R: Clone> GroupCoordinator<R> {
     }
 
     /// A write asked for by [`CoordinatorOutput::Write`] is committed
-    /// (`Ok`) or failed with the produce error the broker got.
-    pub fn write_done(&mut self, now_ms: u64, id: WriteId, result: Result<(), ErrorCode>) {
+    /// (`Ok`, with where it was appended: its batch's base offset) or
+    /// failed with the produce error the broker got.
+    pub fn write_done(&mut self, now_ms: u64, id: WriteId, result: Result<Offset, ErrorCode>) {
         self.out.now_ms = now_ms;
         let Some(kind) = self.out.writes.remove(&id) else { return };
         let result = result.map_err(coordinator_error);
         match kind {
             WriteKind::Metadata { group } => {
                 if let Some(g) = self.groups.get_mut(&group) {
-                    g.sync_written(now_ms, &self.config, id, result, &mut self.out);
+                    g.sync_written(now_ms, &self.config, id, result.map(|_| ()), &mut self.out);
                 }
             }
             WriteKind::Offsets { group, reply, offsets } => {
                 let error = match (result, self.groups.get_mut(&group)) {
-                    (Ok(()), Some(g)) => {
-                        g.offsets.extend(offsets.iter().copied());
+                    (Ok(at), Some(g)) => {
+                        g.commit_offsets(offsets.iter().copied(), at);
                         None
                     }
                     // Written, but the group moved meanwhile: the new coordinator replays it.
-                    (Ok(()), None) => None,
+                    (Ok(_), None) => None,
                     (Err(e), _) => Some(e),
                 };
                 let partitions = offsets.iter().map(|(tp, _)| (*tp, error)).collect();
@@ -385,11 +400,12 @@ impl<R: Clone> GroupCoordinator<R> {
             }
             WriteKind::TxnOffsets { group, reply, producer_id, offsets } => {
                 let error = match (result, self.groups.get_mut(&group)) {
-                    (Ok(()), Some(g)) => {
-                        g.pending_txn_offsets.entry(producer_id).or_default().extend(offsets.iter().copied());
+                    (Ok(at), Some(g)) => {
+                        let pending = g.pending_txn_offsets.entry(producer_id).or_default();
+                        pending.extend(offsets.iter().map(|&(tp, committed)| (tp, (committed, at))));
                         None
                     }
-                    (Ok(()), None) => None,
+                    (Ok(_), None) => None,
                     (Err(e), _) => Some(e),
                 };
                 let partitions = offsets.iter().map(|(tp, _)| (*tp, error)).collect();
@@ -411,11 +427,7 @@ impl<R: Clone> GroupCoordinator<R> {
             if partition_for(id, offsets_topic_partitions) != partition {
                 continue;
             }
-            if let Some(offsets) = group.pending_txn_offsets.remove(&producer_id) {
-                if commit {
-                    group.offsets.extend(offsets);
-                }
-            }
+            group.complete_txn_offsets(producer_id, commit);
         }
     }
 

@@ -86,9 +86,11 @@ impl Harness {
         self.now = until;
     }
 
-    /// Completes every outstanding write with `result`.
+    /// Completes every outstanding write with `result` (`Ok`: appended at
+    /// the end of the harness's log).
     pub(super) fn complete_writes(&mut self, result: Result<(), ErrorCode>) {
         for (id, _, records, producer) in std::mem::take(&mut self.writes) {
+            let at = Offset(self.log.len() as i64);
             if result.is_ok() {
                 for r in records {
                     let offset = Offset(self.log.len() as i64);
@@ -100,7 +102,7 @@ impl Harness {
                     self.log.push(stored);
                 }
             }
-            self.coord.write_done(self.now, id, result);
+            self.coord.write_done(self.now, id, result.map(|()| at));
             self.drain();
         }
     }

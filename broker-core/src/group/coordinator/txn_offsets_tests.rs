@@ -158,3 +158,37 @@ fn a_new_coordinator_replays_decided_and_undecided_transactional_commits() {
     h.coord = third;
     assert_eq!(h.fetch_stable(), Ok(None));
 }
+
+/// A transactional commit of 9, then a plain commit of 5 appended after it
+/// and before the marker (`plain_after`), or the other way round.
+fn plain_and_transactional(plain_after: bool) -> Harness {
+    let mut h = Harness::new();
+    let (leader, _) = h.stable_pair();
+    if !plain_after {
+        h.commit(Some(&leader), GenerationId(1), 5);
+        h.complete_writes(Ok(()));
+    }
+    h.txn_commit(Some(&leader), GenerationId(1), 9);
+    h.complete_writes(Ok(()));
+    if plain_after {
+        h.commit(Some(&leader), GenerationId(1), 5);
+        h.complete_writes(Ok(()));
+    }
+    h.marker(true);
+    h
+}
+
+#[test]
+fn a_committed_transaction_keeps_a_plain_commit_appended_after_its_own() {
+    // Kafka's `olderThan`: the later append stands, live and at replay.
+    let config = GroupConfig { offsets_topic_partitions: 4, ..GroupConfig::default() };
+    for (plain_after, expected) in [(true, 5), (false, 9)] {
+        let mut h = plain_and_transactional(plain_after);
+        assert_eq!(h.fetched().map(|c| c.offset), Some(Offset(expected)), "plain after: {plain_after}");
+        let partition = h.coord.partition_for(&group());
+        let mut next: GroupCoordinator<u64> = GroupCoordinator::new(config.clone(), 2, false);
+        next.load(100, partition, &h.log);
+        h.coord = next;
+        assert_eq!(h.fetched().map(|c| c.offset), Some(Offset(expected)), "replayed, plain after: {plain_after}");
+    }
+}
