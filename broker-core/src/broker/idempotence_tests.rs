@@ -111,12 +111,7 @@ fn the_planted_bug_makes_a_new_leader_forget_its_producers() {
 
 /// Hands the broker an image in which it leads partition 0 in a newer epoch.
 fn lead_again(b: &mut Broker) {
-    let mut image = MetadataImage::initial(&layout());
-    image.version += 10;
-    let state = image.partitions.get_mut(&T0).expect("partition 0");
-    state.leader_epoch = state.leader_epoch.next();
-    state.partition_epoch += 1;
-    b.apply_image(1_000, image);
+    b.apply_image(1_000, super::tests::image_leading_again(&layout(), T0));
     drain(b);
 }
 

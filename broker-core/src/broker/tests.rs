@@ -271,3 +271,14 @@ fn fetch_skips_record_plant_drops_records_sometimes_and_only_then() {
     let skipped = run(Plants::none().with(Plant::FetchSkipsRecord));
     assert!(skipped > 0 && skipped < 50, "skipped {skipped} of 200");
 }
+
+/// An image of `layout` in which the broker leading `tp` leads it again in a
+/// newer leader epoch (a failover back to it, as far as the partition can tell).
+pub(super) fn image_leading_again(layout: &ClusterLayout, tp: TopicPartition) -> MetadataImage {
+    let mut image = MetadataImage::initial(layout);
+    image.version += 10;
+    let state = image.partitions.get_mut(&tp).expect("a partition of the layout");
+    state.leader_epoch = state.leader_epoch.next();
+    state.partition_epoch += 1;
+    image
+}

@@ -249,12 +249,7 @@ fn a_plain_batch_of_a_producer_whose_transaction_is_open_is_refused() {
 /// The broker leads `events-0` again, in a newer leader epoch (a failover
 /// back to it, as far as the partition can tell).
 fn lead_events_again(h: &mut Harness) {
-    let mut image = MetadataImage::initial(&layout());
-    image.version += 10;
-    let state = image.partitions.get_mut(&EVENTS).expect("events-0");
-    state.leader_epoch = state.leader_epoch.next();
-    state.partition_epoch += 1;
-    h.b.apply_image(h.now, image);
+    h.b.apply_image(h.now, super::tests::image_leading_again(&layout(), EVENTS));
     std::iter::from_fn(|| h.b.poll_output()).for_each(drop);
 }
 

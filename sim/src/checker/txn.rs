@@ -205,9 +205,6 @@ impl<'h> Txns<'h> {
                 continue;
             }
             let txn = last.get(&op.process).copied().filter(|&t| txns[t].holds(op.invoke_ns));
-            // A poll a pipeline's transaction consumed, invoked before it began.
-            let txn =
-                txn.or_else(|| consumed.binary_search_by_key(&op.id, |&(poll, _)| poll).ok().map(|at| consumed[at].1));
             match (&op.call, &op.outcome) {
                 (Call::Send { value, .. }, outcome) => {
                     writers.push((*value, Writer { send: op.id, txn }));
@@ -220,10 +217,15 @@ impl<'h> Txns<'h> {
                     }
                 }
                 (Call::Poll, Some(Outcome::PollOk { records })) if !records.is_empty() => {
-                    // A consumed poll's transaction comes later in op order.
-                    if let Some(t) = txn.filter(|&t| t < txns.len()) {
+                    // A poll a pipeline's transaction consumed, invoked before
+                    // it began, is that transaction's: it comes later in op
+                    // order (its reads are completed after this walk).
+                    let consumed_by =
+                        consumed.binary_search_by_key(&op.id, |&(poll, _)| poll).ok().map(|at| consumed[at].1);
+                    if let (Some(t), None) = (txn, consumed_by) {
                         txns[t].reads.push(op.id);
                     }
+                    let txn = consumed_by.or(txn);
                     if is_read_committed(op.process) {
                         committed_reads.push(CommittedRead { op, txn, records });
                     }

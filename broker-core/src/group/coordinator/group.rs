@@ -81,16 +81,14 @@ pub(super) struct Group<R> {
     pub initial_delay: Option<(u64, bool)>,
     /// The leader's assignment being written, and the generation it is for.
     pub sync_write: Option<(WriteId, GenerationId)>,
-    /// Committed offsets: applied when their write is durable.
-    pub offsets: BTreeMap<TopicPartition, CommittedOffset>,
-    /// Where in `__consumer_offsets` the write behind each of `offsets` was
-    /// appended (its batch's base offset): a committed transaction's offset
-    /// replaces only an older one (Kafka's `olderThan`).
-    pub offsets_appended_at: BTreeMap<TopicPartition, Offset>,
+    /// Committed offsets, applied when their write is durable, each with
+    /// where in `__consumer_offsets` it was appended (its batch's base
+    /// offset): a committed transaction's offset replaces only an older one.
+    pub offsets: PlacedOffsets,
     /// Transactional offset commits written but not yet decided, by
     /// producer, each with where it was appended: applied at their
     /// transaction's COMMIT marker, dropped at its ABORT.
-    pub pending_txn_offsets: BTreeMap<ProducerId, super::PlacedOffsets>,
+    pub pending_txn_offsets: BTreeMap<ProducerId, PlacedOffsets>,
 }
 
 impl<R: Clone> Group<R> {
@@ -108,33 +106,20 @@ impl<R: Clone> Group<R> {
             initial_delay: None,
             sync_write: None,
             offsets: BTreeMap::new(),
-            offsets_appended_at: BTreeMap::new(),
             pending_txn_offsets: BTreeMap::new(),
         }
     }
 
     /// Plain commits appended at `at` and now durable: they take effect.
     pub fn commit_offsets(&mut self, offsets: impl IntoIterator<Item = (TopicPartition, CommittedOffset)>, at: Offset) {
-        for (tp, committed) in offsets {
-            self.offsets.insert(tp, committed);
-            self.offsets_appended_at.insert(tp, at);
-        }
+        self.offsets.extend(offsets.into_iter().map(|(tp, committed)| (tp, (committed, at))));
     }
 
-    /// `producer`'s transaction committed: each offset it committed takes
-    /// effect unless the group's offset for that partition was appended
-    /// after it (a plain commit written while the transaction was open
-    /// stands, as in Kafka).
+    /// `producer`'s transaction ended: at COMMIT its offsets take effect (see
+    /// [`apply_committed_txn`]), at ABORT they are dropped.
     pub fn complete_txn_offsets(&mut self, producer: ProducerId, commit: bool) {
-        let Some(pending) = self.pending_txn_offsets.remove(&producer) else { return };
-        if !commit {
-            return;
-        }
-        for (tp, (committed, at)) in pending {
-            if self.offsets_appended_at.get(&tp).is_none_or(|&held| held < at) {
-                self.offsets.insert(tp, committed);
-                self.offsets_appended_at.insert(tp, at);
-            }
+        if let Some(pending) = self.pending_txn_offsets.remove(&producer).filter(|_| commit) {
+            apply_committed_txn(&mut self.offsets, pending);
         }
     }
 
@@ -734,5 +719,20 @@ impl<R: Clone> Group<R> {
             })
             .collect();
         GroupMetadata { generation: self.generation, protocol, leader: self.leader.clone(), members }
+    }
+}
+
+/// Committed offsets by partition, each with where it was appended.
+pub type PlacedOffsets = BTreeMap<TopicPartition, (CommittedOffset, Offset)>;
+
+/// A committed transaction's offsets take effect in `held`, each unless the
+/// offset held for its partition was appended after it: a plain commit
+/// written while the transaction was open stands (Kafka's `olderThan`).
+/// Live and at load alike.
+pub fn apply_committed_txn(held: &mut PlacedOffsets, committed: PlacedOffsets) {
+    for (tp, (offset, at)) in committed {
+        if held.get(&tp).is_none_or(|&(_, held_at)| held_at < at) {
+            held.insert(tp, (offset, at));
+        }
     }
 }

@@ -40,7 +40,7 @@ use super::records::{GroupMetadata, GroupRecord};
 use super::{GroupId, MemberId};
 use crate::protocol::ErrorCode;
 use crate::types::{BatchKind, Offset, ProducerEpoch, ProducerId, Record, StoredRecord, TopicPartition};
-use group::Group;
+use group::{Group, PlacedOffsets};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// The coordinator's settings (Kafka's `group.*` and `offsets.*` broker configs).
@@ -172,9 +172,6 @@ pub fn partition_for(group: &GroupId, partitions: u32) -> u32 {
     (hash & 0x7fff_ffff) as u32 % partitions
 }
 
-/// Committed offsets, each with where it was appended.
-type PlacedOffsets = BTreeMap<TopicPartition, (CommittedOffset, Offset)>;
-
 /// Transactional offset commits awaiting their marker, by producer and group.
 type TxnOffsets = BTreeMap<ProducerId, BTreeMap<GroupId, PlacedOffsets>>;
 
@@ -258,15 +255,8 @@ impl<R: Clone> GroupCoordinator<R> {
             match (record.kind, record.producer) {
                 (BatchKind::Marker(marker), Some(stamp)) => {
                     for (group, committed) in pending.remove(&stamp.id).unwrap_or_default() {
-                        if !marker.commit {
-                            continue;
-                        }
-                        // Only over an offset appended before it, as live.
-                        let held = offsets.entry(group).or_default();
-                        for (tp, (offset, at)) in committed {
-                            if held.get(&tp).is_none_or(|&(_, held_at)| held_at < at) {
-                                held.insert(tp, (offset, at));
-                            }
+                        if marker.commit {
+                            group::apply_committed_txn(offsets.entry(group).or_default(), committed);
                         }
                     }
                     continue;
@@ -310,10 +300,7 @@ impl<R: Clone> GroupCoordinator<R> {
                 Some(m) => Group::loaded(id.clone(), m, now_ms),
                 None => Group::new(id.clone()),
             };
-            for (tp, (committed, at)) in offsets.remove(&id).unwrap_or_default() {
-                group.offsets.insert(tp, committed);
-                group.offsets_appended_at.insert(tp, at);
-            }
+            group.offsets = offsets.remove(&id).unwrap_or_default();
             group.pending_txn_offsets = pending_by_group.remove(&id).unwrap_or_default();
             self.groups.insert(id, group);
             stats.groups += 1;

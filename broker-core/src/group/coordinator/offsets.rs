@@ -126,8 +126,8 @@ pub(super) fn fetch<R: Clone>(group: Option<&Group<R>>, req: &OffsetFetch) -> Gr
     let offsets = match (group, &req.partitions) {
         (None, None) => Vec::new(),
         (None, Some(tps)) => tps.iter().map(|tp| (*tp, None)).collect(),
-        (Some(g), None) => g.offsets.iter().map(|(tp, c)| (*tp, Some(*c))).collect(),
-        (Some(g), Some(tps)) => tps.iter().map(|tp| (*tp, g.offsets.get(tp).copied())).collect(),
+        (Some(g), None) => g.offsets.iter().map(|(tp, &(c, _))| (*tp, Some(c))).collect(),
+        (Some(g), Some(tps)) => tps.iter().map(|tp| (*tp, g.offsets.get(tp).map(|&(c, _)| c))).collect(),
     };
     GroupResponse::OffsetFetch { error: None, offsets }
 }
