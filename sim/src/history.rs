@@ -99,14 +99,14 @@ pub enum Call {
     /// A group member completed a rebalance: it is `member` in `generation`
     /// of `group` and owns `partitions` (everything it owns now). A fact,
     /// recorded as a zero-length operation when the member learns it.
-    Joined { group: TopicName, generation: i32, member: TopicName, partitions: Vec<Partition> },
+    Joined(Box<Joined>),
     /// A group member stopped owning `partitions`: revoked (it committed
     /// what it processed first, as the mode says) or `lost` (it learned it
     /// was fenced or left; nothing may be committed for them).
     Revoked { group: TopicName, partitions: Vec<Partition>, lost: bool },
     /// A group member commits next offsets to consume, under the generation
     /// and member id it holds (`None`: outside any generation).
-    Commit { group: TopicName, generation: i32, member: Option<TopicName>, offsets: Vec<(Partition, i64)> },
+    Commit(Box<Commit>),
     /// A group member processes records it polled: invoked when processing
     /// starts, completed when it is done (a crash in between leaves it
     /// unfinished: not processed).
@@ -135,15 +135,7 @@ pub enum Call {
     /// records the transaction consumed: invoked before the transaction
     /// began, it is the transaction's read all the same (the checkers take
     /// it as one, as Kafka's exactly-once makes it).
-    TxnOffsets {
-        group: TopicName,
-        generation: i32,
-        member: Option<TopicName>,
-        offsets: Vec<(Partition, i64)>,
-        transformed: Vec<(Value, Value)>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        polled: Option<u64>,
-    },
+    TxnOffsets(Box<TxnOffsets>),
     /// The drain read `group`'s committed offsets (stable: no transaction
     /// holding one undecided) after every pipeline stopped: a fact, for the
     /// exactly-once-pipeline checker.
@@ -154,6 +146,40 @@ pub enum Call {
     /// zero-length operation when the producer learns it (`zombie-fenced`
     /// judges older incarnations' commits against its time).
     ProducerInit { transactional_id: TopicName, producer_id: i64, epoch: i16 },
+}
+
+// The rare, large calls are boxed so that every `Op` (most are sends) stays
+// small: the history is the run's largest structure. Serialized, a boxed
+// call's fields sit beside its tag exactly as a struct variant's would.
+
+/// `Call::Joined`'s fields.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Joined {
+    pub group: TopicName,
+    pub generation: i32,
+    pub member: TopicName,
+    pub partitions: Vec<Partition>,
+}
+
+/// `Call::Commit`'s fields.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Commit {
+    pub group: TopicName,
+    pub generation: i32,
+    pub member: Option<TopicName>,
+    pub offsets: Vec<(Partition, i64)>,
+}
+
+/// `Call::TxnOffsets`'s fields.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TxnOffsets {
+    pub group: TopicName,
+    pub generation: i32,
+    pub member: Option<TopicName>,
+    pub offsets: Vec<(Partition, i64)>,
+    pub transformed: Vec<(Value, Value)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub polled: Option<u64>,
 }
 
 /// What a transaction's application meant to do when it was done.
@@ -317,5 +343,34 @@ impl History {
             Event::Invoke { time_ns, .. } | Event::Complete { time_ns, .. } => *time_ns,
         });
         events
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Most ops are sends, and the history is a run's largest structure:
+    /// a large call must go behind a box rather than widen every op.
+    #[test]
+    fn an_op_stays_small() {
+        assert!(std::mem::size_of::<Op>() <= 136, "Op is {} bytes", std::mem::size_of::<Op>());
+    }
+
+    /// A boxed call serializes exactly as a struct variant: its fields beside the tag.
+    #[test]
+    fn a_boxed_call_keeps_its_json_shape() {
+        let call = Call::Commit(Box::new(Commit {
+            group: "g".into(),
+            generation: 3,
+            member: None,
+            offsets: vec![(Partition { topic: "t".into(), partition: 1 }, 7)],
+        }));
+        let json = serde_json::to_string(&call).expect("serializes");
+        assert_eq!(
+            json,
+            r#"{"f":"commit","group":"g","generation":3,"member":null,"offsets":[[{"topic":"t","partition":1},7]]}"#
+        );
+        assert_eq!(serde_json::from_str::<Call>(&json).expect("parses"), call);
     }
 }

@@ -29,7 +29,8 @@ pub fn partition_pauses_ms(history: &History) -> BTreeMap<String, Vec<u64>> {
     for op in ops {
         let now = op.invoke_ns;
         match &op.call {
-            Call::Joined { group, partitions, .. } => {
+            Call::Joined(joined) => {
+                let (group, partitions) = (&joined.group, &joined.partitions);
                 let before = owned_by.insert(op.process, partitions.iter().collect()).unwrap_or_default();
                 for p in before.into_iter().filter(|p| !partitions.contains(p)) {
                     give_up(&mut owners, &mut since, (group, p), op.process, now);
@@ -127,7 +128,17 @@ mod tests {
 
     fn joined(h: &mut History, process: ProcessId, ms: u64, partitions: &[u32]) {
         let partitions = partitions.iter().map(|&partition| Partition { topic: "t".into(), partition }).collect();
-        fact(h, process, ms, Call::Joined { group: "g".into(), generation: 0, member: "m".into(), partitions });
+        fact(
+            h,
+            process,
+            ms,
+            Call::Joined(Box::new(crate::history::Joined {
+                group: "g".into(),
+                generation: 0,
+                member: "m".into(),
+                partitions,
+            })),
+        );
     }
 
     fn revoked(h: &mut History, process: ProcessId, ms: u64, partitions: &[u32]) {

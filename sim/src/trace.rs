@@ -123,7 +123,8 @@ impl Trace {
                         SeekCause::Committed => h.write_u8(3),
                     }
                 }
-                Call::Joined { generation, partitions, .. } => {
+                Call::Joined(joined) => {
+                    let crate::history::Joined { generation, partitions, .. } = &**joined;
                     h.write_u8(5);
                     h.write_i32(*generation);
                     partitions.iter().for_each(|p| h.write_u32(p.partition));
@@ -133,7 +134,8 @@ impl Trace {
                     h.write_u8(u8::from(*lost));
                     partitions.iter().for_each(|p| h.write_u32(p.partition));
                 }
-                Call::Commit { generation, offsets, .. } => {
+                Call::Commit(commit) => {
+                    let crate::history::Commit { generation, offsets, .. } = &**commit;
                     h.write_u8(7);
                     h.write_i32(*generation);
                     offsets.iter().for_each(|(p, o)| {
@@ -155,7 +157,8 @@ impl Trace {
                     h.write_u8(10);
                     h.write_u8(u8::from(*commit));
                 }
-                Call::TxnOffsets { generation, offsets, transformed, .. } => {
+                Call::TxnOffsets(commit) => {
+                    let crate::history::TxnOffsets { generation, offsets, transformed, .. } = &**commit;
                     h.write_u8(11);
                     h.write_i32(*generation);
                     offsets.iter().for_each(|(p, o)| {

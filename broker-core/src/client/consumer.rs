@@ -962,7 +962,16 @@ fn take_from(state: &mut PartitionState, max: usize, out: &mut Vec<ConsumedRecor
             }
         }
     }
+    // A queue never gives back its capacity, and one large fetch (a lagging
+    // consumer gets up to max.partition.fetch.bytes) would otherwise pin
+    // that much memory per partition for the rest of the run.
+    if state.buffered.is_empty() && state.buffered.capacity() > RETAINED_BUFFER_CAPACITY {
+        state.buffered = VecDeque::new();
+    }
 }
+
+/// Buffered records a drained partition keeps room for (a typical fetch's worth).
+const RETAINED_BUFFER_CAPACITY: usize = 256;
 
 #[path = "read_committed.rs"]
 mod read_committed;

@@ -83,10 +83,18 @@ const NONE: u32 = u32::MAX;
 impl Graph {
     /// `edges` as (from, to, dependency). A self-loop is dropped: a
     /// transaction depending on itself is no anomaly.
+    #[cfg(test)]
     pub(crate) fn new(nodes: usize, edges: &[(u32, u32, Dep)]) -> Graph {
+        Graph::from_edges(nodes, edges, |&edge| edge)
+    }
+
+    /// The same, over any list of edges that `key` reads as (from, to,
+    /// dependency): the caller's own edges, not a copy of them (on a large
+    /// history the copy was the cycle checker's memory peak).
+    pub(crate) fn from_edges<E>(nodes: usize, edges: &[E], key: impl Fn(&E) -> (u32, u32, Dep)) -> Graph {
         assert!(nodes < NONE as usize && edges.len() < NONE as usize, "graph indices are u32");
         let mut start = vec![0u32; nodes + 1];
-        for &(from, to, _) in edges.iter().filter(|e| e.0 != e.1) {
+        for (from, to, _) in edges.iter().map(&key).filter(|e| e.0 != e.1) {
             assert!((from as usize) < nodes && (to as usize) < nodes, "edge {from} -> {to} outside {nodes} nodes");
             start[from as usize + 1] += 1;
         }
@@ -95,7 +103,7 @@ impl Graph {
         }
         let mut next = start.clone();
         let mut out = vec![Out { to: 0, dep: Dep::Ww, edge: 0 }; start[nodes] as usize];
-        for (index, &(from, to, dep)) in edges.iter().enumerate().filter(|(_, e)| e.0 != e.1) {
+        for (index, (from, to, dep)) in edges.iter().map(&key).enumerate().filter(|(_, e)| e.0 != e.1) {
             let slot = &mut next[from as usize];
             out[*slot as usize] = Out { to, dep, edge: index as u32 };
             *slot += 1;

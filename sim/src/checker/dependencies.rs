@@ -55,8 +55,8 @@ pub(crate) fn check(
         return;
     }
     let deps = Dependencies::build(history, view, txns, visibility);
-    let edges: Vec<(u32, u32, Dep)> = deps.edges.iter().map(|e| (e.from, e.to, e.dep)).collect();
-    for cycle in cycles::find(&Graph::new(deps.nodes.len(), &edges)) {
+    let graph = Graph::from_edges(deps.nodes.len(), &deps.edges, |e| (e.from, e.to, e.dep));
+    for cycle in cycles::find(&graph) {
         let invariant = match cycle.anomaly {
             Anomaly::G0 => Invariant::G0,
             Anomaly::G1c => Invariant::G1c,

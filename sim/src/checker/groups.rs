@@ -125,7 +125,8 @@ fn collect(history: &History) -> Collected<'_> {
     let mut group_of: BTreeMap<ProcessId, &TopicName> = BTreeMap::new();
     for op in &history.ops {
         match &op.call {
-            Call::Joined { group, generation, partitions, .. } => {
+            Call::Joined(joined) => {
+                let crate::history::Joined { group, generation, partitions, .. } = &**joined;
                 group_of.insert(op.process, group);
                 let g = groups.entry(group).or_default();
                 g.membership_ops.entry(op.process).or_default().push(op);
@@ -135,7 +136,8 @@ fn collect(history: &History) -> Collected<'_> {
                 let g = groups.entry(group).or_default();
                 g.membership_ops.entry(op.process).or_default().push(op);
             }
-            Call::Commit { group, generation, offsets, .. } => {
+            Call::Commit(commit) => {
+                let crate::history::Commit { group, generation, offsets, .. } = &**commit;
                 group_of.insert(op.process, group);
                 let g = groups.entry(group).or_default();
                 g.commit_ops.push(op);
@@ -204,7 +206,8 @@ fn no_stale_commit(history: &History, name: &TopicName, group: &Group, findings:
         }
     }
     for op in &group.commit_ops {
-        let Call::Commit { generation, member, .. } = &op.call else { continue };
+        let Call::Commit(commit) = &op.call else { continue };
+        let crate::history::Commit { generation, member, .. } = &**commit;
         if op.outcome != Some(Outcome::Ok) || *generation < 0 {
             continue;
         }
@@ -285,7 +288,7 @@ fn released_at(group: &Group, a: &Joined, partition: &Partition) -> Option<u64> 
     let after = ops.partition_point(|op| op.id <= a.op.id);
     ops[after..].iter().find_map(|op| match &op.call {
         Call::Revoked { partitions, .. } if partitions.contains(partition) => Some(op.invoke_ns),
-        Call::Joined { partitions, .. } if !partitions.contains(partition) => Some(op.invoke_ns),
+        Call::Joined(joined) if !joined.partitions.contains(partition) => Some(op.invoke_ns),
         _ => None,
     })
 }

@@ -27,7 +27,10 @@ impl Script {
     fn joined(&mut self, process: ProcessId, generation: i32, partitions: &[u32]) {
         let partitions = partitions.iter().map(|&p| part(p)).collect();
         let member = format!("m{process}").as_str().into();
-        self.fact(process, Call::Joined { group: "g".into(), generation, member, partitions });
+        self.fact(
+            process,
+            Call::Joined(Box::new(crate::history::Joined { group: "g".into(), generation, member, partitions })),
+        );
     }
 
     fn revoked(&mut self, process: ProcessId, partitions: &[u32], lost: bool) {
@@ -38,7 +41,12 @@ impl Script {
     /// A commit invoked now and completed `takes_ms` later with `outcome`.
     fn commit(&mut self, process: ProcessId, generation: i32, partition: u32, offset: i64, takes_ms: u64, ok: bool) {
         let member = Some(format!("m{process}").as_str().into());
-        let call = Call::Commit { group: "g".into(), generation, member, offsets: vec![(part(partition), offset)] };
+        let call = Call::Commit(Box::new(crate::history::Commit {
+            group: "g".into(),
+            generation,
+            member,
+            offsets: vec![(part(partition), offset)],
+        }));
         let op = self.history.invoke(process, self.now_ns, call);
         let outcome = if ok { Outcome::Ok } else { Outcome::CommitFail { error: "ILLEGAL_GENERATION".into() } };
         self.history.complete(op, self.now_ns + takes_ms * MS, outcome);

@@ -101,8 +101,13 @@ impl<'h> LogView<'h> {
                     });
                 }
                 // Invoked is enough: an assign or seek may take effect without an ack.
-                (Call::Assign { partitions: assigned } | Call::Joined { partitions: assigned, .. }, _) => {
+                (Call::Assign { partitions: assigned }, _) => {
                     for partition in assigned {
+                        cursors.reset(op.process, partitions.intern(partition, &mut tallies));
+                    }
+                }
+                (Call::Joined(joined), _) => {
+                    for partition in &joined.partitions {
                         cursors.reset(op.process, partitions.intern(partition, &mut tallies));
                     }
                 }

@@ -66,7 +66,7 @@ struct Origin<'h> {
 impl Origin<'_> {
     fn group(&self) -> &str {
         match &self.commit.op.call {
-            Call::TxnOffsets { group, .. } => group,
+            Call::TxnOffsets(commit) => &commit.group,
             _ => unreachable!("origins come from txn-offsets ops"),
         }
     }
@@ -143,7 +143,7 @@ fn drained_records(view: &LogView<'_>, txns: &Txns<'_>, drain: &[ProcessId]) -> 
 /// The pairs one op transformed (none for any other op).
 fn pairs(op: &Op) -> &[(Value, Value)] {
     match &op.call {
-        Call::TxnOffsets { transformed, .. } => transformed,
+        Call::TxnOffsets(commit) => &commit.transformed,
         _ => &[],
     }
 }
@@ -401,7 +401,7 @@ impl<'s, 'a, 'h> Judge<'s, 'a, 'h> {
             .txns
             .offset_commits()
             .iter()
-            .filter(|commit| matches!(&commit.op.call, Call::TxnOffsets { group: of, .. } if &**of == group))
+            .filter(|commit| matches!(&commit.op.call, Call::TxnOffsets(commit) if &*commit.group == group))
             .flat_map(|&commit| pairs(commit.op).iter().map(move |&(input, output)| Origin { input, output, commit }))
             .filter(|origin| origin.input == input)
             .map(|origin| format!("transformed into {} {}", origin.output, self.by(&origin)))
@@ -415,7 +415,7 @@ impl<'s, 'a, 'h> Judge<'s, 'a, 'h> {
     /// `by op 12 (...) in generation 3 in transaction op 10 (...) of tx-1 (producer 1001, epoch 0), committed`.
     fn by(&self, origin: &Origin<'h>) -> String {
         let generation = match &origin.commit.op.call {
-            Call::TxnOffsets { generation, .. } => *generation,
+            Call::TxnOffsets(commit) => commit.generation,
             _ => unreachable!("origins come from txn-offsets ops"),
         };
         let txn = match origin.commit.txn {

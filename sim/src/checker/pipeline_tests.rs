@@ -78,14 +78,14 @@ impl Pipe {
 
     /// sendOffsetsToTransaction: next offset `next` of in-0, and the transformed pairs.
     fn txn_offsets(&mut self, next: i64, transformed: &[(Value, Value)]) {
-        let call = Call::TxnOffsets {
+        let call = Call::TxnOffsets(Box::new(crate::history::TxnOffsets {
             group: "g".into(),
             generation: 1,
             member: Some("m-1".into()),
             offsets: vec![(at("in", 0), next)],
             transformed: transformed.to_vec(),
             polled: None,
-        };
+        }));
         self.op(PIPE, call, 0, Outcome::Ok);
     }
 

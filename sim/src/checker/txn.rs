@@ -350,7 +350,8 @@ fn consumed_polls(history: &History) -> Vec<(OpId, TxnIndex)> {
                 last.insert(op.process, (count, op));
                 count += 1;
             }
-            Call::TxnOffsets { polled: Some(poll), .. } => {
+            Call::TxnOffsets(commit) if commit.polled.is_some() => {
+                let poll = commit.polled.as_ref().expect("matched");
                 let Some(&(t, txn)) = last.get(&op.process) else { continue };
                 // The poll's own process, before the transaction.
                 let polled = history.ops.get(*poll as usize).filter(|p| p.process == op.process && p.id < txn.id);

@@ -98,14 +98,14 @@ impl Script {
     /// A pipeline's sendOffsetsToTransaction by `process` now, naming `poll`
     /// as the poll its open transaction consumed.
     pub(super) fn consumed(&mut self, process: ProcessId, poll: u64) {
-        let call = Call::TxnOffsets {
+        let call = Call::TxnOffsets(Box::new(crate::history::TxnOffsets {
             group: "g".into(),
             generation: 1,
             member: None,
             offsets: Vec::new(),
             transformed: Vec::new(),
             polled: Some(poll),
-        };
+        }));
         let op = self.history.invoke(process, self.now_ns, call);
         self.history.complete(op, self.now_ns, Outcome::Ok);
     }
@@ -582,7 +582,12 @@ fn a_read_committed_reader_stepping_over_aborted_records_and_a_visible_one_skips
 fn group_around_transactions(outcome: Outcome) -> Script {
     let mut s = transactions_between(outcome);
     let partitions = vec![part(0)];
-    let joined = Call::Joined { group: "g".into(), generation: 1, member: "m5".into(), partitions };
+    let joined = Call::Joined(Box::new(crate::history::Joined {
+        group: "g".into(),
+        generation: 1,
+        member: "m5".into(),
+        partitions,
+    }));
     let op = s.history.invoke(5, 45 * MS, joined);
     s.history.complete(op, 45 * MS, Outcome::Ok);
     let records = [(0, 0, v(2, 0)), (0, 3, v(2, 1))];
@@ -591,8 +596,12 @@ fn group_around_transactions(outcome: Outcome) -> Script {
         records.iter().map(|&(p, offset, value)| Polled { partition: part(p), offset, value }).collect();
     let op = s.history.invoke(5, 52 * MS, Call::Process { records });
     s.history.complete(op, 53 * MS, Outcome::Ok);
-    let commit =
-        Call::Commit { group: "g".into(), generation: 1, member: Some("m5".into()), offsets: vec![(part(0), 6)] };
+    let commit = Call::Commit(Box::new(crate::history::Commit {
+        group: "g".into(),
+        generation: 1,
+        member: Some("m5".into()),
+        offsets: vec![(part(0), 6)],
+    }));
     let op = s.history.invoke(5, 55 * MS, commit);
     s.history.complete(op, 56 * MS, Outcome::Ok);
     s

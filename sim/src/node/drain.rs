@@ -25,6 +25,11 @@ use std::sync::Arc;
 /// How long the drain waits for one ListOffsets answer before asking again.
 const LIST_OFFSETS_RETRY: Duration = Duration::from_secs(1);
 const DRAIN_POLL: Duration = Duration::from_millis(100);
+/// The drain's max.partition.fetch.bytes. It reads every partition from the
+/// start at once, so Kafka's 1 MiB would buffer a megabyte of decoded records
+/// per partition (the run's memory peak); smaller fetches only take more
+/// round trips of simulated time, which the drain has plenty of.
+const DRAIN_PARTITION_FETCH_BYTES: u32 = 64 * 1024;
 
 /// Where the drain stands: per partition, (position reached, end offset if known).
 pub type DrainProgress = BTreeMap<Partition, (i64, Option<i64>)>;
@@ -34,8 +39,12 @@ pub async fn run(world: Arc<World>) {
     // With transactions the drain reads committed: what it must find is what
     // committed, and an aborted or unresolved transaction's records are not.
     let isolation = if world.has_transactions() { Isolation::ReadCommitted } else { Isolation::ReadUncommitted };
-    let config =
-        ConsumerConfig { auto_offset_reset: AutoOffsetReset::Earliest, isolation, ..ConsumerConfig::default() };
+    let config = ConsumerConfig {
+        auto_offset_reset: AutoOffsetReset::Earliest,
+        isolation,
+        max_partition_fetch_bytes: DRAIN_PARTITION_FETCH_BYTES,
+        ..ConsumerConfig::default()
+    };
     let mut driver = ConsumerDriver::start(world.clone(), node, world.drain_process(), config).await;
     let partitions: Vec<TopicPartition> = world.workload_partitions().collect();
     for tp in &partitions {

@@ -114,12 +114,12 @@ impl GroupConsumer<'_> {
         while let Some(event) = self.driver.member_events.pop_front() {
             match event {
                 MemberEvent::Joined { generation, member, assignment, .. } => {
-                    let call = Call::Joined {
+                    let call = Call::Joined(Box::new(crate::history::Joined {
                         group: self.name.clone(),
                         generation: generation.0,
                         member: member.0.as_ref().into(),
                         partitions: self.names(&assignment),
-                    };
+                    }));
                     let op = self.driver.world.invoke(self.driver.process, call);
                     self.driver.world.complete(op, Outcome::Ok);
                     let view = MemberView {
@@ -262,12 +262,12 @@ impl GroupConsumer<'_> {
         }
         let member = self.driver.member.as_ref().expect("a member");
         let (generation, member_id) = (member.generation(), member.member_id().map(|m| m.0.as_ref().into()));
-        let call = Call::Commit {
+        let call = Call::Commit(Box::new(crate::history::Commit {
             group: self.name.clone(),
             generation: generation.0,
             member: member_id,
             offsets: offsets.iter().map(|(tp, o)| (partition_name(&self.driver.world, *tp), o.0)).collect(),
-        };
+        }));
         let op = self.driver.world.invoke(self.driver.process, call);
         let now = self.driver.now_ms();
         // KIP-320 would carry the epoch of the last record consumed; ksim's

@@ -257,14 +257,14 @@ impl Transformer {
             }
         }
         let instance = None;
-        let call = Call::TxnOffsets {
+        let call = Call::TxnOffsets(Box::new(crate::history::TxnOffsets {
             group: g.name.clone(),
             generation: generation.0,
             member: member_id.as_ref().map(|m| m.0.as_ref().into()),
             offsets: offsets.iter().map(|(tp, o)| (partition_name(&self.world, *tp), o.0)).collect(),
             transformed,
             polled: Some(poll),
-        };
+        }));
         let op = self.world.invoke(self.process, call);
         self.world.complete(op, Outcome::Ok);
         if self.producer.transaction_fatal().is_none() {
