@@ -154,22 +154,29 @@ impl Recorder {
     }
 }
 
-/// Records read in windows of this many offsets, so a snapshot of a long log
-/// never holds the broker's full record objects twice.
+/// Records read in windows of this many offsets: a window whose read fails
+/// (a corrupt segment) is dropped, and the read stops there.
 const READ_WINDOW: i64 = 4096;
 
-/// A replica's records in `[from, to)` as the checkers see them.
+/// A replica's records in `[from, to)` as the checkers see them: visited
+/// in the log, never built as the broker's records.
 fn read_records(broker: &Broker, tp: TopicPartition, from: Offset, to: Offset) -> Vec<ReplicaRecord> {
     let mut out = Vec::with_capacity(usize::try_from(to.0.saturating_sub(from.0)).unwrap_or(0));
     let mut start = from;
     while start < to {
         let end = Offset((start.0 + READ_WINDOW).min(to.0));
-        let window = broker.replica_records(tp, start, end);
-        let Some(last) = window.last().map(|r| r.offset) else { break };
-        out.extend(window.iter().filter_map(|r| {
-            let value = Value::from_bytes(&r.value)?;
-            Some(ReplicaRecord { offset: r.offset.0, leader_epoch: r.leader_epoch, value })
-        }));
+        let window_start = out.len();
+        let mut last = None;
+        let read = broker.visit_replica_records(tp, start, end, &mut |offset, leader_epoch, value| {
+            last = Some(offset);
+            if let Some(value) = Value::from_bytes(value) {
+                out.push(ReplicaRecord { offset: offset.0, leader_epoch, value });
+            }
+        });
+        let Some(last) = last.filter(|_| read) else {
+            out.truncate(window_start);
+            break;
+        };
         start = last.next();
     }
     out

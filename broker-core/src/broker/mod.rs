@@ -430,6 +430,23 @@ impl Broker {
         r.log.read(self.storage.as_ref(), from, to, u32::MAX).unwrap_or_default()
     }
 
+    /// [`Broker::replica_records`] handed to `visit` (offset, leader epoch,
+    /// value) instead of built. `false` if the read failed (a corrupt
+    /// segment): `visit` may then have seen part of the range, which the
+    /// caller drops, as `replica_records` returns nothing then.
+    pub fn visit_replica_records(
+        &self,
+        tp: TopicPartition,
+        from: Offset,
+        to: Offset,
+        visit: &mut dyn FnMut(Offset, LeaderEpoch, &[u8]),
+    ) -> bool {
+        let Some(r) = self.replicas.get(&tp) else { return true };
+        let from = from.max(r.log.log_start_offset());
+        let to = to.min(r.log.log_end_offset());
+        from >= to || r.log.visit(self.storage.as_ref(), from, to, visit).is_ok()
+    }
+
     /// Partitions this broker holds, in order.
     pub fn partitions(&self) -> impl Iterator<Item = TopicPartition> + '_ {
         self.replicas.keys().copied()

@@ -251,6 +251,34 @@ pub(super) fn decode_batch_checked(
     out: &mut Vec<StoredRecord>,
     verify_crc: bool,
 ) -> Result<DecodedBatch, DecodeError> {
+    let records_before = out.len();
+    let result = walk_batch(file, pos, verify_crc, &mut |header, parts| out.push(parts.stored(file, header)));
+    if result.is_err() {
+        out.truncate(records_before);
+    }
+    result
+}
+
+/// [`decode_batch_checked`] without building records: `visit` sees each
+/// record's offset, its batch's leader epoch and its value's bytes. The
+/// batch is checked exactly as a decode checks it, but `visit` may have
+/// seen some of its records before an error is found.
+pub(super) fn visit_batch_checked(
+    file: &[u8],
+    pos: usize,
+    verify_crc: bool,
+    visit: &mut dyn FnMut(Offset, LeaderEpoch, &[u8]),
+) -> Result<DecodedBatch, DecodeError> {
+    walk_batch(file, pos, verify_crc, &mut |header, parts| visit(parts.offset, header.leader_epoch, &file[parts.value]))
+}
+
+/// Checks the batch at `pos` in `file` and hands each record to `emit`.
+fn walk_batch(
+    file: &[u8],
+    pos: usize,
+    verify_crc: bool,
+    emit: &mut dyn FnMut(&Header, RecordParts),
+) -> Result<DecodedBatch, DecodeError> {
     assert!(pos <= file.len());
     let rest = &file[pos..];
     if rest.len() < LOG_OVERHEAD_BYTES {
@@ -266,12 +294,8 @@ pub(super) fn decode_batch_checked(
     }
     let batch = &rest[..size_bytes];
     let mut header = check_header(batch, size_bytes, verify_crc)?;
-    let records_before = out.len();
-    let result = decode_records(file, pos, &mut header, out);
-    if result.is_err() {
-        out.truncate(records_before);
-    }
-    result.map(|()| header.decoded())
+    walk_records(file, pos, &mut header, emit)?;
+    Ok(header.decoded())
 }
 
 /// The facts of the batch whose first bytes are `bytes` (at least
@@ -417,17 +441,19 @@ fn check_producer(batch: &[u8], control: bool) -> Result<Option<ProducerStamp>, 
     Ok(Some(stamp))
 }
 
-/// Decodes the records of the batch at `batch_pos` onto `out`; a control
-/// batch's record becomes its marker, which sets `header.kind` (and every
-/// record's kind).
-fn decode_records(
-    file: &Bytes,
+/// Hands the records of the batch at `batch_pos` to `emit`; a control
+/// batch's record becomes its marker, which sets `header.kind` (and so the
+/// kind every record is emitted with) before it is emitted.
+fn walk_records(
+    file: &[u8],
     batch_pos: usize,
     header: &mut Header,
-    out: &mut Vec<StoredRecord>,
+    emit: &mut dyn FnMut(&Header, RecordParts),
 ) -> Result<(), DecodeError> {
     let end = batch_pos + header.size_bytes;
     let mut pos = batch_pos + BATCH_HEADER_BYTES;
+    // A control batch's one record is emitted once its marker is known.
+    let mut control = None;
     for delta in 0..header.count {
         let len = read_varint(&file[..end], &mut pos).ok_or(DecodeError::Invalid("record length"))?;
         let record_end = usize::try_from(len)
@@ -435,34 +461,55 @@ fn decode_records(
             .and_then(|len| pos.checked_add(len))
             .filter(|&record_end| record_end <= end)
             .ok_or(DecodeError::Invalid("record length beyond the batch"))?;
-        let record =
-            decode_record(file, &mut pos, record_end, delta, header).ok_or(DecodeError::Invalid("malformed record"))?;
+        let parts =
+            parse_record(file, &mut pos, record_end, delta, header).ok_or(DecodeError::Invalid("malformed record"))?;
         if pos != record_end {
             return Err(DecodeError::Invalid("record length does not match its fields"));
         }
-        out.push(record);
+        if header.control {
+            control = Some(parts);
+        } else {
+            emit(header, parts);
+        }
     }
     if pos != end {
         return Err(DecodeError::Invalid("bytes after the last record"));
     }
-    if header.control {
-        let record = out.last_mut().expect("a control batch holds one record");
-        let marker = parse_marker(record.key.as_deref(), &record.value)
+    if let Some(parts) = control {
+        let key = parts.key.clone().map(|key| &file[key]);
+        let marker = parse_marker(key, &file[parts.value.clone()])
             .ok_or(DecodeError::Invalid("control record is not a transaction marker"))?;
         header.kind = BatchKind::Marker(marker);
-        record.kind = header.kind;
+        emit(header, parts);
     }
     Ok(())
 }
 
+/// One record's fields, its key and value as ranges of the batch's file.
+struct RecordParts {
+    offset: Offset,
+    timestamp_ms: u64,
+    key: Option<std::ops::Range<usize>>,
+    value: std::ops::Range<usize>,
+}
+
+impl RecordParts {
+    /// The record, its key and value zero-copy slices of `file`.
+    fn stored(self, file: &Bytes, header: &Header) -> StoredRecord {
+        StoredRecord {
+            offset: self.offset,
+            timestamp_ms: self.timestamp_ms,
+            leader_epoch: header.leader_epoch,
+            key: self.key.map(|key| file.slice(key)),
+            value: file.slice(self.value),
+            producer: header.producer,
+            kind: header.kind,
+        }
+    }
+}
+
 /// One record whose bytes are `file[*pos..end]`; `None` if malformed.
-fn decode_record(
-    file: &Bytes,
-    pos: &mut usize,
-    end: usize,
-    offset_delta: i32,
-    header: &Header,
-) -> Option<StoredRecord> {
+fn parse_record(file: &[u8], pos: &mut usize, end: usize, offset_delta: i32, header: &Header) -> Option<RecordParts> {
     let buf = &file[..end];
     let _attributes = *buf.get(*pos)?;
     *pos += 1;
@@ -472,18 +519,18 @@ fn decode_record(
     }
     let key = match read_varint(buf, pos)? {
         -1 => None,
-        len => Some(take(file, pos, end, len)?),
+        len => Some(take(pos, end, len)?),
     };
     let value_len = read_varint(buf, pos)?;
-    let value = take(file, pos, end, value_len)?; // -1 (a null value) is rejected
+    let value = take(pos, end, value_len)?; // -1 (a null value) is rejected
     let header_count = read_varint(buf, pos)?;
     for _ in 0..usize::try_from(header_count).ok()? {
         let key_len = read_varint(buf, pos)?;
-        take(file, pos, end, key_len)?;
+        take(pos, end, key_len)?;
         match read_varint(buf, pos)? {
             -1 => {}
             len => {
-                take(file, pos, end, len)?;
+                take(pos, end, len)?;
             }
         }
     }
@@ -493,24 +540,16 @@ fn decode_record(
         u64::try_from(header.base_timestamp.checked_add(timestamp_delta)?).ok()?
     };
     let offset = Offset(header.base_offset.0 + i64::from(offset_delta));
-    Some(StoredRecord {
-        offset,
-        timestamp_ms,
-        leader_epoch: header.leader_epoch,
-        key,
-        value,
-        producer: header.producer,
-        kind: header.kind,
-    })
+    Some(RecordParts { offset, timestamp_ms, key, value })
 }
 
-/// The next `len` bytes as a zero-copy slice; `None` if negative or past `end`.
-fn take(file: &Bytes, pos: &mut usize, end: usize, len: i32) -> Option<Bytes> {
+/// The next `len` bytes' range; `None` if negative or past `end`.
+fn take(pos: &mut usize, end: usize, len: i32) -> Option<std::ops::Range<usize>> {
     let len = usize::try_from(len).ok()?;
     let stop = pos.checked_add(len).filter(|&stop| stop <= end)?;
-    let bytes = file.slice(*pos..stop);
+    let range = *pos..stop;
     *pos = stop;
-    Some(bytes)
+    Some(range)
 }
 
 fn be_i16(buf: &[u8], at: usize) -> i16 {

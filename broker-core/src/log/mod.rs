@@ -598,33 +598,96 @@ impl PartitionLog {
         let presize = if max_bytes == u32::MAX { range } else { range.min(READ_PRESIZE_RECORDS) };
         let mut out = Vec::with_capacity(presize);
         let mut budget = max_bytes as usize;
-        let mut next = from;
-        for segment in &self.segments[self.segment_index(from)..] {
-            if next >= end {
-                break;
-            }
-            let mut batch = segment.batch_holding(next);
-            while batch < segment.batches.len() && segment.batches[batch].base_offset < end {
-                let run = batch..batch_run_end(&segment.batches, batch, end);
-                batch = run.end;
-                let decoded_from = out.len();
-                self.read_run(storage, segment, run, &mut out)?;
-                // Only the first batch of a read can start before `from`.
-                let before = out[decoded_from..].iter().take_while(|r| r.offset < next).count();
-                out.drain(decoded_from..decoded_from + before);
-                for i in decoded_from..out.len() {
-                    let size = out[i].size_bytes();
-                    if out[i].offset >= end || (size > budget && i > 0) {
-                        out.truncate(i);
-                        return Ok(out);
-                    }
-                    budget = budget.saturating_sub(size);
+        for (segment, run) in self.runs(from, end) {
+            let decoded_from = out.len();
+            self.read_run(storage, segment, run, &mut out)?;
+            // Only the first batch of a read can start before `from`.
+            let before = out[decoded_from..].iter().take_while(|r| r.offset < from).count();
+            out.drain(decoded_from..decoded_from + before);
+            for i in decoded_from..out.len() {
+                let size = out[i].size_bytes();
+                if out[i].offset >= end || (size > budget && i > 0) {
+                    out.truncate(i);
+                    return Ok(out);
                 }
-                next = out.last().map_or(next, |r| r.offset.next());
+                budget = budget.saturating_sub(size);
             }
         }
-        assert!(!out.is_empty() && next == end);
+        assert!(out.last().is_some_and(|r| r.offset.next() == end), "a read ends where asked");
         Ok(out)
+    }
+
+    /// The runs of batches, segment by segment, that hold `[from, end)`
+    /// (`from < end <= log_end`): a read's storage calls, in order.
+    fn runs(&self, from: Offset, end: Offset) -> impl Iterator<Item = (&Segment, std::ops::Range<usize>)> + '_ {
+        let first = self.segment_index(from);
+        let segments = self.segments[first..].iter().enumerate();
+        // Segments are dense: past the first, a segment's records start at its base offset.
+        segments.take_while(move |(i, segment)| *i == 0 || segment.base_offset < end).flat_map(move |(i, segment)| {
+            let mut batch = if i == 0 { segment.batch_holding(from) } else { 0 };
+            std::iter::from_fn(move || {
+                let more = batch < segment.batches.len() && segment.batches[batch].base_offset < end;
+                more.then(|| {
+                    let run = batch..batch_run_end(&segment.batches, batch, end);
+                    batch = run.end;
+                    (segment, run)
+                })
+            })
+        })
+    }
+
+    /// The records in `[from, to)` as [`PartitionLog::read`] would return
+    /// them without a byte limit, handed to `visit` (offset, leader epoch,
+    /// value) instead of built: what an observer that keeps only that
+    /// needs. On an error `visit` may have seen some of the range; the
+    /// caller drops what it kept of it, as a failed read returns nothing.
+    pub fn visit(
+        &self,
+        storage: &dyn Storage,
+        from: Offset,
+        to: Offset,
+        visit: &mut dyn FnMut(Offset, LeaderEpoch, &[u8]),
+    ) -> Result<(), LogError> {
+        let log_start = self.log_start_offset();
+        if from < log_start || from > self.log_end {
+            let (requested, log_end) = (from, self.log_end);
+            return Err(LogError::OffsetOutOfRange { requested, log_start, log_end });
+        }
+        let end = to.min(self.log_end);
+        let mut in_range = |offset: Offset, epoch: LeaderEpoch, value: &[u8]| {
+            if offset >= from && offset < end {
+                visit(offset, epoch, value);
+            }
+        };
+        if from >= end {
+            return Ok(());
+        }
+        for (segment, run) in self.runs(from, end) {
+            self.visit_run(storage, segment, run, &mut in_range)?;
+        }
+        Ok(())
+    }
+
+    /// [`PartitionLog::read_run`] for [`PartitionLog::visit`]: the decoded
+    /// tail's batches where it holds them (it is not filled from here).
+    fn visit_run(
+        &self,
+        storage: &dyn Storage,
+        segment: &Segment,
+        run: std::ops::Range<usize>,
+        visit: &mut dyn FnMut(Offset, LeaderEpoch, &[u8]),
+    ) -> Result<(), LogError> {
+        let verify_crc = !self.skip_crc_on_read;
+        let mut next = run.start;
+        if storage.reads_are_pure() && std::ptr::eq(segment, self.active()) {
+            let tail = self.decoded.borrow();
+            while next < run.end {
+                let Some(records) = tail.get(segment.batches[next].base_offset) else { break };
+                records.iter().for_each(|r| visit(r.offset, r.leader_epoch, &r.value));
+                next += 1;
+            }
+        }
+        segment.visit_batches(storage, next..run.end, verify_crc, visit)
     }
 
     /// Appends the records of `segment`'s batches `run` to `out`: those the

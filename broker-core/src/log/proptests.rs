@@ -426,6 +426,13 @@ impl Run {
                 let got = self.log.read(&self.storage, Offset(from), Offset(max_offset), u32::from(max_bytes));
                 let got: Vec<i64> = got.unwrap().iter().map(|r| r.offset.0).collect();
                 assert_eq!(got, self.model.read(from, max_offset, u32::from(max_bytes)));
+                // A visit sees what an unlimited read returns, field for field.
+                let whole = self.log.read(&self.storage, Offset(from), Offset(max_offset), u32::MAX).unwrap();
+                let whole: Vec<_> = whole.iter().map(|r| (r.offset, r.leader_epoch, r.value.to_vec())).collect();
+                let mut visited = Vec::new();
+                let mut visit = |offset, epoch, value: &[u8]| visited.push((offset, epoch, value.to_vec()));
+                self.log.visit(&self.storage, Offset(from), Offset(max_offset), &mut visit).unwrap();
+                assert_eq!(visited, whole);
                 if self.model.start > 0 {
                     let below = Offset(self.model.start - 1);
                     assert!(self.log.read(&self.storage, below, Offset(i64::MAX), 100).is_err());

@@ -1,7 +1,7 @@
 //! One segment: a `.log` file of v2 batches plus its `.index`. Memory holds
 //! only where each batch sits; reads decode the batches from storage.
 
-use super::codec::{decode_batch_checked, encode_batch, BatchHeader};
+use super::codec::{decode_batch_checked, encode_batch, visit_batch_checked, BatchHeader, DecodeError, DecodedBatch};
 use super::index::{IndexEntry, OffsetIndex};
 use super::LogError;
 use crate::storage::{Storage, StorageError};
@@ -87,6 +87,36 @@ impl Segment {
         out: &mut Vec<StoredRecord>,
         verify_crc: bool,
     ) -> Result<(), LogError> {
+        let before = out.len();
+        let result =
+            self.walk_batches(storage, range, &mut |bytes, pos| decode_batch_checked(bytes, pos, out, verify_crc));
+        if result.is_err() {
+            out.truncate(before);
+        }
+        result
+    }
+
+    /// [`Segment::read_batches`] without building records: `visit` sees
+    /// each record's offset, leader epoch and value. On an error it may
+    /// have seen records of the batches read, which the caller must drop.
+    pub fn visit_batches(
+        &self,
+        storage: &dyn Storage,
+        range: std::ops::Range<usize>,
+        verify_crc: bool,
+        visit: &mut dyn FnMut(Offset, LeaderEpoch, &[u8]),
+    ) -> Result<(), LogError> {
+        self.walk_batches(storage, range, &mut |bytes, pos| visit_batch_checked(bytes, pos, verify_crc, visit))
+    }
+
+    /// Reads `batches[range]` in one call and has `decode` check each; a
+    /// batch must decode to exactly what was written there.
+    fn walk_batches(
+        &self,
+        storage: &dyn Storage,
+        range: std::ops::Range<usize>,
+        decode: &mut dyn FnMut(&Bytes, usize) -> Result<DecodedBatch, DecodeError>,
+    ) -> Result<(), LogError> {
         let metas = &self.batches[range];
         let (Some(first), Some(last)) = (metas.first(), metas.last()) else { return Ok(()) };
         let len = last.position + last.size_bytes - first.position;
@@ -97,9 +127,8 @@ impl Segment {
         let bytes = Bytes::from(bytes);
         let mut pos = 0;
         for meta in metas {
-            let before = out.len();
-            let decoded = decode_batch_checked(&bytes, pos, out, verify_crc)
-                .map_err(|e| corrupt(format!("batch at position {}: {e:?}", meta.position)))?;
+            let decoded =
+                decode(&bytes, pos).map_err(|e| corrupt(format!("batch at position {}: {e:?}", meta.position)))?;
             // The producer and kind too: a walked segment's headers were not CRC-checked.
             let as_written =
                 (
@@ -111,7 +140,6 @@ impl Segment {
                     decoded.kind,
                 ) == (meta.base_offset, meta.last_offset, meta.leader_epoch, meta.size_bytes, meta.producer, meta.kind);
             if !as_written {
-                out.truncate(before);
                 return Err(corrupt(format!("batch at position {} is not the batch written there", meta.position)));
             }
             pos += decoded.size_bytes;
