@@ -903,6 +903,7 @@ fn buffer_fetched(
     isolation: Isolation,
 ) {
     let mut filter = TxnFilter::new(isolation, std::mem::take(&mut answer.aborted));
+    buffered.reserve(answer.records.len());
     let mut next = fetch_offset;
     for record in std::mem::take(&mut answer.records) {
         if record.offset < next {

@@ -67,7 +67,7 @@ pub use producer_state::{AppendCheck, CompletedTxn, ProducerStateTable};
 pub use txn_index::{MAX_ABORTED_TXNS, MAX_RECENT_TXNS};
 
 use crate::storage::{write_durably, Storage, StorageError};
-use crate::types::{BatchKind, LeaderEpoch, Offset, ProducerStamp, Record, StoredRecord};
+use crate::types::{BatchKind, LeaderEpoch, Offset, ProducerStamp, Record, StoredRecord, RECORD_OVERHEAD_BYTES};
 use codec::{encode_batch, BatchHeader, RecordView};
 use decoded_tail::DecodedTail;
 use segment::Segment;
@@ -213,9 +213,6 @@ pub struct RecoveryStats {
     /// How `leader-epoch-checkpoint` compared with the batches.
     pub epoch_checkpoint: EpochCheckpointOutcome,
 }
-
-/// Most records a read reserves room for up front.
-const READ_PRESIZE_RECORDS: usize = 64;
 
 /// Bytes of batches one storage read asks for at most (one batch at least).
 const READ_CHUNK_BYTES: u64 = 64 * 1024;
@@ -591,11 +588,12 @@ impl PartitionLog {
         if from >= end {
             return Ok(Vec::new());
         }
-        // Sized for the common small read (a fetch's byte budget cuts a long
-        // one short); a read without a byte limit (the simulator's
-        // observer reads windows of a replica's log) returns its whole range.
+        // Sized once for the most records the range and the byte budget
+        // allow (every record counts at least its overhead against the
+        // budget, and the first is returned whatever its size): a lagging
+        // reader's large fetch was copied again at every doubling.
         let range = (end.0 - from.0) as usize;
-        let presize = if max_bytes == u32::MAX { range } else { range.min(READ_PRESIZE_RECORDS) };
+        let presize = range.min(max_bytes as usize / RECORD_OVERHEAD_BYTES + 1);
         let mut out = Vec::with_capacity(presize);
         let mut budget = max_bytes as usize;
         for (segment, run) in self.runs(from, end) {

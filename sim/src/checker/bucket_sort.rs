@@ -4,13 +4,18 @@
 //! checking. Both come from the history almost sorted within a bucket — a
 //! process's values in counter order, a partition's records in offset
 //! order — but interleaved across buckets. A counting sort by bucket
-//! (O(n)), then a sort of each bucket (all but free on a sorted run), puts
-//! them in order.
+//! (O(n)), then a sort of each bucket, puts them in order. The bucket sort
+//! is the standard library's stable one, which finds the runs a bucket
+//! already holds and merges them: all but free on one sorted run, and
+//! O(n log k) on k of them (a process's values read from k partitions).
+
+/// Buckets for sorting by a value's process (more fall back to one sort).
+pub(crate) const PROCESS_BUCKETS: usize = 1 << 10;
 
 /// Sorts `items` by (bucket, key), where `bucket` numbers the items'
-/// buckets below `buckets`; equal (bucket, key) keep no particular order,
-/// so keys should be unique within a bucket. Bucket numbers at or past
-/// `buckets` fall back to one sort of everything.
+/// buckets below `buckets`; keys should be unique within a bucket (equal
+/// ones keep their order, but the fallback does not promise that). Bucket
+/// numbers at or past `buckets` fall back to one sort of everything.
 pub(crate) fn sort_by_bucket<T: Copy, K: Ord>(
     items: &mut Vec<T>,
     buckets: usize,
@@ -37,7 +42,7 @@ pub(crate) fn sort_by_bucket<T: Copy, K: Ord>(
         *at += 1;
     }
     for b in 0..buckets {
-        sorted[starts[b]..starts[b + 1]].sort_unstable_by_key(&key);
+        sorted[starts[b]..starts[b + 1]].sort_by_key(&key);
     }
     *items = sorted;
 }

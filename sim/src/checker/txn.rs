@@ -13,13 +13,10 @@
 //! consumers are judged here: the others may see aborted and open
 //! transactions' records, as Kafka's default isolation allows.
 
-use super::bucket_sort::sort_by_bucket;
+use super::bucket_sort::{sort_by_bucket, PROCESS_BUCKETS};
 use super::evidence::op_label;
 use super::log_view::{LogView, OpId, PartitionId};
 use super::value_index::ValueIndex;
-
-/// Processes the writers' sort buckets by (more fall back to one sort).
-const PROCESS_BUCKETS: usize = 1 << 10;
 use crate::history::{Call, History, Op, Outcome, Polled, ProcessId, TopicName, Value};
 use std::collections::BTreeMap;
 
