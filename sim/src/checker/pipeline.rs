@@ -39,7 +39,7 @@
 //! Near-linear: the drain's records and the pairs are sorted once, by value,
 //! and walked in step.
 
-use super::bucket_sort::{sort_by_bucket, PROCESS_BUCKETS};
+use super::bucket_sort::sort_by_bucket;
 use super::evidence::{op_label, Findings};
 use super::log_view::{LogView, OpId, PartitionId};
 use super::txn::{OffsetCommit, Txns};
@@ -158,9 +158,7 @@ fn origins<'h>(txns: &Txns<'h>) -> Vec<Origin<'h>> {
         .collect();
     // Each output's first pair in op order leads its run and is kept (an
     // output is sent once, so one op never pairs it twice).
-    // By the output's process first: each pipeline member's outputs come in counter order.
-    let process = |origin: &Origin<'h>| origin.output.process() as usize;
-    sort_by_bucket(&mut origins, PROCESS_BUCKETS, process, |origin| (origin.output, origin.commit.op.id));
+    origins.sort_unstable_by_key(|origin| (origin.output, origin.commit.op.id));
     origins.dedup_by_key(|origin| origin.output);
     origins
 }
@@ -223,14 +221,10 @@ impl<'s, 'a, 'h> Judge<'s, 'a, 'h> {
                 Role::Other => {}
             }
         }
-        // Each value's records by partition then offset (unique keys). By
-        // process first: a process's values then lie in one ascending run
-        // per partition, which the bucket's sort merges.
-        let process = |record: &Record| record.value.process() as usize;
-        sort_by_bucket(&mut inputs, PROCESS_BUCKETS, process, |record| (record.value, record.partition, record.offset));
-        let input_process = |(_, origin): &(Record, Origin<'h>)| origin.input.process() as usize;
-        let key = |(record, origin): &(Record, Origin<'h>)| (origin.input, record.partition, record.offset);
-        sort_by_bucket(&mut outputs, PROCESS_BUCKETS, input_process, key);
+        // Each value's records by partition then offset (unique keys). In
+        // place: a bucket sort's copy of these was the stage's memory peak.
+        inputs.sort_unstable_by_key(|record| (record.value, record.partition, record.offset));
+        outputs.sort_unstable_by_key(|(record, origin)| (origin.input, record.partition, record.offset));
         let committed = txns.group_offsets().iter().rev().find_map(|&op| match &op.call {
             Call::GroupOffsets { group: of, offsets } if &**of == group => {
                 let mut by_index = vec![None; view.partition_count()];
