@@ -40,6 +40,13 @@ impl Value {
         bytes[6..].copy_from_slice(&check.to_be_bytes());
         bytes
     }
+    /// The value as a record's bytes. One allocation that clones share
+    /// (`Bytes::from_owner`): a copied slice allocated again at its first
+    /// clone, and a producer clones every record it sends.
+    pub fn to_record_bytes(self) -> bytes::Bytes {
+        bytes::Bytes::from_owner(self.to_bytes())
+    }
+
     /// `None` when the bytes are not a value the workload wrote.
     pub fn from_bytes(bytes: &[u8]) -> Option<Value> {
         let bytes: [u8; 8] = bytes.try_into().ok()?;

@@ -177,11 +177,14 @@ impl LeaderState {
     /// The ISR the HW is computed over: the committed ISR plus members a
     /// pending proposal adds.
     pub fn maximal_isr(&self) -> Vec<BrokerId> {
-        let mut out = self.isr.clone();
-        if let Some(p) = &self.pending {
-            out.extend(p.isr.iter().filter(|b| !self.isr.contains(b)));
-        }
-        out
+        self.maximal_isr_members().collect()
+    }
+
+    /// [`LeaderState::maximal_isr`] without building it (the HW is
+    /// recomputed on every fetch and append).
+    fn maximal_isr_members(&self) -> impl Iterator<Item = BrokerId> + '_ {
+        let pending = self.pending.iter().flat_map(|p| p.isr.iter().filter(|b| !self.isr.contains(b)));
+        self.isr.iter().chain(pending).copied()
     }
 
     /// Whether an acks=all append may start: the ISR has at least
@@ -336,7 +339,7 @@ impl LeaderState {
             return None;
         }
         let mut candidate = leader_leo;
-        for member in self.maximal_isr() {
+        for member in self.maximal_isr_members() {
             if member == self.me {
                 continue;
             }

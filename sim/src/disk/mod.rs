@@ -320,16 +320,17 @@ impl Disk {
             (data, false)
         };
         self.charge(Op::Write, data.len() as u64);
-        let mut bytes = data.to_vec();
+        // Copied only when a fault changes what lands.
+        let mut bytes = std::borrow::Cow::Borrowed(data);
         let mut target = position;
         if !bytes.is_empty() {
             if self.chance(self.faults.bit_flip_write) {
                 let bit = self.rng.gen_range(0..bytes.len() * 8);
-                bytes[bit / 8] ^= 1 << (bit % 8);
+                bytes.to_mut()[bit / 8] ^= 1 << (bit % 8);
                 self.stats.bit_flips += 1;
             }
             if self.chance(self.faults.lost_write) {
-                bytes.fill(0);
+                bytes.to_mut().fill(0);
                 self.stats.lost_writes += 1;
             } else if file > 0 && self.chance(self.faults.misdirected_write) {
                 target = self.rng.gen_range(0..file);
@@ -337,11 +338,11 @@ impl Disk {
             }
         }
         let now_ms = self.now_ms;
-        let entry = self.files.entry(name.to_string()).or_insert_with(|| SimFile {
-            data: Vec::new(),
-            durable: Durable::Nothing,
-            dirty_since_ms: None,
-        });
+        if !self.files.contains_key(name) {
+            let new = SimFile { data: Vec::new(), durable: Durable::Nothing, dirty_since_ms: None };
+            self.files.insert(name.to_string(), new);
+        }
+        let entry = self.files.get_mut(name).expect("inserted above");
         entry.preserve_durable_before_change(position.min(target));
         let end = position + bytes.len();
         if end > entry.data.len() {

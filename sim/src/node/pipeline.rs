@@ -38,7 +38,6 @@ use broker_core::group::GroupId;
 use broker_core::protocol::Peer;
 use broker_core::txn::TransactionalId;
 use broker_core::types::{LeaderEpoch, Offset, TopicPartition};
-use bytes::Bytes;
 use madsim::time::{Duration, Instant};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -242,7 +241,7 @@ impl Transformer {
                 topic: self.output.clone(),
                 partition: None,
                 key: None,
-                value: Bytes::copy_from_slice(&output.to_bytes()),
+                value: output.to_record_bytes(),
             };
             self.producer.send(now, record);
             transformed.push((r.value, output));

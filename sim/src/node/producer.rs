@@ -276,13 +276,7 @@ fn send_one(
     let op = world.invoke(process, Call::Send { topic: workload.topic.clone(), partition, value });
     let id = RecordId(value.0);
     ops.insert(id, op);
-    let record = ProducerRecord {
-        id,
-        topic: workload.topic.clone(),
-        partition,
-        key,
-        value: Bytes::copy_from_slice(&value.to_bytes()),
-    };
+    let record = ProducerRecord { id, topic: workload.topic.clone(), partition, key, value: value.to_record_bytes() };
     producer.send(now_ms, record);
 }
 
