@@ -4,10 +4,11 @@
 //! checking. Both come from the history almost sorted within a bucket — a
 //! process's values in counter order, a partition's records in offset
 //! order — but interleaved across buckets. A counting sort by bucket
-//! (O(n)), then a sort of each bucket, puts them in order. The bucket sort
-//! is the standard library's stable one, which finds the runs a bucket
+//! (O(n)), then a sort of each bucket, puts them in order. A bucket's sort
+//! is the standard library's stable one, which finds the runs the bucket
 //! already holds and merges them: all but free on one sorted run, and
-//! O(n log k) on k of them (a process's values read from k partitions).
+//! O(n log k) on k of them (a retry's values out of place). It copies: a
+//! large vector of wide items is better sorted in place.
 
 /// Buckets for sorting by a value's process (more fall back to one sort).
 pub(crate) const PROCESS_BUCKETS: usize = 1 << 10;
