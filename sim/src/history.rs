@@ -95,7 +95,7 @@ const CRC32C_TABLE: [u32; 256] = {
 
 impl std::fmt::Display for Value {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "p{}:{}", self.process(), self.0 & 0xffff_ffff)
+        write!(f, "p{}:{}", self.process(), self.counter())
     }
 }
 

@@ -579,12 +579,7 @@ impl PartitionLog {
         max_offset: Offset,
         max_bytes: u32,
     ) -> Result<Vec<StoredRecord>, LogError> {
-        let log_start = self.log_start_offset();
-        if from < log_start || from > self.log_end {
-            let (requested, log_end) = (from, self.log_end);
-            return Err(LogError::OffsetOutOfRange { requested, log_start, log_end });
-        }
-        let end = max_offset.min(self.log_end);
+        let end = self.read_end(from, max_offset)?;
         if from >= end {
             return Ok(Vec::new());
         }
@@ -613,6 +608,17 @@ impl PartitionLog {
         }
         assert!(out.last().is_some_and(|r| r.offset.next() == end), "a read ends where asked");
         Ok(out)
+    }
+
+    /// Where a read from `from` up to `to` ends: `to` within the log, or
+    /// OFFSET_OUT_OF_RANGE if `from` is outside it.
+    fn read_end(&self, from: Offset, to: Offset) -> Result<Offset, LogError> {
+        let log_start = self.log_start_offset();
+        if from < log_start || from > self.log_end {
+            let (requested, log_end) = (from, self.log_end);
+            return Err(LogError::OffsetOutOfRange { requested, log_start, log_end });
+        }
+        Ok(to.min(self.log_end))
     }
 
     /// The runs of batches, segment by segment, that hold `[from, end)`
@@ -646,20 +652,15 @@ impl PartitionLog {
         to: Offset,
         visit: &mut dyn FnMut(Offset, LeaderEpoch, &[u8]),
     ) -> Result<(), LogError> {
-        let log_start = self.log_start_offset();
-        if from < log_start || from > self.log_end {
-            let (requested, log_end) = (from, self.log_end);
-            return Err(LogError::OffsetOutOfRange { requested, log_start, log_end });
+        let end = self.read_end(from, to)?;
+        if from >= end {
+            return Ok(());
         }
-        let end = to.min(self.log_end);
         let mut in_range = |offset: Offset, epoch: LeaderEpoch, value: &[u8]| {
             if offset >= from && offset < end {
                 visit(offset, epoch, value);
             }
         };
-        if from >= end {
-            return Ok(());
-        }
         for (segment, run) in self.runs(from, end) {
             self.visit_run(storage, segment, run, &mut in_range)?;
         }
@@ -675,17 +676,39 @@ impl PartitionLog {
         run: std::ops::Range<usize>,
         visit: &mut dyn FnMut(Offset, LeaderEpoch, &[u8]),
     ) -> Result<(), LogError> {
-        let verify_crc = !self.skip_crc_on_read;
-        let mut next = run.start;
-        if storage.reads_are_pure() && std::ptr::eq(segment, self.active()) {
-            let tail = self.decoded.borrow();
-            while next < run.end {
-                let Some(records) = tail.get(segment.batches[next].base_offset) else { break };
-                records.iter().for_each(|r| visit(r.offset, r.leader_epoch, &r.value));
-                next += 1;
-            }
+        let next = self.serve_from_tail(storage, segment, run.clone(), |records| {
+            records.iter().for_each(|r| visit(r.offset, r.leader_epoch, &r.value))
+        });
+        segment.visit_batches(storage, next..run.end, !self.skip_crc_on_read, visit)
+    }
+
+    /// Whether reads of `segment` may go through the decoded tail: reads
+    /// are pure and it is the active segment.
+    fn tail_usable(&self, storage: &dyn Storage, segment: &Segment) -> bool {
+        storage.reads_are_pure() && std::ptr::eq(segment, self.active())
+    }
+
+    /// Hands `each` the decoded tail's records of `segment`'s batches `run`
+    /// from its start, while the tail may be used (reads are pure, the
+    /// segment is the active one) and holds them. Returns the first batch
+    /// it did not hold.
+    fn serve_from_tail(
+        &self,
+        storage: &dyn Storage,
+        segment: &Segment,
+        run: std::ops::Range<usize>,
+        mut each: impl FnMut(&[StoredRecord]),
+    ) -> usize {
+        if !self.tail_usable(storage, segment) {
+            return run.start;
         }
-        segment.visit_batches(storage, next..run.end, verify_crc, visit)
+        let tail = self.decoded.borrow();
+        let mut next = run.start;
+        while let Some(records) = segment.batches[next..run.end].first().and_then(|b| tail.get(b.base_offset)) {
+            each(records);
+            next += 1;
+        }
+        next
     }
 
     /// Appends the records of `segment`'s batches `run` to `out`: those the
@@ -700,18 +723,10 @@ impl PartitionLog {
         out: &mut Vec<StoredRecord>,
     ) -> Result<(), LogError> {
         let verify_crc = !self.skip_crc_on_read;
-        if !(storage.reads_are_pure() && std::ptr::eq(segment, self.active())) {
+        if !self.tail_usable(storage, segment) {
             return segment.read_batches(storage, run, out, verify_crc);
         }
-        let mut next = run.start;
-        {
-            let tail = self.decoded.borrow();
-            while next < run.end {
-                let Some(records) = tail.get(segment.batches[next].base_offset) else { break };
-                out.extend_from_slice(records);
-                next += 1;
-            }
-        }
+        let next = self.serve_from_tail(storage, segment, run.clone(), |records| out.extend_from_slice(records));
         if next == run.end {
             return Ok(());
         }

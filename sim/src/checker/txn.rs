@@ -347,11 +347,10 @@ fn consumed_polls(history: &History) -> Vec<(OpId, TxnIndex)> {
                 last.insert(op.process, (count, op));
                 count += 1;
             }
-            Call::TxnOffsets(commit) if commit.polled.is_some() => {
-                let poll = commit.polled.as_ref().expect("matched");
-                let Some(&(t, txn)) = last.get(&op.process) else { continue };
+            Call::TxnOffsets(commit) => {
+                let (Some(poll), Some(&(t, txn))) = (commit.polled, last.get(&op.process)) else { continue };
                 // The poll's own process, before the transaction.
-                let polled = history.ops.get(*poll as usize).filter(|p| p.process == op.process && p.id < txn.id);
+                let polled = history.ops.get(poll as usize).filter(|p| p.process == op.process && p.id < txn.id);
                 if let (true, Some(polled)) = (holds(txn, op.invoke_ns), polled) {
                     consumed.push((polled.id, t));
                 }
