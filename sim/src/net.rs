@@ -12,7 +12,6 @@ use crate::world::World;
 use broker_core::broker::ConnId;
 use broker_core::protocol::{CorrelationId, Frame, Peer, Request, Response};
 use futures::channel::mpsc::{unbounded, UnboundedReceiver, UnboundedSender};
-use futures::stream::{AbortHandle, Abortable, LocalBoxStream, SelectAll};
 use futures::{FutureExt, StreamExt};
 use madsim::net::{Endpoint, Receiver, Sender};
 use std::collections::BTreeMap;
@@ -132,14 +131,13 @@ impl ClientNet {
                 return Poll::Ready(event);
             }
         }
-        while let Poll::Ready(Some(((broker, generation), frame))) = self.inbox.poll_next(cx) {
+        while let Poll::Ready(((broker, generation), frame)) = self.inbox.poll_next(cx) {
             match frame {
                 Some(Frame::Response { correlation_id, response }) => {
                     return Poll::Ready(ClientNetEvent::Response { peer: broker, correlation_id, response });
                 }
                 Some(Frame::Request { .. }) => unreachable!("brokers never send requests to clients"),
                 None => {
-                    self.inbox.forget((broker, generation));
                     if self.conns.get(&broker).is_some_and(|c| c.generation() == generation) {
                         self.conns.remove(&broker);
                         return Poll::Ready(ClientNetEvent::Disconnected { peer: broker });
@@ -223,14 +221,13 @@ impl BrokerNet {
             self.senders.insert(conn, (sender, peer));
             self.inbox.insert(conn, receiver);
         }
-        if let Poll::Ready(Some((conn, frame))) = self.inbox.poll_next(cx) {
+        if let Poll::Ready((conn, frame)) = self.inbox.poll_next(cx) {
             return Poll::Ready(match frame {
                 Some(Frame::Request { correlation_id, request }) => {
                     BrokerNetEvent::Request { conn, correlation_id, request }
                 }
                 Some(Frame::Response { .. }) => unreachable!("clients never send responses"),
                 None => {
-                    self.inbox.forget(conn);
                     self.senders.remove(&conn);
                     BrokerNetEvent::Closed { conn }
                 }
@@ -246,50 +243,146 @@ impl BrokerNet {
 
 /// The receiving halves of a node's connections, each tagged with its key.
 ///
-/// Only receivers that were woken are polled (futures' `SelectAll` keeps a
-/// waker per stream). Polling every receiver on every wake-up would be
-/// quadratic-ish and, worse, each poll of a receiver whose next frame is still
-/// in flight registers another madsim timer.
+/// Only receivers that were woken are polled: each has its own waker, which
+/// queues the receiver and wakes the node. Polling every receiver on every
+/// wake-up would be quadratic-ish and, worse, each poll of a receiver whose
+/// next frame is still in flight registers another madsim timer. A receiver
+/// that yielded a frame goes to the back of the queue, so one busy
+/// connection does not starve the others. (futures' `SelectAll` did the same
+/// through a boxed chain of stream adapters, an abort handle whose waker it
+/// registered on every poll, and a fresh task allocation per frame.)
 struct Inbox<K> {
-    streams: SelectAll<LocalBoxStream<'static, (K, Option<Frame>)>>,
-    aborts: BTreeMap<K, AbortHandle>,
+    /// By slot; a freed slot is reused.
+    slots: Vec<Option<Slot<K>>>,
+    free: Vec<usize>,
+    keys: BTreeMap<K, usize>,
+    wakes: Arc<Wakes>,
+    next_incarnation: u64,
+}
+
+struct Slot<K> {
+    key: K,
+    receiver: Receiver,
+    waker: std::task::Waker,
+    /// Which incarnation of the slot its waker belongs to: a stale waker of
+    /// a freed and reused slot must not queue the new receiver.
+    incarnation: u64,
+}
+
+/// What receivers' wakers share with their inbox.
+#[derive(Default)]
+struct Wakes {
+    /// Slots to poll, in the order they were woken, each at most once.
+    ready: std::sync::Mutex<ReadyQueue>,
+    node: futures::task::AtomicWaker,
+}
+
+#[derive(Default)]
+struct ReadyQueue {
+    order: std::collections::VecDeque<(usize, u64)>,
+    /// By slot: the incarnation queued, if any.
+    queued: Vec<Option<u64>>,
+}
+
+impl ReadyQueue {
+    fn push(&mut self, slot: usize, incarnation: u64) -> bool {
+        if self.queued.len() <= slot {
+            self.queued.resize(slot + 1, None);
+        }
+        if self.queued[slot] == Some(incarnation) {
+            return false;
+        }
+        self.queued[slot] = Some(incarnation);
+        self.order.push_back((slot, incarnation));
+        true
+    }
+
+    fn pop(&mut self) -> Option<(usize, u64)> {
+        let (slot, incarnation) = self.order.pop_front()?;
+        if self.queued[slot] == Some(incarnation) {
+            self.queued[slot] = None;
+        }
+        Some((slot, incarnation))
+    }
+}
+
+struct SlotWaker {
+    slot: usize,
+    incarnation: u64,
+    wakes: Arc<Wakes>,
+}
+
+impl futures::task::ArcWake for SlotWaker {
+    fn wake_by_ref(this: &Arc<Self>) {
+        let queued = this.wakes.ready.lock().expect("inbox queue").push(this.slot, this.incarnation);
+        if queued {
+            this.wakes.node.wake();
+        }
+    }
 }
 
 impl<K> Default for Inbox<K> {
     fn default() -> Self {
-        Inbox { streams: SelectAll::new(), aborts: BTreeMap::new() }
+        Inbox { slots: Vec::new(), free: Vec::new(), keys: BTreeMap::new(), wakes: Arc::default(), next_incarnation: 0 }
     }
 }
 
 impl<K: Copy + Ord + 'static> Inbox<K> {
     /// Adds a connection's receiver; it yields its frames as `(key, Some(frame))`
-    /// and then one `(key, None)` when it ends (closed by the peer or removed).
+    /// and then one `(key, None)` when the peer closes it.
     fn insert(&mut self, key: K, receiver: Receiver) {
-        let (abort, registration) = AbortHandle::new_pair();
-        let frames = Abortable::new(receiver, registration)
-            .take_while(|item| std::future::ready(item.is_ok()))
-            .map(move |item| {
-                let payload = item.expect("only Ok items pass take_while");
-                (key, Some(*payload.downcast::<Frame>().expect("connections carry frames")))
-            })
-            .chain(futures::stream::once(std::future::ready((key, None))));
-        self.streams.push(frames.boxed_local());
-        self.aborts.insert(key, abort);
-    }
-
-    /// Stops receiving on `key`: frames still in flight are never seen.
-    fn remove(&mut self, key: K) {
-        if let Some(abort) = self.aborts.remove(&key) {
-            abort.abort();
+        let incarnation = self.next_incarnation;
+        self.next_incarnation += 1;
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.slots.push(None);
+            self.slots.len() - 1
+        });
+        let waker = futures::task::waker(Arc::new(SlotWaker { slot, incarnation, wakes: self.wakes.clone() }));
+        // Polled once before any wake-up, so that it registers its waker.
+        self.wakes.ready.lock().expect("inbox queue").push(slot, incarnation);
+        self.slots[slot] = Some(Slot { key, receiver, waker, incarnation });
+        if let Some(old) = self.keys.insert(key, slot) {
+            self.free_slot(old);
         }
     }
 
-    /// Forgets an ended receiver.
-    fn forget(&mut self, key: K) {
-        self.aborts.remove(&key);
+    /// Stops receiving on `key` at once: frames still in flight are never
+    /// seen, and no `(key, None)` follows.
+    fn remove(&mut self, key: K) {
+        if let Some(slot) = self.keys.remove(&key) {
+            self.free_slot(slot);
+        }
     }
 
-    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<(K, Option<Frame>)>> {
-        self.streams.poll_next_unpin(cx)
+    fn free_slot(&mut self, slot: usize) {
+        if self.slots[slot].take().is_some() {
+            self.free.push(slot);
+        }
+    }
+
+    /// The next frame (or end) of a woken receiver.
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<(K, Option<Frame>)> {
+        self.wakes.node.register(cx.waker());
+        loop {
+            let next = self.wakes.ready.lock().expect("inbox queue").pop();
+            let Some((index, incarnation)) = next else { return Poll::Pending };
+            let Some(slot) = self.slots[index].as_mut().filter(|s| s.incarnation == incarnation) else { continue };
+            let mut slot_cx = Context::from_waker(&slot.waker);
+            match slot.receiver.poll_next_unpin(&mut slot_cx) {
+                Poll::Pending => continue,
+                Poll::Ready(Some(Ok(payload))) => {
+                    let key = slot.key;
+                    self.wakes.ready.lock().expect("inbox queue").push(index, incarnation);
+                    let frame = *payload.downcast::<Frame>().expect("connections carry frames");
+                    return Poll::Ready((key, Some(frame)));
+                }
+                Poll::Ready(Some(Err(_)) | None) => {
+                    let key = slot.key;
+                    self.keys.remove(&key);
+                    self.free_slot(index);
+                    return Poll::Ready((key, None));
+                }
+            }
+        }
     }
 }
