@@ -41,7 +41,7 @@
 use super::cycles::{self, Anomaly, Cycle, Dep, Graph};
 use super::evidence::{op_label, Findings};
 use super::log_view::{LogView, OpId, PartitionId};
-use super::txn::{TxnIndex, Txns};
+use super::txn::{TxnIndex, Txns, Writer};
 use super::visibility::{Shown, Visibility};
 use super::Invariant;
 use crate::history::{History, Outcome, Partition, Value};
@@ -60,7 +60,7 @@ pub(crate) fn check(
         return;
     }
     let deps = Dependencies::build(history, view, txns, visibility);
-    let graph = Graph::from_edges(deps.nodes.len(), &deps.edges, |e| (e.from, e.to, e.dep));
+    let graph = Graph::from_edges(deps.nodes.len(), &deps.edges, |e| (e.from, e.to, e.dep()));
     for cycle in cycles::find(&graph) {
         let invariant = match cycle.anomaly {
             Anomaly::G0 => Invariant::G0,
@@ -81,33 +81,50 @@ enum Node {
     Poll(OpId),
 }
 
-/// Why an edge is there: where it was seen.
-#[derive(Clone, Copy, Debug)]
-enum Why {
-    Ww { partition: PartitionId, from: i64, to: i64 },
-    Wr { partition: PartitionId, offset: i64, value: Value },
-    Rw { partition: PartitionId, read: i64, next: i64 },
-}
-
 #[derive(Clone, Copy, Debug)]
 struct Edge {
     from: u32,
     to: u32,
-    dep: Dep,
     /// Its place in the order edges were found (for an unstable sort that
     /// keeps the first of equal ones).
     seq: u32,
-    why: Why,
+    /// The dependency (top two bits) and the partition it was seen in.
+    dep_and_partition: u32,
+    /// Where in the partition: for ww, the offset written first (the next
+    /// offset is the chain's next); for wr, the offset read (the value is
+    /// the one there that `from` wrote); for rw, the highest offset read
+    /// (the next is the chain's next). The rest of the evidence is found
+    /// again for a reported cycle: an edge is kept for every dependency,
+    /// and storing it all made edges two thirds larger.
+    at: i64,
+}
+
+const PARTITION_BITS: u32 = 30;
+
+impl Edge {
+    fn dep(&self) -> Dep {
+        match self.dep_and_partition >> PARTITION_BITS {
+            0 => Dep::Ww,
+            1 => Dep::Wr,
+            _ => Dep::Rw,
+        }
+    }
+
+    fn partition(&self) -> PartitionId {
+        PartitionId::new(self.dep_and_partition & ((1 << PARTITION_BITS) - 1))
+    }
 }
 
 /// (from, to, kind, seq) packed into one integer, in that order of significance.
 fn sort_key(e: &Edge) -> u128 {
-    u128::from(e.from) << 96 | u128::from(e.to) << 64 | u128::from(e.dep as u8) << 32 | u128::from(e.seq)
+    u128::from(e.from) << 96 | u128::from(e.to) << 64 | u128::from(e.dep() as u8) << 32 | u128::from(e.seq)
 }
 
-fn push_edge(edges: &mut Vec<Edge>, from: u32, to: u32, dep: Dep, why: Why) {
+fn push_edge(edges: &mut Vec<Edge>, from: u32, to: u32, dep: Dep, partition: PartitionId, at: i64) {
     let seq = u32::try_from(edges.len()).expect("fewer than 2^32 edges");
-    edges.push(Edge { from, to, dep, seq, why });
+    let partition = u32::try_from(partition.index()).ok().filter(|&p| p < 1 << PARTITION_BITS);
+    let partition = partition.expect("fewer than 2^30 partitions");
+    edges.push(Edge { from, to, seq, dep_and_partition: (dep as u32) << PARTITION_BITS | partition, at });
 }
 
 struct Dependencies<'a, 'h> {
@@ -198,10 +215,9 @@ impl<'a, 'h> Dependencies<'a, 'h> {
         let groups: Vec<&[(i64, u32)]> = chain.chunk_by(|a, b| a.0 == b.0).collect();
         for pair in groups.windows(2) {
             for &(from_offset, from) in pair[0] {
-                for &(to_offset, to) in pair[1] {
+                for &(_, to) in pair[1] {
                     if from != to {
-                        let why = Why::Ww { partition, from: from_offset, to: to_offset };
-                        push_edge(&mut self.edges, from, to, Dep::Ww, why);
+                        push_edge(&mut self.edges, from, to, Dep::Ww, partition, from_offset);
                     }
                 }
             }
@@ -245,10 +261,9 @@ impl<'a, 'h> Dependencies<'a, 'h> {
                 let Some(writer) = self.writer_node(record.value) else { continue };
                 // A transaction's records read in a row make one edge (the
                 // final dedup would drop the rest; fewer to sort).
-                let repeat = self.edges.last().is_some_and(|e| (e.from, e.to, e.dep) == (writer, reader, Dep::Wr));
+                let repeat = self.edges.last().is_some_and(|e| (e.from, e.to, e.dep()) == (writer, reader, Dep::Wr));
                 if writer != reader && !repeat {
-                    let why = Why::Wr { partition, offset: record.offset, value: record.value };
-                    push_edge(&mut self.edges, writer, reader, Dep::Wr, why);
+                    push_edge(&mut self.edges, writer, reader, Dep::Wr, partition, record.offset);
                 }
             }
             reached.extend(highest.drain(..).map(|(partition, offset)| (reader, partition, offset)));
@@ -261,8 +276,7 @@ impl<'a, 'h> Dependencies<'a, 'h> {
             let Some(&(next, _)) = chain.get(at) else { continue };
             for &(_, writer) in chain[at..].iter().take_while(|(offset, _)| *offset == next) {
                 if writer != reader {
-                    let why = Why::Rw { partition, read: highest, next };
-                    push_edge(&mut self.edges, reader, writer, Dep::Rw, why);
+                    push_edge(&mut self.edges, reader, writer, Dep::Rw, partition, highest);
                 }
             }
         }
@@ -278,15 +292,35 @@ impl<'a, 'h> Dependencies<'a, 'h> {
 
     /// `-[ww t-0: offset 2 then 3]-> transaction op 8 (...)`
     fn step(&self, edge: &Edge) -> String {
-        let name = |partition: PartitionId| self.view.name(partition);
-        let why = match edge.why {
-            Why::Ww { partition, from, to } => format!("ww {}: offset {from} then {to}", name(partition)),
-            Why::Wr { partition, offset, value } => format!("wr {}: {value} at offset {offset}", name(partition)),
-            Why::Rw { partition, read, next } => {
-                format!("rw {}: read up to offset {read}, next written at {next}", name(partition))
+        let (partition, at) = (edge.partition(), edge.at);
+        let name = self.view.name(partition);
+        let why = match edge.dep() {
+            Dep::Ww => format!("ww {name}: offset {at} then {}", self.next_written(partition, at)),
+            Dep::Wr => {
+                let value = self.view.log(partition).values_at(at).map(|(value, _)| value).find(|&value| {
+                    self.txns.writer_index(value).and_then(|(index, writer)| self.node_of(index, writer))
+                        == Some(edge.from)
+                });
+                let value = value.expect("a wr edge's value is in the log at its offset");
+                format!("wr {name}: {value} at offset {at}")
             }
+            Dep::Rw => format!("rw {name}: read up to offset {at}, next written at {}", self.next_written(partition, at)),
         };
         format!(" -[{why}]-> {}", self.label(edge.to))
+    }
+
+    /// The chain's first offset past `offset` (a ww or rw edge's target wrote there).
+    fn next_written(&self, partition: PartitionId, offset: i64) -> i64 {
+        let chain = &self.chains[partition.index()];
+        chain[chain.partition_point(|&(at, _)| at <= offset)].0
+    }
+
+    /// The node of a writer already made one (`writer_node` makes them).
+    fn node_of(&self, index: usize, writer: Writer) -> Option<u32> {
+        match writer.txn {
+            Some(t) => self.txn_node[t],
+            None => self.send_node[index],
+        }
     }
 
     /// `a cycle of 2: transaction op 3 (...) -[ww t-0: offset 2 then 3]-> transaction op 8 (...) -[...]-> transaction op 3 (...)`

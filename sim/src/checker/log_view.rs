@@ -14,7 +14,7 @@
 
 use super::partition_log::{PartitionLog, Tally};
 use super::polls::{Cursors, Step};
-use crate::history::{Call, History, Op, Outcome, Partition, ProcessId, SeekCause, Value};
+use crate::history::{Call, History, Op, Outcome, Partition, SeekCause, Value};
 use std::collections::BTreeMap;
 
 /// An operation's id in `History::ops`.
@@ -28,15 +28,19 @@ impl PartitionId {
     pub fn index(self) -> usize {
         self.0 as usize
     }
+
+    /// The id numbered `index` (a checker that packs ids unpacks them so).
+    pub(crate) fn new(index: u32) -> PartitionId {
+        PartitionId(index)
+    }
 }
 
-/// One ok send: its op, and where its ack placed its value.
+/// One ok send: its op, and where its ack placed its value. The op's
+/// process and times are in the history (`History::ops[op]`): an ack is
+/// kept for every ok send, and copying them doubled its size.
 #[derive(Clone, Copy, Debug)]
 pub struct Ack {
     pub op: OpId,
-    pub process: ProcessId,
-    pub invoke_ns: u64,
-    pub complete_ns: Option<u64>,
     pub partition: PartitionId,
     pub offset: i64,
     pub value: Value,
@@ -89,16 +93,7 @@ impl<'h> LogView<'h> {
                 (Call::Send { value, .. }, Some(Outcome::SendOk { partition, offset })) => {
                     let id = partitions.intern(partition, &mut tallies);
                     tallies[id.index()].ack(*offset, *value, op.id);
-                    let (process, invoke_ns, complete_ns) = (op.process, op.invoke_ns, op.complete_ns);
-                    acks.push(Ack {
-                        op: op.id,
-                        process,
-                        invoke_ns,
-                        complete_ns,
-                        partition: id,
-                        offset: *offset,
-                        value: *value,
-                    });
+                    acks.push(Ack { op: op.id, partition: id, offset: *offset, value: *value });
                 }
                 // Invoked is enough: an assign or seek may take effect without an ack.
                 (Call::Assign { partitions: assigned }, _) => {

@@ -40,7 +40,7 @@ struct Producer<'v> {
 /// Returns how many legal reorderings were seen (not violations).
 pub(crate) fn check(history: &History, view: &LogView<'_>, findings: &mut Findings) -> u64 {
     let ordered: BTreeSet<ProcessId> = history.ordered_producers.iter().copied().collect();
-    let (sends, groups) = ok_sends(view);
+    let (sends, groups) = ok_sends(history, view);
     let mut in_flight = InFlight::default();
     let mut reordered = 0;
     for group in groups {
@@ -61,17 +61,18 @@ struct Group {
 
 /// Every ok send in one list, grouped by producer then partition name (a
 /// counting sort, so the list is allocated once), each group in invocation order.
-fn ok_sends(view: &LogView<'_>) -> (Vec<Landed>, Vec<Group>) {
+fn ok_sends(history: &History, view: &LogView<'_>) -> (Vec<Landed>, Vec<Group>) {
     let acks = view.acks();
     assert!(acks.len() < u32::MAX as usize, "ack indices are u32");
-    let (group_of, mut groups) = number_groups(acks);
+    let (group_of, mut groups) = number_groups(history, acks);
     let order = lay_out(view, &mut groups);
     let mut next: Vec<usize> = groups.iter().map(|group| group.sends.start).collect();
     let unset = Landed { invoke_ns: 0, complete_ns: 0, offset: 0, ack: u32::MAX };
     let mut sends = vec![unset; acks.len()];
     for ((ack, index), &number) in acks.iter().zip(0..).zip(&group_of) {
-        let complete_ns = ack.complete_ns.unwrap_or(u64::MAX);
-        sends[next[number]] = Landed { invoke_ns: ack.invoke_ns, complete_ns, offset: ack.offset, ack: index };
+        let op = &history.ops[ack.op as usize];
+        let complete_ns = op.complete_ns.unwrap_or(u64::MAX);
+        sends[next[number]] = Landed { invoke_ns: op.invoke_ns, complete_ns, offset: ack.offset, ack: index };
         next[number] += 1;
     }
     // `ops` is already in invocation order; a history read back from JSON may not be.
@@ -87,14 +88,15 @@ fn ok_sends(view: &LogView<'_>) -> (Vec<Landed>, Vec<Group>) {
 
 /// Each ack's group, numbered in order of first appearance, and the groups
 /// with their sizes (as `0..size`).
-fn number_groups(acks: &[Ack]) -> (Vec<usize>, Vec<Group>) {
+fn number_groups(history: &History, acks: &[Ack]) -> (Vec<usize>, Vec<Group>) {
     let mut numbers: PerProcess<Option<usize>> = PerProcess::new();
     let mut groups: Vec<Group> = Vec::new();
     let group_of = acks
         .iter()
         .map(|ack| {
-            let number = *numbers.cell_mut(ack.process, ack.partition).get_or_insert_with(|| {
-                groups.push(Group { process: ack.process, partition: ack.partition, sends: 0..0 });
+            let process = history.ops[ack.op as usize].process;
+            let number = *numbers.cell_mut(process, ack.partition).get_or_insert_with(|| {
+                groups.push(Group { process, partition: ack.partition, sends: 0..0 });
                 groups.len() - 1
             });
             groups[number].sends.end += 1;
@@ -164,7 +166,7 @@ impl Producer<'_> {
         format!(
             "partition {} process {}: {} ({}) landed at offset {}, below offset {} where the earlier-invoked {} ({}) landed, {why}",
             self.partition,
-            later.process,
+            self.history.ops[later.op as usize].process,
             later.value,
             op_label(self.history, later.op),
             later.offset,
