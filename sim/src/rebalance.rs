@@ -24,7 +24,7 @@ pub fn partition_pauses_ms(history: &History) -> BTreeMap<String, Vec<u64>> {
     let mut since: BTreeMap<(&TopicName, &Partition), u64> = BTreeMap::new();
     let mut pauses: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     let mut ops: Vec<_> =
-        history.ops.iter().filter(|op| matches!(op.call, Call::Joined { .. } | Call::Revoked { .. })).collect();
+        history.ops.iter().filter(|op| matches!(op.call, Call::Joined { .. } | Call::Revoked(_))).collect();
     ops.sort_by_key(|op| (op.invoke_ns, op.id));
     for op in ops {
         let now = op.invoke_ns;
@@ -42,7 +42,8 @@ pub fn partition_pauses_ms(history: &History) -> BTreeMap<String, Vec<u64>> {
                     }
                 }
             }
-            Call::Revoked { group, partitions, .. } => {
+            Call::Revoked(revoked) => {
+                let crate::history::Revoked { group, partitions, .. } = &**revoked;
                 let owned = owned_by.entry(op.process).or_default();
                 owned.retain(|p| !partitions.contains(p));
                 for p in partitions {
@@ -143,7 +144,12 @@ mod tests {
 
     fn revoked(h: &mut History, process: ProcessId, ms: u64, partitions: &[u32]) {
         let partitions = partitions.iter().map(|&partition| Partition { topic: "t".into(), partition }).collect();
-        fact(h, process, ms, Call::Revoked { group: "g".into(), partitions, lost: false });
+        fact(
+            h,
+            process,
+            ms,
+            Call::Revoked(Box::new(crate::history::Revoked { group: "g".into(), partitions, lost: false })),
+        );
     }
 
     #[test]

@@ -106,7 +106,8 @@ impl Trace {
                     h.write_u8(3);
                     partitions.iter().for_each(|p| h.write_u32(p.partition));
                 }
-                Call::Seek { partition, offset, cause } => {
+                Call::Seek(seek) => {
+                    let crate::history::Seek { partition, offset, cause } = &**seek;
                     h.write_u8(4);
                     h.write_u32(partition.partition);
                     h.write_i64(*offset);
@@ -129,7 +130,8 @@ impl Trace {
                     h.write_i32(*generation);
                     partitions.iter().for_each(|p| h.write_u32(p.partition));
                 }
-                Call::Revoked { partitions, lost, .. } => {
+                Call::Revoked(revoked) => {
+                    let crate::history::Revoked { partitions, lost, .. } = &**revoked;
                     h.write_u8(6);
                     h.write_u8(u8::from(*lost));
                     partitions.iter().for_each(|p| h.write_u32(p.partition));
@@ -170,7 +172,8 @@ impl Trace {
                         h.write_u64(o.0);
                     });
                 }
-                Call::GroupOffsets { offsets, .. } => {
+                Call::GroupOffsets(group_offsets) => {
+                    let offsets = &group_offsets.offsets;
                     h.write_u8(12);
                     offsets.iter().for_each(|(p, o)| {
                         h.write_u32(p.partition);

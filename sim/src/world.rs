@@ -369,8 +369,12 @@ impl World {
         let owned = std::mem::take(&mut view.owned);
         drop(views);
         if !owned.is_empty() {
-            let call =
-                Call::Revoked { group: group.id.as_str().into(), partitions: owned.into_iter().collect(), lost: true };
+            let revoked = crate::history::Revoked {
+                group: group.id.as_str().into(),
+                partitions: owned.into_iter().collect(),
+                lost: true,
+            };
+            let call = Call::Revoked(Box::new(revoked));
             let op = self.invoke(process, call);
             self.complete(op, Outcome::Ok);
         }

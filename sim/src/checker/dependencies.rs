@@ -304,7 +304,9 @@ impl<'a, 'h> Dependencies<'a, 'h> {
                 let value = value.expect("a wr edge's value is in the log at its offset");
                 format!("wr {name}: {value} at offset {at}")
             }
-            Dep::Rw => format!("rw {name}: read up to offset {at}, next written at {}", self.next_written(partition, at)),
+            Dep::Rw => {
+                format!("rw {name}: read up to offset {at}, next written at {}", self.next_written(partition, at))
+            }
         };
         format!(" -[{why}]-> {}", self.label(edge.to))
     }

@@ -132,8 +132,8 @@ fn collect(history: &History) -> Collected<'_> {
                 g.membership_ops.entry(op.process).or_default().push(op);
                 g.joined.push(Joined { op, generation: *generation, partitions });
             }
-            Call::Revoked { group, .. } => {
-                let g = groups.entry(group).or_default();
+            Call::Revoked(revoked) => {
+                let g = groups.entry(&revoked.group).or_default();
                 g.membership_ops.entry(op.process).or_default().push(op);
             }
             Call::Commit(commit) => {
@@ -287,7 +287,7 @@ fn released_at(group: &Group, a: &Joined, partition: &Partition) -> Option<u64> 
     let ops = &group.membership_ops[&a.op.process];
     let after = ops.partition_point(|op| op.id <= a.op.id);
     ops[after..].iter().find_map(|op| match &op.call {
-        Call::Revoked { partitions, .. } if partitions.contains(partition) => Some(op.invoke_ns),
+        Call::Revoked(revoked) if revoked.partitions.contains(partition) => Some(op.invoke_ns),
         Call::Joined(joined) if !joined.partitions.contains(partition) => Some(op.invoke_ns),
         _ => None,
     })

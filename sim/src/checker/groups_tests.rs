@@ -35,7 +35,7 @@ impl Script {
 
     fn revoked(&mut self, process: ProcessId, partitions: &[u32], lost: bool) {
         let partitions = partitions.iter().map(|&p| part(p)).collect();
-        self.fact(process, Call::Revoked { group: "g".into(), partitions, lost });
+        self.fact(process, Call::Revoked(Box::new(crate::history::Revoked { group: "g".into(), partitions, lost })));
     }
 
     /// A commit invoked now and completed `takes_ms` later with `outcome`.

@@ -108,7 +108,8 @@ impl<'h> LogView<'h> {
                 }
                 // Whatever its cause (a reset, detected truncation), a seek is
                 // a deliberate move: the walk restarts there.
-                (Call::Seek { partition, cause, .. }, _) => {
+                (Call::Seek(seek), _) => {
+                    let (partition, cause) = (&seek.partition, &seek.cause);
                     truncation_seeks += u64::from(matches!(cause, SeekCause::Truncation { .. }));
                     cursors.reset(op.process, partitions.intern(partition, &mut tallies))
                 }

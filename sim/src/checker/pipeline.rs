@@ -47,29 +47,47 @@ use super::Invariant;
 use crate::history::{Call, History, Op, PipelineInfo, ProcessId, Value};
 
 /// One distinct record the drain read, and the first poll that returned it.
+/// The checker holds a few of these per record the drain read (24 bytes:
+/// an op id fits 32 bits, as `Origin`'s do).
 #[derive(Clone, Copy, Debug)]
 struct Record {
     partition: PartitionId,
+    read_by: u32,
     offset: i64,
     value: Value,
-    read_by: OpId,
 }
 
-/// A transformed pair: the input value, and the `txn-offsets` op that named it.
+impl Record {
+    fn read_by(&self) -> OpId {
+        OpId::from(self.read_by)
+    }
+}
+
+/// A transformed pair: the input value, and the `txn-offsets` op that named
+/// it (an index of `Txns::offset_commits`).
 #[derive(Clone, Copy, Debug)]
-struct Origin<'h> {
+struct Origin {
     input: Value,
     output: Value,
-    commit: OffsetCommit<'h>,
+    commit: u32,
 }
 
-impl Origin<'_> {
-    fn group(&self) -> &str {
-        match &self.commit.op.call {
+impl Origin {
+    fn commit<'h>(&self, txns: &Txns<'h>) -> OffsetCommit<'h> {
+        txns.offset_commits()[self.commit as usize]
+    }
+
+    fn group<'h>(&self, txns: &Txns<'h>) -> &'h str {
+        match &self.commit(txns).op.call {
             Call::TxnOffsets(commit) => &commit.group,
             _ => unreachable!("origins come from txn-offsets ops"),
         }
     }
+}
+
+/// An op id or an index as the checker's compact records hold it.
+fn compact(index: u64) -> u32 {
+    u32::try_from(index).expect("fewer than 2^32 ops in a history")
 }
 
 /// What a partition is to the pipeline being judged.
@@ -88,12 +106,12 @@ struct Shared<'a, 'h> {
     /// The drain's records, by partition then offset.
     records: Vec<Record>,
     /// Every transformed pair, by output value (one per output).
-    origins: Vec<Origin<'h>>,
+    origins: Vec<Origin>,
 }
 
 impl<'h> Shared<'_, 'h> {
     /// The transformed pair whose output is `output`, if any.
-    fn origin(&self, output: Value) -> Option<&Origin<'h>> {
+    fn origin(&self, output: Value) -> Option<&Origin> {
         self.origins.binary_search_by_key(&output, |origin| origin.output).ok().map(|at| &self.origins[at])
     }
 }
@@ -130,7 +148,8 @@ fn drained_records(view: &LogView<'_>, txns: &Txns<'_>, drain: &[ProcessId]) -> 
     for read in txns.committed_reads().iter().filter(|read| drain.contains(&read.op.process)) {
         for polled in read.records {
             let Some(partition) = view.id(&polled.partition) else { continue };
-            records.push(Record { partition, offset: polled.offset, value: polled.value, read_by: read.op.id });
+            let read_by = compact(read.op.id);
+            records.push(Record { partition, read_by, offset: polled.offset, value: polled.value });
         }
     }
     // By partition first: the drain reads each from its start, in order.
@@ -138,6 +157,14 @@ fn drained_records(view: &LogView<'_>, txns: &Txns<'_>, drain: &[ProcessId]) -> 
     sort_by_bucket(&mut records, partitions, |r| r.partition.index(), |r| (r.offset, r.value, r.read_by));
     records.dedup_by_key(|r| (r.partition, r.offset, r.value));
     records
+}
+
+/// Every transformed pair of every `txn-offsets` op, in op order.
+fn transforms<'t>(txns: &'t Txns<'_>) -> impl Iterator<Item = Origin> + 't {
+    (txns.offset_commits().iter().zip(0..)).flat_map(|(commit, index)| {
+        let at = compact(index);
+        pairs(commit.op).iter().map(move |&(input, output)| Origin { input, output, commit: at })
+    })
 }
 
 /// The pairs one op transformed (none for any other op).
@@ -150,15 +177,12 @@ fn pairs(op: &Op) -> &[(Value, Value)] {
 
 /// Every transformed pair of every `txn-offsets` op, by output value (the
 /// first pair naming an output, in op order, is its origin).
-fn origins<'h>(txns: &Txns<'h>) -> Vec<Origin<'h>> {
-    let mut origins: Vec<Origin<'h>> = txns
-        .offset_commits()
-        .iter()
-        .flat_map(|&commit| pairs(commit.op).iter().map(move |&(input, output)| Origin { input, output, commit }))
-        .collect();
+fn origins(txns: &Txns<'_>) -> Vec<Origin> {
+    let mut origins: Vec<Origin> = transforms(txns).collect();
     // Each output's first pair in op order leads its run and is kept (an
-    // output is sent once, so one op never pairs it twice).
-    origins.sort_unstable_by_key(|origin| (origin.output, origin.commit.op.id));
+    // output is sent once, so one op never pairs it twice; commits are in
+    // op order).
+    origins.sort_unstable_by_key(|origin| (origin.output, origin.commit));
     origins.dedup_by_key(|origin| origin.output);
     origins
 }
@@ -173,7 +197,7 @@ struct Judge<'s, 'a, 'h> {
     inputs: Vec<Record>,
     /// The drain's records in the output topic that are the group's outputs,
     /// with their origins, by input value (then partition and offset).
-    outputs: Vec<(Record, Origin<'h>)>,
+    outputs: Vec<(Record, Origin)>,
     /// The drain's last `group-offsets` op for the group, and c_p by
     /// partition index (`None`: no offset committed).
     committed: Option<(&'h Op, Vec<Option<i64>>)>,
@@ -199,13 +223,13 @@ impl<'s, 'a, 'h> Judge<'s, 'a, 'h> {
             }
         }
         let mut inputs: Vec<Record> = Vec::new();
-        let mut outputs: Vec<(Record, Origin<'h>)> = Vec::new();
+        let mut outputs: Vec<(Record, Origin)> = Vec::new();
         let group: &str = &pipeline.group;
         for &record in &shared.records {
             match roles[record.partition.index()] {
                 Role::Input => inputs.push(record),
                 Role::Output => match shared.origin(record.value) {
-                    Some(origin) if origin.group() == group => outputs.push((record, *origin)),
+                    Some(origin) if origin.group(txns) == group => outputs.push((record, *origin)),
                     Some(_) => {} // another pipeline's output
                     None if report_unknown => findings.found(Invariant::ExactlyOncePipeline, || {
                         format!(
@@ -213,7 +237,7 @@ impl<'s, 'a, 'h> Judge<'s, 'a, 'h> {
                              txn-offsets op pairs it with an input",
                             record.value,
                             position(view, &record),
-                            op_label(history, record.read_by)
+                            op_label(history, record.read_by())
                         )
                     }),
                     None => {}
@@ -226,7 +250,8 @@ impl<'s, 'a, 'h> Judge<'s, 'a, 'h> {
         inputs.sort_unstable_by_key(|record| (record.value, record.partition, record.offset));
         outputs.sort_unstable_by_key(|(record, origin)| (origin.input, record.partition, record.offset));
         let committed = txns.group_offsets().iter().rev().find_map(|&op| match &op.call {
-            Call::GroupOffsets { group: of, offsets } if &**of == group => {
+            Call::GroupOffsets(committed) if &*committed.group == group => {
+                let offsets = &committed.offsets;
                 let mut by_index = vec![None; view.partition_count()];
                 for (partition, offset) in offsets {
                     if let Some(id) = view.id(partition) {
@@ -262,7 +287,7 @@ impl<'s, 'a, 'h> Judge<'s, 'a, 'h> {
     }
 
     /// Checks 2 and 3 for one input value: the drain's records of it, and its outputs.
-    fn judge_input(&self, input: Value, records: &[Record], outputs: &[(Record, Origin<'h>)], findings: &mut Findings) {
+    fn judge_input(&self, input: Value, records: &[Record], outputs: &[(Record, Origin)], findings: &mut Findings) {
         let allowed = records.len().max(1);
         let group = &self.pipeline.group;
         if outputs.len() > allowed {
@@ -339,7 +364,7 @@ impl<'s, 'a, 'h> Judge<'s, 'a, 'h> {
                         record.offset + 1,
                         record.value,
                         record.offset,
-                        op_label(self.shared.history, record.read_by)
+                        op_label(self.shared.history, record.read_by())
                     )
                 });
             }
@@ -377,14 +402,14 @@ impl<'s, 'a, 'h> Judge<'s, 'a, 'h> {
         let each: Vec<String> = records
             .iter()
             .map(|r| {
-                format!("{} (read by {})", position(self.shared.view, r), op_label(self.shared.history, r.read_by))
+                format!("{} (read by {})", position(self.shared.view, r), op_label(self.shared.history, r.read_by()))
             })
             .collect();
         each.join(", ")
     }
 
     /// `p10:0 at out-0 offset 4, transformed by op 12 (...) in generation 3 in transaction ...`, `; `-separated.
-    fn describe_outputs(&self, outputs: &[(Record, Origin<'h>)]) -> String {
+    fn describe_outputs(&self, outputs: &[(Record, Origin)]) -> String {
         let each: Vec<String> = outputs
             .iter()
             .map(|(record, origin)| {
@@ -397,14 +422,8 @@ impl<'s, 'a, 'h> Judge<'s, 'a, 'h> {
     /// What became of an input: every pair of the group that transformed it.
     fn describe_transforms(&self, input: Value) -> String {
         let group: &str = &self.pipeline.group;
-        let each: Vec<String> = self
-            .shared
-            .txns
-            .offset_commits()
-            .iter()
-            .filter(|commit| matches!(&commit.op.call, Call::TxnOffsets(commit) if &*commit.group == group))
-            .flat_map(|&commit| pairs(commit.op).iter().map(move |&(input, output)| Origin { input, output, commit }))
-            .filter(|origin| origin.input == input)
+        let each: Vec<String> = transforms(self.shared.txns)
+            .filter(|origin| origin.input == input && origin.group(self.shared.txns) == group)
             .map(|origin| format!("transformed into {} {}", origin.output, self.by(&origin)))
             .collect();
         if each.is_empty() {
@@ -414,16 +433,17 @@ impl<'s, 'a, 'h> Judge<'s, 'a, 'h> {
     }
 
     /// `by op 12 (...) in generation 3 in transaction op 10 (...) of tx-1 (producer 1001, epoch 0), committed`.
-    fn by(&self, origin: &Origin<'h>) -> String {
-        let generation = match &origin.commit.op.call {
+    fn by(&self, origin: &Origin) -> String {
+        let commit = origin.commit(self.shared.txns);
+        let generation = match &commit.op.call {
             Call::TxnOffsets(commit) => commit.generation,
             _ => unreachable!("origins come from txn-offsets ops"),
         };
-        let txn = match origin.commit.txn {
+        let txn = match commit.txn {
             Some(t) => format!("in {}", self.shared.txns.txns[t].describe(self.shared.history)),
             None => "outside any transaction".to_string(),
         };
-        format!("by {} in generation {generation} {txn}", op_label(self.shared.history, origin.commit.op.id))
+        format!("by {} in generation {generation} {txn}", op_label(self.shared.history, commit.op.id))
     }
 }
 

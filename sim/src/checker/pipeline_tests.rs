@@ -66,7 +66,8 @@ impl Pipe {
     }
 
     fn seek(&mut self, process: ProcessId, offset: i64) {
-        let call = Call::Seek { partition: at("in", 0), offset, cause: Default::default() };
+        let call =
+            Call::Seek(Box::new(crate::history::Seek { partition: at("in", 0), offset, cause: Default::default() }));
         self.op(process, call, 0, Outcome::Ok);
     }
 
@@ -121,7 +122,10 @@ impl Pipe {
         self.at(ms).poll(DRAIN, &inputs);
         self.at(ms + 5).poll(DRAIN, &outputs);
         if let Some(next) = committed {
-            let call = Call::GroupOffsets { group: "g".into(), offsets: vec![(at("in", 0), next)] };
+            let call = Call::GroupOffsets(Box::new(crate::history::GroupOffsets {
+                group: "g".into(),
+                offsets: vec![(at("in", 0), next)],
+            }));
             self.at(ms + 10).op(DRAIN, call, 0, Outcome::Ok);
         }
     }

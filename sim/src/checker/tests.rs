@@ -82,7 +82,8 @@ impl Script {
     }
 
     fn seek_for(&mut self, process: ProcessId, partition: u32, offset: i64, cause: SeekCause) {
-        let op = self.invoke(process, Call::Seek { partition: part(partition), offset, cause });
+        let op = self
+            .invoke(process, Call::Seek(Box::new(crate::history::Seek { partition: part(partition), offset, cause })));
         self.complete(op, Outcome::Ok);
     }
 

@@ -111,7 +111,11 @@ impl Script {
     }
 
     pub(super) fn seek(&mut self, process: ProcessId, partition: u32, offset: i64) {
-        let call = Call::Seek { partition: part(partition), offset, cause: Default::default() };
+        let call = Call::Seek(Box::new(crate::history::Seek {
+            partition: part(partition),
+            offset,
+            cause: Default::default(),
+        }));
         let op = self.history.invoke(process, self.now_ns, call);
         self.history.complete(op, self.now_ns, Outcome::Ok);
     }

@@ -214,7 +214,11 @@ impl ConsumerDriver {
 
     /// Records a move of `tp`'s position to `to` (a seek op, with its cause).
     pub fn record_move(&mut self, tp: TopicPartition, to: Offset, cause: SeekCause) {
-        let call = Call::Seek { partition: partition_name(&self.world, tp), offset: to.0, cause };
+        let call = Call::Seek(Box::new(crate::history::Seek {
+            partition: partition_name(&self.world, tp),
+            offset: to.0,
+            cause,
+        }));
         let op = self.world.invoke(self.process, call);
         self.world.complete(op, Outcome::Ok);
         self.moved = true;

@@ -123,7 +123,10 @@ async fn group_offsets(driver: &mut ConsumerDriver) {
             .filter_map(|(tp, c)| Some((partition_name(&world, tp), c?.offset.0)))
             .filter(|(_, o)| *o >= 0)
             .collect();
-        let op = world.invoke(driver.process, Call::GroupOffsets { group: group.as_str().into(), offsets });
+        let op = world.invoke(
+            driver.process,
+            Call::GroupOffsets(Box::new(crate::history::GroupOffsets { group: group.as_str().into(), offsets })),
+        );
         world.complete(op, Outcome::Ok);
     }
 }

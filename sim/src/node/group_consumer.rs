@@ -220,7 +220,11 @@ impl GroupConsumer<'_> {
         let owned: Vec<TopicPartition> = self.owned.iter().copied().collect();
         self.report(MemberView { generation, owned: self.names(&owned).into_iter().collect() });
         self.reassign();
-        let call = Call::Revoked { group: self.name.clone(), partitions: self.names(partitions), lost };
+        let call = Call::Revoked(Box::new(crate::history::Revoked {
+            group: self.name.clone(),
+            partitions: self.names(partitions),
+            lost,
+        }));
         let op = self.driver.world.invoke(self.driver.process, call);
         self.driver.world.complete(op, Outcome::Ok);
     }
