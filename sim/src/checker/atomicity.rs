@@ -51,7 +51,7 @@ impl<'h> Seen<'h> {
         let (mut first, mut values) = (Vec::new(), Vec::new());
         for read in txns.committed_reads() {
             for record in read.records {
-                let Some(t) = txns.writer(record.value).and_then(|w| w.txn) else { continue };
+                let Some(t) = txns.writer(record.value).and_then(|w| w.txn()) else { continue };
                 first.push((read.op.process, t, read.op.id, record));
                 values.push((read.op.process, record.value));
             }
@@ -121,7 +121,7 @@ fn partial_drain(history: &History, view: &LogView<'_>, txns: &Txns<'_>, finding
     let Some(drained) = txns.drained() else { return };
     for txn in txns.txns.iter().filter(|txn| txn.fate != Fate::Aborted) {
         let (read, unread): (Vec<&Write>, Vec<&Write>) = txn.writes.iter().partition(|w| drained.read(w.value));
-        let missed: Vec<&Write> = unread.into_iter().filter(|w| w.landed.is_some()).collect();
+        let missed: Vec<&Write> = unread.into_iter().filter(|w| w.landed().is_some()).collect();
         if read.is_empty() || missed.is_empty() {
             continue;
         }
@@ -138,13 +138,13 @@ fn describe_partial(
     read: &[&Write],
     missed: &[&Write],
 ) -> String {
-    let place = |w: &Write| match w.landed {
+    let place = |w: &Write| match w.landed() {
         Some((partition, offset)) => format!("{} at {} offset {offset}", w.value, view.name(partition)),
         None => format!("{} (not acked)", w.value),
     };
     let read_list = listed(read.iter().map(|w| place(w)), read.len());
     let missed_list =
-        listed(missed.iter().map(|w| format!("{} acked to {}", place(w), op_label(history, w.op))), missed.len());
+        listed(missed.iter().map(|w| format!("{} acked to {}", place(w), op_label(history, w.op()))), missed.len());
     format!(
         "{}: the read_committed drain read {} of its writes ({read_list}) but not {} acked one{} ({missed_list})",
         txn.describe(history),

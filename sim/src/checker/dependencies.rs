@@ -186,16 +186,16 @@ impl<'a, 'h> Dependencies<'a, 'h> {
     /// The node that wrote `value`, if its writer is one.
     fn writer_node(&mut self, value: Value) -> Option<u32> {
         let (index, writer) = self.txns.writer_index(value)?;
-        if let Some(t) = writer.txn {
+        if let Some(t) = writer.txn() {
             return self.txn_node[t];
         }
         if let Some(node) = self.send_node[index] {
             return Some(node);
         }
-        if matches!(self.history.ops[writer.send as usize].outcome, Some(Outcome::SendFail { .. })) {
+        if matches!(self.history.ops[writer.send() as usize].outcome, Some(Outcome::SendFail { .. })) {
             return None;
         }
-        let node = self.add(Node::Send(writer.send));
+        let node = self.add(Node::Send(writer.send()));
         self.send_node[index] = Some(node);
         Some(node)
     }
@@ -319,7 +319,7 @@ impl<'a, 'h> Dependencies<'a, 'h> {
 
     /// The node of a writer already made one (`writer_node` makes them).
     fn node_of(&self, index: usize, writer: Writer) -> Option<u32> {
-        match writer.txn {
+        match writer.txn() {
             Some(t) => self.txn_node[t],
             None => self.send_node[index],
         }

@@ -47,7 +47,7 @@ pub(crate) fn check(
         let done_ns = read.op.complete_ns.unwrap_or(u64::MAX);
         for record in read.records {
             let Some(id) = view.id(&record.partition) else { continue };
-            let own = txns.writer(record.value).and_then(|writer| writer.txn);
+            let own = txns.writer(record.value).and_then(|writer| writer.txn());
             let Some(open) = windows[id.index()].open_below(record.offset, own) else { continue };
             if open.until_ns <= done_ns {
                 continue;

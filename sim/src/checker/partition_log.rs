@@ -28,18 +28,22 @@ pub struct Sighting {
 }
 
 /// One distinct (offset, value) pair and who observed it: a `Sighting`
-/// packed into 40 bytes, as a partition's tally window and its log are
-/// made of these.
+/// packed into 32 bytes (op ids fit 32 bits), as a partition's tally
+/// window and its log are made of these.
 #[derive(Clone, Copy, Debug)]
 struct Entry {
     offset: i64,
     value: Value,
-    /// Meaningful once read.
-    first_read: OpId,
-    /// Meaningful once acked.
-    acked_by: OpId,
     /// How many reads, and `ACKED` once acked: zero for a free slot.
     reads_and_acked: u64,
+    /// Meaningful once read.
+    first_read: u32,
+    /// Meaningful once acked.
+    acked_by: u32,
+}
+
+fn compact(op: OpId) -> u32 {
+    u32::try_from(op).expect("fewer than 2^32 ops in a history")
 }
 
 /// Fewer than 2^63 records fit in memory, so the top bit of a read count is free.
@@ -66,13 +70,13 @@ impl Entry {
         match observation {
             Observation::Read(op) => {
                 if self.reads_and_acked & !ACKED == 0 {
-                    self.first_read = op;
+                    self.first_read = compact(op);
                 }
                 self.reads_and_acked += 1;
             }
             // Values are unique, so one ack per value; keep the first if not.
             Observation::Ack(op) if self.reads_and_acked & ACKED == 0 => {
-                self.acked_by = op;
+                self.acked_by = compact(op);
                 self.reads_and_acked |= ACKED;
             }
             Observation::Ack(_) => {}
@@ -82,9 +86,9 @@ impl Entry {
     fn sighting(&self) -> Sighting {
         let reads = self.reads_and_acked & !ACKED;
         Sighting {
-            first_read: (reads > 0).then_some(self.first_read),
+            first_read: (reads > 0).then_some(OpId::from(self.first_read)),
             reads,
-            acked_by: (self.reads_and_acked & ACKED != 0).then_some(self.acked_by),
+            acked_by: (self.reads_and_acked & ACKED != 0).then_some(OpId::from(self.acked_by)),
         }
     }
 }

@@ -36,10 +36,35 @@ pub(crate) enum Fate {
 /// One send of a transaction.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Write {
-    pub(crate) op: OpId,
     pub(crate) value: Value,
+    /// Where its ack placed it (meaningful when `partition` is not `NOT_LANDED`).
+    offset: i64,
+    /// Compact, as `Writer`'s: the checkers keep one per transactional send.
+    op: u32,
+    partition: u32,
+}
+
+const NOT_LANDED: u32 = u32::MAX;
+
+impl Write {
+    fn new(op: OpId, value: Value, landed: Option<(PartitionId, i64)>) -> Write {
+        let op = u32::try_from(op).expect("fewer than 2^32 ops in a history");
+        let (partition, offset) = landed.map_or((NOT_LANDED, 0), |(partition, offset)| {
+            let index = u32::try_from(partition.index()).ok().filter(|&p| p != NOT_LANDED);
+            (index.expect("fewer than 2^32 - 1 partitions"), offset)
+        });
+        Write { value, offset, op, partition }
+    }
+
+    /// The send op.
+    pub(crate) fn op(&self) -> OpId {
+        OpId::from(self.op)
+    }
+
     /// Where its ack placed it (none if it was not acked).
-    pub(crate) landed: Option<(PartitionId, i64)>,
+    pub(crate) fn landed(&self) -> Option<(PartitionId, i64)> {
+        (self.partition != NOT_LANDED).then_some((PartitionId::new(self.partition), self.offset))
+    }
 }
 
 /// One transaction and what belongs to it.
@@ -104,8 +129,33 @@ impl TxnView<'_> {
 /// Who wrote a value: its send, and the transaction the send belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Writer {
-    pub(crate) send: OpId,
-    pub(crate) txn: Option<TxnIndex>,
+    /// Compact (op ids and transaction indices fit 32 bits): the checkers
+    /// keep a writer for every send.
+    send: u32,
+    /// `NO_TXN` for a send outside any transaction.
+    txn: u32,
+}
+
+const NO_TXN: u32 = u32::MAX;
+
+impl Writer {
+    fn new(send: OpId, txn: Option<TxnIndex>) -> Writer {
+        let send = u32::try_from(send).expect("fewer than 2^32 ops in a history");
+        let txn = txn.map_or(NO_TXN, |t| {
+            u32::try_from(t).ok().filter(|&t| t != NO_TXN).expect("fewer than 2^32 - 1 transactions")
+        });
+        Writer { send, txn }
+    }
+
+    /// The send op.
+    pub(crate) fn send(&self) -> OpId {
+        OpId::from(self.send)
+    }
+
+    /// The transaction the send belongs to, if any.
+    pub(crate) fn txn(&self) -> Option<TxnIndex> {
+        (self.txn != NO_TXN).then_some(self.txn as TxnIndex)
+    }
 }
 
 /// One ok poll by a read_committed consumer that returned records.
@@ -204,13 +254,13 @@ impl<'h> Txns<'h> {
             let txn = last.get(&op.process).copied().filter(|&t| txns[t].holds(op.invoke_ns));
             match (&op.call, &op.outcome) {
                 (Call::Send { value, .. }, outcome) => {
-                    writers.push((*value, Writer { send: op.id, txn }));
+                    writers.push((*value, Writer::new(op.id, txn)));
                     if let Some(t) = txn {
                         let landed = match outcome {
                             Some(Outcome::SendOk { partition, offset }) => view.id(partition).map(|id| (id, *offset)),
                             _ => None,
                         };
-                        txns[t].writes.push(Write { op: op.id, value: *value, landed });
+                        txns[t].writes.push(Write::new(op.id, *value, landed));
                     }
                 }
                 (Call::Poll, Some(Outcome::PollOk { records })) if !records.is_empty() => {

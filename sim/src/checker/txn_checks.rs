@@ -42,17 +42,17 @@ fn judge_read(history: &History, txns: &Txns<'_>, read: &CommittedRead<'_>, reco
             record.value
         )
     };
-    let Some(t) = writer.txn else {
+    let Some(t) = writer.txn() else {
         // A plain send: visible once appended, unless it definitely was not.
-        if let Some(Outcome::SendFail { error }) = &history.ops[writer.send as usize].outcome {
+        if let Some(Outcome::SendFail { error }) = &history.ops[writer.send() as usize].outcome {
             findings.found(Invariant::NoAbortedRead, || {
-                format!("{}, whose send {} definitely failed ({error})", reader(), op_label(history, writer.send))
+                format!("{}, whose send {} definitely failed ({error})", reader(), op_label(history, writer.send()))
             });
         }
         return;
     };
     let txn = &txns.txns[t];
-    let written = || format!("written by {} in {}", op_label(history, writer.send), txn.describe(history));
+    let written = || format!("written by {} in {}", op_label(history, writer.send()), txn.describe(history));
     if txn.fate == Fate::Aborted {
         findings.found(Invariant::NoAbortedRead, || format!("{}, {}", reader(), written()));
         return;
@@ -80,7 +80,7 @@ fn lost_committed_writes(history: &History, view: &LogView<'_>, txns: &Txns<'_>,
     let Some(drained) = txns.drained() else { return };
     for txn in txns.txns.iter().filter(|txn| txn.fate == Fate::Committed) {
         for write in &txn.writes {
-            let Some((partition, offset)) = write.landed else { continue };
+            let Some((partition, offset)) = write.landed() else { continue };
             if drained.read(write.value) {
                 continue;
             }
@@ -93,7 +93,7 @@ fn lost_committed_writes(history: &History, view: &LogView<'_>, txns: &Txns<'_>,
                     "partition {} value {} acked at offset {offset} to {} in {} was never read by the read_committed drain ({reached})",
                     view.name(partition),
                     write.value,
-                    op_label(history, write.op),
+                    op_label(history, write.op()),
                     txn.describe(history)
                 )
             });

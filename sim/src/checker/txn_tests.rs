@@ -174,9 +174,9 @@ fn a_transaction_holds_its_process_ops_while_open_and_nothing_else() {
     assert_eq!(first.commit_asked.map(|op| op.invoke_ns), Some(20 * MS));
     assert_eq!(second.writes.iter().map(|w| w.value).collect::<Vec<_>>(), [v(1, 3)]);
     assert!(second.commit_asked.is_none());
-    assert_eq!(txns.writer(v(2, 0)).map(|w| w.txn), Some(None));
-    assert_eq!(txns.writer(v(1, 2)).map(|w| w.txn), Some(None));
-    assert_eq!(txns.writer(v(1, 3)).and_then(|w| w.txn), Some(1));
+    assert_eq!(txns.writer(v(2, 0)).map(|w| w.txn()), Some(None));
+    assert_eq!(txns.writer(v(1, 2)).map(|w| w.txn()), Some(None));
+    assert_eq!(txns.writer(v(1, 3)).and_then(|w| w.txn()), Some(1));
     assert_eq!(t2, 7);
 }
 

@@ -75,7 +75,7 @@ impl<'a, 'h> Visibility<'a, 'h> {
             // The offset being looked at, and whether no value there so far is visible.
             let mut current: Option<(i64, bool)> = None;
             for (offset, value, _) in view.log(id).sightings() {
-                let txn = txns.writer(value).and_then(|writer| writer.txn);
+                let txn = txns.writer(value).and_then(|writer| writer.txn());
                 if let Some(t) = txn {
                     txn_values.push((offset, value, t));
                 }
@@ -101,7 +101,7 @@ impl<'a, 'h> Visibility<'a, 'h> {
         if self.txns.txns.is_empty() {
             return Shown::Visible;
         }
-        match self.txns.writer(value).and_then(|writer| writer.txn) {
+        match self.txns.writer(value).and_then(|writer| writer.txn()) {
             Some(t) => self.shown[t],
             None => Shown::Visible,
         }
@@ -114,7 +114,7 @@ impl<'a, 'h> Visibility<'a, 'h> {
 
     /// The transaction that wrote `value`, if a transaction did.
     pub(crate) fn txn_of(&self, value: Value) -> Option<&'a TxnView<'h>> {
-        let t = self.txns.writer(value)?.txn?;
+        let t = self.txns.writer(value)?.txn()?;
         Some(&self.txns.txns[t])
     }
 
@@ -166,7 +166,7 @@ fn txn_shown(txns: &Txns<'_>) -> Vec<Shown> {
     }
     for read in txns.committed_reads() {
         for record in read.records {
-            if let Some(t) = txns.writer(record.value).and_then(|writer| writer.txn) {
+            if let Some(t) = txns.writer(record.value).and_then(|writer| writer.txn()) {
                 if shown[t] == Shown::Undecided {
                     shown[t] = Shown::Visible;
                 }

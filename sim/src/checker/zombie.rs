@@ -121,8 +121,8 @@ fn last_step<'h>(history: &'h History, txn: &TxnView<'h>) -> Option<Step<'h>> {
     let acked = txn
         .writes
         .iter()
-        .filter(|write| write.landed.is_some())
-        .map(|write| &history.ops[write.op as usize])
+        .filter(|write| write.landed().is_some())
+        .map(|write| &history.ops[write.op() as usize])
         .filter_map(|op| op.complete_ns.map(|ns| Step { ns, op, ack: true }))
         .max_by_key(|step| step.ns);
     match (asked, acked) {
@@ -135,7 +135,7 @@ fn last_step<'h>(history: &'h History, txn: &TxnView<'h>) -> Option<Step<'h>> {
 /// a partition was added, so the commit was the coordinator's (a
 /// transaction that wrote nothing ends in the producer alone).
 fn committed_by_coordinator(txn: &TxnView<'_>) -> bool {
-    txn.fate == Fate::Committed && txn.writes.iter().any(|write| write.landed.is_some())
+    txn.fate == Fate::Committed && txn.writes.iter().any(|write| write.landed().is_some())
 }
 
 /// Per transaction, the first read_committed poll that returned one of its values.
@@ -143,7 +143,7 @@ fn first_committed_reads<'h>(txns: &Txns<'h>) -> BTreeMap<TxnIndex, (&'h Op, &'h
     let mut seen = BTreeMap::new();
     for read in txns.committed_reads() {
         for record in read.records {
-            if let Some(t) = txns.writer(record.value).and_then(|writer| writer.txn) {
+            if let Some(t) = txns.writer(record.value).and_then(|writer| writer.txn()) {
                 seen.entry(t).or_insert((read.op, record));
             }
         }
