@@ -137,7 +137,7 @@ struct Dependencies<'a, 'h> {
     send_node: Vec<Option<u32>>,
     edges: Vec<Edge>,
     /// Per partition (by id), (offset, writer node) by offset: the chain
-    /// ww edges follow and rw edges look up.
+    /// ww edges follow and rw edges look up (while the edges are found).
     chains: Vec<Vec<(i64, u32)>>,
 }
 
@@ -160,6 +160,9 @@ impl<'a, 'h> Dependencies<'a, 'h> {
             deps.write_order(id);
         }
         deps.reads();
+        // Freed before the graph is built: only a reported cycle's evidence
+        // needs a chain again (`next_written` walks the partition's log).
+        deps.chains = Vec::new();
         // One edge per (from, to, kind): the first seen, for the evidence.
         // In place (a sorted copy was the checker's memory peak), by one
         // packed key rather than a tuple.
@@ -311,10 +314,16 @@ impl<'a, 'h> Dependencies<'a, 'h> {
         format!(" -[{why}]-> {}", self.label(edge.to))
     }
 
-    /// The chain's first offset past `offset` (a ww or rw edge's target wrote there).
+    /// The chain's first offset past `offset` (a ww or rw edge's target
+    /// wrote there), found again as `write_order` found it: the lowest
+    /// offset of each value, kept where the value's writer is a node.
     fn next_written(&self, partition: PartitionId, offset: i64) -> i64 {
-        let chain = &self.chains[partition.index()];
-        chain[chain.partition_point(|&(at, _)| at <= offset)].0
+        let mut sightings = self.view.log(partition).lowest_sightings();
+        let next = sightings.find(|&(at, value)| {
+            at > offset
+                && self.txns.writer_index(value).and_then(|(index, writer)| self.node_of(index, writer)).is_some()
+        });
+        next.expect("a ww or rw edge's target wrote past its offset").0
     }
 
     /// The node of a writer already made one (`writer_node` makes them).
