@@ -2,7 +2,11 @@
 //! the same connections ksim uses) and the standard scenario, measured in one
 //! process so their ratio means something. Medians over seeds. Also the
 //! checkers' cost per stage (`RunResult::checker_stages`): median wall time
-//! per seed, share of the seed's wall time, and time per 1,000 history ops.
+//! per seed, share of the seed's wall time, and time per 1,000 history ops;
+//! and where the memory peaks: each phase's resident high-water mark
+//! (`memory`), the simulation's and each checker stage's, in the first
+//! seed. Only there: in later seeds the allocator still holds pages the
+//! earlier ones freed, and every phase reads as the process's peak.
 
 use crate::checker::StageTimes;
 use crate::runner::{run_seed, RunOptions};
@@ -33,6 +37,9 @@ pub struct BenchReport {
     pub msgs_ratio: f64,
     /// Peak resident set size of this process.
     pub peak_rss_mib: f64,
+    /// The first seed's simulation's peak resident memory, to the end of
+    /// the madsim runtime (none where `memory` cannot measure).
+    pub simulation_peak_rss_mib: Option<f64>,
     pub scenario: String,
     pub seeds: u64,
     pub median_wall_ms: f64,
@@ -64,6 +71,9 @@ pub struct StageCost {
     pub share: f64,
     /// Wall ms per 1,000 history operations.
     pub ms_per_kop: f64,
+    /// The process's peak resident memory during the stage in the first
+    /// seed (the run's history and what earlier stages keep included).
+    pub peak_rss_mib: Option<f64>,
 }
 
 /// The scenario with its chaos phase `duration_ms` long; timed faults after
@@ -96,15 +106,19 @@ pub fn cmd_bench(scenario: &Arc<Scenario>, seeds: u64, json: bool) -> ExitCode {
         println!("  messages per wall second            {:>12.0}", report.msgs_per_s);
         println!("  ratio to substrate                  {:>12.1}%", report.msgs_ratio * 100.0);
         println!("peak RSS                              {:>12.1} MiB", report.peak_rss_mib);
+        if let Some(mib) = report.simulation_peak_rss_mib {
+            println!("  first seed's simulation             {mib:>12.1} MiB");
+        }
         println!(
             "checkers, {} ms of chaos, {:.0} history ops per seed (median); medians per seed:",
             report.duration_ms, report.median_ops
         );
-        println!("  {:<14} {:>10} {:>8} {:>12}", "stage", "wall ms", "share", "ms/1000 ops");
-        let rows = report.checker_stages.iter().map(|c| (c.stage, c.median_ms, c.share, c.ms_per_kop));
-        let total = ("all", report.median_checker_ms, report.checker_share, report.checker_ms_per_kop);
-        for (stage, ms, share, per_kop) in rows.chain([total]) {
-            println!("  {stage:<14} {ms:>10.2} {:>7.1}% {per_kop:>12.3}", share * 100.0);
+        println!("  {:<14} {:>10} {:>8} {:>12} {:>12}", "stage", "wall ms", "share", "ms/1000 ops", "peak MiB (1st)");
+        let rows = report.checker_stages.iter().map(|c| (c.stage, c.median_ms, c.share, c.ms_per_kop, c.peak_rss_mib));
+        let total = ("all", report.median_checker_ms, report.checker_share, report.checker_ms_per_kop, None);
+        for (stage, ms, share, per_kop, peak) in rows.chain([total]) {
+            let peak = peak.map_or(String::new(), |mib| format!("{mib:.1}"));
+            println!("  {stage:<14} {ms:>10.2} {:>7.1}% {per_kop:>12.3} {peak:>12}", share * 100.0);
         }
     }
     ExitCode::SUCCESS
@@ -120,9 +134,12 @@ pub fn bench(scenario: &Arc<Scenario>, seeds: u64) -> BenchReport {
     let mut msgs = Vec::new();
     let mut ops = Vec::new();
     let mut checks = Vec::new();
+    let mut simulation_peak_rss_mib = None;
     for seed in 0..seeds {
+        crate::memory::measure_phases(seed == 0);
         let r = run_seed(scenario, seed, &RunOptions::default());
         checks.push(SeedChecks { stages: r.checker_stages.clone(), wall_seconds: r.wall_seconds, ops: r.ops as f64 });
+        simulation_peak_rss_mib = simulation_peak_rss_mib.or(r.simulation_peak_rss_mib);
         ops.push(r.ops as f64);
         walls.push(r.wall_seconds);
         speedups.push(r.sim_seconds / r.wall_seconds);
@@ -130,19 +147,18 @@ pub fn bench(scenario: &Arc<Scenario>, seeds: u64) -> BenchReport {
         sims.push(r.sim_seconds);
         msgs.push(r.messages as f64);
     }
+    crate::memory::measure_phases(false);
     let median_wall = median(&mut walls);
     let msgs_per_s = median(&mut rates);
     // Stage names in the order run (a seed that crashed gives none).
-    let names: Vec<&'static str> = checks
-        .iter()
-        .map(|c| c.stages.iter().map(|(name, _)| *name).collect())
-        .max_by_key(Vec::len)
-        .unwrap_or_default();
+    let names: Vec<&'static str> =
+        checks.iter().map(|c| c.stages.iter().map(|lap| lap.stage).collect()).max_by_key(Vec::len).unwrap_or_default();
     let checker_stages = names
         .iter()
         .map(|&stage| {
             let (median_ms, share, ms_per_kop) = stage_cost(&checks, Some(stage));
-            StageCost { stage, median_ms, share, ms_per_kop }
+            let first = checks.first().and_then(|c| c.stages.iter().find(|l| l.stage == stage));
+            StageCost { stage, median_ms, share, ms_per_kop, peak_rss_mib: first.and_then(|l| l.peak_rss_mib) }
         })
         .collect();
     let (median_checker_ms, checker_share, checker_ms_per_kop) = stage_cost(&checks, None);
@@ -152,7 +168,8 @@ pub fn bench(scenario: &Arc<Scenario>, seeds: u64) -> BenchReport {
         seeds_per_s: 1.0 / median_wall,
         msgs_per_s,
         msgs_ratio: msgs_per_s / substrate_msgs_per_s,
-        peak_rss_mib: peak_rss_mib(),
+        peak_rss_mib: crate::memory::process_peak_mib(),
+        simulation_peak_rss_mib,
         scenario: scenario.name.clone(),
         seeds,
         median_wall_ms: median_wall * 1e3,
@@ -177,8 +194,8 @@ struct SeedChecks {
 impl SeedChecks {
     /// Wall seconds of `stage`, or of every stage.
     fn seconds(&self, stage: Option<&str>) -> f64 {
-        let chosen = self.stages.iter().filter(|(name, _)| stage.is_none_or(|s| s == *name));
-        chosen.map(|(_, d)| d.as_secs_f64()).sum()
+        let chosen = self.stages.iter().filter(|lap| stage.is_none_or(|s| s == lap.stage));
+        chosen.map(|lap| lap.wall.as_secs_f64()).sum()
     }
 }
 
@@ -261,19 +278,6 @@ fn ping_pong_msgs_per_s(seed: u64) -> f64 {
         done_rx.await.expect("client finished")
     });
     delivered as f64 / wall.elapsed().as_secs_f64()
-}
-
-/// Peak RSS from /proc (0 where unavailable).
-pub fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 #[cfg(test)]

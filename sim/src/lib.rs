@@ -8,6 +8,7 @@ pub mod clock;
 pub mod disk;
 pub mod groups;
 pub mod history;
+pub mod memory;
 pub mod nemesis;
 pub mod net;
 pub mod node;

@@ -90,6 +90,10 @@ pub struct RunResult {
     /// (`checker::HISTORY_STAGES`), then `replicas` and `recovery`.
     #[serde(skip)]
     pub checker_stages: StageTimes,
+    /// The simulation's peak resident memory (to the runtime's end), when
+    /// `memory` measures phases; each checker stage's is in its lap.
+    #[serde(skip)]
+    pub simulation_peak_rss_mib: Option<f64>,
     #[serde(skip)]
     pub trace_lines: Vec<String>,
     #[serde(skip)]
@@ -107,6 +111,8 @@ impl RunResult {
 /// itself reported as a `crash` violation.
 pub fn run_seed(scenario: &Arc<Scenario>, seed: u64, options: &RunOptions) -> RunResult {
     let wall = std::time::Instant::now();
+    // Starts the simulation's memory phase (when measured; `memory`).
+    crate::memory::take_phase_peak_mib();
     let mut plants: Plants = scenario.plant.iter().copied().collect();
     for p in &options.extra_plants {
         plants.insert(*p);
@@ -135,6 +141,7 @@ pub fn run_seed(scenario: &Arc<Scenario>, seed: u64, options: &RunOptions) -> Ru
         })
     }));
     drop(rt);
+    let simulation_peak_rss_mib = crate::memory::take_phase_peak_mib();
     let world = world_slot.lock().expect("slot").take();
     let Some(world) = world else {
         let detail = outcome.err().unwrap_or_else(|| "the world was never built".into());
@@ -149,7 +156,9 @@ pub fn run_seed(scenario: &Arc<Scenario>, seed: u64, options: &RunOptions) -> Ru
     for detail in world.group_liveness.lock().expect("group liveness lock").drain(..) {
         liveness.push(Violation { invariant: Invariant::GroupLiveness, detail });
     }
-    judge(scenario, seed, &world, liveness, options, wall)
+    let mut result = judge(scenario, seed, &world, liveness, options, wall);
+    result.simulation_peak_rss_mib = simulation_peak_rss_mib;
+    result
 }
 
 fn max_delivery_ms(scenario: &Scenario) -> u64 {
@@ -525,6 +534,7 @@ fn judge(
         nemesis: world.nemesis_mix.lock().expect("nemesis lock").clone(),
         wall_seconds: wall.elapsed().as_secs_f64(),
         checker_stages,
+        simulation_peak_rss_mib: None,
         trace_lines: trace.take_lines(),
         history: options.keep_history.then_some(history),
     }
@@ -555,6 +565,7 @@ fn crashed(scenario: &Scenario, seed: u64, detail: String, wall: std::time::Inst
         nemesis: None,
         wall_seconds: wall.elapsed().as_secs_f64(),
         checker_stages: Vec::new(),
+        simulation_peak_rss_mib: None,
         trace_lines: Vec::new(),
         history: None,
     }

@@ -312,8 +312,17 @@ pub const HISTORY_STAGES: &[&str] = &[
     "finish",
 ];
 
-/// Wall time per checker stage, in the order run.
-pub type StageTimes = Vec<(&'static str, std::time::Duration)>;
+/// One checker stage's cost.
+#[derive(Clone, Debug)]
+pub struct Lap {
+    pub stage: &'static str,
+    pub wall: std::time::Duration,
+    /// The stage's peak resident memory, when `memory` measures phases.
+    pub peak_rss_mib: Option<f64>,
+}
+
+/// Each checker stage's cost, in the order run.
+pub type StageTimes = Vec<Lap>;
 
 /// Laps of a wall clock, one per stage. `std::time::Instant` reads the real
 /// clock outside a madsim runtime (the runner checks after dropping it);
@@ -330,9 +339,11 @@ impl Stopwatch {
 
     /// Ends the stage `name` (begun at the previous lap, or the start).
     pub fn lap(&mut self, name: &'static str) {
-        let now = std::time::Instant::now();
-        self.laps.push((name, now.saturating_duration_since(self.last)));
-        self.last = now;
+        let wall = std::time::Instant::now().saturating_duration_since(self.last);
+        let peak_rss_mib = crate::memory::take_phase_peak_mib();
+        self.laps.push(Lap { stage: name, wall, peak_rss_mib });
+        // The memory reading is no stage's.
+        self.last = std::time::Instant::now();
     }
 
     pub fn laps(self) -> StageTimes {

@@ -370,7 +370,7 @@ fn the_timed_checkers_report_what_check_history_does_and_name_every_stage() {
     for history in [&clean.history, &twice.history, &History::default()] {
         let (report, stages) = super::check_history_timed(history);
         assert_eq!(report, check_history(history));
-        let names: Vec<&str> = stages.iter().map(|(name, _)| *name).collect();
+        let names: Vec<&str> = stages.iter().map(|lap| lap.stage).collect();
         assert_eq!(names, super::HISTORY_STAGES);
     }
     assert_ne!(super::check_history_timed(&twice.history).0.count(Invariant::ExactlyOncePipeline), 0);

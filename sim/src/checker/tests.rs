@@ -840,7 +840,7 @@ fn timing_the_stages_changes_no_report() {
         let history = model_history(seed, 300);
         let (report, stages) = super::check_history_timed(&history);
         assert_eq!(report, check_history(&history));
-        assert_eq!(stages.iter().map(|(name, _)| *name).collect::<Vec<_>>(), super::HISTORY_STAGES);
+        assert_eq!(stages.iter().map(|lap| lap.stage).collect::<Vec<_>>(), super::HISTORY_STAGES);
     }
 }
 
