@@ -90,12 +90,12 @@ struct Edge {
     seq: u32,
     /// The dependency (top two bits) and the partition it was seen in.
     dep_and_partition: u32,
-    /// Where in the partition: for ww, the offset written first (the next
-    /// offset is the chain's next); for wr, the offset read (the value is
-    /// the one there that `from` wrote); for rw, the highest offset read
-    /// (the next is the chain's next). The rest of the evidence is found
-    /// again for a reported cycle: an edge is kept for every dependency,
-    /// and storing it all made edges two thirds larger.
+    /// Where in the partition: for ww, the offset written first; for wr,
+    /// the offset read (the value is the one there that `from` wrote); for
+    /// rw, the highest offset read. The rest of the evidence (the next
+    /// offset written, the value) is found again for a reported cycle: an
+    /// edge is kept for every dependency, and storing it all made edges two
+    /// thirds larger.
     at: i64,
 }
 
