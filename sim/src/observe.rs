@@ -6,7 +6,7 @@
 use crate::checker::replicas::{
     PartitionIndex, ReplicaEventKind, ReplicaRecord, ReplicaSnapshot, ReplicatedPartition, Replication,
 };
-use crate::history::{Partition, ProcessId, TopicName, Value};
+use crate::history::{Partition, ProcessId, Topic, Value};
 use broker_core::broker::{Broker, BrokerEvent, ClusterLayout, INTERNAL_TOPICS};
 use broker_core::controller::ControllerEvent;
 use broker_core::types::{LeaderEpoch, Offset, TopicPartition};
@@ -21,7 +21,7 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    pub fn new(layout: &ClusterLayout, topic_names: &[TopicName], unclean_elections_enabled: bool) -> Recorder {
+    pub fn new(layout: &ClusterLayout, topics: &[Topic], unclean_elections_enabled: bool) -> Recorder {
         let mut partitions = Vec::new();
         let mut index = BTreeMap::new();
         // `__consumer_offsets` holds group records, not workload values: the
@@ -29,7 +29,7 @@ impl Recorder {
         let internal: Vec<_> = INTERNAL_TOPICS.iter().filter_map(|n| layout.topic_by_name(n)).map(|t| t.id).collect();
         for tp in layout.partitions().filter(|tp| !internal.contains(&tp.topic)) {
             index.insert(tp, PartitionIndex(partitions.len() as u32));
-            let partition = Partition { topic: topic_names[tp.topic.0 as usize].clone(), partition: tp.partition };
+            let partition = Partition { topic: topics[tp.topic.0 as usize].clone(), partition: tp.partition };
             let replicas = layout.replicas(tp).expect("listed by the layout").to_vec();
             partitions.push(ReplicatedPartition { partition, replicas });
         }

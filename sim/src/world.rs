@@ -54,6 +54,8 @@ pub struct World {
     pub layout: ClusterLayout,
     /// Topic names by topic id, shared by every history entry that names them.
     pub topic_names: Vec<crate::history::TopicName>,
+    /// The same names as the history's partitions hold them, by topic id.
+    pub topics: Vec<crate::history::Topic>,
     pub nodes: Vec<(String, NodeKind)>,
     pub clocks: Clocks,
     pub history: Mutex<History>,
@@ -108,6 +110,11 @@ impl World {
         self.topic_names.iter().find(|t| &***t == name).cloned().unwrap_or_else(|| name.into())
     }
 
+    /// Topic `name` as the history's partitions hold it (shared).
+    pub fn topic(&self, name: &str) -> crate::history::Topic {
+        self.topics.iter().find(|t| t.as_str() == name).cloned().unwrap_or_else(|| name.into())
+    }
+
     pub fn new(scenario: Arc<Scenario>, seed: u64, plants: Plants, keep_trace_lines: bool) -> World {
         let mut nodes = Vec::new();
         for b in 0..scenario.cluster.brokers {
@@ -137,6 +144,7 @@ impl World {
         let names = nodes.iter().map(|(n, _)| n.clone()).collect();
         let topic_names: Vec<crate::history::TopicName> =
             layout.topics.iter().map(|t| t.name.as_str().into()).collect();
+        let topics: Vec<crate::history::Topic> = layout.topics.iter().map(|t| t.name.as_str().into()).collect();
         World {
             disks: (0..scenario.cluster.brokers).map(|b| new_disk(&scenario, seed, u64::from(b))).collect(),
             controller_disk: new_disk(&scenario, seed, u64::from(scenario.cluster.brokers)),
@@ -165,11 +173,12 @@ impl World {
             nemesis_mix: Mutex::default(),
             replication: Mutex::new(crate::observe::Recorder::new(
                 &layout,
-                &topic_names,
+                &topics,
                 scenario.cluster.unclean_leader_election,
             )),
             nodes,
             topic_names,
+            topics,
             layout,
             plants,
             seed,

@@ -218,7 +218,7 @@ impl<'s, 'a, 'h> Judge<'s, 'a, 'h> {
             let topic = &view.name(id).topic;
             if *topic == pipeline.output {
                 roles[id.index()] = Role::Output;
-            } else if pipeline.inputs.contains(topic) {
+            } else if pipeline.inputs.iter().any(|input| *topic == *input) {
                 roles[id.index()] = Role::Input;
             }
         }

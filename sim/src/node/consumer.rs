@@ -86,7 +86,7 @@ impl ConsumerDriver {
         let call = Call::Assign {
             partitions: partitions
                 .iter()
-                .map(|(t, p)| Partition { topic: self.world.topic_name(t), partition: *p })
+                .map(|(t, p)| Partition { topic: self.world.topic(t), partition: *p })
                 .collect(),
         };
         let op = self.world.invoke(self.process, call);

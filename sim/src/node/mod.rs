@@ -41,7 +41,7 @@ pub fn next_wake<'a, E>(
 
 /// A partition as the history names it (by topic name).
 pub fn partition_name(world: &World, tp: TopicPartition) -> crate::history::Partition {
-    crate::history::Partition { topic: world.topic_names[tp.topic.0 as usize].clone(), partition: tp.partition }
+    crate::history::Partition { topic: world.topics[tp.topic.0 as usize].clone(), partition: tp.partition }
 }
 
 /// The earlier of two optional deadlines.
