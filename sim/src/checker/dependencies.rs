@@ -168,6 +168,8 @@ impl<'a, 'h> Dependencies<'a, 'h> {
         // packed key rather than a tuple.
         deps.edges.sort_unstable_by_key(sort_key);
         deps.edges.dedup_by_key(|e| sort_key(e) >> 32);
+        // The duplicates' room goes back before the graph is built.
+        deps.edges.shrink_to_fit();
         deps
     }
 

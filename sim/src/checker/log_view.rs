@@ -40,10 +40,17 @@ impl PartitionId {
 /// kept for every ok send, and copying them doubled its size.
 #[derive(Clone, Copy, Debug)]
 pub struct Ack {
-    pub op: OpId,
+    /// The op id, compact (24 bytes an ack, not 32).
+    op: u32,
     pub partition: PartitionId,
     pub offset: i64,
     pub value: Value,
+}
+
+impl Ack {
+    pub fn op(&self) -> OpId {
+        OpId::from(self.op)
+    }
 }
 
 /// Every partition's derived log, and the history's ok sends and consumer
@@ -93,7 +100,8 @@ impl<'h> LogView<'h> {
                 (Call::Send { value, .. }, Some(Outcome::SendOk { partition, offset })) => {
                     let id = partitions.intern(partition, &mut tallies);
                     tallies[id.index()].ack(*offset, *value, op.id);
-                    acks.push(Ack { op: op.id, partition: id, offset: *offset, value: *value });
+                    let op = u32::try_from(op.id).expect("fewer than 2^32 ops in a history");
+                    acks.push(Ack { op, partition: id, offset: *offset, value: *value });
                 }
                 // Invoked is enough: an assign or seek may take effect without an ack.
                 (Call::Assign { partitions: assigned }, _) => {

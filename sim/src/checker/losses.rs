@@ -23,7 +23,7 @@ pub(crate) fn check(history: &History, view: &LogView<'_>, visibility: &Visibili
         if read_there || log.was_read(ack.value) || visibility.of(ack.value) != Shown::Visible {
             continue;
         }
-        let acked = Acked { partition: view.name(ack.partition), offset: ack.offset, value: ack.value, op: ack.op };
+        let acked = Acked { partition: view.name(ack.partition), offset: ack.offset, value: ack.value, op: ack.op() };
         let describe = || acked.describe(history, visibility);
         match log.highest_read() {
             Some((highest, reader)) if ack.offset <= highest => {

@@ -70,13 +70,13 @@ fn ok_sends(history: &History, view: &LogView<'_>) -> (Vec<Landed>, Vec<Group>) 
     let unset = Landed { invoke_ns: 0, complete_ns: 0, offset: 0, ack: u32::MAX };
     let mut sends = vec![unset; acks.len()];
     for ((ack, index), &number) in acks.iter().zip(0..).zip(&group_of) {
-        let op = &history.ops[ack.op as usize];
+        let op = &history.ops[ack.op() as usize];
         let complete_ns = op.complete_ns.unwrap_or(u64::MAX);
         sends[next[number]] = Landed { invoke_ns: op.invoke_ns, complete_ns, offset: ack.offset, ack: index };
         next[number] += 1;
     }
     // `ops` is already in invocation order; a history read back from JSON may not be.
-    let key = |send: &Landed| (send.invoke_ns, acks[send.ack as usize].op);
+    let key = |send: &Landed| (send.invoke_ns, acks[send.ack as usize].op());
     for group in &groups {
         let list = &mut sends[group.sends.clone()];
         if !list.is_sorted_by(|a, b| a.invoke_ns < b.invoke_ns || key(a) <= key(b)) {
@@ -94,7 +94,7 @@ fn number_groups(history: &History, acks: &[Ack]) -> (Vec<usize>, Vec<Group>) {
     let group_of = acks
         .iter()
         .map(|ack| {
-            let process = history.ops[ack.op as usize].process;
+            let process = history.ops[ack.op() as usize].process;
             let number = *numbers.cell_mut(process, ack.partition).get_or_insert_with(|| {
                 groups.push(Group { process, partition: ack.partition, sends: 0..0 });
                 groups.len() - 1
@@ -166,13 +166,13 @@ impl Producer<'_> {
         format!(
             "partition {} process {}: {} ({}) landed at offset {}, below offset {} where the earlier-invoked {} ({}) landed, {why}",
             self.partition,
-            self.history.ops[later.op as usize].process,
+            self.history.ops[later.op() as usize].process,
             later.value,
-            op_label(self.history, later.op),
+            op_label(self.history, later.op()),
             later.offset,
             earlier.offset,
             earlier.value,
-            op_label(self.history, earlier.op),
+            op_label(self.history, earlier.op()),
         )
     }
 }

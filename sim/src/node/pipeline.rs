@@ -68,6 +68,8 @@ struct Transformer {
     /// The end of the transaction being ended, once the producer reports it.
     ended: Option<(bool, TxnOutcome)>,
     output: TopicName,
+    /// The same, as the history names it.
+    history_output: crate::history::Topic,
     rng: ChaCha8Rng,
     abort_ppm: u32,
     counter_base: u32,
@@ -101,6 +103,7 @@ pub(super) async fn run(mut g: GroupConsumer<'_>, spec: &ConsumerSpec, pipeline:
         ops: BTreeMap::new(),
         ended: None,
         output: world.topic_name(&pipeline.output),
+        history_output: world.topic(&pipeline.output),
         rng: stream(world.seed, Purpose::Workload, u64::from(process) ^ (boot << 32)),
         abort_ppm: pipeline.abort_ppm,
         counter_base: u32::try_from(boot).ok().and_then(|b| b.checked_mul(VALUES_PER_BOOT)).unwrap_or(u32::MAX),
@@ -233,7 +236,7 @@ impl Transformer {
             let output = self.next_value();
             let op = self
                 .world
-                .invoke(self.process, Call::Send { topic: self.output.clone(), partition: None, value: output });
+                .invoke(self.process, Call::Send { topic: self.history_output.clone(), partition: None, value: output });
             let id = RecordId(output.0);
             self.ops.insert(id, op);
             let record = ProducerRecord {

@@ -96,6 +96,8 @@ pub fn promises_order(spec: &ProducerSpec) -> bool {
 struct Workload {
     /// The topic's shared name (one per producer, not one per record).
     topic: TopicName,
+    /// The same, as the history names it.
+    history_topic: crate::history::Topic,
     rng: ChaCha8Rng,
     rate_per_s: f64,
     next_send: Instant,
@@ -132,6 +134,7 @@ pub async fn run(world: Arc<World>, p: u32) {
     let mut step = TxnStep::Idle;
     let mut workload = Workload {
         topic: world.topic_name(&spec.topic),
+        history_topic: world.topic(&spec.topic),
         rng: stream(world.seed, Purpose::Workload, process as u64),
         rate_per_s: f64::from(spec.rate_per_s),
         next_send: Instant::now(),
@@ -273,7 +276,7 @@ fn send_one(
         }
         KeyMode::Partition(partition) => (Some(partition), None),
     };
-    let op = world.invoke(process, Call::Send { topic: workload.topic.clone(), partition, value });
+    let op = world.invoke(process, Call::Send { topic: workload.history_topic.clone(), partition, value });
     let id = RecordId(value.0);
     ops.insert(id, op);
     let record = ProducerRecord { id, topic: workload.topic.clone(), partition, key, value: value.to_record_bytes() };

@@ -36,8 +36,8 @@ pub(crate) fn check(ctx: &mut Ctx<'_>, finals: &Finals<'_>, partitions: &[Partit
     let leaders: Vec<Option<(&ReplicaSnapshot, RecordsView<'_>)>> = (0..partitions.len())
         .map(|p| finals.leader(PartitionIndex(p as u32)).map(|l| (l, RecordsView::new(&l.records))))
         .collect();
-    for (acked, index) in acks {
-        let Some(index) = index else {
+    for acked in acks {
+        let Some(index) = acked.index() else {
             ctx.findings.found(Invariant::NoLostAckedWrite, || {
                 format!("{}: no replica of the partition was observed", acked.describe(history))
             });
@@ -81,24 +81,42 @@ pub(crate) fn check(ctx: &mut Ctx<'_>, finals: &Finals<'_>, partitions: &[Partit
     unverified
 }
 
-struct Acked<'h> {
-    op: OpId,
-    partition: &'h Partition,
+/// One judged ack, compact (32 bytes: one per ok send of a judged
+/// producer); the partition's name is the op's, found again for evidence.
+struct Acked {
+    op: u32,
+    /// The partition's index in the replication table, or `UNOBSERVED`.
+    index: u32,
     offset: i64,
     value: Value,
     /// Sent in a transaction that did not commit (aborted, unknown, or never ended).
     uncommitted: bool,
 }
 
-impl Acked<'_> {
+const UNOBSERVED: u32 = u32::MAX;
+
+impl Acked {
+    fn op(&self) -> OpId {
+        OpId::from(self.op)
+    }
+
+    /// None if no replica of the partition was observed.
+    fn index(&self) -> Option<PartitionIndex> {
+        (self.index != UNOBSERVED).then_some(PartitionIndex(self.index))
+    }
+
     /// `partition t-0 value p1:3 acked at offset 5 to op 7 (...)`
     fn describe(&self, history: &History) -> String {
+        let partition = match &history.ops[self.op as usize].outcome {
+            Some(Outcome::SendOk { partition, .. }) => partition,
+            _ => unreachable!("an ack is an ok send"),
+        };
         format!(
             "partition {} value {} acked at offset {} to {}",
-            self.partition,
+            partition,
             self.value,
             self.offset,
-            op_label(history, self.op)
+            op_label(history, self.op())
         )
     }
 }
@@ -112,7 +130,7 @@ fn walk<'h>(
     seen: Observed<'h>,
     acks_all: &BTreeSet<ProcessId>,
     count: usize,
-) -> (Vec<(Acked<'h>, Option<PartitionIndex>)>, Drained) {
+) -> (Vec<Acked>, Drained) {
     let history = seen.history;
     let mut lookup = Lookup::new(seen);
     let mut acks = Vec::new();
@@ -132,8 +150,9 @@ fn walk<'h>(
                 // process's latest transaction was open belongs to it.
                 let uncommitted =
                     txns.get(&op.process).is_some_and(|&(until, committed)| op.invoke_ns <= until && !committed);
-                let acked = Acked { op: op.id, partition, offset: *offset, value: *value, uncommitted };
-                acks.push((acked, lookup.index(partition)));
+                let op = u32::try_from(op.id).expect("fewer than 2^32 ops in a history");
+                let index = lookup.index(partition).map_or(UNOBSERVED, |index| index.0);
+                acks.push(Acked { op, index, offset: *offset, value: *value, uncommitted });
             }
             (Call::Poll, Some(Outcome::PollOk { records })) if history.drain_processes.contains(&op.process) => {
                 for record in records {
