@@ -94,7 +94,7 @@ impl Trace {
             h.write_u64(op.id);
             h.write_u32(op.process);
             h.write_u64(op.invoke_ns);
-            h.write_u64(op.complete_ns.unwrap_or(u64::MAX));
+            h.write_u64(op.complete_ns().unwrap_or(u64::MAX));
             match &op.call {
                 Call::Send { partition, value, .. } => {
                     h.write_u8(1);

@@ -91,7 +91,7 @@ impl fmt::Display for OpLabel<'_> {
             return write!(f, "op {}", self.id);
         };
         write!(f, "op {} (process {}, {}..", op.id, op.process, Millis(op.invoke_ns))?;
-        match op.complete_ns {
+        match op.complete_ns() {
             Some(ns) => write!(f, "{})", Millis(ns)),
             None => f.write_str("?)"),
         }

@@ -155,7 +155,7 @@ fn collect(history: &History) -> Collected<'_> {
 }
 
 fn complete_ns(op: &Op) -> u64 {
-    op.complete_ns.unwrap_or(u64::MAX)
+    op.complete_ns().unwrap_or(u64::MAX)
 }
 
 fn monotonic(history: &History, name: &TopicName, group: &Group, findings: &mut Findings) {

@@ -44,7 +44,7 @@ pub(crate) fn check(
         windows[id.index()] = Windows::build(txns, visibility, id);
     }
     for read in txns.committed_reads() {
-        let done_ns = read.op.complete_ns.unwrap_or(u64::MAX);
+        let done_ns = read.op.complete_ns().unwrap_or(u64::MAX);
         for record in read.records {
             let Some(id) = view.id(&record.partition) else { continue };
             let own = txns.writer(record.value).and_then(|writer| writer.txn());

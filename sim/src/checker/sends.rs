@@ -71,7 +71,7 @@ fn ok_sends(history: &History, view: &LogView<'_>) -> (Vec<Landed>, Vec<Group>) 
     let mut sends = vec![unset; acks.len()];
     for ((ack, index), &number) in acks.iter().zip(0..).zip(&group_of) {
         let op = &history.ops[ack.op() as usize];
-        let complete_ns = op.complete_ns.unwrap_or(u64::MAX);
+        let complete_ns = op.complete_ns().unwrap_or(u64::MAX);
         sends[next[number]] = Landed { invoke_ns: op.invoke_ns, complete_ns, offset: ack.offset, ack: index };
         next[number] += 1;
     }

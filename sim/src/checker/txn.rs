@@ -380,7 +380,7 @@ fn txn_view(op: &Op) -> Option<TxnView<'_>> {
 
 /// Whether an op invoked at `ns` by the process of transaction `txn` belongs to it.
 fn holds(txn: &Op, ns: u64) -> bool {
-    txn.invoke_ns <= ns && txn.complete_ns.is_none_or(|end| ns <= end)
+    txn.invoke_ns <= ns && txn.complete_ns().is_none_or(|end| ns <= end)
 }
 
 /// (poll op, transaction) for every poll a pipeline's transaction consumed

@@ -58,7 +58,7 @@ fn judge_read(history: &History, txns: &Txns<'_>, read: &CommittedRead<'_>, reco
         return;
     }
     let own = if read.txn == Some(t) { "; the reader's own transaction" } else { "" };
-    let read_done_ns = read.op.complete_ns.unwrap_or(u64::MAX);
+    let read_done_ns = read.op.complete_ns().unwrap_or(u64::MAX);
     match txn.commit_asked {
         Some(end) if end.invoke_ns <= read_done_ns => {}
         Some(end) => findings.found(Invariant::NoPrecommittedRead, || {

@@ -815,7 +815,7 @@ proptest::proptest! {
         let txn = history.ops.iter().position(|op| {
             op.outcome == Some(Outcome::TxnCommitted)
                 && matches!(op.call, Call::Txn { .. })
-                && history.ops.iter().any(|o| o.process == op.process && matches!(o.call, Call::Send { .. }) && o.invoke_ns > op.invoke_ns && o.invoke_ns < op.complete_ns.unwrap())
+                && history.ops.iter().any(|o| o.process == op.process && matches!(o.call, Call::Send { .. }) && o.invoke_ns > op.invoke_ns && o.invoke_ns < op.complete_ns().unwrap())
         });
         proptest::prop_assume!(txn.is_some());
         history.ops[txn.unwrap()].outcome = Some(aborted());

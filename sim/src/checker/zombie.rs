@@ -48,7 +48,7 @@ pub(crate) fn check(history: &History, txns: &Txns<'_>, findings: &mut Findings)
         };
         let Some(last) = last_step(history, txn) else { continue };
         let Some(init) = incarnations.first_newer(txn.transactional_id, txn.producer_id, txn.epoch) else { continue };
-        let init_ns = init.op.complete_ns.expect("an answered init");
+        let init_ns = init.op.complete_ns().expect("an answered init");
         if last.ns <= init_ns {
             continue;
         }
@@ -123,7 +123,7 @@ fn last_step<'h>(history: &'h History, txn: &TxnView<'h>) -> Option<Step<'h>> {
         .iter()
         .filter(|write| write.landed().is_some())
         .map(|write| &history.ops[write.op() as usize])
-        .filter_map(|op| op.complete_ns.map(|ns| Step { ns, op, ack: true }))
+        .filter_map(|op| op.complete_ns().map(|ns| Step { ns, op, ack: true }))
         .max_by_key(|step| step.ns);
     match (asked, acked) {
         (Some(a), Some(b)) => Some(if b.ns > a.ns { b } else { a }),
@@ -185,5 +185,5 @@ impl<'a, 'h> Incarnations<'a, 'h> {
 }
 
 fn answered(init: &Init<'_>) -> u64 {
-    init.op.complete_ns.unwrap_or(u64::MAX)
+    init.op.complete_ns().unwrap_or(u64::MAX)
 }

@@ -234,9 +234,10 @@ impl Transformer {
         let mut transformed = Vec::with_capacity(records.len());
         for r in &records {
             let output = self.next_value();
-            let op = self
-                .world
-                .invoke(self.process, Call::Send { topic: self.history_output.clone(), partition: None, value: output });
+            let op = self.world.invoke(
+                self.process,
+                Call::Send { topic: self.history_output.clone(), partition: None, value: output },
+            );
             let id = RecordId(output.0);
             self.ops.insert(id, op);
             let record = ProducerRecord {

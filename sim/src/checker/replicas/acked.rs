@@ -126,11 +126,7 @@ type Drained = Vec<OffsetMap<(Value, OpId)>>;
 
 /// One walk over the history's ops (they are many and scattered in memory):
 /// the judged producers' acks, with their partitions' indices, and the drain's reads.
-fn walk<'h>(
-    seen: Observed<'h>,
-    acks_all: &BTreeSet<ProcessId>,
-    count: usize,
-) -> (Vec<Acked>, Drained) {
+fn walk<'h>(seen: Observed<'h>, acks_all: &BTreeSet<ProcessId>, count: usize) -> (Vec<Acked>, Drained) {
     let history = seen.history;
     let mut lookup = Lookup::new(seen);
     let mut acks = Vec::new();
@@ -141,7 +137,7 @@ fn walk<'h>(
         match (&op.call, &op.outcome) {
             (Call::Txn { .. }, outcome) => {
                 let committed = matches!(outcome, Some(Outcome::TxnCommitted));
-                txns.insert(op.process, (op.complete_ns.unwrap_or(u64::MAX), committed));
+                txns.insert(op.process, (op.complete_ns().unwrap_or(u64::MAX), committed));
             }
             (Call::Send { value, .. }, Some(Outcome::SendOk { partition, offset }))
                 if acks_all.contains(&op.process) =>
