@@ -11,7 +11,7 @@
 //! broken broker made up), goes to an ordered map instead: the same
 //! results, a log factor slower.
 
-use super::log_view::OpId;
+use super::log_view::{compact_op, OpId};
 use crate::history::Value;
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -42,10 +42,6 @@ struct Entry {
     acked_by: u32,
 }
 
-fn compact(op: OpId) -> u32 {
-    u32::try_from(op).expect("fewer than 2^32 ops in a history")
-}
-
 /// Fewer than 2^63 records fit in memory, so the top bit of a read count is free.
 const ACKED: u64 = 1 << 63;
 
@@ -70,13 +66,13 @@ impl Entry {
         match observation {
             Observation::Read(op) => {
                 if self.reads_and_acked & !ACKED == 0 {
-                    self.first_read = compact(op);
+                    self.first_read = compact_op(op);
                 }
                 self.reads_and_acked += 1;
             }
             // Values are unique, so one ack per value; keep the first if not.
             Observation::Ack(op) if self.reads_and_acked & ACKED == 0 => {
-                self.acked_by = compact(op);
+                self.acked_by = compact_op(op);
                 self.reads_and_acked |= ACKED;
             }
             Observation::Ack(_) => {}

@@ -41,7 +41,7 @@
 
 use super::bucket_sort::sort_by_bucket;
 use super::evidence::{op_label, Findings};
-use super::log_view::{LogView, OpId, PartitionId};
+use super::log_view::{compact_op, LogView, OpId, PartitionId};
 use super::txn::{OffsetCommit, Txns};
 use super::Invariant;
 use crate::history::{Call, History, Op, PipelineInfo, ProcessId, Value};
@@ -83,11 +83,6 @@ impl Origin {
             _ => unreachable!("origins come from txn-offsets ops"),
         }
     }
-}
-
-/// An op id or an index as the checker's compact records hold it.
-fn compact(index: u64) -> u32 {
-    u32::try_from(index).expect("fewer than 2^32 ops in a history")
 }
 
 /// What a partition is to the pipeline being judged.
@@ -148,7 +143,7 @@ fn drained_records(view: &LogView<'_>, txns: &Txns<'_>, drain: &[ProcessId]) -> 
     for read in txns.committed_reads().iter().filter(|read| drain.contains(&read.op.process)) {
         for polled in read.records {
             let Some(partition) = view.id(&polled.partition) else { continue };
-            let read_by = compact(read.op.id);
+            let read_by = compact_op(read.op.id);
             records.push(Record { partition, read_by, offset: polled.offset, value: polled.value });
         }
     }
@@ -161,8 +156,9 @@ fn drained_records(view: &LogView<'_>, txns: &Txns<'_>, drain: &[ProcessId]) -> 
 
 /// Every transformed pair of every `txn-offsets` op, in op order.
 fn transforms<'t>(txns: &'t Txns<'_>) -> impl Iterator<Item = Origin> + 't {
-    (txns.offset_commits().iter().zip(0..)).flat_map(|(commit, index)| {
-        let at = compact(index);
+    // Fewer txn-offsets ops than ops, so their indices fit as op ids do.
+    (txns.offset_commits().iter().zip(0u64..)).flat_map(|(commit, index)| {
+        let at = compact_op(index);
         pairs(commit.op).iter().map(move |&(input, output)| Origin { input, output, commit: at })
     })
 }

@@ -15,7 +15,7 @@
 
 use super::bucket_sort::{sort_by_bucket, PROCESS_BUCKETS};
 use super::evidence::op_label;
-use super::log_view::{LogView, OpId, PartitionId};
+use super::log_view::{compact_op, LogView, OpId, PartitionId};
 use super::value_index::ValueIndex;
 use crate::history::{Call, History, Op, Outcome, Polled, ProcessId, TopicName, Value};
 use std::collections::BTreeMap;
@@ -48,7 +48,7 @@ const NOT_LANDED: u32 = u32::MAX;
 
 impl Write {
     fn new(op: OpId, value: Value, landed: Option<(PartitionId, i64)>) -> Write {
-        let op = u32::try_from(op).expect("fewer than 2^32 ops in a history");
+        let op = compact_op(op);
         let (partition, offset) = landed.map_or((NOT_LANDED, 0), |(partition, offset)| {
             let index = u32::try_from(partition.index()).ok().filter(|&p| p != NOT_LANDED);
             (index.expect("fewer than 2^32 - 1 partitions"), offset)
@@ -140,7 +140,7 @@ const NO_TXN: u32 = u32::MAX;
 
 impl Writer {
     fn new(send: OpId, txn: Option<TxnIndex>) -> Writer {
-        let send = u32::try_from(send).expect("fewer than 2^32 ops in a history");
+        let send = compact_op(send);
         let txn = txn.map_or(NO_TXN, |t| {
             u32::try_from(t).ok().filter(|&t| t != NO_TXN).expect("fewer than 2^32 - 1 transactions")
         });

@@ -16,7 +16,7 @@ use super::logs::{OffsetMap, RecordsView};
 use super::observations::{RecordLabel, ReplicaSnapshot};
 use super::{Ctx, Finals, Observed, PartitionIndex, PartitionState};
 use crate::checker::evidence::op_label;
-use crate::checker::log_view::OpId;
+use crate::checker::log_view::{compact_op, OpId};
 use crate::checker::Invariant;
 use crate::history::{Call, History, Outcome, Partition, ProcessId, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -146,7 +146,7 @@ fn walk<'h>(seen: Observed<'h>, acks_all: &BTreeSet<ProcessId>, count: usize) ->
                 // process's latest transaction was open belongs to it.
                 let uncommitted =
                     txns.get(&op.process).is_some_and(|&(until, committed)| op.invoke_ns <= until && !committed);
-                let op = u32::try_from(op.id).expect("fewer than 2^32 ops in a history");
+                let op = compact_op(op.id);
                 let index = lookup.index(partition).map_or(UNOBSERVED, |index| index.0);
                 acks.push(Acked { op, index, offset: *offset, value: *value, uncommitted });
             }
