@@ -136,12 +136,6 @@ impl PartialEq<TopicName> for Topic {
     }
 }
 
-impl PartialEq<str> for Topic {
-    fn eq(&self, other: &str) -> bool {
-        self.as_str() == other
-    }
-}
-
 impl std::fmt::Display for Topic {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self)

@@ -122,8 +122,8 @@ fn sort_key(e: &Edge) -> u128 {
 
 fn push_edge(edges: &mut Vec<Edge>, from: u32, to: u32, dep: Dep, partition: PartitionId, at: i64) {
     let seq = u32::try_from(edges.len()).expect("fewer than 2^32 edges");
-    let partition = u32::try_from(partition.index()).ok().filter(|&p| p < 1 << PARTITION_BITS);
-    let partition = partition.expect("fewer than 2^30 partitions");
+    let partition = partition.raw();
+    assert!(partition < 1 << PARTITION_BITS, "fewer than 2^30 partitions");
     edges.push(Edge { from, to, seq, dep_and_partition: (dep as u32) << PARTITION_BITS | partition, at });
 }
 
@@ -191,11 +191,9 @@ impl<'a, 'h> Dependencies<'a, 'h> {
     /// The node that wrote `value`, if its writer is one.
     fn writer_node(&mut self, value: Value) -> Option<u32> {
         let (index, writer) = self.txns.writer_index(value)?;
-        if let Some(t) = writer.txn() {
-            return self.txn_node[t];
-        }
-        if let Some(node) = self.send_node[index] {
-            return Some(node);
+        // A transaction's node is made up front, or never.
+        if writer.txn().is_some() || self.send_node[index].is_some() {
+            return self.node_of(index, writer);
         }
         if matches!(self.history.ops[writer.send() as usize].outcome, Some(Outcome::SendFail { .. })) {
             return None;
@@ -302,10 +300,8 @@ impl<'a, 'h> Dependencies<'a, 'h> {
         let why = match edge.dep() {
             Dep::Ww => format!("ww {name}: offset {at} then {}", self.next_written(partition, at)),
             Dep::Wr => {
-                let value = self.view.log(partition).values_at(at).map(|(value, _)| value).find(|&value| {
-                    self.txns.writer_index(value).and_then(|(index, writer)| self.node_of(index, writer))
-                        == Some(edge.from)
-                });
+                let mut values = self.view.log(partition).values_at(at).map(|(value, _)| value);
+                let value = values.find(|&value| self.made_node(value) == Some(edge.from));
                 let value = value.expect("a wr edge's value is in the log at its offset");
                 format!("wr {name}: {value} at offset {at}")
             }
@@ -321,14 +317,17 @@ impl<'a, 'h> Dependencies<'a, 'h> {
     /// offset of each value, kept where the value's writer is a node.
     fn next_written(&self, partition: PartitionId, offset: i64) -> i64 {
         let mut sightings = self.view.log(partition).lowest_sightings();
-        let next = sightings.find(|&(at, value)| {
-            at > offset
-                && self.txns.writer_index(value).and_then(|(index, writer)| self.node_of(index, writer)).is_some()
-        });
+        let next = sightings.find(|&(at, value)| at > offset && self.made_node(value).is_some());
         next.expect("a ww or rw edge's target wrote past its offset").0
     }
 
-    /// The node of a writer already made one (`writer_node` makes them).
+    /// The node of `value`'s writer, if it was made one (`writer_node`
+    /// makes them).
+    fn made_node(&self, value: Value) -> Option<u32> {
+        self.txns.writer_index(value).and_then(|(index, writer)| self.node_of(index, writer))
+    }
+
+    /// The node of a writer, if it was made one.
     fn node_of(&self, index: usize, writer: Writer) -> Option<u32> {
         match writer.txn() {
             Some(t) => self.txn_node[t],

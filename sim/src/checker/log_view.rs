@@ -39,6 +39,11 @@ impl PartitionId {
     pub(crate) fn new(index: u32) -> PartitionId {
         PartitionId(index)
     }
+
+    /// The id's number, to pack.
+    pub(crate) fn raw(self) -> u32 {
+        self.0
+    }
 }
 
 /// One ok send: its op, and where its ack placed its value. The op's

@@ -50,8 +50,8 @@ impl Write {
     fn new(op: OpId, value: Value, landed: Option<(PartitionId, i64)>) -> Write {
         let op = compact_op(op);
         let (partition, offset) = landed.map_or((NOT_LANDED, 0), |(partition, offset)| {
-            let index = u32::try_from(partition.index()).ok().filter(|&p| p != NOT_LANDED);
-            (index.expect("fewer than 2^32 - 1 partitions"), offset)
+            assert!(partition.raw() != NOT_LANDED, "fewer than 2^32 - 1 partitions");
+            (partition.raw(), offset)
         });
         Write { value, offset, op, partition }
     }
